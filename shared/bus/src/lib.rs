@@ -1,1 +1,26 @@
-//! placeholder
+//! The bus: how every mainloop service talks to NATS JetStream.
+//!
+//! - [`Bus::connect`] retries until the server answers; [`Bus::ensure_streams`] declares the
+//!   streams of [`streams::STREAMS`] idempotently, so any service may start first.
+//! - [`Bus::publish`] stores an [`Envelope`](mainloop_events::Envelope) exactly once: the event id
+//!   is the `Nats-Msg-Id`, and an [`Expect::LastSubjectSequence`] turns a concurrent write to the
+//!   same aggregate into [`BusError::Conflict`] with nothing stored.
+//! - [`consumer::run`] drives a durable pull consumer: bounded concurrency, ack only after the
+//!   handler succeeded, nak with backoff on transient errors, and a dead letter (stream
+//!   DEADLETTER) for a message that keeps failing, so nothing vanishes silently.
+//! - W3C `traceparent` travels in message headers ([`trace`]), so one trace spans services.
+//! - [`request`] carries commands with typed errors over NATS request/reply.
+
+mod bus;
+pub mod dead_letter;
+pub mod consumer;
+mod error;
+mod publish;
+pub mod request;
+pub mod streams;
+pub mod trace;
+
+pub use bus::Bus;
+pub use consumer::{ConsumerSpec, Delivery, Handler, HandlerError};
+pub use error::BusError;
+pub use publish::{Expect, Published};

@@ -3,6 +3,7 @@
 //! subject scheme that places events on streams. Other tools can depend on this crate, or on the
 //! `.proto` files under `/proto`, to read mainloop's streams; docs/EVENTS.md is the catalogue.
 
+mod command_error;
 mod envelope_ext;
 mod error;
 pub mod subjects;

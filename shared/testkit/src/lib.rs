@@ -1,1 +1,125 @@
-//! placeholder
+//! Throw-away servers for tests: a real `nats-server -js` and a real Postgres cluster, each on a
+//! random loopback port with its data in a temp dir, stopped and deleted when the handle drops
+//! (also when the test panics), and killed by the kernel if the test process dies. Tests never
+//! touch servers that happen to run on the machine.
+//!
+//! Postgres clusters are copied from a template made once per machine with `initdb`, which
+//! turns a two-second `initdb` per test into a copy of a few milliseconds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions, init_cluster};
+use tempfile::TempDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    #[error(transparent)]
+    Server(#[from] mainloop_local_servers::Error),
+    #[error("test kit I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("copying the Postgres template failed: {0}")]
+    Copy(String),
+}
+
+/// A temp dir another user (postgres, when tests run as root) can traverse.
+fn shared_temp_dir(prefix: &str) -> Result<TempDir, TestkitError> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+pub struct TestNats {
+    // Field order matters: the server stops before its directory is deleted.
+    server: Option<NatsServer>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl TestNats {
+    pub fn start() -> Result<Self, TestkitError> {
+        let dir = shared_temp_dir("mainloop-nats-")?;
+        let server = NatsServer::start(&Self::options(dir.path(), 0))?;
+        Ok(TestNats { port: server.port(), server: Some(server), dir })
+    }
+
+    fn options(dir: &Path, port: u16) -> NatsOptions {
+        NatsOptions { data_dir: dir.join("jetstream"), log_file: dir.join("nats.log"), port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().map_or(0, NatsServer::pid)
+    }
+
+    /// Stops the server cleanly and starts it again on the same port and store.
+    pub fn restart(&mut self) -> Result<(), TestkitError> {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        self.server = Some(NatsServer::start(&Self::options(self.dir.path(), self.port))?);
+        Ok(())
+    }
+}
+
+pub struct TestPostgres {
+    server: Postgres,
+    _dir: TempDir,
+}
+
+impl TestPostgres {
+    pub fn start() -> Result<Self, TestkitError> {
+        let dir = shared_temp_dir("mainloop-pg-")?;
+        let data_dir = dir.path().join("data");
+        copy_tree(&template()?, &data_dir)?;
+        let server = Postgres::start(&PostgresOptions {
+            data_dir,
+            socket_dir: dir.path().join("run"),
+            log_file: dir.path().join("postgres.log"),
+            port: 0,
+            durable: false,
+        })?;
+        Ok(TestPostgres { server, _dir: dir })
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
+    }
+}
+
+/// The machine-wide template cluster, made on first use. Concurrent test processes may both
+/// build one; each builds in its own directory and the first rename wins.
+fn template() -> Result<PathBuf, TestkitError> {
+    let root = std::env::temp_dir().join("mainloop-testkit");
+    let template = root.join("pg15-template-v1");
+    if template.join("PG_VERSION").is_file() {
+        return Ok(template);
+    }
+    std::fs::create_dir_all(&root)?;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+    let building = root.join(format!("building-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    init_cluster(&building, &root.join(format!("initdb-{}.log", std::process::id())), false)?;
+    if std::fs::rename(&building, &template).is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    Ok(template)
+}
+
+/// `cp -a` keeps owner and mode (Postgres insists its data dir is private to its user).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), TestkitError> {
+    let output = Command::new("cp").arg("-a").arg(from).arg(to).output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(TestkitError::Copy(String::from_utf8_lossy(&output.stderr).into_owned()))
+    }
+}

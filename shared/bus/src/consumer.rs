@@ -1,0 +1,227 @@
+//! Durable pull consumers with the delivery rules every service relies on:
+//!
+//! - at-least-once: a message is acked only after its handler returned `Ok`;
+//! - a transient failure is nakked with exponential backoff and comes back;
+//! - a message that still fails on its `max_deliver`-th delivery, or fails permanently, or is not
+//!   a valid envelope, goes to the dead-letter stream with its reason and is then terminated.
+//!
+//! The server-side consumer redelivers without limit; the limit is enforced here, after the dead
+//! letter is safely stored. So a crash at any point redelivers rather than drops.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt;
+use mainloop_events::Envelope;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{Bus, BusError, dead_letter, trace};
+
+/// What a consumer reads and how hard it tries.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: String,
+    /// The durable name; replicas of a service share it and so share the work.
+    pub durable: String,
+    /// One subject filter (NATS 2.9 allows only one).
+    pub filter_subject: String,
+    /// Handlers running at once.
+    pub concurrency: usize,
+    /// Deliveries before a failing message is dead-lettered.
+    pub max_deliver: u32,
+    /// How long a delivery may stay unacked before the server gives it to someone else.
+    pub ack_wait: Duration,
+    /// First nak delay; doubles per delivery, capped at `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ConsumerSpec {
+    pub fn new(stream: &str, durable: &str, filter_subject: &str) -> Self {
+        ConsumerSpec {
+            stream: stream.to_string(),
+            durable: durable.to_string(),
+            filter_subject: filter_subject.to_string(),
+            concurrency: 16,
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+
+    fn nak_delay(&self, delivered: u32) -> Duration {
+        let doublings = delivered.saturating_sub(1).min(20);
+        self.backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+    }
+}
+
+/// One delivery of an event.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: Envelope,
+    pub subject: String,
+    pub stream_sequence: u64,
+    /// 1 on first delivery.
+    pub delivered: u32,
+}
+
+/// Why a handler did not finish.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again later (a database or network hiccup).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed (bad data, a bug); dead-lettered at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Handles deliveries. Handlers must be idempotent: a delivery may repeat after a crash.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Creates the durable consumer if needed and handles messages until `shutdown`; then stops
+/// pulling, lets in-flight handlers finish, and returns.
+pub async fn run<H: Handler>(
+    bus: &Bus,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let consumer = create(bus, &spec).await?;
+    let (stream_name, durable) = (spec.stream.clone(), spec.durable.clone());
+    let fail = |reason: String| BusError::Consumer {
+        stream: stream_name.clone(),
+        consumer: durable.clone(),
+        reason,
+    };
+    let mut messages = consumer.messages().await.map_err(|e| fail(e.to_string()))?;
+    let slots = Arc::new(Semaphore::new(spec.concurrency.max(1)));
+    let spec = Arc::new(spec);
+    let mut in_flight = JoinSet::new();
+
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.map_err(|e| fail(e.to_string()))?,
+        };
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = messages.next() => next,
+        };
+        match next {
+            Some(Ok(message)) => {
+                let (bus, spec, handler) = (bus.clone(), spec.clone(), handler.clone());
+                in_flight.spawn(async move {
+                    process(&bus, &spec, handler.as_ref(), message).await;
+                    drop(slot);
+                });
+            }
+            Some(Err(err)) => {
+                use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                match err.kind() {
+                    Kind::ConsumerDeleted | Kind::PushBasedConsumer => return Err(fail(err.to_string())),
+                    _ => tracing::warn!(consumer = %spec.durable, error = %err, "pull failed; retrying"),
+                }
+            }
+            None => return Err(fail("message stream ended".into())),
+        }
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+    let fail = |reason: String| BusError::Consumer {
+        stream: spec.stream.clone(),
+        consumer: spec.durable.clone(),
+        reason,
+    };
+    let stream = bus
+        .jetstream()
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter_subject.clone(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: i64::try_from(spec.concurrency.max(1) * 4).unwrap_or(1024),
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    stream
+        .get_or_create_consumer(&spec.durable, config)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, message: jetstream::Message) {
+    let (stream_sequence, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence, u32::try_from(info.delivered).unwrap_or(u32::MAX)),
+        Err(err) => {
+            tracing::error!(error = %err, "message without JetStream metadata; leaving it to redelivery");
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "bus.handle",
+        stream = %spec.stream,
+        consumer = %spec.durable,
+        subject = %message.subject,
+        seq = stream_sequence,
+        delivered,
+    );
+    let _ = span.set_parent(trace::extract(message.headers.as_ref()));
+
+    let outcome = match Envelope::from_bytes(&message.payload) {
+        Ok(event) => {
+            let delivery = Delivery {
+                event,
+                subject: message.subject.to_string(),
+                stream_sequence,
+                delivered,
+            };
+            handler.handle(delivery).instrument(span.clone()).await
+        }
+        Err(err) => Err(HandlerError::Permanent(err.to_string())),
+    };
+
+    let _entered = span.enter();
+    let ack = match outcome {
+        Ok(()) => message.ack_with(AckKind::Ack).await,
+        Err(HandlerError::Transient(reason)) if delivered < spec.max_deliver => {
+            let delay = spec.nak_delay(delivered);
+            tracing::warn!(%reason, retry_in = ?delay, "handler failed; will retry");
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        Err(failure) => {
+            let reason = failure.to_string();
+            match dead_letter::record(bus, spec, &message, stream_sequence, delivered, &reason).await {
+                Ok(()) => {
+                    tracing::error!(%reason, "message dead-lettered");
+                    message.ack_with(AckKind::Term).await
+                }
+                Err(err) => {
+                    tracing::error!(%reason, error = %err, "could not store dead letter; will retry");
+                    message.ack_with(AckKind::Nak(Some(spec.max_backoff))).await
+                }
+            }
+        }
+    };
+    if let Err(err) = ack {
+        // The server will redeliver after ack_wait; idempotent handlers make that harmless.
+        tracing::warn!(error = %err, "ack not sent");
+    }
+}

@@ -1,0 +1,136 @@
+//! Commands over NATS request/reply. A command is a protobuf message sent to
+//! `cmd.<service>.<command>`; the reply is a `CommandReply` holding either the typed answer or a
+//! `CommandError` with a code the gateway maps to an HTTP status. Commands are never stored: the
+//! events they cause are.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use mainloop_events::v1::{CommandError, CommandReply, ErrorCode, command_reply};
+use prost::Message;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{Bus, trace};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The service answered and refused, with its reason.
+    #[error("{code:?}: {message}")]
+    Rejected { code: ErrorCode, message: String },
+    #[error("no service is listening on {0}")]
+    NoResponders(String),
+    #[error("{0} did not answer in time")]
+    TimedOut(String),
+    #[error("request to {subject} failed: {reason}")]
+    Transport { subject: String, reason: String },
+    #[error("reply from {subject} is malformed: {reason}")]
+    BadReply { subject: String, reason: String },
+}
+
+/// Sends `command` and waits up to `timeout` for the typed answer.
+pub async fn send<Req: Message, Resp: Message + Default>(
+    bus: &Bus,
+    subject: &str,
+    command: &Req,
+    timeout: Duration,
+) -> Result<Resp, RequestError> {
+    use async_nats::RequestErrorKind as Kind;
+    let mut headers = HeaderMap::new();
+    trace::inject_current(&mut headers);
+    let request = async_nats::Request::new()
+        .payload(command.encode_to_vec().into())
+        .headers(headers)
+        .timeout(Some(timeout));
+    let reply = bus
+        .client()
+        .send_request(subject.to_string(), request)
+        .await
+        .map_err(|err| match err.kind() {
+            Kind::NoResponders => RequestError::NoResponders(subject.to_string()),
+            Kind::TimedOut => RequestError::TimedOut(subject.to_string()),
+            _ => RequestError::Transport {
+                subject: subject.to_string(),
+                reason: err.to_string(),
+            },
+        })?;
+    let bad = |reason: String| RequestError::BadReply {
+        subject: subject.to_string(),
+        reason,
+    };
+    match CommandReply::decode(reply.payload).map_err(|e| bad(e.to_string()))?.result {
+        Some(command_reply::Result::Ok(bytes)) => Resp::decode(bytes.as_slice()).map_err(|e| bad(e.to_string())),
+        Some(command_reply::Result::Error(error)) => Err(RequestError::Rejected {
+            code: error.code(),
+            message: error.message,
+        }),
+        None => Err(bad("empty reply".into())),
+    }
+}
+
+/// Answers commands on `subject` until `shutdown`. Replicas share the work through
+/// `queue_group`. A command that does not decode is refused with `ERROR_CODE_INVALID`.
+pub async fn serve<Req, Resp, F, Fut>(
+    bus: &Bus,
+    subject: &str,
+    queue_group: &str,
+    shutdown: CancellationToken,
+    handler: F,
+) -> Result<(), async_nats::SubscribeError>
+where
+    Req: Message + Default + 'static,
+    Resp: Message + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, CommandError>> + Send,
+{
+    let mut requests = bus
+        .client()
+        .queue_subscribe(subject.to_string(), queue_group.to_string())
+        .await?;
+    let handler = Arc::new(handler);
+    let mut in_flight = JoinSet::new();
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            request = requests.next() => match request { Some(r) => r, None => break },
+        };
+        let Some(reply_to) = request.reply.clone() else {
+            tracing::warn!(subject = %request.subject, "command without a reply subject ignored");
+            continue;
+        };
+        let (bus, handler) = (bus.clone(), handler.clone());
+        let span = tracing::info_span!("bus.command", subject = %request.subject);
+        let _ = span.set_parent(trace::extract(request.headers.as_ref()));
+        in_flight.spawn(
+            async move {
+                let result = match Req::decode(request.payload) {
+                    Ok(command) => handler(command).await.map(|r| r.encode_to_vec()),
+                    Err(err) => Err(CommandError::new(ErrorCode::Invalid, format!("malformed command: {err}"))),
+                };
+                if let Err(error) = &result {
+                    tracing::info!(code = ?error.code(), message = %error.message, "command refused");
+                }
+                let reply = CommandReply {
+                    result: Some(match result {
+                        Ok(bytes) => command_reply::Result::Ok(bytes),
+                        Err(error) => command_reply::Result::Error(error),
+                    }),
+                };
+                let payload: Bytes = reply.encode_to_vec().into();
+                if let Err(err) = bus.client().publish(reply_to, payload).await {
+                    tracing::warn!(error = %err, "command reply not sent");
+                }
+            }
+            .instrument(span),
+        );
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The bus against a real nats-server: one test binary, a server per test.
+
+mod consumer;
+mod helpers;
+mod publish;
+mod request;
+mod trace;
