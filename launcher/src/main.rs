@@ -1,1 +1,27 @@
-fn main() {}
+//! `mainloop`: run everything locally (`up`), one service per process (`run <service>`), or read
+//! the event streams (`events tail`).
+
+mod cli;
+mod events_tail;
+mod run_one;
+mod services;
+mod up;
+
+use clap::Parser;
+
+use cli::{Cli, Command, EventsCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The runtime's main thread starts the local servers, and they are bound to the thread that
+    // started them (parent-death signal), so they must not be started from a pool thread.
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        let _telemetry = mainloop_runtime::telemetry::init("mainloop", &cli.telemetry)?;
+        let shutdown = mainloop_runtime::shutdown::on_signals()?;
+        match cli.command {
+            Command::Up(args) => up::up(args, shutdown).await,
+            Command::Run { service, health_addr } => run_one::run_one(service, &health_addr, shutdown).await,
+            Command::Events { command: EventsCommand::Tail(args) } => events_tail::tail(args, shutdown).await,
+        }
+    })
+}

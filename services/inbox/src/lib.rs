@@ -1,1 +1,30 @@
-//! placeholder
+//! The inbox projects TASKS, JOBS, GITHUB and CHAT into the attention queue and the task and
+//! project read models, answers queries about them, and publishes the INBOX feed
+//! (`inbox.<user>`) that the gateway streams to browsers.
+//!
+//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
+//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+
+mod config;
+mod error;
+
+use mainloop_runtime::service::Foundation;
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::Error;
+
+pub const NAME: &str = "inbox";
+/// The Postgres schema this service owns; no other service touches it.
+pub const SCHEMA: &str = "inbox";
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Runs until `shutdown` is cancelled, then drains and returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    foundation.readiness.ready();
+    shutdown.cancelled().await;
+    foundation.stop().await;
+    Ok(())
+}

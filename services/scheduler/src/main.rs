@@ -1,1 +1,5 @@
-fn main() {}
+use mainloop_scheduler::{Config, NAME, run};
+
+fn main() -> anyhow::Result<()> {
+    mainloop_runtime::service::main(NAME, Config::health, run)
+}

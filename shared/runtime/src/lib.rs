@@ -1,1 +1,19 @@
-//! placeholder
+//! What every mainloop service runs on, so services hold only their own logic:
+//! [`config`] (typed settings from flags and environment, secrets that never print),
+//! [`telemetry`] (human or JSON logs, OpenTelemetry traces exported over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set), [`shutdown`] (SIGINT/SIGTERM become one cancellation
+//! token), [`db`] (a Postgres pool confined to the service's own schema, with its migrations),
+//! [`idempotency`] (apply a delivered event at most once), and [`health`] (readiness answers).
+
+pub mod config;
+pub mod db;
+mod error;
+pub mod health;
+pub mod idempotency;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{CommonConfig, Secret, TelemetryConfig};
+pub use error::RuntimeError;
+pub use health::{Health, Readiness};
+pub mod service;

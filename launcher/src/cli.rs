@@ -1,0 +1,80 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mainloop_runtime::{Secret, TelemetryConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "mainloop", version, about = "Run a fleet of AI coding agents from one conversation.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all six services in this process. Without NATS_URL / DATABASE_URL, starts a private
+    /// nats-server and Postgres with their data under --data-dir, and stops them on Ctrl-C.
+    Up(UpArgs),
+    /// Run one service in this process (the production shape: one service per process).
+    Run {
+        #[command(subcommand)]
+        service: ServiceCommand,
+        /// Serves /health, /readyz and /healthz; empty turns it off.
+        #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9090", global = true)]
+        health_addr: String,
+    },
+    /// Read mainloop's event streams.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the web app and API are served.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    /// Data of the private servers; kept across restarts.
+    #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
+    pub data_dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Use this Postgres database instead of starting one.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    Gateway(mainloop_gateway::Config),
+    Conversation(mainloop_conversation::Config),
+    Scheduler(mainloop_scheduler::Config),
+    WorkerSupervisor(mainloop_worker_supervisor::Config),
+    GithubWatcher(mainloop_github_watcher::Config),
+    Inbox(mainloop_inbox::Config),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as JSON lines: {"stream","seq","subject","event"}.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Only events on this subject (wildcards allowed), e.g. `task.alice.>`.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Start with events published from now on, instead of from the beginning.
+    #[arg(long)]
+    pub new: bool,
+    /// Print what is stored and exit, instead of following.
+    #[arg(long, conflicts_with = "new")]
+    pub once: bool,
+}

@@ -1,0 +1,126 @@
+//! `mainloop up`: everything on one machine with nothing configured.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions};
+use mainloop_runtime::{CommonConfig, Health, Secret};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::UpArgs;
+use crate::services::{self, ServiceExit};
+
+/// How long services get to drain after Ctrl-C before we stop the servers under them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&args.data_dir).context("data dir")?;
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+
+    let (nats_url, nats) = match args.nats_url {
+        Some(url) => {
+            println!("NATS:      using {url}");
+            (url, None)
+        }
+        None => {
+            let server = NatsServer::start(&NatsOptions {
+                data_dir: data_dir.join("nats"),
+                log_file: logs.join("nats.log"),
+                port: 0,
+            })?;
+            println!("NATS:      started nats-server (pid {}) with its data in {}", server.pid(), shown(&data_dir.join("nats")));
+            (server.url(), Some(server))
+        }
+    };
+    let (database_url, postgres) = match args.database_url {
+        Some(url) => {
+            println!("Postgres:  using DATABASE_URL");
+            (url, None)
+        }
+        None => {
+            let server = Postgres::start(&PostgresOptions {
+                data_dir: data_dir.join("postgres"),
+                socket_dir: data_dir.join("run"),
+                log_file: logs.join("postgres.log"),
+                port: 0,
+                durable: true,
+            })?;
+            println!("Postgres:  started postgres (pid {}) with its data in {}", server.pid(), shown(&data_dir.join("postgres")));
+            (Secret::new(server.url()), Some(server))
+        }
+    };
+
+    let health = Health::default();
+    let common = CommonConfig { nats_url, database_url, stream_replicas: 1, health: health.clone() };
+    let mut running = services::spawn_all(&common, &args.http_addr, &shutdown);
+
+    let mut failure = None;
+    tokio::select! {
+        ready = wait_until_ready(&health) => match ready {
+            Ok(()) => println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http_addr)),
+            Err(err) => failure = Some(err),
+        },
+        Some(exit) = running.join_next() => failure = Some(early_exit(exit)),
+        () = shutdown.cancelled() => {}
+    }
+    if failure.is_none() {
+        tokio::select! {
+            Some(exit) = running.join_next() => failure = Some(early_exit(exit)),
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    shutdown.cancel();
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while let Some(exit) = running.join_next().await {
+            if let Ok((name, Err(err))) = exit {
+                tracing::warn!(service = name, error = %err, "service stopped with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("services did not drain in time; stopping anyway");
+        running.abort_all();
+    }
+    // Servers stop last, after every service let go of them.
+    if let Some(server) = postgres {
+        server.stop();
+    }
+    if let Some(server) = nats {
+        server.stop();
+    }
+    println!("mainloop stopped.");
+    failure.map_or(Ok(()), Err)
+}
+
+async fn wait_until_ready(health: &Health) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while health.report().status != "healthy" {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("services not ready after 90s: {:?}", health.report().components);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn early_exit(exit: Result<ServiceExit, tokio::task::JoinError>) -> anyhow::Error {
+    match exit {
+        Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped unexpectedly"),
+        Ok((name, Err(err))) => err.context(format!("{name} failed")),
+        Err(err) => anyhow::anyhow!("a service panicked: {err}"),
+    }
+}
+
+/// A wildcard listen address is reached through loopback.
+fn browsable(addr: &str) -> String {
+    addr.replace("0.0.0.0", "127.0.0.1")
+}
+
+fn shown(path: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    path.strip_prefix(&cwd).map_or_else(|_| path.display().to_string(), |p| format!("./{}", p.display()))
+}

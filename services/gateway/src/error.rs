@@ -1,0 +1,9 @@
+use mainloop_runtime::service::StartError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http { addr: String, source: std::io::Error },
+}

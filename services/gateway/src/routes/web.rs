@@ -1,0 +1,9 @@
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../../../../web/index.html");
+
+pub fn router() -> Router {
+    Router::new().route("/", get(|| async { Html(INDEX) }))
+}

@@ -1,0 +1,7 @@
+use mainloop_runtime::service::StartError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
