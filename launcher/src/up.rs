@@ -30,7 +30,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
                 log_file: logs.join("nats.log"),
                 port: 0,
             })?;
-            println!("NATS:      started nats-server (pid {}) with its data in {}", server.pid(), shown(&data_dir.join("nats")));
+            println!(
+                "NATS:      started nats-server at {} (pid {}), data in {}",
+                server.url(),
+                server.pid(),
+                shown(&data_dir.join("nats"))
+            );
             (server.url(), Some(server))
         }
     };
@@ -47,7 +52,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
                 port: 0,
                 durable: true,
             })?;
-            println!("Postgres:  started postgres (pid {}) with its data in {}", server.pid(), shown(&data_dir.join("postgres")));
+            println!(
+                "Postgres:  started postgres on port {} (pid {}), data in {}",
+                server.port(),
+                server.pid(),
+                shown(&data_dir.join("postgres"))
+            );
             (Secret::new(server.url()), Some(server))
         }
     };

@@ -1,0 +1,222 @@
+//! `mainloop up` as a person runs it: the real binary, real child servers, a real signal.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every live descendant of `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            let parent = after_name.split_whitespace().nth(1)?.parse().ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let current = found[i];
+        found.extend(parents.iter().filter(|(_, p)| *p == current).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+fn command_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+struct Up {
+    child: Child,
+    port: u16,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Up {
+    fn start(data_dir: &Path) -> anyhow::Result<Up> {
+        let port = free_port()?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mainloop"))
+            .args(["up", "--http-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .env_remove("NATS_URL")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (lines, stdout) = mpsc::channel();
+        let out = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        Ok(Up { child, port, stdout })
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        while http_status(self.port, "/health") != Some(200) {
+            anyhow::ensure!(self.child.try_wait()?.is_none(), "mainloop up exited early");
+            anyhow::ensure!(started.elapsed() < limit, "/health not 200 within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(started.elapsed())
+    }
+
+    fn printed(&self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+
+    fn interrupt_and_wait(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill failed");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "mainloop up exited with {status}");
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "mainloop up did not stop after SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_dir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("mainloop-up-").tempdir()?;
+    // Postgres runs as its own user when we are root and must reach its data dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+#[test]
+fn up_starts_both_servers_answers_health_and_leaves_no_process_behind() -> anyhow::Result<()> {
+    let dir = data_dir()?;
+    let mut up = Up::start(&dir.path().join(".mainloop"))?;
+    let took = up.wait_healthy(Duration::from_secs(30))?;
+    eprintln!("/health answered 200 after {took:?}");
+
+    let started = descendants(up.child.id());
+    let names: Vec<String> = started.iter().map(|pid| command_name(*pid)).collect();
+    assert!(names.iter().any(|n| n == "nats-server"), "no nats-server among {names:?}");
+    assert!(names.iter().any(|n| n == "postgres"), "no postgres among {names:?}");
+    assert_eq!(http_status(up.port, "/healthz"), Some(200));
+    assert!(up.printed().iter().any(|l| l.contains(&format!("open http://127.0.0.1:{}", up.port))));
+
+    up.interrupt_and_wait()?;
+    let left: Vec<(u32, String)> = started.iter().filter(|pid| alive(**pid)).map(|pid| (*pid, command_name(*pid))).collect();
+    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    Ok(())
+}
+
+fn printed_value(lines: &[String], prefix: &str) -> anyhow::Result<String> {
+    lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with(prefix)).map(str::to_string))
+        .ok_or_else(|| anyhow::anyhow!("nothing starting with {prefix} was printed: {lines:?}"))
+}
+
+fn postgres_url(lines: &[String]) -> anyhow::Result<String> {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("Postgres:"))
+        .ok_or_else(|| anyhow::anyhow!("no Postgres line in {lines:?}"))?;
+    let port = line
+        .split("port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("no port in {line}"))?;
+    Ok(format!("postgres://mainloop@127.0.0.1:{port}/mainloop"))
+}
+
+fn tail_tasks(nats_url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let output = Command::new(env!("CARGO_BIN_EXE_mainloop"))
+        .args(["events", "tail", "--once", "--subject", "task.>", "--nats-url", nats_url])
+        .env("RUST_LOG", "warn")
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+#[test]
+fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
+    use mainloop_events::{Envelope, Payload, subjects, v1::TaskSpawned};
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dir = data_dir()?;
+    let data = dir.path().join(".mainloop");
+
+    let mut first = Up::start(&data)?;
+    first.wait_healthy(Duration::from_secs(30))?;
+    let printed = first.printed();
+    let nats_url = printed_value(&printed, "nats://")?;
+    assert!(tail_tasks(&nats_url)?.is_empty(), "a new store holds no task events");
+    let event = Envelope::new("u1", "t1", Payload::TaskSpawned(TaskSpawned { task_id: "t1".into(), ..Default::default() }));
+    let pg_url = postgres_url(&printed)?;
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let bus = mainloop_bus::Bus::connect(&nats_url, "test", Duration::from_secs(5), &shutdown).await?;
+        bus.publish(&subjects::task("u1", "t1")?, &event, mainloop_bus::Expect::Any).await?;
+        let pool = sqlx::PgPool::connect(&pg_url).await?;
+        sqlx::query("CREATE TABLE public.kept (note TEXT)").execute(&pool).await?;
+        sqlx::query("INSERT INTO public.kept VALUES ('still here')").execute(&pool).await?;
+        pool.close().await;
+        anyhow::Ok(())
+    })?;
+    first.interrupt_and_wait()?;
+
+    let mut second = Up::start(&data)?;
+    second.wait_healthy(Duration::from_secs(30))?;
+    let printed = second.printed();
+    let events = tail_tasks(&printed_value(&printed, "nats://")?)?;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"]["id"], event.id.as_str());
+    assert_eq!(events[0]["event"]["type"], "TaskSpawned");
+    assert_eq!(events[0]["subject"], "task.u1.t1");
+    let note: String = runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&postgres_url(&printed)?).await?;
+        anyhow::Ok(sqlx::query_scalar("SELECT note FROM public.kept").fetch_one(&pool).await?)
+    })?;
+    assert_eq!(note, "still here");
+    second.interrupt_and_wait()?;
+    Ok(())
+}
