@@ -1,1 +1,189 @@
-fn main() {}
+//! Publish and consume N events through raw async-nats and through the bus library, in the same
+//! run against the same throw-away nats-server, alternating rounds; prints the median rates and
+//! the bus/raw ratio. `BENCH_EVENTS` (default 20000) and `BENCH_ROUNDS` (default 3) tune it.
+//!
+//! Every side publishes with 32 concurrent publishers, each awaiting its acks (the bus always
+//! waits for the stored sequence), and consumes from a durable pull consumer with explicit acks.
+//! Two baselines: raw async-nats publishing the same bytes with a `Nats-Msg-Id` header (the same
+//! job: deduplicated storage, which costs the server work) and raw async-nats with no header at
+//! all. The goal (bus >= 80% of raw) is judged against the first; both are printed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures_util::StreamExt;
+use mainloop_bus::{Bus, ConsumerSpec, Delivery, Expect, Handler, HandlerError, consumer};
+use mainloop_events::v1::WorkerLog;
+use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_testkit::TestNats;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const PUBLISHERS: usize = 32;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn event(i: usize) -> Envelope {
+    Envelope::new(
+        "bench",
+        "t1",
+        Payload::WorkerLog(WorkerLog {
+            job_id: "job-1".into(),
+            attempt: 1,
+            line: format!("line {i}: compiling mainloop-bus v0.1.0 (/work/main/shared/bus)"),
+            line_no: i as u64,
+            ..Default::default()
+        }),
+    )
+}
+
+async fn publish_raw(js: &jetstream::Context, n: usize, dedupe: bool) -> anyhow::Result<Duration> {
+    let payloads: Vec<(String, bytes::Bytes)> = (0..n)
+        .map(|i| {
+            let event = event(i);
+            (event.id.clone(), event.to_bytes().into())
+        })
+        .collect();
+    let payloads = Arc::new(payloads);
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for p in 0..PUBLISHERS {
+        let (js, payloads) = (js.clone(), payloads.clone());
+        tasks.spawn(async move {
+            for i in (p..payloads.len()).step_by(PUBLISHERS) {
+                let (id, payload) = &payloads[i];
+                if dedupe {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+                    js.publish_with_headers("log.bench.t1", headers, payload.clone()).await?.await?;
+                } else {
+                    js.publish("log.bench.t1", payload.clone()).await?.await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn publish_bus(bus: &Bus, n: usize) -> anyhow::Result<Duration> {
+    let events: Arc<Vec<Envelope>> = Arc::new((0..n).map(event).collect());
+    let subject = subjects::log("bench", "t1")?;
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for p in 0..PUBLISHERS {
+        let (bus, events, subject) = (bus.clone(), events.clone(), subject.clone());
+        tasks.spawn(async move {
+            for i in (p..events.len()).step_by(PUBLISHERS) {
+                bus.publish(&subject, &events[i], Expect::Any).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn consume_raw(js: &jetstream::Context, durable: &str, n: usize) -> anyhow::Result<Duration> {
+    let stream = js.get_stream(subjects::LOGS).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.to_string()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut messages = consumer.messages().await?;
+    for _ in 0..n {
+        let message = messages.next().await.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        message.ack().await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(started.elapsed())
+}
+
+struct Count {
+    seen: AtomicU64,
+    target: u64,
+    done: Notify,
+}
+
+impl Handler for Count {
+    async fn handle(&self, _: Delivery) -> Result<(), HandlerError> {
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            self.done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+async fn consume_bus(bus: &Bus, durable: &str, n: usize) -> anyhow::Result<Duration> {
+    let counter = Arc::new(Count { seen: AtomicU64::new(0), target: n as u64, done: Notify::new() });
+    let shutdown = CancellationToken::new();
+    let spec = ConsumerSpec { concurrency: env_usize("BENCH_CONCURRENCY", 16), ..ConsumerSpec::new(subjects::LOGS, durable, "log.>") };
+    let started = Instant::now();
+    let running = tokio::spawn({
+        let (bus, counter, shutdown) = (bus.clone(), counter.clone(), shutdown.clone());
+        async move { consumer::run(&bus, spec, counter, shutdown).await }
+    });
+    counter.done.notified().await;
+    let took = started.elapsed();
+    shutdown.cancel();
+    running.await??;
+    Ok(took)
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = env_usize("BENCH_EVENTS", 20_000);
+    let rounds = env_usize("BENCH_ROUNDS", 3);
+    let nats = TestNats::start()?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let bus = Bus::connect(&nats.url(), "bench", Duration::from_secs(5), &CancellationToken::new()).await?;
+        bus.ensure_streams(1).await?;
+        let raw = async_nats::connect(nats.url()).await?;
+        let js = jetstream::new(raw);
+        let mut logs = js.get_stream(subjects::LOGS).await?;
+
+        // [plain raw, raw with Nats-Msg-Id, bus] × [publish, consume] rates per round.
+        let mut rates = vec![[Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for round in 0..rounds {
+            for (side, dedupe) in [(0, false), (1, true)] {
+                logs.purge().await?;
+                rates[side][0].push(n as f64 / publish_raw(&js, n, dedupe).await?.as_secs_f64());
+                rates[side][1].push(n as f64 / consume_raw(&js, &format!("raw-{side}-{round}"), n).await?.as_secs_f64());
+            }
+            logs.purge().await?;
+            rates[2][0].push(n as f64 / publish_bus(&bus, n).await?.as_secs_f64());
+            rates[2][1].push(n as f64 / consume_bus(&bus, &format!("bus-{round}"), n).await?.as_secs_f64());
+        }
+        let payload = event(0).to_bytes().len();
+        println!("bus throughput: {n} events of {payload} bytes, {rounds} alternating rounds, medians (events/s)");
+        for (i, what) in ["publish", "consume"].into_iter().enumerate() {
+            let plain = median(rates[0][i].clone());
+            let raw = median(rates[1][i].clone());
+            let ours = median(rates[2][i].clone());
+            println!(
+                "  {what}: raw+msg-id {raw:>8.0} | mainloop-bus {ours:>8.0} | ratio {:.2} (goal >= 0.80) | raw, no headers {plain:>8.0} (ratio {:.2})",
+                ours / raw,
+                ours / plain
+            );
+        }
+        logs.info().await?;
+        anyhow::Ok(())
+    })
+}

@@ -9,14 +9,12 @@
 //! letter is safely stored. So a crash at any point redelivers rather than drops.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;
 use mainloop_events::Envelope;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -33,6 +31,9 @@ pub struct ConsumerSpec {
     pub filter_subject: String,
     /// Handlers running at once.
     pub concurrency: usize,
+    /// Messages pulled ahead of the handlers. High for quick handlers (projections); keep it at 1
+    /// for slow work, since a prefetched message's ack_wait is already running.
+    pub prefetch: usize,
     /// Deliveries before a failing message is dead-lettered.
     pub max_deliver: u32,
     /// How long a delivery may stay unacked before the server gives it to someone else.
@@ -49,6 +50,7 @@ impl ConsumerSpec {
             durable: durable.to_string(),
             filter_subject: filter_subject.to_string(),
             concurrency: 16,
+            prefetch: 256,
             max_deliver: 5,
             ack_wait: Duration::from_secs(30),
             backoff: Duration::from_millis(500),
@@ -97,55 +99,51 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let consumer = create(bus, &spec).await?;
-    let (stream_name, durable) = (spec.stream.clone(), spec.durable.clone());
-    let fail = |reason: String| BusError::Consumer {
-        stream: stream_name.clone(),
-        consumer: durable.clone(),
-        reason,
-    };
-    let mut messages = consumer.messages().await.map_err(|e| fail(e.to_string()))?;
-    let slots = Arc::new(Semaphore::new(spec.concurrency.max(1)));
-    let spec = Arc::new(spec);
-    let mut in_flight = JoinSet::new();
-
-    loop {
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.map_err(|e| fail(e.to_string()))?,
-        };
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = messages.next() => next,
-        };
-        match next {
-            Some(Ok(message)) => {
-                let (bus, spec, handler) = (bus.clone(), spec.clone(), handler.clone());
-                in_flight.spawn(async move {
-                    process(&bus, &spec, handler.as_ref(), message).await;
-                    drop(slot);
-                });
-            }
-            Some(Err(err)) => {
-                use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                match err.kind() {
-                    Kind::ConsumerDeleted | Kind::PushBasedConsumer => return Err(fail(err.to_string())),
-                    _ => tracing::warn!(consumer = %spec.durable, error = %err, "pull failed; retrying"),
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(spec.prefetch.max(1))
+        .messages()
+        .await
+        .map_err(|e| consumer_error(&spec, e.to_string()))?;
+    // Stops pulling on shutdown or on a fatal error; handlers already running finish first.
+    let stop = shutdown.child_token();
+    let fatal: Mutex<Option<BusError>> = Mutex::new(None);
+    messages
+        .take_until(stop.clone().cancelled_owned())
+        .for_each_concurrent(spec.concurrency.max(1), |next| async {
+            match next {
+                Ok(message) => process(bus, &spec, handler.as_ref(), message).await,
+                Err(err) => {
+                    use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                    if matches!(err.kind(), Kind::ConsumerDeleted | Kind::PushBasedConsumer) {
+                        if let Ok(mut fatal) = fatal.lock() {
+                            *fatal = Some(consumer_error(&spec, err.to_string()));
+                        }
+                        stop.cancel();
+                    } else {
+                        tracing::warn!(consumer = %spec.durable, error = %err, "pull failed; retrying");
+                    }
                 }
             }
-            None => return Err(fail("message stream ended".into())),
-        }
-        while in_flight.try_join_next().is_some() {}
+        })
+        .await;
+    match fatal.into_inner().ok().flatten() {
+        Some(err) => Err(err),
+        None if shutdown.is_cancelled() => Ok(()),
+        None => Err(consumer_error(&spec, "message stream ended".into())),
     }
-    while in_flight.join_next().await.is_some() {}
-    Ok(())
 }
 
-async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
-    let fail = |reason: String| BusError::Consumer {
+fn consumer_error(spec: &ConsumerSpec, reason: String) -> BusError {
+    BusError::Consumer {
         stream: spec.stream.clone(),
         consumer: spec.durable.clone(),
         reason,
-    };
+    }
+}
+
+async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+    let fail = |reason: String| consumer_error(spec, reason);
     let stream = bus
         .jetstream()
         .get_stream(&spec.stream)
@@ -157,7 +155,8 @@ async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::C
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
         max_deliver: -1,
-        max_ack_pending: i64::try_from(spec.concurrency.max(1) * 4).unwrap_or(1024),
+        // Everything prefetched or being handled is unacked; more would only wait in a buffer.
+        max_ack_pending: i64::try_from(4 * spec.prefetch.max(1) + spec.concurrency.max(1)).unwrap_or(1024),
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         ..Default::default()
     };

@@ -22,9 +22,6 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// Header naming the event type, so a reader can skip events without decoding them.
-pub const EVENT_TYPE_HEADER: &str = "Mainloop-Event-Type";
-
 impl Bus {
     /// Stores `event` on `subject` once: its id is the `Nats-Msg-Id`, so publishing it again
     /// (a retry after a lost ack, a redelivered handler) returns the first copy as a duplicate.
@@ -32,7 +29,6 @@ impl Bus {
         event.validate()?;
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());
-        headers.insert(EVENT_TYPE_HEADER, event.r#type.as_str());
         if let Expect::LastSubjectSequence(sequence) = expect {
             headers.insert(
                 async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
