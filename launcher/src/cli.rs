@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use mainloop_runtime::{Secret, TelemetryConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "mainloop", version, about = "Run a fleet of AI coding agents from one conversation.")]
+#[command(
+    name = "mainloop",
+    version,
+    about = "Run a fleet of AI coding agents from one conversation."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub telemetry: TelemetryConfig,

@@ -24,7 +24,13 @@ const EVENT_STREAMS: &[&str] = &[
 ];
 
 pub async fn tail(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let bus = Bus::connect(&args.nats_url, "mainloop-events-tail", Duration::from_secs(10), &shutdown).await?;
+    let bus = Bus::connect(
+        &args.nats_url,
+        "mainloop-events-tail",
+        Duration::from_secs(10),
+        &shutdown,
+    )
+    .await?;
     let streams: Vec<String> = match &args.subject {
         Some(subject) => vec![
             bus.jetstream()
@@ -68,7 +74,11 @@ async fn read_stream(
     let mut consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: filter.to_string(),
-            deliver_policy: if new { DeliverPolicy::New } else { DeliverPolicy::All },
+            deliver_policy: if new {
+                DeliverPolicy::New
+            } else {
+                DeliverPolicy::All
+            },
             ..Default::default()
         })
         .await?;

@@ -15,13 +15,20 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The runtime's main thread starts the local servers, and they are bound to the thread that
     // started them (parent-death signal), so they must not be started from a pool thread.
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let _telemetry = mainloop_runtime::telemetry::init("mainloop", &cli.telemetry)?;
-        let shutdown = mainloop_runtime::shutdown::on_signals()?;
-        match cli.command {
-            Command::Up(args) => up::up(args, shutdown).await,
-            Command::Run { service, health_addr } => run_one::run_one(service, &health_addr, shutdown).await,
-            Command::Events { command: EventsCommand::Tail(args) } => events_tail::tail(args, shutdown).await,
-        }
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let _telemetry = mainloop_runtime::telemetry::init("mainloop", &cli.telemetry)?;
+            let shutdown = mainloop_runtime::shutdown::on_signals()?;
+            match cli.command {
+                Command::Up(args) => up::up(args, shutdown).await,
+                Command::Run { service, health_addr } => {
+                    run_one::run_one(service, &health_addr, shutdown).await
+                }
+                Command::Events {
+                    command: EventsCommand::Tail(args),
+                } => events_tail::tail(args, shutdown).await,
+            }
+        })
 }

@@ -4,7 +4,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ServiceCommand;
 
 /// `mainloop run <service>`: one service, its health endpoint, until a signal.
-pub async fn run_one(service: ServiceCommand, health_addr: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_one(
+    service: ServiceCommand,
+    health_addr: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let health: Health = match &service {
         ServiceCommand::Gateway(c) => c.health(),
         ServiceCommand::Conversation(c) => c.health(),

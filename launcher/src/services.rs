@@ -15,22 +15,54 @@ where
 
 /// Starts all six services as tasks of this process; each still talks to the others only over
 /// NATS, with its own connection and its own schema.
-pub fn spawn_all(common: &CommonConfig, http_addr: &str, shutdown: &CancellationToken) -> JoinSet<ServiceExit> {
+pub fn spawn_all(
+    common: &CommonConfig,
+    http_addr: &str,
+    shutdown: &CancellationToken,
+) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
-    let gateway = mainloop_gateway::Config { common: common.clone(), http_addr: http_addr.to_string() };
-    services.spawn(named(mainloop_gateway::NAME, mainloop_gateway::run(gateway, shutdown.clone())));
-    let conversation = mainloop_conversation::Config { common: common.clone() };
-    services.spawn(named(mainloop_conversation::NAME, mainloop_conversation::run(conversation, shutdown.clone())));
-    let scheduler = mainloop_scheduler::Config { common: common.clone() };
-    services.spawn(named(mainloop_scheduler::NAME, mainloop_scheduler::run(scheduler, shutdown.clone())));
-    let supervisor = mainloop_worker_supervisor::Config { common: common.clone() };
+    let gateway = mainloop_gateway::Config {
+        common: common.clone(),
+        http_addr: http_addr.to_string(),
+    };
+    services.spawn(named(
+        mainloop_gateway::NAME,
+        mainloop_gateway::run(gateway, shutdown.clone()),
+    ));
+    let conversation = mainloop_conversation::Config {
+        common: common.clone(),
+    };
+    services.spawn(named(
+        mainloop_conversation::NAME,
+        mainloop_conversation::run(conversation, shutdown.clone()),
+    ));
+    let scheduler = mainloop_scheduler::Config {
+        common: common.clone(),
+    };
+    services.spawn(named(
+        mainloop_scheduler::NAME,
+        mainloop_scheduler::run(scheduler, shutdown.clone()),
+    ));
+    let supervisor = mainloop_worker_supervisor::Config {
+        common: common.clone(),
+    };
     services.spawn(named(
         mainloop_worker_supervisor::NAME,
         mainloop_worker_supervisor::run(supervisor, shutdown.clone()),
     ));
-    let watcher = mainloop_github_watcher::Config { common: common.clone() };
-    services.spawn(named(mainloop_github_watcher::NAME, mainloop_github_watcher::run(watcher, shutdown.clone())));
-    let inbox = mainloop_inbox::Config { common: common.clone() };
-    services.spawn(named(mainloop_inbox::NAME, mainloop_inbox::run(inbox, shutdown.clone())));
+    let watcher = mainloop_github_watcher::Config {
+        common: common.clone(),
+    };
+    services.spawn(named(
+        mainloop_github_watcher::NAME,
+        mainloop_github_watcher::run(watcher, shutdown.clone()),
+    ));
+    let inbox = mainloop_inbox::Config {
+        common: common.clone(),
+    };
+    services.spawn(named(
+        mainloop_inbox::NAME,
+        mainloop_inbox::run(inbox, shutdown.clone()),
+    ));
     services
 }

@@ -62,8 +62,18 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
 
+    // Declared once here so six services starting together find the streams in place.
+    mainloop_bus::Bus::connect(&nats_url, "mainloop-up", Duration::from_secs(30), &shutdown)
+        .await?
+        .ensure_streams(1)
+        .await?;
     let health = Health::default();
-    let common = CommonConfig { nats_url, database_url, stream_replicas: 1, health: health.clone() };
+    let common = CommonConfig {
+        nats_url,
+        database_url,
+        stream_replicas: 1,
+        health: health.clone(),
+    };
     let mut running = services::spawn_all(&common, &args.http_addr, &shutdown);
 
     let mut failure = None;
@@ -72,12 +82,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
             Ok(()) => println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http_addr)),
             Err(err) => failure = Some(err),
         },
-        Some(exit) = running.join_next() => failure = Some(early_exit(exit)),
+        Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),
         () = shutdown.cancelled() => {}
     }
-    if failure.is_none() {
+    if failure.is_none() && !shutdown.is_cancelled() {
         tokio::select! {
-            Some(exit) = running.join_next() => failure = Some(early_exit(exit)),
+            Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),
             () = shutdown.cancelled() => {}
         }
     }
@@ -117,11 +127,17 @@ async fn wait_until_ready(health: &Health) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn early_exit(exit: Result<ServiceExit, tokio::task::JoinError>) -> anyhow::Error {
+/// A service that ends before shutdown was asked for is a failure of the whole; one that ends
+/// cleanly because of Ctrl-C is not.
+fn early_exit(
+    exit: Result<ServiceExit, tokio::task::JoinError>,
+    shutdown: &CancellationToken,
+) -> Option<anyhow::Error> {
     match exit {
-        Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped unexpectedly"),
-        Ok((name, Err(err))) => err.context(format!("{name} failed")),
-        Err(err) => anyhow::anyhow!("a service panicked: {err}"),
+        Ok((_, Ok(()))) if shutdown.is_cancelled() => None,
+        Ok((name, Ok(()))) => Some(anyhow::anyhow!("{name} stopped unexpectedly")),
+        Ok((name, Err(err))) => Some(err.context(format!("{name} failed"))),
+        Err(err) => Some(anyhow::anyhow!("a service panicked: {err}")),
     }
 }
 
@@ -132,5 +148,6 @@ fn browsable(addr: &str) -> String {
 
 fn shown(path: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    path.strip_prefix(&cwd).map_or_else(|_| path.display().to_string(), |p| format!("./{}", p.display()))
+    path.strip_prefix(&cwd)
+        .map_or_else(|_| path.display().to_string(), |p| format!("./{}", p.display()))
 }

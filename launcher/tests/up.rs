@@ -15,7 +15,11 @@ fn free_port() -> anyhow::Result<u16> {
 fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
@@ -53,7 +57,10 @@ fn alive(pid: u32) -> bool {
 }
 
 fn command_name(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 struct Up {
@@ -98,7 +105,9 @@ impl Up {
     }
 
     fn interrupt_and_wait(mut self) -> anyhow::Result<()> {
-        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status()?;
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()?;
         anyhow::ensure!(status.success(), "kill failed");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
@@ -135,13 +144,27 @@ fn up_starts_both_servers_answers_health_and_leaves_no_process_behind() -> anyho
 
     let started = descendants(up.child.id());
     let names: Vec<String> = started.iter().map(|pid| command_name(*pid)).collect();
-    assert!(names.iter().any(|n| n == "nats-server"), "no nats-server among {names:?}");
-    assert!(names.iter().any(|n| n == "postgres"), "no postgres among {names:?}");
+    assert!(
+        names.iter().any(|n| n == "nats-server"),
+        "no nats-server among {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "postgres"),
+        "no postgres among {names:?}"
+    );
     assert_eq!(http_status(up.port, "/healthz"), Some(200));
-    assert!(up.printed().iter().any(|l| l.contains(&format!("open http://127.0.0.1:{}", up.port))));
+    assert!(
+        up.printed()
+            .iter()
+            .any(|l| l.contains(&format!("open http://127.0.0.1:{}", up.port)))
+    );
 
     up.interrupt_and_wait()?;
-    let left: Vec<(u32, String)> = started.iter().filter(|pid| alive(**pid)).map(|pid| (*pid, command_name(*pid))).collect();
+    let left: Vec<(u32, String)> = started
+        .iter()
+        .filter(|pid| alive(**pid))
+        .map(|pid| (*pid, command_name(*pid)))
+        .collect();
     assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
     Ok(())
 }
@@ -149,7 +172,11 @@ fn up_starts_both_servers_answers_health_and_leaves_no_process_behind() -> anyho
 fn printed_value(lines: &[String], prefix: &str) -> anyhow::Result<String> {
     lines
         .iter()
-        .find_map(|l| l.split_whitespace().find(|w| w.starts_with(prefix)).map(str::to_string))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with(prefix))
+                .map(str::to_string)
+        })
         .ok_or_else(|| anyhow::anyhow!("nothing starting with {prefix} was printed: {lines:?}"))
 }
 
@@ -168,10 +195,22 @@ fn postgres_url(lines: &[String]) -> anyhow::Result<String> {
 
 fn tail_tasks(nats_url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let output = Command::new(env!("CARGO_BIN_EXE_mainloop"))
-        .args(["events", "tail", "--once", "--subject", "task.>", "--nats-url", nats_url])
+        .args([
+            "events",
+            "tail",
+            "--once",
+            "--subject",
+            "task.>",
+            "--nats-url",
+            nats_url,
+        ])
         .env("RUST_LOG", "warn")
         .output()?;
-    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(String::from_utf8(output.stdout)?
         .lines()
         .map(serde_json::from_str)
@@ -189,16 +228,31 @@ fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
     first.wait_healthy(Duration::from_secs(30))?;
     let printed = first.printed();
     let nats_url = printed_value(&printed, "nats://")?;
-    assert!(tail_tasks(&nats_url)?.is_empty(), "a new store holds no task events");
-    let event = Envelope::new("u1", "t1", Payload::TaskSpawned(TaskSpawned { task_id: "t1".into(), ..Default::default() }));
+    assert!(
+        tail_tasks(&nats_url)?.is_empty(),
+        "a new store holds no task events"
+    );
+    let event = Envelope::new(
+        "u1",
+        "t1",
+        Payload::TaskSpawned(TaskSpawned {
+            task_id: "t1".into(),
+            ..Default::default()
+        }),
+    );
     let pg_url = postgres_url(&printed)?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let bus = mainloop_bus::Bus::connect(&nats_url, "test", Duration::from_secs(5), &shutdown).await?;
-        bus.publish(&subjects::task("u1", "t1")?, &event, mainloop_bus::Expect::Any).await?;
+        bus.publish(&subjects::task("u1", "t1")?, &event, mainloop_bus::Expect::Any)
+            .await?;
         let pool = sqlx::PgPool::connect(&pg_url).await?;
-        sqlx::query("CREATE TABLE public.kept (note TEXT)").execute(&pool).await?;
-        sqlx::query("INSERT INTO public.kept VALUES ('still here')").execute(&pool).await?;
+        sqlx::query("CREATE TABLE public.kept (note TEXT)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("INSERT INTO public.kept VALUES ('still here')")
+            .execute(&pool)
+            .await?;
         pool.close().await;
         anyhow::Ok(())
     })?;
@@ -214,7 +268,11 @@ fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
     assert_eq!(events[0]["subject"], "task.u1.t1");
     let note: String = runtime.block_on(async {
         let pool = sqlx::PgPool::connect(&postgres_url(&printed)?).await?;
-        anyhow::Ok(sqlx::query_scalar("SELECT note FROM public.kept").fetch_one(&pool).await?)
+        anyhow::Ok(
+            sqlx::query_scalar("SELECT note FROM public.kept")
+                .fetch_one(&pool)
+                .await?,
+        )
     })?;
     assert_eq!(note, "still here");
     second.interrupt_and_wait()?;

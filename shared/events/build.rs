@@ -64,7 +64,10 @@ fn event_type_table(envelope: &str) -> Result<String, String> {
         .iter()
         .map(|(message, variant)| format!("            Payload::{variant}(_) => \"{message}\",\n"))
         .collect();
-    let names: String = cases.iter().map(|(message, _)| format!("    \"{message}\",\n")).collect();
+    let names: String = cases
+        .iter()
+        .map(|(message, _)| format!("    \"{message}\",\n"))
+        .collect();
     Ok(format!(
         "impl envelope::Payload {{\n    /// The payload's message name, which is the envelope's `type`.\n    \
          pub fn type_name(&self) -> &'static str {{\n        use envelope::Payload;\n        \

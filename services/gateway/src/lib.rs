@@ -23,8 +23,13 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Serves HTTP until `shutdown` is cancelled, then finishes open requests and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let http = |source| Error::Http { addr: config.http_addr.clone(), source };
-    let listener = tokio::net::TcpListener::bind(&config.http_addr).await.map_err(http)?;
+    let http = |source| Error::Http {
+        addr: config.http_addr.clone(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(&config.http_addr)
+        .await
+        .map_err(http)?;
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
     tracing::info!(addr = %config.http_addr, "gateway listening");
     foundation.readiness.ready();

@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 const PUBLISHERS: usize = 32;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn event(i: usize) -> Envelope {
@@ -60,7 +63,9 @@ async fn publish_raw(js: &jetstream::Context, n: usize, dedupe: bool) -> anyhow:
                 if dedupe {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-                    js.publish_with_headers("log.bench.t1", headers, payload.clone()).await?.await?;
+                    js.publish_with_headers("log.bench.t1", headers, payload.clone())
+                        .await?
+                        .await?;
                 } else {
                     js.publish("log.bench.t1", payload.clone()).await?.await?;
                 }
@@ -106,7 +111,10 @@ async fn consume_raw(js: &jetstream::Context, durable: &str, n: usize) -> anyhow
     let started = Instant::now();
     let mut messages = consumer.messages().await?;
     for _ in 0..n {
-        let message = messages.next().await.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        let message = messages
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
         message.ack().await.map_err(|e| anyhow::anyhow!(e))?;
     }
     Ok(started.elapsed())
@@ -128,9 +136,16 @@ impl Handler for Count {
 }
 
 async fn consume_bus(bus: &Bus, durable: &str, n: usize) -> anyhow::Result<Duration> {
-    let counter = Arc::new(Count { seen: AtomicU64::new(0), target: n as u64, done: Notify::new() });
+    let counter = Arc::new(Count {
+        seen: AtomicU64::new(0),
+        target: n as u64,
+        done: Notify::new(),
+    });
     let shutdown = CancellationToken::new();
-    let spec = ConsumerSpec { concurrency: env_usize("BENCH_CONCURRENCY", 16), ..ConsumerSpec::new(subjects::LOGS, durable, "log.>") };
+    let spec = ConsumerSpec {
+        concurrency: env_usize("BENCH_CONCURRENCY", 16),
+        ..ConsumerSpec::new(subjects::LOGS, durable, "log.>")
+    };
     let started = Instant::now();
     let running = tokio::spawn({
         let (bus, counter, shutdown) = (bus.clone(), counter.clone(), shutdown.clone());
@@ -160,7 +175,7 @@ fn main() -> anyhow::Result<()> {
         let mut logs = js.get_stream(subjects::LOGS).await?;
 
         // [plain raw, raw with Nats-Msg-Id, bus] × [publish, consume] rates per round.
-        let mut rates = vec![[Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        let mut rates: [[Vec<f64>; 2]; 3] = Default::default();
         for round in 0..rounds {
             for (side, dedupe) in [(0, false), (1, true)] {
                 logs.purge().await?;

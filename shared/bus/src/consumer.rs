@@ -142,7 +142,10 @@ fn consumer_error(spec: &ConsumerSpec, reason: String) -> BusError {
     }
 }
 
-async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+async fn create(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
     let fail = |reason: String| consumer_error(spec, reason);
     let stream = bus
         .jetstream()
@@ -168,7 +171,10 @@ async fn create(bus: &Bus, spec: &ConsumerSpec) -> Result<jetstream::consumer::C
 
 async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, message: jetstream::Message) {
     let (stream_sequence, delivered) = match message.info() {
-        Ok(info) => (info.stream_sequence, u32::try_from(info.delivered).unwrap_or(u32::MAX)),
+        Ok(info) => (
+            info.stream_sequence,
+            u32::try_from(info.delivered).unwrap_or(u32::MAX),
+        ),
         Err(err) => {
             tracing::error!(error = %err, "message without JetStream metadata; leaving it to redelivery");
             return;

@@ -12,8 +12,8 @@
 //! - [`request`] carries commands with typed errors over NATS request/reply.
 
 mod bus;
-pub mod dead_letter;
 pub mod consumer;
+pub mod dead_letter;
 mod error;
 mod publish;
 pub mod request;

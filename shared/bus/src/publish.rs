@@ -25,7 +25,12 @@ pub struct Published {
 impl Bus {
     /// Stores `event` on `subject` once: its id is the `Nats-Msg-Id`, so publishing it again
     /// (a retry after a lost ack, a redelivered handler) returns the first copy as a duplicate.
-    pub async fn publish(&self, subject: &str, event: &Envelope, expect: Expect) -> Result<Published, BusError> {
+    pub async fn publish(
+        &self,
+        subject: &str,
+        event: &Envelope,
+        expect: Expect,
+    ) -> Result<Published, BusError> {
         event.validate()?;
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());

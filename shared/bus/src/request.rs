@@ -64,8 +64,13 @@ pub async fn send<Req: Message, Resp: Message + Default>(
         subject: subject.to_string(),
         reason,
     };
-    match CommandReply::decode(reply.payload).map_err(|e| bad(e.to_string()))?.result {
-        Some(command_reply::Result::Ok(bytes)) => Resp::decode(bytes.as_slice()).map_err(|e| bad(e.to_string())),
+    match CommandReply::decode(reply.payload)
+        .map_err(|e| bad(e.to_string()))?
+        .result
+    {
+        Some(command_reply::Result::Ok(bytes)) => {
+            Resp::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))
+        }
         Some(command_reply::Result::Error(error)) => Err(RequestError::Rejected {
             code: error.code(),
             message: error.message,
@@ -111,7 +116,10 @@ where
             async move {
                 let result = match Req::decode(request.payload) {
                     Ok(command) => handler(command).await.map(|r| r.encode_to_vec()),
-                    Err(err) => Err(CommandError::new(ErrorCode::Invalid, format!("malformed command: {err}"))),
+                    Err(err) => Err(CommandError::new(
+                        ErrorCode::Invalid,
+                        format!("malformed command: {err}"),
+                    )),
                 };
                 if let Err(error) = &result {
                     tracing::info!(code = ?error.code(), message = %error.message, "command refused");

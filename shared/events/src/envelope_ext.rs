@@ -97,7 +97,10 @@ mod tests {
     fn new_envelope_names_its_payload_and_round_trips() {
         let event = Envelope::new("u1", "t1", spawned()).caused_by("c1");
         assert_eq!(event.r#type, "TaskSpawned");
-        assert_eq!(Uuid::parse_str(&event.id).map(|u| u.get_version_num()).ok(), Some(7));
+        assert_eq!(
+            Uuid::parse_str(&event.id).map(|u| u.get_version_num()).ok(),
+            Some(7)
+        );
         let decoded = Envelope::from_bytes(&event.to_bytes());
         assert!(matches!(decoded, Ok(ref d) if *d == event), "{decoded:?}");
     }
@@ -113,12 +116,24 @@ mod tests {
         let mut event = Envelope::new("u1", "t1", spawned());
         event.r#type = "TaskCancelled".into();
         let err = Envelope::from_bytes(&event.to_bytes());
-        assert!(matches!(err, Err(EventError::TypeMismatch { actual: "TaskSpawned", .. })), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Err(EventError::TypeMismatch {
+                    actual: "TaskSpawned",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn garbage_and_empty_envelopes_are_rejected() {
-        assert!(matches!(Envelope::from_bytes(&[0xff, 0xff, 0xff]), Err(EventError::Decode(_))));
+        assert!(matches!(
+            Envelope::from_bytes(&[0xff, 0xff, 0xff]),
+            Err(EventError::Decode(_))
+        ));
         assert!(matches!(Envelope::from_bytes(&[]), Err(EventError::MissingId)));
         let mut event = Envelope::new("u1", "t1", spawned());
         event.payload = None;
@@ -135,7 +150,12 @@ mod tests {
         assert_eq!(json["type"], "TaskSpawned");
         assert_eq!(json["userId"], "u1");
         assert_eq!(json["taskSpawned"]["description"], "add a README");
-        assert!(json["occurredAt"].as_str().is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')), "{json}");
+        assert!(
+            json["occurredAt"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("+00:00") || t.ends_with('Z')),
+            "{json}"
+        );
         Ok(())
     }
 

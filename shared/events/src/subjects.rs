@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(task("u-1", "0192ab")?, "task.u-1.0192ab");
         assert_eq!(job_work("u", "t")?, "work.jobs.u.t");
         assert_eq!(inbox("u")?, "inbox.u");
-        assert_eq!(dead_letter("TASKS", "inbox-projector")?, "dead.TASKS.inbox-projector");
+        assert_eq!(
+            dead_letter("TASKS", "inbox-projector")?,
+            "dead.TASKS.inbox-projector"
+        );
         Ok(())
     }
 

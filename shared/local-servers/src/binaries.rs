@@ -26,9 +26,16 @@ pub fn find_postgres_bin_dir() -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os("PG_BIN_DIR") {
         return Ok(dir.into());
     }
-    let has_all = |dir: &Path| ["initdb", "postgres", "pg_isready"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "postgres", "pg_isready"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(initdb) = on_path("initdb")
-        && let Some(dir) = initdb.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf))
+        && let Some(dir) = initdb
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
         && has_all(&dir)
     {
         return Ok(dir);

@@ -46,7 +46,9 @@ impl RunAs {
 
 fn is_root() -> bool {
     // The owner of a file we just created is our effective uid; this avoids an unsafe geteuid().
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 pub(crate) fn command(program: &Path, run_as: Option<RunAs>, cwd: &Path) -> Command {
@@ -61,18 +63,28 @@ pub(crate) fn command(program: &Path, run_as: Option<RunAs>, cwd: &Path) -> Comm
 /// Runs a setup command (initdb, createdb) to completion, its output going to `log`.
 pub(crate) fn run_to_end(mut cmd: Command, log: &Path) -> Result<(), Error> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let status = redirect(&mut cmd, log)?
-        .status()
-        .map_err(|source| Error::Spawn { program: program.clone(), source })?;
+    let status = redirect(&mut cmd, log)?.status().map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Failed { program, status: status.to_string(), log: log.to_path_buf(), tail: log_tail(log) })
+        Err(Error::Failed {
+            program,
+            status: status.to_string(),
+            log: log.to_path_buf(),
+            tail: log_tail(log),
+        })
     }
 }
 
 fn redirect<'a>(cmd: &'a mut Command, log: &Path) -> Result<&'a mut Command, Error> {
-    let out = File::options().create(true).append(true).open(log).map_err(Error::Io)?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(Error::Io)?;
     let err = out.try_clone().map_err(Error::Io)?;
     Ok(cmd.stdout(out).stderr(err))
 }
@@ -95,7 +107,11 @@ impl ServerProcess {
         let child = redirect(&mut cmd, &log)?
             .spawn()
             .map_err(|source| Error::Spawn { program, source })?;
-        Ok(ServerProcess { child: Some(child), log, stop_signal })
+        Ok(ServerProcess {
+            child: Some(child),
+            log,
+            stop_signal,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -113,7 +129,9 @@ impl ServerProcess {
 
     /// Sends the clean-shutdown signal and waits; kills after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         signal(child.id(), self.stop_signal);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {

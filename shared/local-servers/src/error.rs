@@ -10,10 +10,7 @@ pub enum Error {
         hint: &'static str,
     },
     #[error("could not start {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
     #[error("{program} failed ({status}); its output is in {log}:\n{tail}")]
     Failed {
         program: String,

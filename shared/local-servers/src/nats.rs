@@ -26,7 +26,11 @@ impl NatsServer {
     pub fn start(options: &NatsOptions) -> Result<Self, Error> {
         let binary = find_nats_server()?;
         std::fs::create_dir_all(&options.data_dir).map_err(Error::Io)?;
-        let port = if options.port == 0 { free_port()? } else { options.port };
+        let port = if options.port == 0 {
+            free_port()?
+        } else {
+            options.port
+        };
         let mut cmd = command(&binary, None, &options.data_dir);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&options.data_dir);

@@ -40,9 +40,15 @@ pub fn init_cluster(data_dir: &Path, log_file: &Path, durable: bool) -> Result<(
     }
     let cwd = data_dir.parent().unwrap_or(data_dir);
     let mut cmd = command(&bin.join("initdb"), run_as, cwd);
-    cmd.arg("-D")
-        .arg(data_dir)
-        .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-locale", "--no-instructions"]);
+    cmd.arg("-D").arg(data_dir).args([
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-locale",
+        "--no-instructions",
+    ]);
     if !durable {
         cmd.arg("--no-sync");
     }
@@ -60,14 +66,25 @@ impl Postgres {
         if let Some(user) = run_as {
             user.chown(&options.socket_dir)?;
         }
-        let port = if options.port == 0 { free_port()? } else { options.port };
+        let port = if options.port == 0 {
+            free_port()?
+        } else {
+            options.port
+        };
         let mut cmd = command(&bin.join("postgres"), run_as, &options.data_dir);
         cmd.arg("-D")
             .arg(&options.data_dir)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(&options.socket_dir);
         if !options.durable {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
         }
         // SIGINT is Postgres's "fast" shutdown: it rolls back open transactions and stops cleanly.
         let process = ServerProcess::spawn(cmd, options.log_file.clone(), libc::SIGINT)?;
@@ -90,7 +107,17 @@ impl Postgres {
                 });
             }
             let ready = Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", SUPERUSER, "-d", "postgres"])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    "postgres",
+                ])
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
@@ -109,16 +136,37 @@ impl Postgres {
     /// Creates the `mainloop` database unless it exists (a restart, or a copied template).
     fn create_database(&self, bin: &Path, run_as: Option<RunAs>, log: &Path) -> Result<(), Error> {
         let exists = Command::new(bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", SUPERUSER, "-d", "postgres", "-tAc"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-tAc",
+            ])
             .arg(format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"))
             .output()
-            .map_err(|source| Error::Spawn { program: "psql".into(), source })?;
+            .map_err(|source| Error::Spawn {
+                program: "psql".into(),
+                source,
+            })?;
         if String::from_utf8_lossy(&exists.stdout).trim() == "1" {
             return Ok(());
         }
         let cwd = log.parent().unwrap_or(Path::new("/"));
         let mut cmd = command(&bin.join("createdb"), run_as, cwd);
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", SUPERUSER, DATABASE]);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            SUPERUSER,
+            DATABASE,
+        ]);
         run_to_end(cmd, log)
     }
 

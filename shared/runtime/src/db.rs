@@ -14,7 +14,11 @@ use crate::{RuntimeError, Secret};
 
 fn check_schema(schema: &str) -> Result<(), RuntimeError> {
     let ok = !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    if ok { Ok(()) } else { Err(RuntimeError::BadSchema(schema.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::BadSchema(schema.to_string()))
+    }
 }
 
 /// Connects (retrying while Postgres starts, until `give_up_after` or `shutdown`), creates

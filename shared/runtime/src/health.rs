@@ -38,7 +38,10 @@ impl Health {
     /// Adds a component, not ready until it says so.
     pub fn register(&self, name: &str) -> Readiness {
         self.set(name, false);
-        Readiness { name: name.to_string(), health: self.clone() }
+        Readiness {
+            name: name.to_string(),
+            health: self.clone(),
+        }
     }
 
     fn set(&self, name: &str, ready: bool) {
@@ -51,10 +54,17 @@ impl Health {
         let components: BTreeMap<String, &'static str> = self
             .components
             .lock()
-            .map(|c| c.iter().map(|(k, ready)| (k.clone(), if *ready { "ready" } else { "starting" })).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|(k, ready)| (k.clone(), if *ready { "ready" } else { "starting" }))
+                    .collect()
+            })
             .unwrap_or_default();
         let all_ready = !components.is_empty() && components.values().all(|s| *s == "ready");
-        Report { status: if all_ready { "healthy" } else { "starting" }, components }
+        Report {
+            status: if all_ready { "healthy" } else { "starting" },
+            components,
+        }
     }
 }
 
@@ -70,7 +80,11 @@ impl Readiness {
 
 async fn readiness(State(health): State<Health>) -> impl IntoResponse {
     let report = health.report();
-    let code = if report.status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if report.status == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(report))
 }
 
@@ -85,7 +99,10 @@ pub fn router<S>(health: Health) -> Router<S> {
 
 /// Serves the health routes alone, for a service running in its own process.
 pub async fn serve(addr: &str, health: Health, shutdown: CancellationToken) -> Result<(), RuntimeError> {
-    let bind = |source| RuntimeError::Bind { addr: addr.to_string(), source };
+    let bind = |source| RuntimeError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
     axum::serve(listener, router::<()>(health))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -100,7 +117,11 @@ mod tests {
     #[test]
     fn healthy_only_when_every_component_is_ready() {
         let health = Health::default();
-        assert_eq!(health.report().status, "starting", "nothing registered is not healthy");
+        assert_eq!(
+            health.report().status,
+            "starting",
+            "nothing registered is not healthy"
+        );
         let bus = health.register("scheduler");
         let db = health.register("inbox");
         bus.ready();

@@ -41,11 +41,20 @@ impl Foundation {
         shutdown: &CancellationToken,
     ) -> Result<Self, StartError> {
         let readiness = common.health.register(name);
-        let bus = Bus::connect(&common.nats_url, &format!("mainloop-{name}"), DEPENDENCY_PATIENCE, shutdown).await?;
+        let bus = Bus::connect(
+            &common.nats_url,
+            &format!("mainloop-{name}"),
+            DEPENDENCY_PATIENCE,
+            shutdown,
+        )
+        .await?;
         bus.ensure_streams(common.stream_replicas).await?;
         let db = db::connect(&common.database_url, schema, 5, DEPENDENCY_PATIENCE, shutdown).await?;
         db::migrate(&db, schema, migrator).await?;
-        tracing::info!(service = name, "connected to NATS and Postgres; migrations applied");
+        tracing::info!(
+            service = name,
+            "connected to NATS and Postgres; migrations applied"
+        );
         Ok(Foundation { bus, db, readiness })
     }
 
@@ -70,7 +79,11 @@ struct Cli<C: clap::Args> {
 
 /// The whole `main` of a service binary: flags and environment, telemetry, signals, a health
 /// endpoint, then `run` until a signal.
-pub fn main<C, F, Fut, E>(name: &'static str, health_of: fn(&C) -> crate::Health, run: F) -> anyhow::Result<()>
+pub fn main<C, F, Fut, E>(
+    name: &'static str,
+    health_of: fn(&C) -> crate::Health,
+    run: F,
+) -> anyhow::Result<()>
 where
     C: clap::Args + Send + 'static,
     F: FnOnce(C, CancellationToken) -> Fut,
@@ -78,19 +91,23 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let cli = Cli::<C>::parse();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let _telemetry = telemetry::init(name, &cli.telemetry)?;
-        let shutdown = shutdown::on_signals()?;
-        if !cli.health_addr.is_empty() {
-            let (addr, health, shutdown) = (cli.health_addr.clone(), health_of(&cli.config), shutdown.clone());
-            tokio::spawn(async move {
-                if let Err(err) = health::serve(&addr, health, shutdown).await {
-                    tracing::error!(error = %err, "health endpoint stopped");
-                }
-            });
-        }
-        run(cli.config, shutdown).await?;
-        tracing::info!(service = name, "stopped");
-        Ok(())
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let _telemetry = telemetry::init(name, &cli.telemetry)?;
+            let shutdown = shutdown::on_signals()?;
+            if !cli.health_addr.is_empty() {
+                let (addr, health, shutdown) =
+                    (cli.health_addr.clone(), health_of(&cli.config), shutdown.clone());
+                tokio::spawn(async move {
+                    if let Err(err) = health::serve(&addr, health, shutdown).await {
+                        tracing::error!(error = %err, "health endpoint stopped");
+                    }
+                });
+            }
+            run(cli.config, shutdown).await?;
+            tracing::info!(service = name, "stopped");
+            Ok(())
+        })
 }

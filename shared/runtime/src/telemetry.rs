@@ -9,8 +9,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, TelemetryConfig};
 use crate::RuntimeError;
+use crate::config::{LogFormat, TelemetryConfig};
 
 /// Flushes exported spans when dropped; keep it alive in `main`.
 pub struct TelemetryGuard {
@@ -40,8 +40,14 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let logs = match config.log_format {
-        LogFormat::Human => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).compact().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).json().boxed(),
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .compact()
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .json()
+            .boxed(),
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -23,9 +23,22 @@ pub enum TestkitError {
     Copy(String),
 }
 
+/// Test data lives in memory (/dev/shm) when the machine has it: throw-away servers need no
+/// durability, and disk syncs right after a big build can stall for seconds.
+fn scratch_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && tempfile::tempdir_in(shm).is_ok() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// A temp dir another user (postgres, when tests run as root) can traverse.
 fn shared_temp_dir(prefix: &str) -> Result<TempDir, TestkitError> {
-    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(scratch_root())?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
 }
@@ -41,11 +54,19 @@ impl TestNats {
     pub fn start() -> Result<Self, TestkitError> {
         let dir = shared_temp_dir("mainloop-nats-")?;
         let server = NatsServer::start(&Self::options(dir.path(), 0))?;
-        Ok(TestNats { port: server.port(), server: Some(server), dir })
+        Ok(TestNats {
+            port: server.port(),
+            server: Some(server),
+            dir,
+        })
     }
 
     fn options(dir: &Path, port: u16) -> NatsOptions {
-        NatsOptions { data_dir: dir.join("jetstream"), log_file: dir.join("nats.log"), port }
+        NatsOptions {
+            data_dir: dir.join("jetstream"),
+            log_file: dir.join("nats.log"),
+            port,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +128,11 @@ fn template() -> Result<PathBuf, TestkitError> {
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
     let building = root.join(format!("building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
-    init_cluster(&building, &root.join(format!("initdb-{}.log", std::process::id())), false)?;
+    init_cluster(
+        &building,
+        &root.join(format!("initdb-{}.log", std::process::id())),
+        false,
+    )?;
     if std::fs::rename(&building, &template).is_err() {
         let _ = std::fs::remove_dir_all(&building);
     }
@@ -120,6 +145,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), TestkitError> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(TestkitError::Copy(String::from_utf8_lossy(&output.stderr).into_owned()))
+        Err(TestkitError::Copy(
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
     }
 }

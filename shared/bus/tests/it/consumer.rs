@@ -17,7 +17,10 @@ struct Flaky {
 
 impl Flaky {
     fn new(failures: u32) -> Arc<Self> {
-        Arc::new(Flaky { failures, calls: Mutex::new(Vec::new()) })
+        Arc::new(Flaky {
+            failures,
+            calls: Mutex::new(Vec::new()),
+        })
     }
 
     fn calls(&self) -> Vec<(u64, u32)> {
@@ -49,7 +52,10 @@ fn fast_spec(max_deliver: u32) -> ConsumerSpec {
 
 async fn consumer_state(bus: &mainloop_bus::Bus) -> anyhow::Result<(u64, usize)> {
     let stream = bus.jetstream().get_stream(subjects::TASKS).await?;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("test-consumer").await.map_err(|e| anyhow::anyhow!(e))?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer("test-consumer")
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let info = consumer.info().await?;
     Ok((info.num_pending, info.num_ack_pending))
 }
@@ -58,7 +64,9 @@ async fn consumer_state(bus: &mainloop_bus::Bus) -> anyhow::Result<(u64, usize)>
 async fn a_failed_handler_sees_the_message_again_until_it_succeeds() -> anyhow::Result<()> {
     let nats = TestNats::start()?;
     let bus = connect(&nats).await?;
-    let published = bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any).await?;
+    let published = bus
+        .publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any)
+        .await?;
     let handler = Flaky::new(2);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn({
@@ -70,7 +78,11 @@ async fn a_failed_handler_sees_the_message_again_until_it_succeeds() -> anyhow::
     eventually("the ack", || async { Ok(consumer_state(&bus).await? == (0, 0)) }).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let seq = published.stream_sequence;
-    assert_eq!(handler.calls(), vec![(seq, 1), (seq, 2), (seq, 3)], "acked after the third, never again");
+    assert_eq!(
+        handler.calls(),
+        vec![(seq, 1), (seq, 2), (seq, 3)],
+        "acked after the third, never again"
+    );
     assert!(dead_letter::list(&bus, "dead.>").await?.is_empty());
 
     shutdown.cancel();
@@ -92,7 +104,10 @@ async fn a_message_that_always_fails_is_dead_lettered_with_its_reason() -> anyho
         async move { consumer::run(&bus, fast_spec(3), handler, shutdown).await }
     });
 
-    eventually("a dead letter", || async { Ok(!dead_letter::list(&bus, "dead.>").await?.is_empty()) }).await?;
+    eventually("a dead letter", || async {
+        Ok(!dead_letter::list(&bus, "dead.>").await?.is_empty())
+    })
+    .await?;
     let letters = dead_letter::list(&bus, "dead.TASKS.test-consumer").await?;
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
@@ -100,7 +115,11 @@ async fn a_message_that_always_fails_is_dead_lettered_with_its_reason() -> anyho
     assert_eq!(letter.stream_sequence, published.stream_sequence);
     assert_eq!(letter.deliveries, 3);
     assert_eq!(letter.reason, "transient: database is down");
-    assert_eq!(letter.payload, event.to_bytes(), "the dead letter keeps the original bytes");
+    assert_eq!(
+        letter.payload,
+        event.to_bytes(),
+        "the dead letter keeps the original bytes"
+    );
 
     // Terminated: no fourth delivery, nothing left pending.
     eventually("the term", || async { Ok(consumer_state(&bus).await? == (0, 0)) }).await?;
@@ -127,12 +146,22 @@ async fn a_message_that_is_not_an_envelope_is_dead_lettered_at_once() -> anyhow:
         async move { consumer::run(&bus, fast_spec(5), handler, shutdown).await }
     });
 
-    eventually("a dead letter", || async { Ok(!dead_letter::list(&bus, "dead.>").await?.is_empty()) }).await?;
+    eventually("a dead letter", || async {
+        Ok(!dead_letter::list(&bus, "dead.>").await?.is_empty())
+    })
+    .await?;
     let letters = dead_letter::list(&bus, "dead.>").await?;
     assert_eq!(letters[0].deliveries, 1);
-    assert!(letters[0].reason.starts_with("permanent: malformed envelope"), "{}", letters[0].reason);
+    assert!(
+        letters[0].reason.starts_with("permanent: malformed envelope"),
+        "{}",
+        letters[0].reason
+    );
     assert_eq!(letters[0].payload, b"\xff\xff not protobuf");
-    assert!(handler.calls().is_empty(), "the handler never sees a malformed message");
+    assert!(
+        handler.calls().is_empty(),
+        "the handler never sees a malformed message"
+    );
 
     shutdown.cancel();
     running.await??;
@@ -151,7 +180,8 @@ async fn shutdown_lets_the_running_handler_finish_and_ack() -> anyhow::Result<()
     }
     let nats = TestNats::start()?;
     let bus = connect(&nats).await?;
-    bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any).await?;
+    bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any)
+        .await?;
     let started = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
     let running = tokio::spawn({

@@ -7,7 +7,13 @@ use mainloop_testkit::TestNats;
 use tokio_util::sync::CancellationToken;
 
 pub async fn connect(nats: &TestNats) -> anyhow::Result<Bus> {
-    let bus = Bus::connect(&nats.url(), "test", Duration::from_secs(10), &CancellationToken::new()).await?;
+    let bus = Bus::connect(
+        &nats.url(),
+        "test",
+        Duration::from_secs(10),
+        &CancellationToken::new(),
+    )
+    .await?;
     bus.ensure_streams(1).await?;
     Ok(bus)
 }

@@ -27,22 +27,34 @@ async fn a_stale_expected_sequence_is_a_conflict_and_stores_nothing() -> anyhow:
     let bus = connect(&nats).await?;
     let subject = subjects::task("u1", "t1")?;
 
-    let created = bus.publish(&subject, &spawned("t1"), Expect::LastSubjectSequence(0)).await?;
+    let created = bus
+        .publish(&subject, &spawned("t1"), Expect::LastSubjectSequence(0))
+        .await?;
     // A second writer that also believed the task was new loses.
-    let stale = bus.publish(&subject, &spawned("t1"), Expect::LastSubjectSequence(0)).await;
+    let stale = bus
+        .publish(&subject, &spawned("t1"), Expect::LastSubjectSequence(0))
+        .await;
     match stale {
-        Err(BusError::Conflict { subject: s, expected: 0 }) => assert_eq!(s, subject),
+        Err(BusError::Conflict {
+            subject: s,
+            expected: 0,
+        }) => assert_eq!(s, subject),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(stream_messages(&bus, subjects::TASKS).await?, 1);
 
     // Writing on top of what is really there works, and another aggregate is independent.
     let next = bus
-        .publish(&subject, &spawned("t1"), Expect::LastSubjectSequence(created.stream_sequence))
+        .publish(
+            &subject,
+            &spawned("t1"),
+            Expect::LastSubjectSequence(created.stream_sequence),
+        )
         .await?;
     assert_eq!(next.stream_sequence, created.stream_sequence + 1);
     let other = subjects::task("u1", "t2")?;
-    bus.publish(&other, &spawned("t2"), Expect::LastSubjectSequence(0)).await?;
+    bus.publish(&other, &spawned("t2"), Expect::LastSubjectSequence(0))
+        .await?;
     assert_eq!(stream_messages(&bus, subjects::TASKS).await?, 3);
     Ok(())
 }
@@ -53,7 +65,9 @@ async fn an_invalid_envelope_is_refused_before_it_is_sent() -> anyhow::Result<()
     let bus = connect(&nats).await?;
     let mut event = spawned("t1");
     event.r#type = "TaskCancelled".into();
-    let result = bus.publish(&subjects::task("u1", "t1")?, &event, Expect::Any).await;
+    let result = bus
+        .publish(&subjects::task("u1", "t1")?, &event, Expect::Any)
+        .await;
     assert!(matches!(result, Err(BusError::Event(_))), "{result:?}");
     assert_eq!(stream_messages(&bus, subjects::TASKS).await?, 0);
     Ok(())
@@ -63,7 +77,8 @@ async fn an_invalid_envelope_is_refused_before_it_is_sent() -> anyhow::Result<()
 async fn declaring_streams_again_is_harmless_and_keeps_events() -> anyhow::Result<()> {
     let nats = TestNats::start()?;
     let bus = connect(&nats).await?;
-    bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any).await?;
+    bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any)
+        .await?;
     bus.ensure_streams(1).await?;
     assert_eq!(stream_messages(&bus, subjects::TASKS).await?, 1);
     let work = bus.jetstream().get_stream(subjects::WORK).await?;

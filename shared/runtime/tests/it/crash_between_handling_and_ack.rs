@@ -66,9 +66,19 @@ async fn start_consumer(
     crash_after_commit: bool,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<(u32, bool)>)> {
     // A connection of its own, like a separate process.
-    let bus = Bus::connect(&nats.url(), "consumer", Duration::from_secs(5), &CancellationToken::new()).await?;
+    let bus = Bus::connect(
+        &nats.url(),
+        "consumer",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
     let (report, seen) = mpsc::unbounded_channel();
-    let handler = Arc::new(RecordSpawn { db: db.clone(), crash_after_commit, report });
+    let handler = Arc::new(RecordSpawn {
+        db: db.clone(),
+        crash_after_commit,
+        report,
+    });
     let task = tokio::spawn(async move {
         let _ = consumer::run(&bus, spec(), handler, CancellationToken::new()).await;
     });
@@ -78,16 +88,34 @@ async fn start_consumer(
 #[tokio::test]
 async fn a_redelivery_after_a_crash_is_applied_once() -> anyhow::Result<()> {
     let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let pool = db::connect(&Secret::new(pg.url()), "recorder", 4, Duration::from_secs(10), &CancellationToken::new()).await?;
+    let pool = db::connect(
+        &Secret::new(pg.url()),
+        "recorder",
+        4,
+        Duration::from_secs(10),
+        &CancellationToken::new(),
+    )
+    .await?;
     db::migrate(&pool, "recorder", &MIGRATOR).await?;
-    let publisher = Bus::connect(&nats.url(), "publisher", Duration::from_secs(5), &CancellationToken::new()).await?;
+    let publisher = Bus::connect(
+        &nats.url(),
+        "publisher",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
     publisher.ensure_streams(1).await?;
     let event = Envelope::new(
         "u1",
         "t1",
-        Payload::TaskSpawned(TaskSpawned { task_id: "t1".into(), ..Default::default() }),
+        Payload::TaskSpawned(TaskSpawned {
+            task_id: "t1".into(),
+            ..Default::default()
+        }),
     );
-    publisher.publish(&subjects::task("u1", "t1")?, &event, Expect::Any).await?;
+    publisher
+        .publish(&subjects::task("u1", "t1")?, &event, Expect::Any)
+        .await?;
 
     let (crashing, mut first_run) = start_consumer(&nats, &pool, true).await?;
     let applied = tokio::time::timeout(Duration::from_secs(5), first_run.recv()).await?;
@@ -97,20 +125,31 @@ async fn a_redelivery_after_a_crash_is_applied_once() -> anyhow::Result<()> {
 
     let (_restarted, mut second_run) = start_consumer(&nats, &pool, false).await?;
     let again = tokio::time::timeout(Duration::from_secs(10), second_run.recv()).await?;
-    assert_eq!(again, Some((2, false)), "the unacked event comes back and is recognised");
+    assert_eq!(
+        again,
+        Some((2, false)),
+        "the unacked event comes back and is recognised"
+    );
 
-    let times: i32 = sqlx::query_scalar("SELECT times FROM spawned_tasks WHERE task_id = 't1'").fetch_one(&pool).await?;
+    let times: i32 = sqlx::query_scalar("SELECT times FROM spawned_tasks WHERE task_id = 't1'")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(times, 1, "applied exactly once");
     let stream = publisher.jetstream().get_stream(subjects::TASKS).await?;
-    let mut durable: async_nats::jetstream::consumer::PullConsumer =
-        stream.get_consumer(CONSUMER).await.map_err(|e| anyhow::anyhow!(e))?;
+    let mut durable: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(CONSUMER)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let info = durable.info().await?;
         if info.num_ack_pending == 0 && info.num_pending == 0 {
             break;
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the redelivery was never acked: {info:?}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the redelivery was never acked: {info:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
