@@ -1,0 +1,51 @@
+# The one task runner; CI (.ci/run) calls these same targets.
+# `make up` runs mainloop, `make test` runs every test.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages mainloop needs: nats-server and Postgres for running and testing, protoc for
+# the event schema.
+PACKAGES := nats-server protobuf-compiler postgresql
+
+.PHONY: help deps up test lint fmt clippy bench ci clean-data
+
+help:
+	@echo "make up     install what is missing, then run mainloop (http://127.0.0.1:8080)"
+	@echo "make test   run every test (starts its own NATS and Postgres)"
+	@echo "make lint   cargo fmt --check and clippy -D warnings"
+	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up"
+	@echo "make deps   apt-get install $(PACKAGES) when missing"
+
+deps:
+	@missing=""; \
+	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+up: deps
+	$(CARGO) run --release -p mainloop -- up
+
+test: deps
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: deps
+	$(CARGO) bench -p mainloop-bus --bench throughput
+	$(CARGO) bench -p mainloop --bench idle_memory
+
+ci: lint test
+
+clean-data:
+	rm -rf .mainloop
