@@ -54,11 +54,17 @@ pub struct UpArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
+    /// HTTP API, SSE feeds, authentication and the web app.
     Gateway(mainloop_gateway::Config),
+    /// The main thread: conversations and the chat model.
     Conversation(mainloop_conversation::Config),
+    /// The task state machine, timers and agent concurrency.
     Scheduler(mainloop_scheduler::Config),
+    /// Runs coding agents in workspaces (local processes or Kubernetes Jobs).
     WorkerSupervisor(mainloop_worker_supervisor::Config),
+    /// GitHub effects, webhooks and polling.
     GithubWatcher(mainloop_github_watcher::Config),
+    /// The attention queue and read models.
     Inbox(mainloop_inbox::Config),
 }
 

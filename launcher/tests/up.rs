@@ -278,3 +278,25 @@ fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
     second.interrupt_and_wait()?;
     Ok(())
 }
+
+#[test]
+fn up_says_what_to_install_when_nats_server_is_missing() -> anyhow::Result<()> {
+    let dir = data_dir()?;
+    let output = Command::new(env!("CARGO_BIN_EXE_mainloop"))
+        .args(["up", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join(".mainloop"))
+        .env("PATH", dir.path())
+        .env_remove("NATS_SERVER_BIN")
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nats-server is not installed"), "{stderr}");
+    assert!(stderr.contains("apt-get install nats-server"), "{stderr}");
+    assert!(
+        descendants(std::process::id()).is_empty(),
+        "nothing may be left running"
+    );
+    Ok(())
+}
