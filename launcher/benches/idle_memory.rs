@@ -8,16 +8,27 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `Name:   123 kB` line of a /proc file, in KiB.
+fn proc_kib(pid: u32, file: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// Proportional set size: shared pages split among the processes sharing them, so Postgres's
+/// shared buffers are not counted once per backend.
+fn pss_kib(pid: u32) -> u64 {
+    proc_kib(pid, "smaps_rollup", "Pss:")
 }
 
 fn healthy(port: u16) -> bool {
@@ -96,22 +107,25 @@ fn main() -> anyhow::Result<()> {
 
     let services = rss_kib(up.0.id());
     let children = descendants(up.0.id());
-    let sum = |name: &str| {
+    let sum = |name: &str| -> u64 {
         children
             .iter()
             .filter(|(_, n)| n == name)
-            .map(|(pid, _)| rss_kib(*pid))
-            .sum::<u64>()
+            .map(|(pid, _)| pss_kib(*pid))
+            .sum()
     };
     let (nats, postgres) = (sum("nats-server"), sum("postgres"));
-    println!("idle memory after {idle}s (VmRSS):");
+    println!("idle memory after {idle}s:");
     println!(
-        "  mainloop up, six services: {:>6.1} MB (goal < 60 MB)",
+        "  mainloop up, six services: {:>6.1} MB RSS (goal < 60 MB)",
         services as f64 / 1024.0
     );
-    println!("  nats-server:               {:>6.1} MB", nats as f64 / 1024.0);
     println!(
-        "  postgres, all processes:   {:>6.1} MB (shared buffers counted per process)",
+        "  nats-server:               {:>6.1} MB PSS",
+        nats as f64 / 1024.0
+    );
+    println!(
+        "  postgres, all processes:   {:>6.1} MB PSS",
         postgres as f64 / 1024.0
     );
     Ok(())
