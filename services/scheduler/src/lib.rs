@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+pub mod task;
 
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;

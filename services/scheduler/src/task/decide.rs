@@ -1,0 +1,444 @@
+use mainloop_events::Payload;
+use mainloop_events::v1::{
+    CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason, FeedbackAddressed,
+    ImplementationStarted, IssueLinked, JobMode, JobRequested, PlanApproved, PlanProposed,
+    PlanRevisionRequested, PlanningStarted, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked,
+    TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, job_succeeded,
+};
+
+use super::state::status_name;
+use super::text::branch_name;
+use super::{Command, PlanAction, Rejection, Task};
+use crate::task::follow_ups::{CREATE_ISSUE, OPEN_PULL_REQUEST, effect_id};
+
+/// Attempts of one job before the task fails.
+pub const MAX_JOB_ATTEMPTS: u32 = 5;
+/// Fix rounds for red CI before the task fails.
+pub const MAX_CI_FIXES: u32 = 5;
+
+/// The events `command` causes on `task`, or why it cannot happen.
+pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection> {
+    if let Command::Spawn(spawn) = command {
+        return spawn_task(task, spawn);
+    }
+    if !task.exists() {
+        return Err(Rejection::NotFound);
+    }
+    match command {
+        Command::Spawn(_) | Command::Reconcile => Ok(vec![]),
+        Command::AnswerQuestions { answers, cancel, by } => answer_questions(task, answers, *cancel, by),
+        Command::ReviewPlan {
+            action,
+            revision,
+            feedback,
+            by,
+        } => review_plan(task, *action, *revision, feedback, by),
+        Command::StartImplementation => {
+            require(task, TaskStatus::ReadyToImplement, "start implementation")?;
+            Ok(vec![Payload::ImplementationStarted(ImplementationStarted {
+                branch_name: task.branch_name.clone(),
+            })])
+        }
+        Command::Cancel { by } => {
+            if task.is_terminal() {
+                return Err(Rejection::Conflict(format!(
+                    "task is already {}",
+                    task.status_name()
+                )));
+            }
+            Ok(vec![cancelled("cancelled by the person", by)])
+        }
+        Command::Retry => retry(task),
+        Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
+        Command::JobFailed(result) => Ok(job_failed(task, result)),
+        Command::IssueCreated(created)
+            if created.effect_id == effect_id(task, CREATE_ISSUE) && task.issue_number == 0 =>
+        {
+            Ok(vec![Payload::IssueLinked(IssueLinked {
+                issue_number: created.issue_number,
+                issue_url: created.issue_url.clone(),
+            })])
+        }
+        Command::PullRequestOpened(opened)
+            if opened.effect_id == effect_id(task, OPEN_PULL_REQUEST) && task.pr_number == 0 =>
+        {
+            Ok(vec![Payload::PullRequestLinked(PullRequestLinked {
+                pr_number: opened.pr_number,
+                pr_url: opened.pr_url.clone(),
+                head_branch: opened.head_branch.clone(),
+            })])
+        }
+        Command::GitHubEffectFailed(failed) => Ok(effect_failed(task, &failed.effect_id, &failed.error)),
+        Command::CiFailed(ci) => Ok(ci_failed(task, &ci.head_sha, ci.pr_number, &failure_report(ci))),
+        Command::CiPassed(ci) => {
+            let current = task.status == TaskStatus::Implementing
+                && task.job.is_none()
+                && ci.head_sha == task.head_sha
+                && ci.pr_number == task.pr_number;
+            Ok(if current {
+                vec![Payload::CodeReadyForReview(CodeReadyForReview {
+                    pr_number: task.pr_number,
+                    pr_url: task.pr_url.clone(),
+                    head_sha: task.head_sha.clone(),
+                })]
+            } else {
+                vec![]
+            })
+        }
+        Command::PullRequestMerged(merged) if merged.pr_number == task.pr_number && !task.is_terminal() => {
+            Ok(vec![Payload::TaskCompleted(TaskCompleted {
+                reason: CompletionReason::PrMerged as i32,
+            })])
+        }
+        Command::PullRequestClosed(closed) if closed.pr_number == task.pr_number && !task.is_terminal() => {
+            Ok(vec![cancelled("pull request closed without merging", "github")])
+        }
+        Command::IssueCreated(_)
+        | Command::PullRequestOpened(_)
+        | Command::PullRequestMerged(_)
+        | Command::PullRequestClosed(_) => Ok(vec![]),
+    }
+}
+
+fn require(task: &Task, status: TaskStatus, what: &str) -> Result<(), Rejection> {
+    if task.status == status {
+        Ok(())
+    } else {
+        Err(Rejection::Conflict(format!(
+            "cannot {what}: the task is {}, not {}",
+            task.status_name(),
+            status_name(status)
+        )))
+    }
+}
+
+fn cancelled(reason: &str, by: &str) -> Payload {
+    Payload::TaskCancelled(TaskCancelled {
+        reason: reason.to_string(),
+        cancelled_by: by.to_string(),
+    })
+}
+
+fn failed(task: &Task, reason: FailureReason, error: impl Into<String>) -> Payload {
+    Payload::TaskFailed(TaskFailed {
+        reason: reason as i32,
+        error: error.into(),
+        failed_in: task.status as i32,
+    })
+}
+
+fn spawn_task(task: &Task, spawn: &mainloop_events::v1::TaskSpawned) -> Result<Vec<Payload>, Rejection> {
+    if task.exists() {
+        // The caller chose the id; a retried spawn of the same task is a no-op.
+        return Ok(vec![]);
+    }
+    if spawn.description.trim().is_empty() {
+        return Err(Rejection::Invalid("the task needs a description".into()));
+    }
+    let repo = spawn.repo.clone().unwrap_or_default();
+    if repo.owner.is_empty() || repo.name.is_empty() {
+        return Err(Rejection::Invalid(
+            "the task needs a repository (owner/name)".into(),
+        ));
+    }
+    let next = if spawn.skip_plan {
+        Payload::ImplementationStarted(ImplementationStarted {
+            branch_name: branch_name(&spawn.description, 0),
+        })
+    } else {
+        Payload::PlanningStarted(PlanningStarted { round: 1 })
+    };
+    Ok(vec![Payload::TaskSpawned(spawn.clone()), next])
+}
+
+fn answer_questions(
+    task: &Task,
+    answers: &[mainloop_events::v1::Answer],
+    cancel: bool,
+    by: &str,
+) -> Result<Vec<Payload>, Rejection> {
+    require(task, TaskStatus::WaitingQuestions, "answer questions")?;
+    if cancel {
+        return Ok(vec![cancelled("cancelled while answering questions", by)]);
+    }
+    let mut named = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let Some(question) = task.questions.iter().find(|q| q.id == answer.question_id) else {
+            return Err(Rejection::Invalid(format!(
+                "there is no question {:?}",
+                answer.question_id
+            )));
+        };
+        if answer.values.iter().all(|v| v.trim().is_empty()) {
+            return Err(Rejection::Invalid(format!(
+                "the answer to {:?} is empty",
+                question.header
+            )));
+        }
+        named.push(mainloop_events::v1::Answer {
+            header: question_label(question),
+            ..answer.clone()
+        });
+    }
+    if let Some(open) = task
+        .questions
+        .iter()
+        .find(|q| !answers.iter().any(|a| a.question_id == q.id))
+    {
+        return Err(Rejection::Invalid(format!(
+            "question {:?} is not answered",
+            question_label(open)
+        )));
+    }
+    Ok(vec![
+        Payload::QuestionsAnswered(QuestionsAnswered {
+            round: task.plan_round,
+            answers: named,
+            answered_by: by.to_string(),
+        }),
+        Payload::PlanningStarted(PlanningStarted {
+            round: task.plan_round + 1,
+        }),
+    ])
+}
+
+/// The agent gets answers by question text, never by an opaque id.
+fn question_label(question: &Question) -> String {
+    if question.question.is_empty() {
+        question.header.clone()
+    } else {
+        question.question.clone()
+    }
+}
+
+fn review_plan(
+    task: &Task,
+    action: PlanAction,
+    revision: u32,
+    feedback: &str,
+    by: &str,
+) -> Result<Vec<Payload>, Rejection> {
+    require(task, TaskStatus::WaitingPlanReview, "review the plan")?;
+    if revision != 0 && revision != task.plan_revision {
+        return Err(Rejection::Conflict(format!(
+            "plan revision {revision} is no longer in review; revision {} is",
+            task.plan_revision
+        )));
+    }
+    Ok(match action {
+        PlanAction::Approve => {
+            let branch = branch_name(&task.description, task.issue_number);
+            vec![
+                Payload::PlanApproved(PlanApproved {
+                    plan_revision: task.plan_revision,
+                    branch_name: branch.clone(),
+                    approved_by: by.to_string(),
+                }),
+                // Approval means "go": the original's separate start step is kept as a command
+                // for clients that want it, but nothing waits for it.
+                Payload::ImplementationStarted(ImplementationStarted { branch_name: branch }),
+            ]
+        }
+        PlanAction::Revise => {
+            if feedback.trim().is_empty() {
+                return Err(Rejection::Invalid("a revision needs feedback".into()));
+            }
+            vec![
+                Payload::PlanRevisionRequested(PlanRevisionRequested {
+                    plan_revision: task.plan_revision,
+                    feedback: feedback.trim().to_string(),
+                    requested_by: by.to_string(),
+                }),
+                Payload::PlanningStarted(PlanningStarted {
+                    round: task.plan_round + 1,
+                }),
+            ]
+        }
+        PlanAction::Cancel => vec![cancelled("plan cancelled", by)],
+    })
+}
+
+fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {
+    if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+        return Err(Rejection::Conflict(format!(
+            "only a failed or cancelled task can be retried; this one is {}",
+            task.status_name()
+        )));
+    }
+    let resume = if task.plan_revision > 0 && !task.branch_name.is_empty() {
+        Payload::ImplementationStarted(ImplementationStarted {
+            branch_name: task.branch_name.clone(),
+        })
+    } else {
+        Payload::PlanningStarted(PlanningStarted {
+            round: task.plan_round + 1,
+        })
+    };
+    Ok(vec![
+        Payload::TaskRetried(TaskRetried {
+            attempt: task.retries + 1,
+        }),
+        resume,
+    ])
+}
+
+fn is_current<'a>(task: &'a Task, job_id: &str, attempt: u32) -> Option<&'a JobRequested> {
+    task.job
+        .as_ref()
+        .filter(|job| job.job_id == job_id && job.attempt == attempt)
+}
+
+fn job_succeeded(task: &Task, result: &mainloop_events::v1::JobSucceeded) -> Vec<Payload> {
+    let Some(job) = is_current(task, &result.job_id, result.attempt) else {
+        return vec![];
+    };
+    match (job.mode(), &result.outcome) {
+        (JobMode::Plan, Some(job_succeeded::Outcome::Plan(plan))) => {
+            if !plan.questions.is_empty() {
+                let questions = plan
+                    .questions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| Question {
+                        id: format!("q{}", i + 1),
+                        ..q.clone()
+                    })
+                    .collect();
+                vec![Payload::QuestionsAsked(QuestionsAsked {
+                    round: task.plan_round,
+                    questions,
+                    draft_plan: plan.plan_text.clone(),
+                })]
+            } else if plan.plan_text.trim().is_empty() {
+                vec![failed(
+                    task,
+                    FailureReason::EmptyPlan,
+                    "the plan job returned no plan",
+                )]
+            } else {
+                vec![Payload::PlanProposed(PlanProposed {
+                    revision: task.plan_revision + 1,
+                    plan_text: plan.plan_text.clone(),
+                    suggested_options: plan.suggested_options.clone(),
+                })]
+            }
+        }
+        (
+            mode @ (JobMode::Implement | JobMode::Fix | JobMode::Feedback),
+            Some(job_succeeded::Outcome::Code(code)),
+        ) => {
+            let pushed = Payload::CodePushed(CodePushed {
+                job_id: job.job_id.clone(),
+                branch_name: code.branch_name.clone(),
+                head_sha: code.head_sha.clone(),
+                commits: code.commits,
+            });
+            match (mode, code.commits) {
+                (JobMode::Implement, 0) => {
+                    vec![Payload::TaskCompleted(TaskCompleted {
+                        reason: CompletionReason::NoChanges as i32,
+                    })]
+                }
+                (JobMode::Fix, 0) => vec![failed(
+                    task,
+                    FailureReason::JobFailed,
+                    "the fix job made no commits",
+                )],
+                (JobMode::Feedback, _) => {
+                    vec![Payload::FeedbackAddressed(FeedbackAddressed {
+                        head_sha: code.head_sha.clone(),
+                    })]
+                }
+                _ => vec![pushed],
+            }
+        }
+        _ => vec![failed(
+            task,
+            FailureReason::JobFailed,
+            "the job returned an outcome of the wrong kind",
+        )],
+    }
+}
+
+fn job_failed(task: &Task, result: &mainloop_events::v1::JobFailed) -> Vec<Payload> {
+    let Some(job) = is_current(task, &result.job_id, result.attempt) else {
+        return vec![];
+    };
+    if result.retryable && job.attempt < MAX_JOB_ATTEMPTS {
+        return vec![Payload::JobRequested(JobRequested {
+            attempt: job.attempt + 1,
+            ..job.clone()
+        })];
+    }
+    let reason = if result.retryable {
+        FailureReason::JobRetriesExhausted
+    } else {
+        FailureReason::JobFailed
+    };
+    vec![failed(
+        task,
+        reason,
+        format!("{} (job {}, attempt {})", result.error, job.job_id, job.attempt),
+    )]
+}
+
+fn effect_failed(task: &Task, effect: &str, error: &str) -> Vec<Payload> {
+    if task.is_terminal() {
+        return vec![];
+    }
+    if effect == effect_id(task, CREATE_ISSUE) {
+        vec![failed(
+            task,
+            FailureReason::IssueCreationFailed,
+            format!("could not create the issue: {error}"),
+        )]
+    } else if effect == effect_id(task, OPEN_PULL_REQUEST) {
+        vec![failed(
+            task,
+            FailureReason::GithubError,
+            format!("could not open the pull request: {error}"),
+        )]
+    } else {
+        vec![]
+    }
+}
+
+fn ci_failed(task: &Task, head_sha: &str, pr_number: u64, report: &str) -> Vec<Payload> {
+    let current = task.status == TaskStatus::Implementing
+        && task.job.is_none()
+        && pr_number == task.pr_number
+        && head_sha == task.head_sha
+        && task.ci_fix_for != head_sha;
+    if !current {
+        return vec![];
+    }
+    if task.ci_fixes >= MAX_CI_FIXES {
+        return vec![failed(
+            task,
+            FailureReason::CiFixLimit,
+            format!("CI still fails after {MAX_CI_FIXES} fixes"),
+        )];
+    }
+    vec![Payload::CiFixStarted(CiFixStarted {
+        iteration: task.ci_fixes + 1,
+        head_sha: head_sha.to_string(),
+        failure_report: report.to_string(),
+    })]
+}
+
+fn failure_report(ci: &mainloop_events::v1::CiFailed) -> String {
+    ci.failures
+        .iter()
+        .map(|f| {
+            format!(
+                "## {} ({})\n{}\n{}\n{}",
+                f.name,
+                f.conclusion,
+                f.title,
+                f.summary.chars().take(2000).collect::<String>(),
+                f.details_url
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}

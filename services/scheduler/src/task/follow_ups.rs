@@ -1,0 +1,190 @@
+use mainloop_events::Payload;
+use mainloop_events::v1::{
+    ApprovalKind, CloseIssue, ClosePullRequest, CreateIssue, GitHubEffectRequested, JobCancellationRequested,
+    JobMode, JobRequested, MarkPullRequestReady, NeedsApproval, OpenPullRequest, TaskStatus, UpdateIssueBody,
+    git_hub_effect_requested::Effect,
+};
+
+use super::Task;
+use super::text::{
+    fix_prompt, implement_prompt, issue_body, issue_title, plan_context, plan_prompt, pull_request_body,
+};
+
+pub const CREATE_ISSUE: &str = "create-issue";
+pub const OPEN_PULL_REQUEST: &str = "open-pull-request";
+const MARK_READY: &str = "mark-ready";
+const CLOSE_ISSUE: &str = "close-issue";
+const CLOSE_PULL_REQUEST: &str = "close-pull-request";
+
+/// The idempotency key of one effect of one task: the same effect always gets the same key.
+pub fn effect_id(task: &Task, kind: &str) -> String {
+    format!("{}:{kind}", task.task_id)
+}
+
+/// The requests the task still needs, given only its state: each is asked once, and asked
+/// again after a crash because the state still shows it missing.
+pub fn follow_ups(task: &Task) -> Vec<Payload> {
+    let mut requests = Vec::new();
+    match task.status {
+        TaskStatus::Planning if task.job.is_none() => {
+            requests.push(job(task, JobMode::Plan, plan_prompt(task), plan_context(task)));
+        }
+        TaskStatus::WaitingQuestions
+            if task.asked != Some((ApprovalKind::AnswerQuestions, task.plan_round)) =>
+        {
+            requests.push(Payload::NeedsApproval(NeedsApproval {
+                kind: ApprovalKind::AnswerQuestions as i32,
+                plan_revision: task.plan_round,
+                title: format!("Questions about: {}", issue_title(&task.description)),
+                summary: task
+                    .questions
+                    .iter()
+                    .map(|q| q.question.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                options: vec![],
+            }));
+        }
+        TaskStatus::WaitingPlanReview => {
+            let body_effect = format!("issue-body-r{}", task.plan_revision);
+            if task.issue_number == 0 && !requested(task, CREATE_ISSUE) {
+                requests.push(effect(
+                    task,
+                    CREATE_ISSUE,
+                    Effect::CreateIssue(CreateIssue {
+                        title: issue_title(&task.description),
+                        body: issue_body(task),
+                        labels: vec!["mainloop-plan".into(), "planning".into()],
+                    }),
+                ));
+            } else if task.issue_number > 0 && task.plan_revision > 1 && !requested(task, &body_effect) {
+                requests.push(effect(
+                    task,
+                    &body_effect,
+                    Effect::UpdateIssueBody(UpdateIssueBody {
+                        issue_number: task.issue_number,
+                        body: issue_body(task),
+                        labels: vec![],
+                    }),
+                ));
+            }
+            if task.asked != Some((ApprovalKind::PlanReview, task.plan_revision)) {
+                requests.push(Payload::NeedsApproval(NeedsApproval {
+                    kind: ApprovalKind::PlanReview as i32,
+                    plan_revision: task.plan_revision,
+                    title: format!("Review plan: {}", issue_title(&task.description)),
+                    summary: task.plan_text.clone(),
+                    options: plan_options(task),
+                }));
+            }
+        }
+        TaskStatus::Implementing if task.job.is_none() => {
+            if !task.head_sha.is_empty() && task.ci_fix_for == task.head_sha {
+                requests.push(job(
+                    task,
+                    JobMode::Fix,
+                    fix_prompt(task),
+                    task.ci_failure_report.clone(),
+                ));
+            } else if task.head_sha.is_empty() {
+                requests.push(job(
+                    task,
+                    JobMode::Implement,
+                    implement_prompt(task),
+                    String::new(),
+                ));
+            } else if task.pr_number == 0 && !requested(task, OPEN_PULL_REQUEST) {
+                requests.push(effect(
+                    task,
+                    OPEN_PULL_REQUEST,
+                    Effect::OpenPullRequest(OpenPullRequest {
+                        head: task.branch_name.clone(),
+                        base: String::new(),
+                        title: issue_title(&task.description),
+                        body: pull_request_body(task),
+                        draft: true,
+                    }),
+                ));
+            }
+        }
+        TaskStatus::UnderReview if task.pr_number > 0 && !requested(task, MARK_READY) => {
+            requests.push(effect(
+                task,
+                MARK_READY,
+                Effect::MarkPullRequestReady(MarkPullRequestReady {
+                    pr_number: task.pr_number,
+                }),
+            ));
+        }
+        TaskStatus::Cancelled => {
+            if let Some(job) = &task.job {
+                requests.push(Payload::JobCancellationRequested(JobCancellationRequested {
+                    job_id: job.job_id.clone(),
+                }));
+            }
+            if task.issue_number > 0 && !requested(task, CLOSE_ISSUE) {
+                requests.push(effect(
+                    task,
+                    CLOSE_ISSUE,
+                    Effect::CloseIssue(CloseIssue {
+                        issue_number: task.issue_number,
+                    }),
+                ));
+            }
+            if task.pr_number > 0 && !requested(task, CLOSE_PULL_REQUEST) {
+                requests.push(effect(
+                    task,
+                    CLOSE_PULL_REQUEST,
+                    Effect::ClosePullRequest(ClosePullRequest {
+                        pr_number: task.pr_number,
+                    }),
+                ));
+            }
+        }
+        _ => {}
+    }
+    requests
+}
+
+fn requested(task: &Task, kind: &str) -> bool {
+    task.effects.contains(&effect_id(task, kind))
+}
+
+fn effect(task: &Task, kind: &str, effect: Effect) -> Payload {
+    Payload::GithubEffectRequested(GitHubEffectRequested {
+        effect_id: effect_id(task, kind),
+        repo: Some(task.repo.clone()),
+        effect: Some(effect),
+    })
+}
+
+fn job(task: &Task, mode: JobMode, prompt: String, context: String) -> Payload {
+    Payload::JobRequested(JobRequested {
+        job_id: format!("{}-job-{}", task.task_id, task.jobs_requested + 1),
+        attempt: 1,
+        mode: mode as i32,
+        repo: Some(task.repo.clone()),
+        clone_url: String::new(),
+        branch_name: task.branch_name.clone(),
+        issue_number: task.issue_number,
+        pr_number: task.pr_number,
+        prompt,
+        context,
+        model: task.model.clone(),
+    })
+}
+
+/// "Approve" first, then what the plan offered ("Use Option A"), then "Request changes".
+fn plan_options(task: &Task) -> Vec<String> {
+    let mut options = vec!["Approve".to_string()];
+    options.extend(task.plan_text.lines().filter_map(|line| {
+        let rest = line
+            .trim()
+            .strip_prefix("**Option ")
+            .or_else(|| line.trim().strip_prefix("**Approach "))?;
+        let label = rest.split(|c: char| c == '*' || c == ':').next()?.trim();
+        (!label.is_empty()).then(|| format!("Use {label}"))
+    }));
+    options.push("Request changes".to_string());
+    options
+}

@@ -1,0 +1,185 @@
+use std::collections::BTreeSet;
+
+use mainloop_events::Payload;
+use mainloop_events::v1::{Answer, ApprovalKind, JobRequested, Question, RepoRef, TaskStatus};
+
+/// A task as its events made it. `status == Unspecified` means it does not exist yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub repo: RepoRef,
+    pub description: String,
+    pub skip_plan: bool,
+    pub model: String,
+
+    /// Plan rounds run so far (a round is one plan job, with or without questions).
+    pub plan_round: u32,
+    /// The revision of the plan last proposed; approvals must name it.
+    pub plan_revision: u32,
+    pub plan_text: String,
+    pub draft_plan: String,
+    pub questions: Vec<Question>,
+    pub answers: Vec<Answer>,
+    pub feedback: String,
+
+    pub branch_name: String,
+    pub issue_number: u64,
+    pub issue_url: String,
+    pub pr_number: u64,
+    pub pr_url: String,
+    /// The branch head the last job pushed; CI results for any other commit are stale.
+    pub head_sha: String,
+    pub ci_fixes: u32,
+    /// The head a fix job was started for; equal to `head_sha` while that fix is outstanding.
+    pub ci_fix_for: String,
+    pub ci_failure_report: String,
+
+    /// The agent run in flight, if any. Results naming another (job, attempt) are ignored.
+    pub job: Option<JobRequested>,
+    pub jobs_requested: u32,
+    /// Idempotency keys of the GitHub effects already requested.
+    pub effects: BTreeSet<String>,
+    /// The last decision asked of the person, so it is asked once per plan revision or round.
+    pub asked: Option<(ApprovalKind, u32)>,
+
+    pub retries: u32,
+    pub error: String,
+    pub failed_in: TaskStatus,
+}
+
+impl Task {
+    pub fn exists(&self) -> bool {
+        self.status != TaskStatus::Unspecified
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
+    /// The status as the original API spells it ("waiting_plan_review").
+    pub fn status_name(&self) -> &'static str {
+        status_name(self.status)
+    }
+}
+
+pub fn status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Unspecified => "unknown",
+        TaskStatus::Pending => "pending",
+        TaskStatus::Planning => "planning",
+        TaskStatus::WaitingQuestions => "waiting_questions",
+        TaskStatus::WaitingPlanReview => "waiting_plan_review",
+        TaskStatus::ReadyToImplement => "ready_to_implement",
+        TaskStatus::Implementing => "implementing",
+        TaskStatus::UnderReview => "under_review",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
+/// Applies one event. Events not about tasks are ignored.
+pub fn evolve(task: &mut Task, event: &Payload) {
+    match event {
+        Payload::TaskSpawned(e) => {
+            task.task_id = e.task_id.clone();
+            task.status = TaskStatus::Pending;
+            task.repo = e.repo.clone().unwrap_or_default();
+            task.description = e.description.clone();
+            task.skip_plan = e.skip_plan;
+            task.model = e.model.clone();
+        }
+        Payload::PlanningStarted(e) => {
+            task.status = TaskStatus::Planning;
+            task.plan_round = e.round;
+        }
+        Payload::QuestionsAsked(e) => {
+            task.status = TaskStatus::WaitingQuestions;
+            task.questions = e.questions.clone();
+            task.draft_plan = e.draft_plan.clone();
+            task.job = None;
+        }
+        Payload::QuestionsAnswered(e) => {
+            task.status = TaskStatus::Planning;
+            task.answers.extend(e.answers.iter().cloned());
+            task.questions.clear();
+        }
+        Payload::PlanProposed(e) => {
+            task.status = TaskStatus::WaitingPlanReview;
+            task.plan_revision = e.revision;
+            task.plan_text = e.plan_text.clone();
+            task.questions.clear();
+            task.job = None;
+        }
+        Payload::NeedsApproval(e) => task.asked = Some((e.kind(), e.plan_revision)),
+        Payload::PlanRevisionRequested(e) => {
+            task.status = TaskStatus::Planning;
+            task.feedback = e.feedback.clone();
+        }
+        Payload::PlanApproved(e) => {
+            task.status = TaskStatus::ReadyToImplement;
+            task.branch_name = e.branch_name.clone();
+        }
+        Payload::ImplementationStarted(e) => {
+            task.status = TaskStatus::Implementing;
+            task.branch_name = e.branch_name.clone();
+        }
+        Payload::IssueLinked(e) => {
+            task.issue_number = e.issue_number;
+            task.issue_url = e.issue_url.clone();
+        }
+        Payload::PullRequestLinked(e) => {
+            task.pr_number = e.pr_number;
+            task.pr_url = e.pr_url.clone();
+        }
+        Payload::CodePushed(e) => {
+            task.head_sha = e.head_sha.clone();
+            task.branch_name = e.branch_name.clone();
+            task.job = None;
+        }
+        Payload::CiFixStarted(e) => {
+            task.ci_fixes = e.iteration;
+            task.ci_fix_for = e.head_sha.clone();
+            task.ci_failure_report = e.failure_report.clone();
+        }
+        Payload::CodeReadyForReview(_) | Payload::ReviewResumed(_) => task.status = TaskStatus::UnderReview,
+        Payload::FeedbackAddressingStarted(_) => task.status = TaskStatus::Implementing,
+        Payload::FeedbackAddressed(e) => {
+            task.status = TaskStatus::UnderReview;
+            if !e.head_sha.is_empty() {
+                task.head_sha = e.head_sha.clone();
+            }
+            task.job = None;
+        }
+        Payload::TaskCompleted(_) => {
+            task.status = TaskStatus::Completed;
+            task.job = None;
+        }
+        Payload::TaskCancelled(_) => task.status = TaskStatus::Cancelled,
+        Payload::TaskFailed(e) => {
+            task.failed_in = task.status;
+            task.status = TaskStatus::Failed;
+            task.error = e.error.clone();
+            task.job = None;
+        }
+        Payload::TaskRetried(e) => {
+            task.status = TaskStatus::Pending;
+            task.retries = e.attempt;
+            task.error.clear();
+            task.asked = None;
+        }
+        Payload::JobRequested(e) => {
+            task.job = Some(e.clone());
+            task.jobs_requested += 1;
+        }
+        Payload::JobCancellationRequested(_) => task.job = None,
+        Payload::GithubEffectRequested(e) => {
+            task.effects.insert(e.effect_id.clone());
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,449 @@
+//! Given events, when a command, then events: the task's rules without any I/O.
+
+use mainloop_events::Payload;
+use mainloop_events::v1::{
+    CheckFailure, CiFailed, CiPassed, CodeOutcome, IssueCreated, JobFailed, JobMode, JobSucceeded,
+    PlanOutcome, PullRequestMerged, PullRequestOpened, Question, QuestionOption, RepoRef, TaskSpawned,
+    TaskStatus, job_succeeded,
+};
+
+use super::*;
+
+fn spawn() -> Command {
+    Command::Spawn(TaskSpawned {
+        task_id: "t1".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "widgets".into(),
+            html_url: "https://github.com/acme/widgets".into(),
+        }),
+        description: "add a quick start section to the README of https://github.com/acme/widgets".into(),
+        ..Default::default()
+    })
+}
+
+fn types(events: &[Payload]) -> Vec<&'static str> {
+    events.iter().map(Payload::type_name).collect()
+}
+
+/// Runs commands from a new task and returns the state and the events of the last command.
+fn given(commands: &[Command]) -> Task {
+    let mut task = Task::default();
+    for command in commands {
+        if let Err(rejection) = handle(&mut task, command) {
+            panic!("given {command:?} was rejected: {rejection}");
+        }
+    }
+    task
+}
+
+fn when(task: &mut Task, command: Command) -> Result<Vec<Payload>, Rejection> {
+    handle(task, &command)
+}
+
+fn current_job(task: &Task) -> (String, u32) {
+    let job = task.job.clone().unwrap_or_default();
+    (job.job_id, job.attempt)
+}
+
+fn plan_done(task: &Task, plan: &str) -> Command {
+    let (job_id, attempt) = current_job(task);
+    Command::JobSucceeded(JobSucceeded {
+        job_id,
+        attempt,
+        mode: JobMode::Plan as i32,
+        outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+            plan_text: plan.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    })
+}
+
+fn code_done(task: &Task, mode: JobMode, sha: &str, commits: u32) -> Command {
+    let (job_id, attempt) = current_job(task);
+    Command::JobSucceeded(JobSucceeded {
+        job_id,
+        attempt,
+        mode: mode as i32,
+        outcome: Some(job_succeeded::Outcome::Code(CodeOutcome {
+            branch_name: task.branch_name.clone(),
+            head_sha: sha.into(),
+            commits,
+            summary: String::new(),
+        })),
+        ..Default::default()
+    })
+}
+
+fn approve(revision: u32) -> Command {
+    Command::ReviewPlan {
+        action: PlanAction::Approve,
+        revision,
+        feedback: String::new(),
+        by: "ui".into(),
+    }
+}
+
+fn ci_failed(sha: &str) -> Command {
+    Command::CiFailed(CiFailed {
+        pr_number: 3,
+        head_sha: sha.into(),
+        failures: vec![CheckFailure {
+            name: "test".into(),
+            conclusion: "failure".into(),
+            summary: "1 failed".into(),
+            ..Default::default()
+        }],
+    })
+}
+
+fn in_review() -> Task {
+    let mut task = given(&[spawn()]);
+    let done = plan_done(&task, "1. Write the section");
+    handle(&mut task, &done).ok();
+    handle(
+        &mut task,
+        &Command::IssueCreated(IssueCreated {
+            effect_id: "t1:create-issue".into(),
+            issue_number: 7,
+            issue_url: "u/7".into(),
+        }),
+    )
+    .ok();
+    task
+}
+
+fn with_open_pr() -> Task {
+    let mut task = in_review();
+    handle(&mut task, &approve(1)).ok();
+    let done = code_done(&task, JobMode::Implement, "sha1", 2);
+    handle(&mut task, &done).ok();
+    let opened = PullRequestOpened {
+        effect_id: "t1:open-pull-request".into(),
+        pr_number: 3,
+        pr_url: "u/pull/3".into(),
+        head_branch: task.branch_name.clone(),
+        head_sha: "sha1".into(),
+    };
+    handle(&mut task, &Command::PullRequestOpened(opened)).ok();
+    task
+}
+
+#[test]
+fn spawning_starts_planning_and_requests_a_plan_job() {
+    let mut task = Task::default();
+    let events = when(&mut task, spawn()).unwrap_or_default();
+    assert_eq!(types(&events), ["TaskSpawned", "PlanningStarted", "JobRequested"]);
+    assert_eq!(task.status, TaskStatus::Planning);
+    let job = task.job.clone().unwrap_or_default();
+    assert_eq!(
+        (job.job_id.as_str(), job.attempt, job.mode()),
+        ("t1-job-1", 1, JobMode::Plan)
+    );
+    assert!(job.prompt.contains("acme/widgets"));
+}
+
+#[test]
+fn a_repeated_spawn_is_a_no_op_and_a_bad_one_is_refused() {
+    let mut task = given(&[spawn()]);
+    assert_eq!(when(&mut task, spawn()), Ok(vec![]));
+    let mut fresh = Task::default();
+    let empty = Command::Spawn(TaskSpawned {
+        task_id: "t2".into(),
+        description: " ".into(),
+        ..Default::default()
+    });
+    assert!(matches!(when(&mut fresh, empty), Err(Rejection::Invalid(_))));
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn a_plan_goes_to_review_on_a_new_issue_and_asks_the_person_once() {
+    let mut task = given(&[spawn()]);
+    let done = plan_done(&task, "**Option A**: one section\n**Option B**: a new page");
+    let events = when(&mut task, done).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["PlanProposed", "GitHubEffectRequested", "NeedsApproval"]
+    );
+    assert_eq!(task.status, TaskStatus::WaitingPlanReview);
+    let Payload::NeedsApproval(asked) = &events[2] else {
+        unreachable!()
+    };
+    assert_eq!(asked.options, ["Approve", "Use A", "Use B", "Request changes"]);
+    assert_eq!(follow_ups(&task), vec![], "nothing more is due");
+    let linked = when(
+        &mut task,
+        Command::IssueCreated(IssueCreated {
+            effect_id: "t1:create-issue".into(),
+            issue_number: 7,
+            issue_url: "u/7".into(),
+        }),
+    );
+    assert_eq!(linked.map(|e| types(&e)), Ok(vec!["IssueLinked"]));
+}
+
+#[test]
+fn the_whole_journey_in_order() {
+    let mut task = with_open_pr();
+    assert_eq!(task.status, TaskStatus::Implementing);
+    assert_eq!(task.branch_name, "docs/7-add-quick-start-section-readme");
+
+    let fix = when(&mut task, ci_failed("sha1")).unwrap_or_default();
+    assert_eq!(types(&fix), ["CiFixStarted", "JobRequested"]);
+    assert_eq!(task.job.as_ref().map(|j| j.mode()), Some(JobMode::Fix));
+    assert!(task.job.as_ref().is_some_and(|j| j.context.contains("1 failed")));
+
+    let pushed = code_done(&task, JobMode::Fix, "sha2", 1);
+    assert_eq!(when(&mut task, pushed).map(|e| types(&e)), Ok(vec!["CodePushed"]));
+    // A late result for the old head changes nothing.
+    assert_eq!(when(&mut task, ci_failed("sha1")), Ok(vec![]));
+
+    let green = when(
+        &mut task,
+        Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: "sha2".into(),
+        }),
+    )
+    .unwrap_or_default();
+    assert_eq!(types(&green), ["CodeReadyForReview", "GitHubEffectRequested"]);
+    assert_eq!(task.status, TaskStatus::UnderReview);
+
+    let merged = when(
+        &mut task,
+        Command::PullRequestMerged(PullRequestMerged {
+            pr_number: 3,
+            merge_sha: "m".into(),
+        }),
+    );
+    assert_eq!(merged.map(|e| types(&e)), Ok(vec!["TaskCompleted"]));
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(matches!(
+        when(&mut task, Command::Cancel { by: "ui".into() }),
+        Err(Rejection::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_stale_approval_can_never_approve_a_newer_plan() {
+    let mut task = in_review();
+    let revise = Command::ReviewPlan {
+        action: PlanAction::Revise,
+        revision: 1,
+        feedback: "shorter".into(),
+        by: "ui".into(),
+    };
+    assert_eq!(
+        when(&mut task, revise).map(|e| types(&e)),
+        Ok(vec!["PlanRevisionRequested", "PlanningStarted", "JobRequested"])
+    );
+    assert!(
+        task.job
+            .as_ref()
+            .is_some_and(|j| j.context.contains("shorter") && j.context.contains("Write the section"))
+    );
+    let done = plan_done(&task, "1. A shorter section");
+    let events = when(&mut task, done).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["PlanProposed", "GitHubEffectRequested", "NeedsApproval"],
+        "revision 2 updates the issue body"
+    );
+    assert_eq!(task.plan_revision, 2);
+
+    let stale = when(&mut task, approve(1));
+    assert_eq!(
+        stale,
+        Err(Rejection::Conflict(
+            "plan revision 1 is no longer in review; revision 2 is".into()
+        ))
+    );
+    assert_eq!(task.status, TaskStatus::WaitingPlanReview);
+    assert!(when(&mut task, approve(2)).is_ok());
+}
+
+#[test]
+fn commands_are_checked_against_state() {
+    let mut task = given(&[spawn()]);
+    assert!(
+        matches!(when(&mut task, approve(0)), Err(Rejection::Conflict(m)) if m.contains("the task is planning"))
+    );
+    assert!(matches!(
+        when(&mut task, Command::StartImplementation),
+        Err(Rejection::Conflict(_))
+    ));
+    assert!(matches!(
+        when(&mut task, Command::Retry),
+        Err(Rejection::Conflict(_))
+    ));
+    let mut nothing = Task::default();
+    assert_eq!(
+        when(&mut nothing, Command::Cancel { by: "ui".into() }),
+        Err(Rejection::NotFound)
+    );
+}
+
+#[test]
+fn job_results_must_name_the_current_job_and_attempt() {
+    let mut task = given(&[spawn()]);
+    let (job_id, _) = current_job(&task);
+    let failure = |attempt: u32, retryable: bool| {
+        Command::JobFailed(JobFailed {
+            job_id: job_id.clone(),
+            attempt,
+            mode: JobMode::Plan as i32,
+            error: "overloaded".into(),
+            retryable,
+        })
+    };
+    assert_eq!(
+        when(&mut task, failure(2, true)),
+        Ok(vec![]),
+        "an attempt that was never made"
+    );
+    assert_eq!(
+        when(&mut task, failure(1, true)).map(|e| types(&e)),
+        Ok(vec!["JobRequested"])
+    );
+    assert_eq!(current_job(&task), (job_id.clone(), 2));
+    assert_eq!(
+        when(&mut task, failure(1, true)),
+        Ok(vec![]),
+        "a late result of the old attempt is ignored"
+    );
+    for attempt in 2..MAX_JOB_ATTEMPTS {
+        when(&mut task, failure(attempt, true)).ok();
+    }
+    let last = when(&mut task, failure(MAX_JOB_ATTEMPTS, true)).unwrap_or_default();
+    assert_eq!(types(&last), ["TaskFailed"]);
+    assert_eq!(task.failed_in, TaskStatus::Planning);
+    let retried = when(&mut task, Command::Retry).unwrap_or_default();
+    assert_eq!(
+        types(&retried),
+        ["TaskRetried", "PlanningStarted", "JobRequested"]
+    );
+    assert!(task.error.is_empty());
+}
+
+#[test]
+fn questions_are_asked_then_answered_by_their_text() {
+    let mut task = given(&[spawn()]);
+    let (job_id, attempt) = current_job(&task);
+    let asked = Command::JobSucceeded(JobSucceeded {
+        job_id,
+        attempt,
+        mode: JobMode::Plan as i32,
+        outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+            plan_text: "draft".into(),
+            questions: vec![Question {
+                id: "3f2a-uuid".into(),
+                header: "Placement".into(),
+                question: "Where should it go?".into(),
+                options: vec![QuestionOption {
+                    label: "Top".into(),
+                    description: String::new(),
+                }],
+                multi_select: false,
+            }],
+            suggested_options: vec![],
+        })),
+        ..Default::default()
+    });
+    assert_eq!(
+        when(&mut task, asked).map(|e| types(&e)),
+        Ok(vec!["QuestionsAsked", "NeedsApproval"])
+    );
+    assert_eq!(task.questions[0].id, "q1");
+
+    let unknown = Command::AnswerQuestions {
+        answers: vec![mainloop_events::v1::Answer {
+            question_id: "q9".into(),
+            header: String::new(),
+            values: vec!["Top".into()],
+        }],
+        cancel: false,
+        by: "ui".into(),
+    };
+    assert!(matches!(when(&mut task, unknown), Err(Rejection::Invalid(_))));
+    let none = Command::AnswerQuestions {
+        answers: vec![],
+        cancel: false,
+        by: "ui".into(),
+    };
+    assert!(matches!(when(&mut task, none), Err(Rejection::Invalid(m)) if m.contains("not answered")));
+
+    let answered = Command::AnswerQuestions {
+        answers: vec![mainloop_events::v1::Answer {
+            question_id: "q1".into(),
+            header: String::new(),
+            values: vec!["Top".into()],
+        }],
+        cancel: false,
+        by: "ui".into(),
+    };
+    let events = when(&mut task, answered).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["QuestionsAnswered", "PlanningStarted", "JobRequested"]
+    );
+    let context = task.job.as_ref().map(|j| j.context.clone()).unwrap_or_default();
+    assert!(
+        context.contains("- Where should it go?: Top") && context.contains("draft"),
+        "{context}"
+    );
+}
+
+#[test]
+fn cancelling_stops_the_job_and_closes_what_was_opened() {
+    let mut task = with_open_pr();
+    let events = when(&mut task, Command::Cancel { by: "ui".into() }).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["TaskCancelled", "GitHubEffectRequested", "GitHubEffectRequested"]
+    );
+    let mut planning = given(&[spawn()]);
+    let events = when(&mut planning, Command::Cancel { by: "ui".into() }).unwrap_or_default();
+    assert_eq!(types(&events), ["TaskCancelled", "JobCancellationRequested"]);
+    assert_eq!(follow_ups(&planning), vec![]);
+}
+
+#[test]
+fn red_ci_fails_the_task_after_the_last_fix() {
+    let mut task = with_open_pr();
+    for round in 1..=MAX_CI_FIXES {
+        let head = task.head_sha.clone();
+        assert_eq!(
+            when(&mut task, ci_failed(&head)).map(|e| types(&e)),
+            Ok(vec!["CiFixStarted", "JobRequested"])
+        );
+        assert_eq!(
+            when(&mut task, ci_failed(&head)),
+            Ok(vec![]),
+            "the same failure twice starts one fix"
+        );
+        let pushed = code_done(&task, JobMode::Fix, &format!("fix{round}"), 1);
+        when(&mut task, pushed).ok();
+    }
+    let head = task.head_sha.clone();
+    let events = when(&mut task, ci_failed(&head)).unwrap_or_default();
+    assert_eq!(types(&events), ["TaskFailed"]);
+    assert_eq!(task.status, TaskStatus::Failed);
+}
+
+#[test]
+fn reconcile_repairs_a_crash_between_two_appends() {
+    // The process stopped after PlanningStarted was stored and before JobRequested was.
+    let mut task = Task::default();
+    let decided = decide(&task, &spawn()).unwrap_or_default();
+    for event in &decided {
+        evolve(&mut task, event);
+    }
+    assert!(task.job.is_none());
+    assert_eq!(
+        when(&mut task, Command::Reconcile).map(|e| types(&e)),
+        Ok(vec!["JobRequested"])
+    );
+    assert_eq!(when(&mut task, Command::Reconcile), Ok(vec![]));
+}

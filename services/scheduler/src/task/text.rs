@@ -1,0 +1,204 @@
+//! The words the scheduler writes: issue titles and bodies, branch names, and the prompts jobs
+//! get. Pure functions of the task, so a repeated request is the same request.
+
+use super::Task;
+
+const TITLE_PREFIXES: &[&str] = &[
+    "please ",
+    "can you ",
+    "could you ",
+    "i want you to ",
+    "i'd like you to ",
+    "let's ",
+];
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "the", "to", "of", "in", "on", "for", "and", "or", "with", "at", "by", "from", "is", "it",
+    "that", "this", "please",
+];
+
+/// First line of the description, polite prefixes stripped, capitalised, at most 70 characters.
+pub fn issue_title(description: &str) -> String {
+    let mut line = description.lines().next().unwrap_or_default().trim().to_string();
+    loop {
+        let lower = line.to_lowercase();
+        match TITLE_PREFIXES.iter().find(|p| lower.starts_with(*p)) {
+            Some(prefix) => line = line[prefix.len()..].trim_start().to_string(),
+            None => break,
+        }
+    }
+    let mut chars = line.chars();
+    let mut title: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "Task".to_string(),
+    };
+    if title.chars().count() > 70 {
+        title = title.chars().take(67).collect::<String>().trim_end().to_string() + "...";
+    }
+    title
+}
+
+/// `<kind>/<issue>-<words>`: kind from the description (fix, docs, test, refactor, chore, else
+/// feature), up to 8 meaningful words, at most 50 characters, only `[a-z0-9-]` in the slug.
+pub fn branch_name(description: &str, issue_number: u64) -> String {
+    // URLs name the repository, not the change.
+    let lower: String = description
+        .split_whitespace()
+        .filter(|w| !w.contains("://"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let words: Vec<String> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOP_WORDS.contains(w))
+        .map(str::to_string)
+        .collect();
+    let kind = match words.first().map(String::as_str) {
+        Some("fix" | "bug" | "repair") => "fix",
+        Some("document" | "docs" | "doc") => "docs",
+        Some("test" | "tests") => "test",
+        Some("refactor" | "cleanup") => "refactor",
+        Some("chore" | "bump" | "upgrade") => "chore",
+        _ if lower.contains("readme") || lower.contains("documentation") => "docs",
+        _ => "feature",
+    };
+    let mut slug = if issue_number > 0 {
+        issue_number.to_string()
+    } else {
+        String::new()
+    };
+    for word in words.iter().take(8) {
+        let next_len = slug.len() + usize::from(!slug.is_empty()) + word.len();
+        if kind.len() + 1 + next_len > 50 {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(word);
+    }
+    if slug.is_empty() {
+        slug.push_str("task");
+    }
+    format!("{kind}/{slug}")
+}
+
+pub fn issue_body(task: &Task) -> String {
+    format!(
+        "## Original Request\n\n{}\n\n## Implementation Plan\n\n{}\n\n---\n_Planned by mainloop · task `{}` · plan revision {}_\n",
+        task.description.trim(),
+        task.plan_text.trim(),
+        task.task_id,
+        task.plan_revision,
+    )
+}
+
+pub fn pull_request_body(task: &Task) -> String {
+    let closes = if task.issue_number > 0 {
+        format!("Closes #{}\n\n", task.issue_number)
+    } else {
+        String::new()
+    };
+    format!(
+        "{closes}{}\n\n---\n_Implemented by mainloop · task `{}`_\n",
+        task.description.trim(),
+        task.task_id
+    )
+}
+
+pub fn plan_prompt(task: &Task) -> String {
+    format!(
+        "You are planning a change to the repository {}/{} (your working directory is a checkout of it).\n\n\
+         The request:\n{}\n\n\
+         Explore the code, then write a plan with the sections Summary, Files to modify, Files to create and \
+         Considerations. If something essential is unclear, ask (at most four questions) instead of guessing. \
+         Do not change any file.",
+        task.repo.owner,
+        task.repo.name,
+        task.description.trim()
+    )
+}
+
+/// What the next plan round must know: the previous plan, answers by question text, feedback.
+pub fn plan_context(task: &Task) -> String {
+    let mut context = String::new();
+    let previous = if task.plan_text.is_empty() {
+        &task.draft_plan
+    } else {
+        &task.plan_text
+    };
+    if !previous.is_empty() {
+        context.push_str(&format!("Your previous plan:\n{}\n\n", previous.trim()));
+    }
+    if !task.answers.is_empty() {
+        context.push_str("The person answered your questions:\n");
+        for answer in &task.answers {
+            context.push_str(&format!("- {}: {}\n", answer.header, answer.values.join(", ")));
+        }
+        context.push('\n');
+    }
+    if !task.feedback.is_empty() {
+        context.push_str(&format!(
+            "The person asked for changes to the plan:\n{}\n",
+            task.feedback.trim()
+        ));
+    }
+    context
+}
+
+pub fn implement_prompt(task: &Task) -> String {
+    let issue = if task.issue_number > 0 {
+        format!(" (issue #{})", task.issue_number)
+    } else {
+        String::new()
+    };
+    format!(
+        "Implement this approved plan{issue} in the repository {}/{}, on the branch {} that is checked out.\n\n\
+         The request:\n{}\n\nThe plan:\n{}\n\n\
+         Commit your work with clear messages. Do not push; mainloop pushes and opens the pull request.",
+        task.repo.owner,
+        task.repo.name,
+        task.branch_name,
+        task.description.trim(),
+        task.plan_text.trim()
+    )
+}
+
+pub fn fix_prompt(task: &Task) -> String {
+    format!(
+        "CI failed on pull request #{} (branch {}, commit {}). Find the cause and fix it, then commit. \
+         Do not push.\n\nWhat failed:\n{}",
+        task.pr_number, task.branch_name, task.ci_fix_for, task.ci_failure_report
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_drop_politeness_and_are_capitalised_and_short() {
+        assert_eq!(
+            issue_title("please add a quick start section\nmore"),
+            "Add a quick start section"
+        );
+        assert_eq!(issue_title("Can you please fix the login"), "Fix the login");
+        let long = issue_title(&"word ".repeat(30));
+        assert!(long.chars().count() <= 70 && long.ends_with("..."), "{long}");
+        assert_eq!(issue_title(""), "Task");
+    }
+
+    #[test]
+    fn branch_names_are_safe_short_and_typed() {
+        assert_eq!(
+            branch_name(
+                "add a quick start section to the README of https://github.com/acme/widgets",
+                7
+            ),
+            "docs/7-add-quick-start-section-readme"
+        );
+        assert_eq!(branch_name("Fix the login bug", 0), "fix/fix-login-bug");
+        assert_eq!(branch_name("Add dark mode", 42), "feature/42-add-dark-mode");
+        assert_eq!(branch_name("???", 0), "feature/task");
+        assert!(branch_name(&"longword ".repeat(20), 123).len() <= 50);
+    }
+}
