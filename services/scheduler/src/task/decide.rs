@@ -2,8 +2,8 @@ use mainloop_events::Payload;
 use mainloop_events::v1::{
     CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason, FeedbackAddressed,
     ImplementationStarted, IssueLinked, JobMode, JobRequested, PlanApproved, PlanProposed,
-    PlanRevisionRequested, PlanningStarted, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked,
-    TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, job_succeeded,
+    PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, TaskCancelled,
+    TaskCompleted, TaskFailed, TaskRetried, TaskStatus, job_succeeded,
 };
 
 use super::state::status_name;
@@ -16,7 +16,8 @@ pub const MAX_JOB_ATTEMPTS: u32 = 5;
 /// Fix rounds for red CI before the task fails.
 pub const MAX_CI_FIXES: u32 = 5;
 
-/// The events `command` causes on `task`, or why it cannot happen.
+/// The event `command` causes on `task` (at most one, so a decision is stored whole or not at
+/// all; what follows from it is a follow-up), or why it cannot happen.
 pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection> {
     if let Command::Spawn(spawn) = command {
         return spawn_task(task, spawn);
@@ -141,14 +142,7 @@ fn spawn_task(task: &Task, spawn: &mainloop_events::v1::TaskSpawned) -> Result<V
             "the task needs a repository (owner/name)".into(),
         ));
     }
-    let next = if spawn.skip_plan {
-        Payload::ImplementationStarted(ImplementationStarted {
-            branch_name: branch_name(&spawn.description, 0),
-        })
-    } else {
-        Payload::PlanningStarted(PlanningStarted { round: 1 })
-    };
-    Ok(vec![Payload::TaskSpawned(spawn.clone()), next])
+    Ok(vec![Payload::TaskSpawned(spawn.clone())])
 }
 
 fn answer_questions(
@@ -190,16 +184,11 @@ fn answer_questions(
             question_label(open)
         )));
     }
-    Ok(vec![
-        Payload::QuestionsAnswered(QuestionsAnswered {
-            round: task.plan_round,
-            answers: named,
-            answered_by: by.to_string(),
-        }),
-        Payload::PlanningStarted(PlanningStarted {
-            round: task.plan_round + 1,
-        }),
-    ])
+    Ok(vec![Payload::QuestionsAnswered(QuestionsAnswered {
+        round: task.plan_round,
+        answers: named,
+        answered_by: by.to_string(),
+    })])
 }
 
 /// The agent gets answers by question text, never by an opaque id.
@@ -226,33 +215,20 @@ fn review_plan(
         )));
     }
     Ok(match action {
-        PlanAction::Approve => {
-            let branch = branch_name(&task.description, task.issue_number);
-            vec![
-                Payload::PlanApproved(PlanApproved {
-                    plan_revision: task.plan_revision,
-                    branch_name: branch.clone(),
-                    approved_by: by.to_string(),
-                }),
-                // Approval means "go": the original's separate start step is kept as a command
-                // for clients that want it, but nothing waits for it.
-                Payload::ImplementationStarted(ImplementationStarted { branch_name: branch }),
-            ]
-        }
+        PlanAction::Approve => vec![Payload::PlanApproved(PlanApproved {
+            plan_revision: task.plan_revision,
+            branch_name: branch_name(&task.description, task.issue_number),
+            approved_by: by.to_string(),
+        })],
         PlanAction::Revise => {
             if feedback.trim().is_empty() {
                 return Err(Rejection::Invalid("a revision needs feedback".into()));
             }
-            vec![
-                Payload::PlanRevisionRequested(PlanRevisionRequested {
-                    plan_revision: task.plan_revision,
-                    feedback: feedback.trim().to_string(),
-                    requested_by: by.to_string(),
-                }),
-                Payload::PlanningStarted(PlanningStarted {
-                    round: task.plan_round + 1,
-                }),
-            ]
+            vec![Payload::PlanRevisionRequested(PlanRevisionRequested {
+                plan_revision: task.plan_revision,
+                feedback: feedback.trim().to_string(),
+                requested_by: by.to_string(),
+            })]
         }
         PlanAction::Cancel => vec![cancelled("plan cancelled", by)],
     })
@@ -265,21 +241,9 @@ fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {
             task.status_name()
         )));
     }
-    let resume = if task.plan_revision > 0 && !task.branch_name.is_empty() {
-        Payload::ImplementationStarted(ImplementationStarted {
-            branch_name: task.branch_name.clone(),
-        })
-    } else {
-        Payload::PlanningStarted(PlanningStarted {
-            round: task.plan_round + 1,
-        })
-    };
-    Ok(vec![
-        Payload::TaskRetried(TaskRetried {
-            attempt: task.retries + 1,
-        }),
-        resume,
-    ])
+    Ok(vec![Payload::TaskRetried(TaskRetried {
+        attempt: task.retries + 1,
+    })])
 }
 
 fn is_current<'a>(task: &'a Task, job_id: &str, attempt: u32) -> Option<&'a JobRequested> {

@@ -1,13 +1,14 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
-    ApprovalKind, CloseIssue, ClosePullRequest, CreateIssue, GitHubEffectRequested, JobCancellationRequested,
-    JobMode, JobRequested, MarkPullRequestReady, NeedsApproval, OpenPullRequest, TaskStatus, UpdateIssueBody,
-    git_hub_effect_requested::Effect,
+    ApprovalKind, CloseIssue, ClosePullRequest, CreateIssue, GitHubEffectRequested, ImplementationStarted,
+    JobCancellationRequested, JobMode, JobRequested, MarkPullRequestReady, NeedsApproval, OpenPullRequest,
+    PlanningStarted, TaskStatus, UpdateIssueBody, git_hub_effect_requested::Effect,
 };
 
 use super::Task;
 use super::text::{
-    fix_prompt, implement_prompt, issue_body, issue_title, plan_context, plan_prompt, pull_request_body,
+    branch_name, fix_prompt, implement_prompt, issue_body, issue_title, plan_context, plan_prompt,
+    pull_request_body,
 };
 
 pub const CREATE_ISSUE: &str = "create-issue";
@@ -26,6 +27,29 @@ pub fn effect_id(task: &Task, kind: &str) -> String {
 pub fn follow_ups(task: &Task) -> Vec<Payload> {
     let mut requests = Vec::new();
     match task.status {
+        TaskStatus::Pending => {
+            // A new or retried task starts; a retry after an approved plan resumes implementing.
+            requests.push(if task.plan_revision > 0 && !task.branch_name.is_empty() {
+                Payload::ImplementationStarted(ImplementationStarted {
+                    branch_name: task.branch_name.clone(),
+                })
+            } else if task.skip_plan {
+                Payload::ImplementationStarted(ImplementationStarted {
+                    branch_name: branch_name(&task.description, 0),
+                })
+            } else {
+                Payload::PlanningStarted(PlanningStarted {
+                    round: task.plan_round + 1,
+                })
+            });
+        }
+        // Approval means "go": the original's separate start step stays available as a command,
+        // but nothing waits for it.
+        TaskStatus::ReadyToImplement => {
+            requests.push(Payload::ImplementationStarted(ImplementationStarted {
+                branch_name: task.branch_name.clone(),
+            }));
+        }
         TaskStatus::Planning if task.job.is_none() => {
             requests.push(job(task, JobMode::Plan, plan_prompt(task), plan_context(task)));
         }

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use mainloop_events::Payload;
-use mainloop_events::v1::{Answer, ApprovalKind, JobRequested, Question, RepoRef, TaskStatus};
+use mainloop_events::v1::{Answer, ApprovalKind, JobMode, JobRequested, Question, RepoRef, TaskStatus};
 
 /// A task as its events made it. `status == Unspecified` means it does not exist yet.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -13,7 +13,7 @@ pub struct Task {
     pub skip_plan: bool,
     pub model: String,
 
-    /// Plan rounds run so far (a round is one plan job, with or without questions).
+    /// Plan jobs requested so far (a round is one plan job, with or without questions).
     pub plan_round: u32,
     /// The revision of the plan last proposed; approvals must name it.
     pub plan_revision: u32,
@@ -93,10 +93,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.skip_plan = e.skip_plan;
             task.model = e.model.clone();
         }
-        Payload::PlanningStarted(e) => {
-            task.status = TaskStatus::Planning;
-            task.plan_round = e.round;
-        }
+        Payload::PlanningStarted(_) => task.status = TaskStatus::Planning,
         Payload::QuestionsAsked(e) => {
             task.status = TaskStatus::WaitingQuestions;
             task.questions = e.questions.clone();
@@ -173,6 +170,9 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.asked = None;
         }
         Payload::JobRequested(e) => {
+            if e.mode() == JobMode::Plan && e.attempt == 1 {
+                task.plan_round += 1;
+            }
             task.job = Some(e.clone());
             task.jobs_requested += 1;
         }

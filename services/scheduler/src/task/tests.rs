@@ -185,6 +185,26 @@ fn a_plan_goes_to_review_on_a_new_issue_and_asks_the_person_once() {
 }
 
 #[test]
+fn approval_starts_implementing_at_once() {
+    let mut task = in_review();
+    let events = when(&mut task, approve(1)).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["PlanApproved", "ImplementationStarted", "JobRequested"]
+    );
+    assert_eq!(
+        task.job
+            .as_ref()
+            .map(|j| (j.mode(), j.branch_name.clone(), j.issue_number)),
+        Some((
+            JobMode::Implement,
+            "docs/7-add-quick-start-section-readme".to_string(),
+            7
+        ))
+    );
+}
+
+#[test]
 fn the_whole_journey_in_order() {
     let mut task = with_open_pr();
     assert_eq!(task.status, TaskStatus::Implementing);
@@ -237,7 +257,7 @@ fn a_stale_approval_can_never_approve_a_newer_plan() {
     };
     assert_eq!(
         when(&mut task, revise).map(|e| types(&e)),
-        Ok(vec!["PlanRevisionRequested", "PlanningStarted", "JobRequested"])
+        Ok(vec!["PlanRevisionRequested", "JobRequested"])
     );
     assert!(
         task.job
@@ -384,10 +404,8 @@ fn questions_are_asked_then_answered_by_their_text() {
         by: "ui".into(),
     };
     let events = when(&mut task, answered).unwrap_or_default();
-    assert_eq!(
-        types(&events),
-        ["QuestionsAnswered", "PlanningStarted", "JobRequested"]
-    );
+    assert_eq!(types(&events), ["QuestionsAnswered", "JobRequested"]);
+    assert_eq!(task.plan_round, 2);
     let context = task.job.as_ref().map(|j| j.context.clone()).unwrap_or_default();
     assert!(
         context.contains("- Where should it go?: Top") && context.contains("draft"),
@@ -434,7 +452,7 @@ fn red_ci_fails_the_task_after_the_last_fix() {
 
 #[test]
 fn reconcile_repairs_a_crash_between_two_appends() {
-    // The process stopped after PlanningStarted was stored and before JobRequested was.
+    // The process stopped after TaskSpawned was stored and before anything that follows from it.
     let mut task = Task::default();
     let decided = decide(&task, &spawn()).unwrap_or_default();
     for event in &decided {
@@ -443,7 +461,7 @@ fn reconcile_repairs_a_crash_between_two_appends() {
     assert!(task.job.is_none());
     assert_eq!(
         when(&mut task, Command::Reconcile).map(|e| types(&e)),
-        Ok(vec!["JobRequested"])
+        Ok(vec!["PlanningStarted", "JobRequested"])
     );
     assert_eq!(when(&mut task, Command::Reconcile), Ok(vec![]));
 }
