@@ -1,21 +1,30 @@
 //! The scheduler owns the task aggregate and its state machine (pending → planning → … →
-//! completed), durable timers and the limit on running agents. It is the only writer of TASKS
-//! (`task.<user>.<task>`), requests agent runs and GitHub effects on the WORK queue, and reacts
-//! to JOBS and GITHUB events.
-//!
-//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
-//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+//! completed): the only writer of TASKS (`task.<user>.<task>`). It answers the people's commands
+//! (`cmd.scheduler.*`), turns agent results (JOBS) and GitHub observations (GITHUB) into task
+//! events, and hands the jobs and GitHub effects a task needs to the WORK queue. Nothing waits in
+//! a loop: a task waiting on a person or on CI is just its events.
 
+mod commands;
 mod config;
 mod error;
+mod reactions;
+pub mod store;
 pub mod task;
 
+use std::sync::Arc;
+
+use mainloop_bus::{ConsumerSpec, consumer};
+use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::Error;
+
+use crate::reactions::{Dispatch, Observe};
+use crate::store::TaskStore;
 
 pub const NAME: &str = "scheduler";
 /// The Postgres schema this service owns; no other service touches it.
@@ -25,8 +34,52 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let bus = foundation.bus.clone();
+    let store = TaskStore::new(bus.clone());
+    // A part that fails stops the scheduler's other parts, not whoever else shares `shutdown`.
+    let shutdown = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+    commands::serve_all(&store, &shutdown, &mut tasks)
+        .await
+        .map_err(|e| Error::Serve(e.to_string()))?;
+
+    let observe = Arc::new(Observe { store: store.clone() });
+    for (stream, durable, filter) in [
+        (subjects::JOBS, "scheduler-jobs", "job.>"),
+        (subjects::GITHUB, "scheduler-github", "github.>"),
+    ] {
+        let (bus, observe, shutdown) = (bus.clone(), observe.clone(), shutdown.clone());
+        let spec = ConsumerSpec::new(stream, durable, filter);
+        tasks.spawn(async move {
+            consumer::run(&bus, spec, observe, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    let dispatch = Arc::new(Dispatch {
+        bus: bus.clone(),
+        store,
+    });
+    let spec = ConsumerSpec::new(subjects::TASKS, "scheduler-tasks", "task.>");
+    let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        consumer::run(&consumer_bus, spec, dispatch, consumer_shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
     foundation.readiness.ready();
-    shutdown.cancelled().await;
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.map_err(|e| e.to_string()).and_then(|r| r);
+        if let Err(reason) = outcome {
+            if !shutdown.is_cancelled() {
+                tracing::error!(%reason, "scheduler part stopped; stopping the scheduler");
+                shutdown.cancel();
+            }
+            failure.get_or_insert(reason);
+        }
+    }
     foundation.stop().await;
-    Ok(())
+    failure.map_or(Ok(()), |reason| Err(Error::Serve(reason)))
 }

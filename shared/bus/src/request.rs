@@ -94,51 +94,89 @@ where
     F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, CommandError>> + Send,
 {
-    let mut requests = bus
-        .client()
-        .queue_subscribe(subject.to_string(), queue_group.to_string())
-        .await?;
-    let handler = Arc::new(handler);
-    let mut in_flight = JoinSet::new();
-    loop {
-        let request = tokio::select! {
-            () = shutdown.cancelled() => break,
-            request = requests.next() => match request { Some(r) => r, None => break },
-        };
-        let Some(reply_to) = request.reply.clone() else {
-            tracing::warn!(subject = %request.subject, "command without a reply subject ignored");
-            continue;
-        };
-        let (bus, handler) = (bus.clone(), handler.clone());
-        let span = tracing::info_span!("bus.command", subject = %request.subject);
-        let _ = span.set_parent(trace::extract(request.headers.as_ref()));
-        in_flight.spawn(
-            async move {
-                let result = match Req::decode(request.payload) {
-                    Ok(command) => handler(command).await.map(|r| r.encode_to_vec()),
-                    Err(err) => Err(CommandError::new(
-                        ErrorCode::Invalid,
-                        format!("malformed command: {err}"),
-                    )),
-                };
-                if let Err(error) = &result {
-                    tracing::info!(code = ?error.code(), message = %error.message, "command refused");
-                }
-                let reply = CommandReply {
-                    result: Some(match result {
-                        Ok(bytes) => command_reply::Result::Ok(bytes),
-                        Err(error) => command_reply::Result::Error(error),
-                    }),
-                };
-                let payload: Bytes = reply.encode_to_vec().into();
-                if let Err(err) = bus.client().publish(reply_to, payload).await {
-                    tracing::warn!(error = %err, "command reply not sent");
-                }
-            }
-            .instrument(span),
-        );
-        while in_flight.try_join_next().is_some() {}
-    }
-    while in_flight.join_next().await.is_some() {}
+    let server = Server::bind(bus, subject, queue_group).await?;
+    server.run(shutdown, handler).await;
     Ok(())
+}
+
+/// A command subject that is already subscribed, so a service can say it is ready before it
+/// starts answering and no early request finds nobody listening.
+pub struct Server {
+    bus: Bus,
+    requests: async_nats::Subscriber,
+}
+
+impl Server {
+    pub async fn bind(
+        bus: &Bus,
+        subject: &str,
+        queue_group: &str,
+    ) -> Result<Self, async_nats::SubscribeError> {
+        let requests = bus
+            .client()
+            .queue_subscribe(subject.to_string(), queue_group.to_string())
+            .await?;
+        // The subscription is registered with the server once the client has flushed it.
+        bus.client().flush().await.map_err(|e| {
+            async_nats::SubscribeError::with_source(async_nats::client::SubscribeErrorKind::Other, e)
+        })?;
+        Ok(Server {
+            bus: bus.clone(),
+            requests,
+        })
+    }
+
+    /// Answers until `shutdown`, then lets in-flight answers finish.
+    pub async fn run<Req, Resp, F, Fut>(self, shutdown: CancellationToken, handler: F)
+    where
+        Req: Message + Default + 'static,
+        Resp: Message + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, CommandError>> + Send,
+    {
+        let Server { bus, mut requests } = self;
+        let bus = &bus;
+        let handler = Arc::new(handler);
+        let mut in_flight = JoinSet::new();
+        loop {
+            let request = tokio::select! {
+                () = shutdown.cancelled() => break,
+                request = requests.next() => match request { Some(r) => r, None => break },
+            };
+            let Some(reply_to) = request.reply.clone() else {
+                tracing::warn!(subject = %request.subject, "command without a reply subject ignored");
+                continue;
+            };
+            let (bus, handler) = (bus.clone(), handler.clone());
+            let span = tracing::info_span!("bus.command", subject = %request.subject);
+            let _ = span.set_parent(trace::extract(request.headers.as_ref()));
+            in_flight.spawn(
+                async move {
+                    let result = match Req::decode(request.payload) {
+                        Ok(command) => handler(command).await.map(|r| r.encode_to_vec()),
+                        Err(err) => Err(CommandError::new(
+                            ErrorCode::Invalid,
+                            format!("malformed command: {err}"),
+                        )),
+                    };
+                    if let Err(error) = &result {
+                        tracing::info!(code = ?error.code(), message = %error.message, "command refused");
+                    }
+                    let reply = CommandReply {
+                        result: Some(match result {
+                            Ok(bytes) => command_reply::Result::Ok(bytes),
+                            Err(error) => command_reply::Result::Error(error),
+                        }),
+                    };
+                    let payload: Bytes = reply.encode_to_vec().into();
+                    if let Err(err) = bus.client().publish(reply_to, payload).await {
+                        tracing::warn!(error = %err, "command reply not sent");
+                    }
+                }
+                .instrument(span),
+            );
+            while in_flight.try_join_next().is_some() {}
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
 }

@@ -88,3 +88,32 @@ async fn declaring_streams_again_is_harmless_and_keeps_events() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_aggregate_reads_back_only_its_own_subject_in_order() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    let (mine, other) = (subjects::task("u1", "t1")?, subjects::task("u1", "t2")?);
+    assert_eq!(bus.last_sequence(subjects::TASKS, &mine).await?, 0);
+    let (a, b, c) = (spawned("t1"), spawned("t2"), spawned("t1"));
+    bus.publish(&mine, &a, Expect::Any).await?;
+    bus.publish(&other, &b, Expect::Any).await?;
+    let last = bus.publish(&mine, &c, Expect::Any).await?;
+
+    let all = bus.read_subject(subjects::TASKS, &mine, 0).await?;
+    assert_eq!(
+        all.iter()
+            .map(|s| (s.stream_sequence, s.event.id.clone()))
+            .collect::<Vec<_>>(),
+        [(1, a.id), (3, c.id.clone())]
+    );
+    let after_first = bus.read_subject(subjects::TASKS, &mine, 1).await?;
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].event.id, c.id);
+    assert!(bus.read_subject(subjects::TASKS, &mine, 3).await?.is_empty());
+    assert_eq!(
+        bus.last_sequence(subjects::TASKS, &mine).await?,
+        last.stream_sequence
+    );
+    Ok(())
+}

@@ -1,0 +1,14 @@
+use mainloop_events::v1::{CommandError, StartImplementation, TaskAccepted};
+
+use crate::store::TaskStore;
+use crate::task::Command;
+
+pub async fn handle(store: TaskStore, command: StartImplementation) -> Result<TaskAccepted, CommandError> {
+    super::run(
+        &store,
+        &command.user_id,
+        &command.task_id,
+        Command::StartImplementation,
+    )
+    .await
+}

@@ -1,0 +1,48 @@
+use mainloop_bus::{Delivery, Handler, HandlerError};
+use mainloop_events::Payload;
+
+use crate::store::TaskStore;
+use crate::task::Command;
+
+/// Turns JOBS and GITHUB events about a task into commands on it. The task decides whether an
+/// observation still matters (the current job and attempt, the current head commit, …).
+pub struct Observe {
+    pub store: TaskStore,
+}
+
+fn command_for(payload: &Payload) -> Option<Command> {
+    Some(match payload {
+        Payload::JobSucceeded(e) => Command::JobSucceeded(e.clone()),
+        Payload::JobFailed(e) => Command::JobFailed(e.clone()),
+        Payload::IssueCreated(e) => Command::IssueCreated(e.clone()),
+        Payload::PullRequestOpened(e) => Command::PullRequestOpened(e.clone()),
+        Payload::GithubEffectFailed(e) => Command::GitHubEffectFailed(e.clone()),
+        Payload::CiPassed(e) => Command::CiPassed(e.clone()),
+        Payload::CiFailed(e) => Command::CiFailed(e.clone()),
+        Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
+        Payload::PullRequestClosed(e) => Command::PullRequestClosed(e.clone()),
+        _ => return None,
+    })
+}
+
+impl Handler for Observe {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let event = &delivery.event;
+        let Some(command) = event.payload.as_ref().and_then(command_for) else {
+            return Ok(());
+        };
+        match self
+            .store
+            .execute(&event.user_id, &event.correlation_id, command, &event.id)
+            .await
+        {
+            Ok(executed) => {
+                if !executed.events.is_empty() {
+                    tracing::info!(task = %event.correlation_id, observed = %event.r#type, appended = executed.events.len(), "task moved on");
+                }
+                Ok(())
+            }
+            Err(err) => super::handler_error(err),
+        }
+    }
+}
