@@ -20,7 +20,7 @@ fn command_for(payload: &Payload) -> Option<Command> {
         Payload::CiPassed(e) => Command::CiPassed(e.clone()),
         Payload::CiFailed(e) => Command::CiFailed(e.clone()),
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
-        Payload::PullRequestClosed(e) => Command::PullRequestClosed(e.clone()),
+        Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
         _ => return None,
     })
 }

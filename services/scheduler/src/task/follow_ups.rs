@@ -206,7 +206,7 @@ fn plan_options(task: &Task) -> Vec<String> {
             .trim()
             .strip_prefix("**Option ")
             .or_else(|| line.trim().strip_prefix("**Approach "))?;
-        let label = rest.split(|c: char| c == '*' || c == ':').next()?.trim();
+        let label = rest.split(['*', ':']).next()?.trim();
         (!label.is_empty()).then(|| format!("Use {label}"))
     }));
     options.push("Request changes".to_string());
