@@ -7,6 +7,7 @@ mod command_error;
 mod envelope_ext;
 mod error;
 pub mod subjects;
+mod task_status;
 
 pub use envelope_ext::{EventId, new_event_id, now};
 pub use error::EventError;

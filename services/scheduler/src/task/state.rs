@@ -67,46 +67,33 @@ impl Task {
 }
 
 pub fn status_name(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::Unspecified => "unknown",
-        TaskStatus::Pending => "pending",
-        TaskStatus::Planning => "planning",
-        TaskStatus::WaitingQuestions => "waiting_questions",
-        TaskStatus::WaitingPlanReview => "waiting_plan_review",
-        TaskStatus::ReadyToImplement => "ready_to_implement",
-        TaskStatus::Implementing => "implementing",
-        TaskStatus::UnderReview => "under_review",
-        TaskStatus::Completed => "completed",
-        TaskStatus::Failed => "failed",
-        TaskStatus::Cancelled => "cancelled",
-    }
+    status.api_name()
 }
 
 /// Applies one event. Events not about tasks are ignored.
 pub fn evolve(task: &mut Task, event: &Payload) {
+    let before = task.status;
+    if let Some(status) = event.task_status_after() {
+        task.status = status;
+    }
     match event {
         Payload::TaskSpawned(e) => {
             task.task_id = e.task_id.clone();
-            task.status = TaskStatus::Pending;
             task.repo = e.repo.clone().unwrap_or_default();
             task.description = e.description.clone();
             task.skip_plan = e.skip_plan;
             task.model = e.model.clone();
         }
-        Payload::PlanningStarted(_) => task.status = TaskStatus::Planning,
         Payload::QuestionsAsked(e) => {
-            task.status = TaskStatus::WaitingQuestions;
             task.questions = e.questions.clone();
             task.draft_plan = e.draft_plan.clone();
             task.job = None;
         }
         Payload::QuestionsAnswered(e) => {
-            task.status = TaskStatus::Planning;
             task.answers.extend(e.answers.iter().cloned());
             task.questions.clear();
         }
         Payload::PlanProposed(e) => {
-            task.status = TaskStatus::WaitingPlanReview;
             task.plan_revision = e.revision;
             task.plan_text = e.plan_text.clone();
             task.questions.clear();
@@ -114,15 +101,12 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::NeedsApproval(e) => task.asked = Some((e.kind(), e.plan_revision)),
         Payload::PlanRevisionRequested(e) => {
-            task.status = TaskStatus::Planning;
             task.feedback = e.feedback.clone();
         }
         Payload::PlanApproved(e) => {
-            task.status = TaskStatus::ReadyToImplement;
             task.branch_name = e.branch_name.clone();
         }
         Payload::ImplementationStarted(e) => {
-            task.status = TaskStatus::Implementing;
             task.branch_name = e.branch_name.clone();
         }
         Payload::IssueLinked(e) => {
@@ -143,28 +127,21 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.ci_fix_for = e.head_sha.clone();
             task.ci_failure_report = e.failure_report.clone();
         }
-        Payload::CodeReadyForReview(_) | Payload::ReviewResumed(_) => task.status = TaskStatus::UnderReview,
-        Payload::FeedbackAddressingStarted(_) => task.status = TaskStatus::Implementing,
         Payload::FeedbackAddressed(e) => {
-            task.status = TaskStatus::UnderReview;
             if !e.head_sha.is_empty() {
                 task.head_sha = e.head_sha.clone();
             }
             task.job = None;
         }
         Payload::TaskCompleted(_) => {
-            task.status = TaskStatus::Completed;
             task.job = None;
         }
-        Payload::TaskCancelled(_) => task.status = TaskStatus::Cancelled,
         Payload::TaskFailed(e) => {
-            task.failed_in = task.status;
-            task.status = TaskStatus::Failed;
+            task.failed_in = before;
             task.error = e.error.clone();
             task.job = None;
         }
         Payload::TaskRetried(e) => {
-            task.status = TaskStatus::Pending;
             task.retries = e.attempt;
             task.error.clear();
             task.asked = None;
