@@ -4,4 +4,6 @@ use mainloop_runtime::service::StartError;
 pub enum Error {
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("inbox stopped: {0}")]
+    Serve(String),
 }

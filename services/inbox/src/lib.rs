@@ -1,30 +1,96 @@
-//! The inbox projects TASKS, JOBS, GITHUB and CHAT into the attention queue and the task and
-//! project read models, answers queries about them, and publishes the INBOX feed
-//! (`inbox.<user>`) that the gateway streams to browsers.
-//!
-//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
-//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+//! The inbox projects TASKS into the attention queue and the task and project read models,
+//! answers queries about them (`query.inbox.*`) and the person's actions on queue items
+//! (`cmd.inbox.*`), and publishes the INBOX feed (`inbox.<user>`) that the gateway streams to
+//! browsers. Its tables are derived: each transaction stores the stream sequence it applied.
 
+mod commands;
 mod config;
 mod error;
+mod outbox;
+mod projector;
+mod queries;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use mainloop_bus::{ConsumerSpec, consumer};
+use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::Error;
+
+use crate::outbox::Outbox;
+use crate::projector::Projector;
 
 pub const NAME: &str = "inbox";
 /// The Postgres schema this service owns; no other service touches it.
 pub const SCHEMA: &str = "inbox";
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// How often leftovers in the outbox (a publish that failed) are retried.
+const OUTBOX_RETRY: Duration = Duration::from_secs(2);
+
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let (bus, db) = (foundation.bus.clone(), foundation.db.clone());
+    let outbox = Outbox::new(db.clone(), bus.clone());
+    let shutdown = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+
+    let serve = |e: async_nats::SubscribeError| Error::Serve(e.to_string());
+    queries::serve_all(&bus, &db, &shutdown, &mut tasks)
+        .await
+        .map_err(serve)?;
+    let context = commands::Context {
+        bus: bus.clone(),
+        db: db.clone(),
+        outbox: outbox.clone(),
+    };
+    commands::serve_all(&context, &shutdown, &mut tasks)
+        .await
+        .map_err(serve)?;
+
+    let projector = Arc::new(Projector {
+        db: db.clone(),
+        outbox: outbox.clone(),
+    });
+    let spec = ConsumerSpec {
+        ordered: true,
+        ..ConsumerSpec::new(subjects::TASKS, "inbox-tasks", "task.>")
+    };
+    let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        consumer::run(&consumer_bus, spec, projector, consumer_shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let retry_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            outbox.flush().await;
+            tokio::select! {
+                () = retry_shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(OUTBOX_RETRY) => {}
+            }
+        }
+    });
+
     foundation.readiness.ready();
-    shutdown.cancelled().await;
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Err(reason) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            if !shutdown.is_cancelled() {
+                tracing::error!(%reason, "inbox part stopped; stopping the inbox");
+                shutdown.cancel();
+            }
+            failure.get_or_insert(reason);
+        }
+    }
     foundation.stop().await;
-    Ok(())
+    failure.map_or(Ok(()), |reason| Err(Error::Serve(reason)))
 }

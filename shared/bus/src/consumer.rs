@@ -31,6 +31,9 @@ pub struct ConsumerSpec {
     pub filter_subject: String,
     /// Handlers running at once.
     pub concurrency: usize,
+    /// One message at a time, in stream order, the next only after this one is acked: for
+    /// projections that keep a checkpoint and must never apply a later event first.
+    pub ordered: bool,
     /// Messages pulled ahead of the handlers. High for quick handlers (projections); keep it at 1
     /// for slow work, since a prefetched message's ack_wait is already running.
     pub prefetch: usize,
@@ -50,6 +53,7 @@ impl ConsumerSpec {
             durable: durable.to_string(),
             filter_subject: filter_subject.to_string(),
             concurrency: 16,
+            ordered: false,
             prefetch: 256,
             max_deliver: 5,
             ack_wait: Duration::from_secs(30),
@@ -101,7 +105,7 @@ pub async fn run<H: Handler>(
     let consumer = create(bus, &spec).await?;
     let messages = consumer
         .stream()
-        .max_messages_per_batch(spec.prefetch.max(1))
+        .max_messages_per_batch(if spec.ordered { 1 } else { spec.prefetch.max(1) })
         .messages()
         .await
         .map_err(|e| consumer_error(&spec, e.to_string()))?;
@@ -110,22 +114,25 @@ pub async fn run<H: Handler>(
     let fatal: Mutex<Option<BusError>> = Mutex::new(None);
     messages
         .take_until(stop.clone().cancelled_owned())
-        .for_each_concurrent(spec.concurrency.max(1), |next| async {
-            match next {
-                Ok(message) => process(bus, &spec, handler.as_ref(), message).await,
-                Err(err) => {
-                    use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
-                    if matches!(err.kind(), Kind::ConsumerDeleted | Kind::PushBasedConsumer) {
-                        if let Ok(mut fatal) = fatal.lock() {
-                            *fatal = Some(consumer_error(&spec, err.to_string()));
+        .for_each_concurrent(
+            if spec.ordered { 1 } else { spec.concurrency.max(1) },
+            |next| async {
+                match next {
+                    Ok(message) => process(bus, &spec, handler.as_ref(), message).await,
+                    Err(err) => {
+                        use async_nats::jetstream::consumer::pull::MessagesErrorKind as Kind;
+                        if matches!(err.kind(), Kind::ConsumerDeleted | Kind::PushBasedConsumer) {
+                            if let Ok(mut fatal) = fatal.lock() {
+                                *fatal = Some(consumer_error(&spec, err.to_string()));
+                            }
+                            stop.cancel();
+                        } else {
+                            tracing::warn!(consumer = %spec.durable, error = %err, "pull failed; retrying");
                         }
-                        stop.cancel();
-                    } else {
-                        tracing::warn!(consumer = %spec.durable, error = %err, "pull failed; retrying");
                     }
                 }
-            }
-        })
+            },
+        )
         .await;
     match fatal.into_inner().ok().flatten() {
         Some(err) => Err(err),
@@ -159,7 +166,11 @@ async fn create(
         ack_wait: spec.ack_wait,
         max_deliver: -1,
         // Everything prefetched or being handled is unacked; more would only wait in a buffer.
-        max_ack_pending: i64::try_from(4 * spec.prefetch.max(1) + spec.concurrency.max(1)).unwrap_or(1024),
+        max_ack_pending: if spec.ordered {
+            1
+        } else {
+            i64::try_from(4 * spec.prefetch.max(1) + spec.concurrency.max(1)).unwrap_or(1024)
+        },
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         ..Default::default()
     };

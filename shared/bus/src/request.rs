@@ -41,11 +41,25 @@ pub async fn send<Req: Message, Resp: Message + Default>(
     command: &Req,
     timeout: Duration,
 ) -> Result<Resp, RequestError> {
+    let bytes = send_raw(bus, subject, command.encode_to_vec(), timeout).await?;
+    Resp::decode(bytes.as_slice()).map_err(|e| RequestError::BadReply {
+        subject: subject.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Sends `body` and returns the `ok` bytes of the reply, or the typed refusal.
+async fn send_raw(
+    bus: &Bus,
+    subject: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, RequestError> {
     use async_nats::RequestErrorKind as Kind;
     let mut headers = HeaderMap::new();
     trace::inject_current(&mut headers);
     let request = async_nats::Request::new()
-        .payload(command.encode_to_vec().into())
+        .payload(body.into())
         .headers(headers)
         .timeout(Some(timeout));
     let reply = bus
@@ -68,15 +82,31 @@ pub async fn send<Req: Message, Resp: Message + Default>(
         .map_err(|e| bad(e.to_string()))?
         .result
     {
-        Some(command_reply::Result::Ok(bytes)) => {
-            Resp::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))
-        }
+        Some(command_reply::Result::Ok(bytes)) => Ok(bytes),
         Some(command_reply::Result::Error(error)) => Err(RequestError::Rejected {
             code: error.code(),
             message: error.message,
         }),
         None => Err(bad("empty reply".into())),
     }
+}
+
+/// Sends a JSON query and waits up to `timeout` for its JSON answer.
+pub async fn send_json<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    bus: &Bus,
+    subject: &str,
+    query: &Req,
+    timeout: Duration,
+) -> Result<Resp, RequestError> {
+    let body = serde_json::to_vec(query).map_err(|e| RequestError::Transport {
+        subject: subject.to_string(),
+        reason: e.to_string(),
+    })?;
+    let bytes = send_raw(bus, subject, body, timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| RequestError::BadReply {
+        subject: subject.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Answers commands on `subject` until `shutdown`. Replicas share the work through
@@ -126,11 +156,42 @@ impl Server {
         })
     }
 
-    /// Answers until `shutdown`, then lets in-flight answers finish.
+    /// Answers protobuf commands until `shutdown`, then lets in-flight answers finish.
     pub async fn run<Req, Resp, F, Fut>(self, shutdown: CancellationToken, handler: F)
     where
         Req: Message + Default + 'static,
         Resp: Message + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, CommandError>> + Send,
+    {
+        let decode = |bytes: Bytes| Req::decode(bytes).map_err(|e| e.to_string());
+        self.run_with(shutdown, decode, |r: Resp| r.encode_to_vec(), handler)
+            .await;
+    }
+
+    /// Answers JSON queries (read models) the same way: the request is a JSON document and the
+    /// `ok` bytes of the reply are JSON.
+    pub async fn run_json<Req, Resp, F, Fut>(self, shutdown: CancellationToken, handler: F)
+    where
+        Req: serde::de::DeserializeOwned + Send + 'static,
+        Resp: serde::Serialize + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, CommandError>> + Send,
+    {
+        let decode = |bytes: Bytes| serde_json::from_slice::<Req>(&bytes).map_err(|e| e.to_string());
+        let encode = |r: Resp| serde_json::to_vec(&r).unwrap_or_default();
+        self.run_with(shutdown, decode, encode, handler).await;
+    }
+
+    async fn run_with<Req, Resp, F, Fut>(
+        self,
+        shutdown: CancellationToken,
+        decode: fn(Bytes) -> Result<Req, String>,
+        encode: fn(Resp) -> Vec<u8>,
+        handler: F,
+    ) where
+        Req: Send + 'static,
+        Resp: 'static,
         F: Fn(Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, CommandError>> + Send,
     {
@@ -152,8 +213,8 @@ impl Server {
             let _ = span.set_parent(trace::extract(request.headers.as_ref()));
             in_flight.spawn(
                 async move {
-                    let result = match Req::decode(request.payload) {
-                        Ok(command) => handler(command).await.map(|r| r.encode_to_vec()),
+                    let result = match decode(request.payload) {
+                        Ok(command) => handler(command).await.map(encode),
                         Err(err) => Err(CommandError::new(
                             ErrorCode::Invalid,
                             format!("malformed command: {err}"),

@@ -1,0 +1,196 @@
+use std::time::Duration;
+
+use mainloop_bus::request::{self, RequestError};
+use mainloop_events::v1::{
+    CancelTask, CommandError, ErrorCode, InboxItemResolved, RetryTask, ReviewPlan, TaskAccepted,
+};
+use mainloop_events::{Envelope, Payload, subjects};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Context;
+use super::mark_read::Done;
+use crate::queries::internal;
+
+#[derive(Debug, Deserialize)]
+pub struct Respond {
+    pub user_id: String,
+    pub item_id: String,
+    pub response: String,
+}
+
+const APPROVALS: &[&str] = &[
+    "approve",
+    "approved",
+    "lgtm",
+    "looks good",
+    "ship it",
+    "go ahead",
+    "yes",
+    "👍",
+    "✅",
+];
+
+/// What a response to a plan review means. Only whole answers approve: "approve? no" is a revision.
+fn plan_decision(response: &str) -> (&'static str, String) {
+    let text = response.trim();
+    let lower = text.to_lowercase();
+    let lower = lower.trim_end_matches(['.', '!']);
+    if APPROVALS.contains(&lower) {
+        ("approve", String::new())
+    } else if lower == "cancel" {
+        ("cancel", String::new())
+    } else {
+        ("revise", text.to_string())
+    }
+}
+
+pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandError> {
+    if command.response.trim().is_empty() {
+        return Err(CommandError::invalid("the response is empty"));
+    }
+    let item: Option<(Option<String>, String, String, Value)> = sqlx::query_as(
+        "SELECT task_id, item_type, status, context FROM queue_items WHERE id = $1 AND user_id = $2",
+    )
+    .bind(&command.item_id)
+    .bind(&command.user_id)
+    .fetch_optional(&context.db)
+    .await
+    .map_err(internal)?;
+    let Some((task_id, item_type, status, item_context)) = item else {
+        return Err(CommandError::not_found("no such queue item"));
+    };
+    if status != "pending" {
+        return Err(CommandError::conflict(format!("this item was already {status}")));
+    }
+    let task_id = task_id.unwrap_or_default();
+    let (user_id, response) = (command.user_id.clone(), command.response.trim().to_string());
+    match item_type.as_str() {
+        "plan_review" => {
+            if response == "Request changes" {
+                return Err(CommandError::invalid("say what should change in the plan"));
+            }
+            let (action, feedback) = plan_decision(&response);
+            let revision = item_context
+                .get("plan_revision")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let review = ReviewPlan {
+                user_id,
+                task_id: task_id.clone(),
+                action: action.into(),
+                plan_revision: u32::try_from(revision).unwrap_or(0),
+                feedback,
+            };
+            forward(&context, "review-plan", &review).await?;
+        }
+        "error" => match response.to_lowercase().as_str() {
+            "retry" => {
+                forward(
+                    &context,
+                    "retry-task",
+                    &RetryTask {
+                        user_id,
+                        task_id: task_id.clone(),
+                    },
+                )
+                .await?;
+            }
+            "cancel" => {
+                forward(
+                    &context,
+                    "cancel-task",
+                    &CancelTask {
+                        user_id,
+                        task_id: task_id.clone(),
+                    },
+                )
+                .await?;
+            }
+            _ => return Err(CommandError::invalid("respond with Retry or Cancel")),
+        },
+        "question" => {
+            return Err(CommandError::invalid(
+                "answer questions on the task card (answer-questions)",
+            ));
+        }
+        _ => {}
+    }
+    record_response(&context, &command, &task_id, &response).await?;
+    Ok(Done { status: "ok" })
+}
+
+async fn forward<C: prost::Message>(
+    context: &Context,
+    name: &str,
+    command: &C,
+) -> Result<TaskAccepted, CommandError> {
+    match request::send(
+        &context.bus,
+        &format!("cmd.scheduler.{name}"),
+        command,
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(accepted) => Ok(accepted),
+        Err(RequestError::Rejected { code, message }) => Err(CommandError::new(code, message)),
+        Err(err) => Err(CommandError::new(ErrorCode::Unavailable, err.to_string())),
+    }
+}
+
+async fn record_response(
+    context: &Context,
+    command: &Respond,
+    task_id: &str,
+    response: &str,
+) -> Result<(), CommandError> {
+    let subject = subjects::inbox(&command.user_id).map_err(|e| CommandError::invalid(e.to_string()))?;
+    let mut tx = context.db.begin().await.map_err(internal)?;
+    let changed = sqlx::query(
+        "UPDATE queue_items SET status = 'responded', response = $3, responded_at = now(), read_at = COALESCE(read_at, now()) \
+         WHERE id = $1 AND user_id = $2 AND status = 'pending'",
+    )
+    .bind(&command.item_id)
+    .bind(&command.user_id)
+    .bind(response)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?
+    .rows_affected();
+    if changed == 1 {
+        let resolved = Envelope::new(
+            &command.user_id,
+            task_id,
+            Payload::InboxItemResolved(InboxItemResolved {
+                item_id: command.item_id.clone(),
+                resolution: "responded".into(),
+            }),
+        );
+        context
+            .outbox
+            .add(&mut tx, &subject, &resolved)
+            .await
+            .map_err(internal)?;
+    }
+    tx.commit().await.map_err(internal)?;
+    context.outbox.flush().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_decision;
+
+    #[test]
+    fn only_whole_answers_approve() {
+        assert_eq!(plan_decision("Approve").0, "approve");
+        assert_eq!(plan_decision(" LGTM! ").0, "approve");
+        assert_eq!(
+            plan_decision("approve? no, make it shorter"),
+            ("revise", "approve? no, make it shorter".into())
+        );
+        assert_eq!(plan_decision("Cancel").0, "cancel");
+        assert_eq!(plan_decision("Use A").0, "revise");
+    }
+}

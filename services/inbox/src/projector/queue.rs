@@ -1,0 +1,163 @@
+//! Queue items: what needs the person. Each item is born from one event (its id is that event's
+//! id) and resolves itself when the task moves past what it asked.
+
+use mainloop_events::v1::{ApprovalKind, InboxItemAdded, InboxItemResolved, InboxItemType, Priority};
+use mainloop_events::{Envelope, Payload};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use super::occurred_at;
+
+struct NewItem {
+    item_type: InboxItemType,
+    api_type: &'static str,
+    priority: Priority,
+    api_priority: &'static str,
+    title: String,
+    content: String,
+    options: Vec<String>,
+    context: Value,
+}
+
+pub(super) async fn apply(
+    tx: &mut PgConnection,
+    event: &Envelope,
+    payload: &Payload,
+) -> Result<Vec<Payload>, sqlx::Error> {
+    let mut feed = Vec::new();
+    // First what the event makes moot, then what it asks.
+    let moot: &[&str] = match payload {
+        Payload::PlanApproved(_) | Payload::PlanRevisionRequested(_) => &["plan_review"],
+        Payload::QuestionsAnswered(_) => &["question"],
+        Payload::TaskRetried(_) => &["error"],
+        Payload::NeedsApproval(_) => &["plan_review", "question"],
+        Payload::FeedbackAddressingStarted(_) => &["code_ready"],
+        Payload::TaskCompleted(_) | Payload::TaskCancelled(_) => {
+            &["plan_review", "question", "code_ready", "error", "approval"]
+        }
+        _ => &[],
+    };
+    if !moot.is_empty() {
+        let resolution = match payload {
+            Payload::TaskCancelled(_) => "cancelled",
+            Payload::NeedsApproval(_) => "superseded",
+            _ => "responded",
+        };
+        let resolved: Vec<String> = sqlx::query_scalar(
+            "UPDATE queue_items SET status = $3, responded_at = COALESCE(responded_at, $4) \
+             WHERE task_id = $1 AND status = 'pending' AND item_type = ANY($2) RETURNING id",
+        )
+        .bind(&event.correlation_id)
+        .bind(moot)
+        .bind(if resolution == "cancelled" {
+            "cancelled"
+        } else {
+            "responded"
+        })
+        .bind(occurred_at(event))
+        .fetch_all(&mut *tx)
+        .await?;
+        feed.extend(resolved.into_iter().map(|item_id| {
+            Payload::InboxItemResolved(InboxItemResolved {
+                item_id,
+                resolution: resolution.to_string(),
+            })
+        }));
+    }
+
+    let Some(item) = new_item(tx, event, payload).await? else {
+        return Ok(feed);
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO queue_items (id, user_id, task_id, item_type, priority, title, content, context, options, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.user_id)
+    .bind(&event.correlation_id)
+    .bind(item.api_type)
+    .bind(item.api_priority)
+    .bind(&item.title)
+    .bind(&item.content)
+    .bind(&item.context)
+    .bind(&item.options)
+    .bind(occurred_at(event))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        feed.push(Payload::InboxItemAdded(InboxItemAdded {
+            item_id: event.id.clone(),
+            task_id: event.correlation_id.clone(),
+            item_type: item.item_type as i32,
+            priority: item.priority as i32,
+            title: item.title,
+            content: item.content,
+            options: item.options,
+            context_json: item.context.to_string(),
+        }));
+    }
+    Ok(feed)
+}
+
+async fn new_item(
+    tx: &mut PgConnection,
+    event: &Envelope,
+    payload: &Payload,
+) -> Result<Option<NewItem>, sqlx::Error> {
+    let task: Option<(String, Option<String>, Option<String>, Option<serde_json::Value>)> =
+        sqlx::query_as("SELECT description, issue_url, pr_url, pending_questions FROM tasks WHERE id = $1")
+            .bind(&event.correlation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((description, issue_url, pr_url, questions)) = task else {
+        return Ok(None);
+    };
+    let short: String = description.chars().take(60).collect();
+    Ok(Some(match payload {
+        Payload::NeedsApproval(asked) if asked.kind() == ApprovalKind::PlanReview => NewItem {
+            item_type: InboxItemType::PlanReview,
+            api_type: "plan_review",
+            priority: Priority::High,
+            api_priority: "high",
+            title: asked.title.clone(),
+            content: asked.summary.clone(),
+            options: asked.options.clone(),
+            context: json!({"plan_revision": asked.plan_revision, "issue_url": issue_url}),
+        },
+        Payload::NeedsApproval(asked) if asked.kind() == ApprovalKind::AnswerQuestions => NewItem {
+            item_type: InboxItemType::Question,
+            api_type: "question",
+            priority: Priority::High,
+            api_priority: "high",
+            title: asked.title.clone(),
+            content: asked.summary.clone(),
+            options: vec![],
+            context: json!({"questions": questions}),
+        },
+        Payload::CodeReadyForReview(ready) => NewItem {
+            item_type: InboxItemType::CodeReady,
+            api_type: "code_ready",
+            priority: Priority::Normal,
+            api_priority: "normal",
+            title: format!("Code ready for review: {short}"),
+            content: format!(
+                "CI is green on pull request #{}. It is ready for your review.",
+                ready.pr_number
+            ),
+            options: vec![],
+            context: json!({"pr_url": if ready.pr_url.is_empty() { pr_url } else { Some(ready.pr_url.clone()) }}),
+        },
+        Payload::TaskFailed(failed) => NewItem {
+            item_type: InboxItemType::Error,
+            api_type: "error",
+            priority: Priority::Urgent,
+            api_priority: "urgent",
+            title: format!("Task failed: {short}"),
+            content: failed.error.clone(),
+            options: vec!["Retry".into(), "Cancel".into()],
+            context: json!({}),
+        },
+        _ => return Ok(None),
+    }))
+}

@@ -1,0 +1,74 @@
+use mainloop_events::v1::CommandError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::{internal, one};
+
+#[derive(Debug, Deserialize)]
+pub struct ListQueue {
+    pub user_id: String,
+    pub status: Option<String>,
+    #[serde(default)]
+    pub unread_only: bool,
+    pub task_id: Option<String>,
+}
+
+/// Urgent first, then newest; at most 50. Status defaults to pending.
+pub async fn list(db: PgPool, query: ListQueue) -> Result<Vec<Value>, CommandError> {
+    let status = query.status.unwrap_or_else(|| "pending".into());
+    if !["pending", "responded", "expired", "cancelled"].contains(&status.as_str()) {
+        return Err(CommandError::invalid(format!("unknown queue status {status:?}")));
+    }
+    sqlx::query_scalar(
+        "SELECT body FROM api_queue_items WHERE user_id = $1 AND status = $2 \
+         AND (NOT $3 OR read_at IS NULL) AND ($4::text IS NULL OR task_id = $4) \
+         ORDER BY rank, created_at DESC LIMIT 50",
+    )
+    .bind(&query.user_id)
+    .bind(&status)
+    .bind(query.unread_only)
+    .bind(&query.task_id)
+    .fetch_all(&db)
+    .await
+    .map_err(internal)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ItemId {
+    pub user_id: String,
+    pub item_id: String,
+}
+
+pub async fn get(db: PgPool, query: ItemId) -> Result<Value, CommandError> {
+    one(
+        &db,
+        "SELECT body FROM api_queue_items WHERE id = $1 AND user_id = $2",
+        &query.item_id,
+        &query.user_id,
+        "queue item",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserOnly {
+    pub user_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Count {
+    pub count: i64,
+}
+
+/// Pending items the person has not read.
+pub async fn unread_count(db: PgPool, query: UserOnly) -> Result<Count, CommandError> {
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM queue_items WHERE user_id = $1 AND status = 'pending' AND read_at IS NULL",
+    )
+    .bind(&query.user_id)
+    .fetch_one(&db)
+    .await
+    .map_err(internal)?;
+    Ok(Count { count })
+}

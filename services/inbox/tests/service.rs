@@ -1,0 +1,287 @@
+//! The inbox with a real scheduler on real NATS and Postgres: the read models follow the task,
+//! items appear and resolve themselves, responses reach the scheduler, the feed reaches INBOX.
+
+use std::time::Duration;
+
+use mainloop_bus::{Bus, Expect, request};
+use mainloop_events::v1::{
+    JobMode, JobSucceeded, PlanOutcome, RepoRef, SpawnTask, TaskAccepted, job_succeeded,
+};
+use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_runtime::{CommonConfig, Health, Secret};
+use mainloop_testkit::{TestNats, TestPostgres};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _nats: TestNats,
+    _pg: TestPostgres,
+    bus: Bus,
+    shutdown: CancellationToken,
+}
+
+async fn start() -> anyhow::Result<World> {
+    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
+    let health = Health::default();
+    let common = CommonConfig {
+        nats_url: nats.url(),
+        database_url: Secret::new(pg.url()),
+        stream_replicas: 1,
+        health: health.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_scheduler::run(
+        mainloop_scheduler::Config {
+            common: common.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_inbox::run(
+        mainloop_inbox::Config { common },
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while health.report().status != "healthy" || health.report().components.len() < 2 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not ready: {:?}",
+            health.report()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bus = Bus::connect(
+        &nats.url(),
+        "test",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
+    Ok(World {
+        _nats: nats,
+        _pg: pg,
+        bus,
+        shutdown,
+    })
+}
+
+async fn query(bus: &Bus, name: &str, body: Value) -> Result<Value, request::RequestError> {
+    request::send_json(bus, &format!("query.inbox.{name}"), &body, Duration::from_secs(5)).await
+}
+
+/// Polls a query until `check` holds.
+async fn until(bus: &Bus, name: &str, body: Value, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = query(bus, name, body.clone()).await?;
+        if check(&answer) {
+            return Ok(answer);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never matched; last: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn spawn(bus: &Bus) -> anyhow::Result<()> {
+    let spawn = SpawnTask {
+        user_id: "u1".into(),
+        task_id: "t1".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "widgets".into(),
+            html_url: "https://github.com/acme/widgets".into(),
+        }),
+        description: "add a quick start section to the README".into(),
+        ..Default::default()
+    };
+    let _: TaskAccepted =
+        request::send(bus, "cmd.scheduler.spawn-task", &spawn, Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+async fn report_plan(bus: &Bus, plan: &str) -> anyhow::Result<()> {
+    let events = bus
+        .read_subject(subjects::TASKS, &subjects::task("u1", "t1")?, 0)
+        .await?;
+    let job = events
+        .iter()
+        .rev()
+        .find_map(|s| match &s.event.payload {
+            Some(Payload::JobRequested(job)) => Some(job.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("no job requested"))?;
+    let result = Envelope::new(
+        "u1",
+        "t1",
+        Payload::JobSucceeded(JobSucceeded {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            mode: JobMode::Plan as i32,
+            outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+                plan_text: plan.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    );
+    bus.publish(&subjects::job("u1", "t1")?, &result, Expect::Any)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_inbox_follows_a_task_from_spawn_to_plan_approval() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+
+    let tasks = until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    let task = &tasks[0];
+    assert_eq!(task["description"], "add a quick start section to the README");
+    assert_eq!(task["repo_url"], "https://github.com/acme/widgets");
+    assert!(
+        task["pr_url"].is_null() && task.as_object().is_some_and(|o| o.contains_key("pr_url")),
+        "keys present, null"
+    );
+    assert!(task["created_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let projects = query(bus, "list-projects", json!({"user_id": "u1"})).await?;
+    assert_eq!(projects[0]["full_name"], "acme/widgets");
+    assert_eq!(task["project_id"], projects[0]["id"]);
+    assert_eq!(
+        query(bus, "list-tasks", json!({"user_id": "u2"})).await?,
+        json!([]),
+        "scoped to the user"
+    );
+
+    report_plan(bus, "1. Write the section\n2. Link it").await?;
+    let items = until(bus, "list-queue", json!({"user_id": "u1"}), |q| {
+        q.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await?;
+    let item = &items[0];
+    assert_eq!(item["item_type"], "plan_review");
+    assert_eq!(item["priority"], "high");
+    assert_eq!(item["options"], json!(["Approve", "Request changes"]));
+    assert_eq!(item["content"], "1. Write the section\n2. Link it");
+    assert_eq!(
+        query(bus, "unread-count", json!({"user_id": "u1"})).await?,
+        json!({"count": 1})
+    );
+    let task = query(bus, "get-task", json!({"user_id": "u1", "task_id": "t1"})).await?;
+    assert_eq!(task["status"], "waiting_plan_review");
+    assert_eq!(task["plan_text"], "1. Write the section\n2. Link it");
+
+    // Bad responses change nothing.
+    let item_id = item["id"].as_str().unwrap_or_default().to_string();
+    let respond = |response: &str| json!({"user_id": "u1", "item_id": item_id, "response": response});
+    let empty: Result<Value, _> =
+        request::send_json(bus, "cmd.inbox.respond", &respond(" "), Duration::from_secs(5)).await;
+    assert!(matches!(
+        empty,
+        Err(request::RequestError::Rejected {
+            code: mainloop_events::v1::ErrorCode::Invalid,
+            ..
+        })
+    ));
+    let foreign: Result<Value, _> = request::send_json(
+        bus,
+        "cmd.inbox.respond",
+        &json!({"user_id": "u2", "item_id": item_id, "response": "Approve"}),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(matches!(
+        foreign,
+        Err(request::RequestError::Rejected {
+            code: mainloop_events::v1::ErrorCode::NotFound,
+            ..
+        })
+    ));
+
+    let approved: Value = request::send_json(
+        bus,
+        "cmd.inbox.respond",
+        &respond("Approve"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(approved, json!({"status": "ok"}));
+    until(bus, "get-task", json!({"user_id": "u1", "task_id": "t1"}), |t| {
+        t["status"] == "implementing"
+    })
+    .await?;
+    assert_eq!(
+        query(bus, "list-queue", json!({"user_id": "u1"})).await?,
+        json!([]),
+        "the plan review resolved itself"
+    );
+    let responded = query(
+        bus,
+        "get-queue-item",
+        json!({"user_id": "u1", "item_id": item_id}),
+    )
+    .await?;
+    assert_eq!(
+        (responded["status"].as_str(), responded["response"].as_str()),
+        (Some("responded"), Some("Approve"))
+    );
+    let again: Result<Value, _> = request::send_json(
+        bus,
+        "cmd.inbox.respond",
+        &respond("Approve"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(matches!(
+        again,
+        Err(request::RequestError::Rejected {
+            code: mainloop_events::v1::ErrorCode::Conflict,
+            ..
+        })
+    ));
+
+    let history = query(bus, "task-history", json!({"user_id": "u1", "task_id": "t1"})).await?;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "planning",
+            "waiting_plan_review",
+            "ready_to_implement",
+            "implementing"
+        ]
+    );
+
+    // The feed carries the card changes and the item's life.
+    let feed = bus
+        .read_subject(subjects::INBOX, &subjects::inbox("u1")?, 0)
+        .await?;
+    let types: Vec<&str> = feed.iter().map(|s| s.event.r#type.as_str()).collect();
+    assert!(
+        types.contains(&"InboxItemAdded") && types.contains(&"InboxItemResolved"),
+        "{types:?}"
+    );
+    let cards: Vec<String> = feed
+        .iter()
+        .filter_map(|s| match &s.event.payload {
+            Some(Payload::TaskCardUpdated(card)) => Some(card.status().api_name().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards.first().map(String::as_str), Some("pending"));
+    assert_eq!(cards.last().map(String::as_str), Some("implementing"));
+    world.shutdown.cancel();
+    Ok(())
+}
