@@ -31,7 +31,9 @@ pub async fn tail(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result
         &shutdown,
     )
     .await?;
-    let streams: Vec<String> = match &args.subject {
+    // `>` is every subject: the same as no filter, which a single stream cannot express.
+    let subject = args.subject.clone().filter(|s| s != ">");
+    let streams: Vec<String> = match &subject {
         Some(subject) => vec![
             bus.jetstream()
                 .stream_by_subject(subject.as_str())
@@ -44,7 +46,7 @@ pub async fn tail(args: TailArgs, shutdown: CancellationToken) -> anyhow::Result
     let mut readers = tokio::task::JoinSet::new();
     for stream in streams {
         let (bus, lines, shutdown) = (bus.clone(), lines.clone(), shutdown.clone());
-        let filter = args.subject.clone().unwrap_or_default();
+        let filter = subject.clone().unwrap_or_default();
         let (new, once) = (args.new, args.once);
         readers.spawn(async move { read_stream(&bus, &stream, &filter, new, once, lines, shutdown).await });
     }

@@ -64,6 +64,7 @@ async fn tail_prints_every_stream_filters_by_subject_and_follows() -> anyhow::Re
     )
     .await?;
     bus.ensure_streams(1).await?;
+    assert!(lines(&tail(&nats, &["--once", "--subject", "chat.>"]).output()?)?.is_empty());
     let (task, chat) = (spawned(), said("hello"));
     bus.publish(&subjects::task("u1", "t1")?, &task, Expect::Any)
         .await?;
@@ -77,6 +78,8 @@ async fn tail_prints_every_stream_filters_by_subject_and_follows() -> anyhow::Re
     expected.sort_unstable();
     assert_eq!(ids, expected, "{all:?}");
 
+    let whole_stream = lines(&tail(&nats, &["--once", "--subject", "chat.>"]).output()?)?;
+    assert_eq!(whole_stream.len(), 1, "a filter equal to the stream's subjects");
     let only_chat = lines(&tail(&nats, &["--once", "--subject", "chat.u1.>"]).output()?)?;
     assert_eq!(only_chat.len(), 1);
     assert_eq!(only_chat[0]["stream"], "CHAT");

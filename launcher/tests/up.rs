@@ -100,6 +100,19 @@ impl Up {
         Ok(started.elapsed())
     }
 
+    /// Waits up to five seconds for a printed line containing `needle`.
+    fn wait_printed(&self, needle: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        anyhow::bail!("{needle:?} was not printed")
+    }
+
     fn printed(&self) -> Vec<String> {
         self.stdout.try_iter().collect()
     }
@@ -153,11 +166,7 @@ fn up_starts_both_servers_answers_health_and_leaves_no_process_behind() -> anyho
         "no postgres among {names:?}"
     );
     assert_eq!(http_status(up.port, "/healthz"), Some(200));
-    assert!(
-        up.printed()
-            .iter()
-            .any(|l| l.contains(&format!("open http://127.0.0.1:{}", up.port)))
-    );
+    up.wait_printed(&format!("open http://127.0.0.1:{}", up.port))?;
 
     up.interrupt_and_wait()?;
     let left: Vec<(u32, String)> = started
@@ -193,14 +202,14 @@ fn postgres_url(lines: &[String]) -> anyhow::Result<String> {
     Ok(format!("postgres://mainloop@127.0.0.1:{port}/mainloop"))
 }
 
-fn tail_tasks(nats_url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+fn tail_chat(nats_url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let output = Command::new(env!("CARGO_BIN_EXE_mainloop"))
         .args([
             "events",
             "tail",
             "--once",
             "--subject",
-            "task.>",
+            "chat.>",
             "--nats-url",
             nats_url,
         ])
@@ -219,7 +228,7 @@ fn tail_tasks(nats_url: &str) -> anyhow::Result<Vec<serde_json::Value>> {
 
 #[test]
 fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
-    use mainloop_events::{Envelope, Payload, subjects, v1::TaskSpawned};
+    use mainloop_events::{Envelope, Payload, subjects, v1::UserMessagePosted};
     let runtime = tokio::runtime::Runtime::new()?;
     let dir = data_dir()?;
     let data = dir.path().join(".mainloop");
@@ -229,22 +238,23 @@ fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
     let printed = first.printed();
     let nats_url = printed_value(&printed, "nats://")?;
     assert!(
-        tail_tasks(&nats_url)?.is_empty(),
+        tail_chat(&nats_url)?.is_empty(),
         "a new store holds no task events"
     );
+    // A chat message: stored, and nothing in the services reacts to it yet.
     let event = Envelope::new(
         "u1",
-        "t1",
-        Payload::TaskSpawned(TaskSpawned {
-            task_id: "t1".into(),
-            ..Default::default()
+        "c1",
+        Payload::UserMessagePosted(UserMessagePosted {
+            message_id: "m1".into(),
+            content: "hello".into(),
         }),
     );
     let pg_url = postgres_url(&printed)?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let bus = mainloop_bus::Bus::connect(&nats_url, "test", Duration::from_secs(5), &shutdown).await?;
-        bus.publish(&subjects::task("u1", "t1")?, &event, mainloop_bus::Expect::Any)
+        bus.publish(&subjects::chat("u1", "c1")?, &event, mainloop_bus::Expect::Any)
             .await?;
         let pool = sqlx::PgPool::connect(&pg_url).await?;
         sqlx::query("CREATE TABLE public.kept (note TEXT)")
@@ -261,11 +271,11 @@ fn up_keeps_events_and_rows_across_restarts() -> anyhow::Result<()> {
     let mut second = Up::start(&data)?;
     second.wait_healthy(Duration::from_secs(30))?;
     let printed = second.printed();
-    let events = tail_tasks(&printed_value(&printed, "nats://")?)?;
+    let events = tail_chat(&printed_value(&printed, "nats://")?)?;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["event"]["id"], event.id.as_str());
-    assert_eq!(events[0]["event"]["type"], "TaskSpawned");
-    assert_eq!(events[0]["subject"], "task.u1.t1");
+    assert_eq!(events[0]["event"]["type"], "UserMessagePosted");
+    assert_eq!(events[0]["subject"], "chat.u1.c1");
     let note: String = runtime.block_on(async {
         let pool = sqlx::PgPool::connect(&postgres_url(&printed)?).await?;
         anyhow::Ok(

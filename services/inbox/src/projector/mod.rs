@@ -80,10 +80,10 @@ async fn apply(tx: &mut PgConnection, event: &Envelope, sequence: i64) -> Result
         return Ok(Applied { feed: vec![] });
     };
     let mut feed = Vec::new();
-    if tasks::apply(tx, event, payload, sequence).await? {
-        if let Some(card) = tasks::card(tx, &event.correlation_id).await? {
-            feed.push(Payload::TaskCardUpdated(card));
-        }
+    if tasks::apply(tx, event, payload, sequence).await?
+        && let Some(card) = tasks::card(tx, &event.correlation_id).await?
+    {
+        feed.push(Payload::TaskCardUpdated(card));
     }
     feed.extend(queue::apply(tx, event, payload).await?);
     Ok(Applied { feed })

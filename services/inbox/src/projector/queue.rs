@@ -100,17 +100,31 @@ pub(super) async fn apply(
     Ok(feed)
 }
 
+#[derive(sqlx::FromRow)]
+struct TaskFacts {
+    description: String,
+    issue_url: Option<String>,
+    pr_url: Option<String>,
+    pending_questions: Option<Value>,
+}
+
 async fn new_item(
     tx: &mut PgConnection,
     event: &Envelope,
     payload: &Payload,
 ) -> Result<Option<NewItem>, sqlx::Error> {
-    let task: Option<(String, Option<String>, Option<String>, Option<serde_json::Value>)> =
+    let task: Option<TaskFacts> =
         sqlx::query_as("SELECT description, issue_url, pr_url, pending_questions FROM tasks WHERE id = $1")
             .bind(&event.correlation_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((description, issue_url, pr_url, questions)) = task else {
+    let Some(TaskFacts {
+        description,
+        issue_url,
+        pr_url,
+        pending_questions: questions,
+    }) = task
+    else {
         return Ok(None);
     };
     let short: String = description.chars().take(60).collect();

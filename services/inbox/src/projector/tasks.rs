@@ -154,36 +154,37 @@ pub(super) async fn apply(
     Ok(changed)
 }
 
+#[derive(sqlx::FromRow)]
+struct CardRow {
+    status: String,
+    description: String,
+    full_name: Option<String>,
+    issue_url: Option<String>,
+    pr_url: Option<String>,
+    error: Option<String>,
+}
+
 /// The task card as browsers show it.
 pub(super) async fn card(
     tx: &mut PgConnection,
     task_id: &str,
 ) -> Result<Option<TaskCardUpdated>, sqlx::Error> {
-    let row: Option<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let row: Option<CardRow> = sqlx::query_as(
         "SELECT t.status, t.description, p.full_name, t.issue_url, t.pr_url, t.error \
          FROM tasks t LEFT JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
     )
     .bind(task_id)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(row.map(
-        |(status, description, repo, issue_url, pr_url, error)| TaskCardUpdated {
-            task_id: task_id.to_string(),
-            status: TaskStatus::from_api_name(&status).unwrap_or_default() as i32,
-            description,
-            repo_full_name: repo.unwrap_or_default(),
-            issue_url: issue_url.unwrap_or_default(),
-            pr_url: pr_url.unwrap_or_default(),
-            error: error.unwrap_or_default(),
-        },
-    ))
+    Ok(row.map(|row| TaskCardUpdated {
+        task_id: task_id.to_string(),
+        status: TaskStatus::from_api_name(&row.status).unwrap_or_default() as i32,
+        description: row.description,
+        repo_full_name: row.full_name.unwrap_or_default(),
+        issue_url: row.issue_url.unwrap_or_default(),
+        pr_url: row.pr_url.unwrap_or_default(),
+        error: row.error.unwrap_or_default(),
+    }))
 }
 
 fn non_empty(value: &str) -> Option<&str> {
