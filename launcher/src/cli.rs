@@ -38,9 +38,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Where the web app and API are served.
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    pub http_addr: String,
+    #[command(flatten)]
+    pub http: mainloop_gateway::HttpConfig,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,

@@ -13,6 +13,7 @@ use cli::{Cli, Command, EventsCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    mainloop_runtime::tls::install();
     // The runtime's main thread starts the local servers, and they are bound to the thread that
     // started them (parent-death signal), so they must not be started from a pool thread.
     tokio::runtime::Builder::new_multi_thread()

@@ -17,13 +17,13 @@ where
 /// NATS, with its own connection and its own schema.
 pub fn spawn_all(
     common: &CommonConfig,
-    http_addr: &str,
+    http: &mainloop_gateway::HttpConfig,
     shutdown: &CancellationToken,
 ) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
     let gateway = mainloop_gateway::Config {
         common: common.clone(),
-        http_addr: http_addr.to_string(),
+        http: http.clone(),
     };
     services.spawn(named(
         mainloop_gateway::NAME,

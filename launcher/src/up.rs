@@ -74,12 +74,12 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         stream_replicas: 1,
         health: health.clone(),
     };
-    let mut running = services::spawn_all(&common, &args.http_addr, &shutdown);
+    let mut running = services::spawn_all(&common, &args.http, &shutdown);
 
     let mut failure = None;
     tokio::select! {
         ready = wait_until_ready(&health) => match ready {
-            Ok(()) => println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http_addr)),
+            Ok(()) => println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr)),
             Err(err) => failure = Some(err),
         },
         Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),

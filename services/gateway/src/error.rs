@@ -6,4 +6,6 @@ pub enum Error {
     Start(#[from] StartError),
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
 }

@@ -2,18 +2,22 @@
 //! feed of the INBOX, CHAT and LOGS streams, authentication, and the web app. It holds no task
 //! state; it sends commands over NATS request/reply and reads the inbox's projections.
 //!
-//! Today it serves health (for every service registered in the shared registry) and the web
-//! app's shell; the API arrives with the walking skeleton.
-
+mod api_error;
+mod auth;
 mod config;
+mod cors;
 mod error;
+mod extract;
 mod routes;
+mod services;
+mod state;
 
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use auth::AuthMode;
+pub use config::{Config, HttpConfig};
 pub use error::Error;
 
 pub const NAME: &str = "gateway";
@@ -24,16 +28,26 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Serves HTTP until `shutdown` is cancelled, then finishes open requests and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let http = |source| Error::Http {
-        addr: config.http_addr.clone(),
+        addr: config.http.http_addr.clone(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(&config.http_addr)
+    let listener = tokio::net::TcpListener::bind(&config.http.http_addr)
         .await
         .map_err(http)?;
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
-    tracing::info!(addr = %config.http_addr, "gateway listening");
+    tracing::info!(addr = %config.http.http_addr, "gateway listening");
     foundation.readiness.ready();
-    axum::serve(listener, routes::app(config.health()))
+    let state = state::AppState {
+        bus: foundation.bus.clone(),
+        health: config.health(),
+        auth: state::Auth {
+            mode: config.http.auth_mode.clone(),
+            token: config.http.api_token.clone(),
+            user: config.http.user.clone(),
+        },
+        cors_origins: config.http.cors_origins.clone(),
+    };
+    axum::serve(listener, routes::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .map_err(http)?;

@@ -12,6 +12,7 @@ pub mod health;
 pub mod idempotency;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{CommonConfig, Secret, TelemetryConfig};
 pub use error::RuntimeError;

@@ -91,6 +91,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let cli = Cli::<C>::parse();
+    crate::tls::install();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

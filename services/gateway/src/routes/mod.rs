@@ -1,8 +1,39 @@
+mod events;
+mod projects;
+mod queue;
+mod tasks;
 mod web;
 
-use axum::Router;
-use mainloop_runtime::{Health, health};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use mainloop_runtime::health;
+use serde_json::json;
 
-pub fn app(health: Health) -> Router {
-    Router::new().merge(health::router(health)).merge(web::router())
+use crate::state::AppState;
+
+/// Request bodies are small (a chat message, answers); anything bigger is refused with 413.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api",
+            get(|| async { Json(json!({"message": "Mainloop API", "version": env!("CARGO_PKG_VERSION")})) }),
+        )
+        .merge(tasks::router())
+        .merge(queue::router())
+        .merge(projects::router())
+        .merge(events::router())
+        .fallback(|| async { crate::api_error::ApiError::not_found("no such route") });
+    Router::new()
+        .merge(health::router(state.health.clone()))
+        .merge(web::router())
+        .merge(api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cors::cors,
+        ))
+        .with_state(state)
 }

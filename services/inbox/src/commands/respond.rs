@@ -49,12 +49,15 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
     if command.response.trim().is_empty() {
         return Err(CommandError::invalid("the response is empty"));
     }
+    // The row stays locked while the scheduler decides, so the projection (which resolves the
+    // item when the task moves on) waits for this response to be recorded, not the other way.
+    let mut tx = context.db.begin().await.map_err(internal)?;
     let item: Option<(Option<String>, String, String, Value)> = sqlx::query_as(
-        "SELECT task_id, item_type, status, context FROM queue_items WHERE id = $1 AND user_id = $2",
+        "SELECT task_id, item_type, status, context FROM queue_items WHERE id = $1 AND user_id = $2 FOR UPDATE",
     )
     .bind(&command.item_id)
     .bind(&command.user_id)
-    .fetch_optional(&context.db)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(internal)?;
     let Some((task_id, item_type, status, item_context)) = item else {
@@ -116,7 +119,7 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
         }
         _ => {}
     }
-    record_response(&context, &command, &task_id, &response).await?;
+    record_response(&context, tx, &command, &task_id, &response).await?;
     Ok(Done { status: "ok" })
 }
 
@@ -141,12 +144,12 @@ async fn forward<C: prost::Message>(
 
 async fn record_response(
     context: &Context,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     command: &Respond,
     task_id: &str,
     response: &str,
 ) -> Result<(), CommandError> {
     let subject = subjects::inbox(&command.user_id).map_err(|e| CommandError::invalid(e.to_string()))?;
-    let mut tx = context.db.begin().await.map_err(internal)?;
     let changed = sqlx::query(
         "UPDATE queue_items SET status = 'responded', response = $3, responded_at = now(), read_at = COALESCE(read_at, now()) \
          WHERE id = $1 AND user_id = $2 AND status = 'pending'",

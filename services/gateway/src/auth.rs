@@ -1,0 +1,81 @@
+//! Who is asking. Every request resolves to exactly one user, or is refused.
+//!
+//! - `local` (the default for `mainloop up`, which listens on loopback only): everyone is the one
+//!   local user, `local-dev-user`.
+//! - `token`: `Authorization: Bearer <token>` or, for EventSource which cannot send headers, a
+//!   `token` query parameter; the user is `MAINLOOP_USER` (default `local-dev-user`).
+//! - `test`: the original test contract: `X-User-ID` header, or `user_id_query` for SSE. Never
+//!   the default; a client-chosen identity is only for test setups.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
+use crate::api_error::ApiError;
+use crate::state::AppState;
+
+pub const LOCAL_USER: &str = "local-dev-user";
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Local,
+    Token,
+    Test,
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct User(pub String);
+
+fn query_param<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = match state.auth.mode {
+            AuthMode::Local => state.auth.user.clone(),
+            AuthMode::Token => {
+                let bearer = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                let presented = bearer.or_else(|| query_param(parts, "token"));
+                let expected = state.auth.token.as_ref().map(|t| t.expose());
+                match (presented, expected) {
+                    (Some(given), Some(expected))
+                        if constant_time_eq(given.as_bytes(), expected.as_bytes()) =>
+                    {
+                        state.auth.user.clone()
+                    }
+                    _ => {
+                        return Err(ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "a valid token is required",
+                        ));
+                    }
+                }
+            }
+            AuthMode::Test => parts
+                .headers
+                .get("x-user-id")
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| query_param(parts, "user_id_query"))
+                .unwrap_or(LOCAL_USER)
+                .to_string(),
+        };
+        mainloop_events::subjects::token("user id", &user)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(User(user))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,159 @@
+//! `GET /events`: the person's INBOX feed as server-sent events. Every event's `id` is its
+//! stream sequence; a client that reconnects with `Last-Event-ID` (or `?last_event_id=`) gets
+//! everything after it, in order, once. A new connection starts with what happens from now on,
+//! since the page loads the current state over REST.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{Stream, StreamExt, stream};
+use mainloop_events::{Envelope, Payload, subjects};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api_error::ApiError;
+use crate::auth::User;
+use crate::extract::Params;
+use crate::services::inbox_query;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    last_event_id: Option<u64>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    Params(params): Params<EventParams>,
+) -> Result<Response, ApiError> {
+    let last_seen = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(text) if !text.is_empty() => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("Last-Event-ID must be a number"))?,
+        ),
+        _ => params.last_event_id,
+    };
+    let subject = subjects::inbox(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let unavailable = |e: String| {
+        tracing::error!(error = %e, "feed unavailable");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the event feed is unavailable",
+        )
+    };
+    let feed = state
+        .bus
+        .jetstream()
+        .get_stream(subjects::INBOX)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let consumer = feed
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: match last_seen {
+                Some(seq) => DeliverPolicy::ByStartSequence {
+                    start_sequence: seq + 1,
+                },
+                None => DeliverPolicy::New,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+
+    let connected = Event::default()
+        .event("connected")
+        .json_data(json!({"user_id": user.clone(), "timestamp": now()}))
+        .unwrap_or_default();
+    let live = messages
+        .take_while(|m| std::future::ready(m.is_ok()))
+        .filter_map(move |message| {
+            let state = state.clone();
+            let user = user.clone();
+            async move {
+                let message = message.ok()?;
+                let sequence = message.info().ok()?.stream_sequence;
+                let event = Envelope::from_bytes(&message.payload).ok()?;
+                to_sse(&state, &user, sequence, &event).await
+            }
+        });
+    let stream = stream::once(async { connected })
+        .chain(live)
+        .map(Ok::<_, Infallible>);
+    let mut response = sse(stream).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn sse(
+    stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The original client's event names: `task:updated` and `inbox:updated`.
+async fn to_sse(state: &AppState, user: &str, sequence: u64, event: &Envelope) -> Option<Event> {
+    let (name, data) = match event.payload.as_ref()? {
+        Payload::TaskCardUpdated(card) => (
+            "task:updated",
+            json!({
+                "task_id": card.task_id,
+                "status": card.status().api_name(),
+                "description": card.description,
+                "repo": card.repo_full_name,
+                "issue_url": card.issue_url,
+                "pr_url": card.pr_url,
+                "error": card.error,
+            }),
+        ),
+        Payload::InboxItemAdded(item) => (
+            "inbox:updated",
+            inbox_update(state, user, &item.item_id, "added").await,
+        ),
+        Payload::InboxItemResolved(item) => (
+            "inbox:updated",
+            inbox_update(state, user, &item.item_id, "resolved").await,
+        ),
+        Payload::InboxItemRead(item) => (
+            "inbox:updated",
+            inbox_update(state, user, &item.item_id, "read").await,
+        ),
+        _ => return None,
+    };
+    Event::default()
+        .id(sequence.to_string())
+        .event(name)
+        .json_data(data)
+        .ok()
+}
+
+async fn inbox_update(state: &AppState, user: &str, item_id: &str, change: &str) -> Value {
+    let count = inbox_query(state, "unread-count", json!({"user_id": user}))
+        .await
+        .ok();
+    json!({"item_id": item_id, "change": change, "unread_count": count.and_then(|c| c.get("count").cloned())})
+}
+
+fn now() -> String {
+    let at = mainloop_events::now();
+    format!("{}.{:09}Z", at.seconds, at.nanos)
+}

@@ -1,0 +1,25 @@
+use std::time::Duration;
+
+use mainloop_bus::Bus;
+use mainloop_runtime::{Health, Secret};
+
+use crate::auth::AuthMode;
+
+/// How long the gateway waits for another service to answer.
+pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Auth {
+    pub mode: AuthMode,
+    pub token: Option<Secret>,
+    pub user: String,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: Bus,
+    pub health: Health,
+    pub auth: Auth,
+    /// Extra origins allowed to call the API from a browser (besides localhost).
+    pub cors_origins: Vec<String>,
+}

@@ -1,0 +1,388 @@
+//! The gateway's HTTP API and SSE feed over real scheduler and inbox services on real NATS and
+//! Postgres, in the original client's contract.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mainloop_bus::{Bus, Expect, request};
+use mainloop_events::v1::{
+    JobMode, JobSucceeded, PlanOutcome, RepoRef, SpawnTask, TaskAccepted, job_succeeded,
+};
+use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_runtime::{CommonConfig, Health, Secret};
+use mainloop_testkit::{TestNats, TestPostgres};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _nats: TestNats,
+    _pg: TestPostgres,
+    bus: Bus,
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+async fn start() -> anyhow::Result<World> {
+    mainloop_runtime::tls::install();
+    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
+    let health = Health::default();
+    let common = CommonConfig {
+        nats_url: nats.url(),
+        database_url: Secret::new(pg.url()),
+        stream_replicas: 1,
+        health: health.clone(),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let http = HttpConfig {
+        http_addr: format!("127.0.0.1:{port}"),
+        auth_mode: AuthMode::Test,
+        api_token: None,
+        user: "local-dev-user".into(),
+        cors_origins: vec![],
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_scheduler::run(
+        mainloop_scheduler::Config {
+            common: common.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_inbox::run(
+        mainloop_inbox::Config {
+            common: common.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_gateway::run(
+        mainloop_gateway::Config { common, http },
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while health.report().status != "healthy" || health.report().components.len() < 3 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not ready: {:?}",
+            health.report()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bus = Bus::connect(
+        &nats.url(),
+        "test",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
+    Ok(World {
+        _nats: nats,
+        _pg: pg,
+        bus,
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        shutdown,
+    })
+}
+
+impl World {
+    async fn get(&self, path: &str, user: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-user-id", user)
+            .send()
+            .await?;
+        Ok((response.status(), response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn post(&self, path: &str, user: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-user-id", user);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        Ok((response.status(), response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn until(&self, path: &str, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.get(path, "alice").await?;
+            if status == StatusCode::OK && check(&body) {
+                return Ok(body);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never matched; last {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+async fn spawn_and_plan(world: &World) -> anyhow::Result<()> {
+    let spawn = SpawnTask {
+        user_id: "alice".into(),
+        task_id: "t1".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "widgets".into(),
+            html_url: "https://github.com/acme/widgets".into(),
+        }),
+        description: "add a quick start section to the README".into(),
+        ..Default::default()
+    };
+    let _: TaskAccepted = request::send(
+        &world.bus,
+        "cmd.scheduler.spawn-task",
+        &spawn,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let events = world
+        .bus
+        .read_subject(subjects::TASKS, &subjects::task("alice", "t1")?, 0)
+        .await?;
+    let Some(Payload::JobRequested(job)) = events.last().and_then(|s| s.event.payload.clone()) else {
+        anyhow::bail!("no job")
+    };
+    let result = Envelope::new(
+        "alice",
+        "t1",
+        Payload::JobSucceeded(JobSucceeded {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            mode: JobMode::Plan as i32,
+            outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+                plan_text: "1. Write it".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    );
+    world
+        .bus
+        .publish(&subjects::job("alice", "t1")?, &result, Expect::Any)
+        .await?;
+    Ok(())
+}
+
+/// Reads SSE frames until one with `event: name` arrives; returns (id, data).
+async fn next_event(
+    frames: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buffer: &mut String,
+    name: &str,
+) -> anyhow::Result<(Option<u64>, Value)> {
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let field = |key: &str| frame.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+            if field("event:") == Some(name) {
+                let data = serde_json::from_str(field("data:").unwrap_or("null"))?;
+                return Ok((field("id:").and_then(|i| i.parse().ok()), data));
+            }
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), frames.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_original_contract_for_tasks_queue_and_projects() -> anyhow::Result<()> {
+    let world = start().await?;
+    spawn_and_plan(&world).await?;
+
+    let tasks = world
+        .until("/tasks", |t| t[0]["status"] == "waiting_plan_review")
+        .await?;
+    assert_eq!(tasks[0]["id"], "t1");
+    assert_eq!(tasks[0]["plan_text"], "1. Write it");
+    let (status, others) = world.get("/tasks", "bob").await?;
+    assert_eq!(
+        (status, others),
+        (StatusCode::OK, json!([])),
+        "bob sees none of alice's tasks"
+    );
+    let (status, body) = world.get("/tasks/t1", "bob").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["detail"].is_string());
+
+    let (status, projects) = world.get("/projects", "alice").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(projects[0]["full_name"], "acme/widgets");
+    let detail = world
+        .get(
+            &format!(
+                "/projects/{}/detail",
+                projects[0]["id"].as_str().unwrap_or_default()
+            ),
+            "alice",
+        )
+        .await?
+        .1;
+    assert_eq!(detail["tasks"][0]["id"], "t1");
+
+    let queue = world
+        .until("/queue?status=pending", |q| {
+            q.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await?;
+    assert_eq!(queue[0]["item_type"], "plan_review");
+    assert_eq!(
+        world.get("/queue/unread/count", "alice").await?.1,
+        json!({"count": 1})
+    );
+
+    // Wrong state, bad input, unknown ids: 4xx with a reason, nothing changes.
+    let (status, body) = world
+        .post("/tasks/t1/start-implementation", "alice", None)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = world
+        .post(
+            "/tasks/t1/answer-questions",
+            "alice",
+            Some(json!({"answers": {"q1": 5}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let malformed = world
+        .http
+        .post(format!("{}/queue/x/respond", world.base))
+        .header("x-user-id", "alice")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let huge = world
+        .http
+        .post(format!("{}/queue/x/respond", world.base))
+        .header("x-user-id", "alice")
+        .json(&json!({"response": "x".repeat(100_000)}))
+        .send()
+        .await?;
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = world.post("/tasks/no.such/cancel", "alice", None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        world.get("/tasks/t1", "alice").await?.1["status"],
+        "waiting_plan_review"
+    );
+
+    // The browser's approve button.
+    let (status, body) = world
+        .post(
+            "/tasks/t1/approve-plan?action=approve&plan_revision=1",
+            "alice",
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "ok", "action": "approve"}))
+    );
+    world
+        .until("/tasks/t1", |t| t["status"] == "implementing")
+        .await?;
+    assert_eq!(world.get("/queue", "alice").await?.1, json!([]));
+    let (status, _) = world
+        .post("/tasks/t1/approve-plan?action=approve", "alice", None)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "approving twice is refused");
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn sse_delivers_changes_live_and_replays_after_reconnect() -> anyhow::Result<()> {
+    let world = start().await?;
+    let response = world
+        .http
+        .get(format!("{}/events?user_id_query=alice", world.base))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut frames = response.bytes_stream();
+    let mut buffer = String::new();
+    next_event(&mut frames, &mut buffer, "connected").await?;
+
+    spawn_and_plan(&world).await?;
+    let (first_id, first) = next_event(&mut frames, &mut buffer, "task:updated").await?;
+    assert_eq!(
+        (first["task_id"].as_str(), first["status"].as_str()),
+        (Some("t1"), Some("pending"))
+    );
+    let mut seen = vec![first["status"].as_str().unwrap_or_default().to_string()];
+    while seen.last().map(String::as_str) != Some("waiting_plan_review") {
+        seen.push(
+            next_event(&mut frames, &mut buffer, "task:updated").await?.1["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen, ["pending", "planning", "waiting_plan_review"]);
+    let (_, item) = next_event(&mut frames, &mut buffer, "inbox:updated").await?;
+    assert_eq!(item["unread_count"], 1);
+    drop(frames);
+
+    // Reconnect after the first event: everything after it, in order, once.
+    let replay = world
+        .http
+        .get(format!("{}/events?user_id_query=alice", world.base))
+        .header("last-event-id", first_id.unwrap_or_default().to_string())
+        .send()
+        .await?;
+    let mut frames = replay.bytes_stream();
+    let mut buffer = String::new();
+    let (_, again) = next_event(&mut frames, &mut buffer, "task:updated").await?;
+    assert_eq!(
+        again["status"], "planning",
+        "replay starts right after the last event seen"
+    );
+
+    let bad = world
+        .http
+        .get(format!("{}/events?user_id_query=alice", world.base))
+        .header("last-event-id", "abc")
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn browsers_on_other_local_ports_pass_cors_and_others_do_not() -> anyhow::Result<()> {
+    let world = start().await?;
+    let preflight = world
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/tasks", world.base))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await?;
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let foreign = world
+        .http
+        .get(format!("{}/tasks", world.base))
+        .header("origin", "https://evil.example")
+        .send()
+        .await?;
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    world.shutdown.cancel();
+    Ok(())
+}
