@@ -1,0 +1,203 @@
+//! A stand-in for the Claude Code CLI in headless mode. It checks its flags as the real CLI does,
+//! prints the same stream-json lines (system/init, assistant, user, control_request, result) as
+//! the recordings in `services/worker-supervisor/tests/fixtures/claude-code`, waits for
+//! `control_response` lines on stdin for ExitPlanMode and AskUserQuestion, and really edits and
+//! commits files in its working directory.
+//!
+//! Behaviour comes from the prompt: a plan-mode run plans; a prompt that says "ask me" asks a
+//! question first; an implement run adds what the request names to the README (a "quick start"
+//! section, or a note) and commits; a prompt saying "CI failed" makes a fixing commit.
+//! `FAKE_CLAUDE_API_ERROR=529` ends like the real CLI after exhausted retries.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+struct Run<'a> {
+    session: String,
+    model: &'a str,
+    out: std::io::StdoutLock<'static>,
+    input: Box<dyn BufRead>,
+    turns: u32,
+}
+
+impl Run<'_> {
+    fn emit(&mut self, value: Value) {
+        let _ = writeln!(self.out, "{value}");
+        let _ = self.out.flush();
+    }
+
+    fn assistant(&mut self, block: Value) {
+        self.turns += 1;
+        let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+        let line = json!({"type": "assistant", "message": {"id": message_id, "type": "message", "role": "assistant",
+            "model": self.model, "content": [block], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 100, "output_tokens": 1}}, "parent_tool_use_id": null, "session_id": self.session,
+            "uuid": uuid::Uuid::now_v7().to_string()});
+        self.emit(line);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.assistant(json!({"type": "text", "text": text}));
+    }
+
+    fn tool(&mut self, name: &str, input: Value, result: &str, is_error: bool) -> String {
+        let id = format!("toolu_{}", uuid::Uuid::now_v7().simple());
+        self.assistant(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        self.tool_result(&id, result, is_error);
+        id
+    }
+
+    fn tool_result(&mut self, id: &str, result: &str, is_error: bool) {
+        let line = json!({"type": "user", "message": {"role": "user", "content": [{"tool_use_id": id, "type": "tool_result",
+            "content": result, "is_error": is_error}]}, "parent_tool_use_id": null, "session_id": self.session,
+            "uuid": uuid::Uuid::now_v7().to_string()});
+        self.emit(line);
+    }
+
+    /// Asks permission over stdio and returns the `response` object of the control_response.
+    fn ask_permission(&mut self, tool: &str, input: Value) -> Option<Value> {
+        let tool_use_id = format!("toolu_{}", uuid::Uuid::now_v7().simple());
+        self.assistant(json!({"type": "tool_use", "id": tool_use_id, "name": tool, "input": input}));
+        let request_id = uuid::Uuid::now_v7().to_string();
+        self.emit(json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "can_use_tool",
+            "tool_name": tool, "display_name": tool, "input": input, "tool_use_id": tool_use_id}}));
+        let mut line = String::new();
+        while self.input.read_line(&mut line).ok()? > 0 {
+            let value: Value = serde_json::from_str(line.trim()).ok()?;
+            if value["type"] == "control_response" && value["response"]["request_id"] == request_id.as_str() {
+                let response = value["response"]["response"].clone();
+                let denied = response["behavior"] == "deny";
+                let message = response["message"].as_str().unwrap_or("allowed").to_string();
+                self.tool_result(&tool_use_id, &message, denied);
+                return Some(response);
+            }
+            line.clear();
+        }
+        None
+    }
+
+    fn result(&mut self, text: &str, is_error: bool, api_status: Option<u16>) {
+        let line = json!({"type": "result", "subtype": "success", "is_error": is_error, "api_error_status": api_status,
+            "duration_ms": 5, "duration_api_ms": 3, "num_turns": self.turns, "result": text, "stop_reason": "end_turn",
+            "session_id": self.session, "total_cost_usd": 0.0, "usage": {"input_tokens": 100, "output_tokens": 20},
+            "permission_denials": [], "terminal_reason": "completed", "uuid": uuid::Uuid::now_v7().to_string()});
+        self.emit(line);
+    }
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn git(cwd: &Path, args: &[&str]) -> String {
+    match Command::new("git").args(args).current_dir(cwd).output() {
+        Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Err(err) => format!("git failed: {err}"),
+    }
+}
+
+/// Runs the fake CLI with `args` (without the program name); returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let has = |name: &str| args.iter().any(|a| a == name);
+    if !has("-p") && !has("--print") {
+        eprintln!("Error: this fake only runs headless (-p)");
+        return 1;
+    }
+    if flag(args, "--output-format") == Some("stream-json") && !has("--verbose") {
+        eprintln!("Error: When using --print, --output-format=stream-json requires --verbose");
+        return 1;
+    }
+    let mode = flag(args, "--permission-mode").unwrap_or("default");
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let stdin = std::io::stdin();
+    let mut input: Box<dyn BufRead> = Box::new(stdin.lock());
+    let prompt = if flag(args, "--input-format") == Some("stream-json") {
+        let mut line = String::new();
+        if input.read_line(&mut line).unwrap_or(0) == 0 {
+            return 0;
+        }
+        let turn: Value = serde_json::from_str(line.trim()).unwrap_or_default();
+        match &turn["message"]["content"] {
+            Value::String(text) => text.clone(),
+            Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join("\n"),
+            _ => String::new(),
+        }
+    } else {
+        args.iter().skip_while(|a| *a != "-p" && *a != "--print").nth(1).cloned().unwrap_or_default()
+    };
+    let model = match flag(args, "--model").unwrap_or("sonnet") {
+        "sonnet" => "claude-sonnet-5",
+        "opus" => "claude-opus-5",
+        "haiku" => "claude-haiku-5",
+        other => other,
+    };
+    let session = flag(args, "--session-id").map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+    let mut run = Run { session: session.clone(), model, out: std::io::stdout().lock(), input, turns: 0 };
+    run.emit(json!({"type": "system", "subtype": "init", "cwd": cwd.display().to_string(), "session_id": session,
+        "tools": ["AskUserQuestion", "Bash", "Edit", "ExitPlanMode", "Read", "Write"], "mcp_servers": [],
+        "model": model, "permissionMode": mode, "apiKeySource": "ANTHROPIC_API_KEY", "claude_code_version": "2.1.197 (fake)",
+        "uuid": uuid::Uuid::now_v7().to_string()}));
+
+    if let Ok(status) = std::env::var("FAKE_CLAUDE_API_ERROR") {
+        let code = status.parse().unwrap_or(529);
+        run.emit(json!({"type": "system", "subtype": "api_retry", "attempt": 1, "error_status": code, "session_id": run.session}));
+        let text = format!("API Error: {code} Overloaded. This is a server-side issue, usually temporary — try again in a moment.");
+        run.text(&text);
+        run.result(&text, true, Some(code));
+        return 1;
+    }
+
+    let readme = cwd.join("README.md");
+    let current = std::fs::read_to_string(&readme).unwrap_or_default();
+    if mode == "plan" {
+        run.text("I'll read the README first.");
+        run.tool("Read", json!({"file_path": readme.display().to_string()}), &current, false);
+        let mut answers = String::new();
+        if prompt.to_lowercase().contains("ask me") && !prompt.contains("answered your questions") {
+            let questions = json!({"questions": [{"question": "Where should the new section go?", "header": "Placement",
+                "options": [{"label": "Top", "description": "Right after the title"}, {"label": "Bottom", "description": "At the end"}],
+                "multiSelect": false}]});
+            let response = run.ask_permission("AskUserQuestion", questions);
+            if response.as_ref().is_some_and(|r| r["behavior"] == "deny") {
+                run.text("I'll wait for your answers.");
+                run.result("Waiting for answers.", false, None);
+                return 0;
+            }
+            answers = response.map(|r| r["updatedInput"]["answers"].to_string()).unwrap_or_default();
+        }
+        let request = prompt.lines().skip_while(|l| !l.starts_with("The request")).nth(1).unwrap_or(prompt.as_str());
+        let plan = format!(
+            "# Plan: {}\n\n## Summary\nChange the README as requested.{answers}\n\n## Files to modify\n- `README.md`\n\n## Considerations\nKeep the existing text.\n",
+            request.trim()
+        );
+        let plan_path = format!("{}/.claude/plans/plan.md", std::env::var("HOME").unwrap_or_default());
+        let response = run.ask_permission("ExitPlanMode", json!({"plan": plan, "planFilePath": plan_path}));
+        let done = if response.is_some_and(|r| r["behavior"] == "deny") { "The plan is ready for review." } else { "Plan approved." };
+        run.text(done);
+        run.result(done, false, None);
+        return 0;
+    }
+
+    let lower = prompt.to_lowercase();
+    let (change, message) = if lower.contains("ci failed") {
+        ("\nRun `make test` before you push.\n".to_string(), "Fix CI: document the test command")
+    } else if lower.contains("quick start") {
+        ("\n## Quick start\n\n```sh\nmake up\n```\n".to_string(), "Add a quick start section")
+    } else {
+        (format!("\n<!-- mainloop: {} -->\n", prompt.lines().next().unwrap_or_default()), "Note the request")
+    };
+    let updated = format!("{current}{change}");
+    let wrote = std::fs::write(&readme, &updated).is_ok();
+    run.tool("Edit", json!({"file_path": readme.display().to_string(), "new_string": change}), "The file has been updated.", !wrote);
+    let added = git(&cwd, &["add", "-A"]);
+    run.tool("Bash", json!({"command": "git add -A"}), &added, false);
+    let committed = git(&cwd, &["commit", "-m", message]);
+    run.tool("Bash", json!({"command": format!("git commit -m \"{message}\"")}), &committed, false);
+    let summary = format!("{message}, and committed it.");
+    run.text(&summary);
+    run.result(&summary, false, None);
+    0
+}

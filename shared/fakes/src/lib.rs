@@ -1,0 +1,5 @@
+//! Fakes of the services mainloop talks to, each speaking the real wire protocol so the real
+//! client code runs against it: a `claude` CLI that replays the recorded stream-json protocol and
+//! makes real git commits. Used by tests and, clearly labelled, by `mainloop up --demo`.
+
+pub mod claude;
