@@ -5,6 +5,7 @@
 //! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
 //! readiness); its behaviour arrives with the walking skeleton and its own issue.
 
+pub mod agent;
 mod config;
 mod error;
 

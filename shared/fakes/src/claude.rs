@@ -62,8 +62,10 @@ impl Run<'_> {
         let tool_use_id = format!("toolu_{}", uuid::Uuid::now_v7().simple());
         self.assistant(json!({"type": "tool_use", "id": tool_use_id, "name": tool, "input": input}));
         let request_id = uuid::Uuid::now_v7().to_string();
-        self.emit(json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "can_use_tool",
-            "tool_name": tool, "display_name": tool, "input": input, "tool_use_id": tool_use_id}}));
+        self.emit(
+            json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "can_use_tool",
+            "tool_name": tool, "display_name": tool, "input": input, "tool_use_id": tool_use_id}}),
+        );
         let mut line = String::new();
         while self.input.read_line(&mut line).ok()? > 0 {
             let value: Value = serde_json::from_str(line.trim()).ok()?;
@@ -89,12 +91,19 @@ impl Run<'_> {
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 fn git(cwd: &Path, args: &[&str]) -> String {
     match Command::new("git").args(args).current_dir(cwd).output() {
-        Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(err) => format!("git failed: {err}"),
     }
 }
@@ -122,11 +131,19 @@ pub fn main(args: &[String]) -> i32 {
         let turn: Value = serde_json::from_str(line.trim()).unwrap_or_default();
         match &turn["message"]["content"] {
             Value::String(text) => text.clone(),
-            Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join("\n"),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
             _ => String::new(),
         }
     } else {
-        args.iter().skip_while(|a| *a != "-p" && *a != "--print").nth(1).cloned().unwrap_or_default()
+        args.iter()
+            .skip_while(|a| *a != "-p" && *a != "--print")
+            .nth(1)
+            .cloned()
+            .unwrap_or_default()
     };
     let model = match flag(args, "--model").unwrap_or("sonnet") {
         "sonnet" => "claude-sonnet-5",
@@ -135,7 +152,13 @@ pub fn main(args: &[String]) -> i32 {
         other => other,
     };
     let session = flag(args, "--session-id").map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
-    let mut run = Run { session: session.clone(), model, out: std::io::stdout().lock(), input, turns: 0 };
+    let mut run = Run {
+        session: session.clone(),
+        model,
+        out: std::io::stdout().lock(),
+        input,
+        turns: 0,
+    };
     run.emit(json!({"type": "system", "subtype": "init", "cwd": cwd.display().to_string(), "session_id": session,
         "tools": ["AskUserQuestion", "Bash", "Edit", "ExitPlanMode", "Read", "Write"], "mcp_servers": [],
         "model": model, "permissionMode": mode, "apiKeySource": "ANTHROPIC_API_KEY", "claude_code_version": "2.1.197 (fake)",
@@ -144,7 +167,9 @@ pub fn main(args: &[String]) -> i32 {
     if let Ok(status) = std::env::var("FAKE_CLAUDE_API_ERROR") {
         let code = status.parse().unwrap_or(529);
         run.emit(json!({"type": "system", "subtype": "api_retry", "attempt": 1, "error_status": code, "session_id": run.session}));
-        let text = format!("API Error: {code} Overloaded. This is a server-side issue, usually temporary — try again in a moment.");
+        let text = format!(
+            "API Error: {code} Overloaded. This is a server-side issue, usually temporary — try again in a moment."
+        );
         run.text(&text);
         run.result(&text, true, Some(code));
         return 1;
@@ -154,7 +179,12 @@ pub fn main(args: &[String]) -> i32 {
     let current = std::fs::read_to_string(&readme).unwrap_or_default();
     if mode == "plan" {
         run.text("I'll read the README first.");
-        run.tool("Read", json!({"file_path": readme.display().to_string()}), &current, false);
+        run.tool(
+            "Read",
+            json!({"file_path": readme.display().to_string()}),
+            &current,
+            false,
+        );
         let mut answers = String::new();
         if prompt.to_lowercase().contains("ask me") && !prompt.contains("answered your questions") {
             let questions = json!({"questions": [{"question": "Where should the new section go?", "header": "Placement",
@@ -166,16 +196,29 @@ pub fn main(args: &[String]) -> i32 {
                 run.result("Waiting for answers.", false, None);
                 return 0;
             }
-            answers = response.map(|r| r["updatedInput"]["answers"].to_string()).unwrap_or_default();
+            answers = response
+                .map(|r| r["updatedInput"]["answers"].to_string())
+                .unwrap_or_default();
         }
-        let request = prompt.lines().skip_while(|l| !l.starts_with("The request")).nth(1).unwrap_or(prompt.as_str());
+        let request = prompt
+            .lines()
+            .skip_while(|l| !l.starts_with("The request"))
+            .nth(1)
+            .unwrap_or(prompt.as_str());
         let plan = format!(
             "# Plan: {}\n\n## Summary\nChange the README as requested.{answers}\n\n## Files to modify\n- `README.md`\n\n## Considerations\nKeep the existing text.\n",
             request.trim()
         );
-        let plan_path = format!("{}/.claude/plans/plan.md", std::env::var("HOME").unwrap_or_default());
+        let plan_path = format!(
+            "{}/.claude/plans/plan.md",
+            std::env::var("HOME").unwrap_or_default()
+        );
         let response = run.ask_permission("ExitPlanMode", json!({"plan": plan, "planFilePath": plan_path}));
-        let done = if response.is_some_and(|r| r["behavior"] == "deny") { "The plan is ready for review." } else { "Plan approved." };
+        let done = if response.is_some_and(|r| r["behavior"] == "deny") {
+            "The plan is ready for review."
+        } else {
+            "Plan approved."
+        };
         run.text(done);
         run.result(done, false, None);
         return 0;
@@ -183,19 +226,41 @@ pub fn main(args: &[String]) -> i32 {
 
     let lower = prompt.to_lowercase();
     let (change, message) = if lower.contains("ci failed") {
-        ("\nRun `make test` before you push.\n".to_string(), "Fix CI: document the test command")
+        (
+            "\nRun `make test` before you push.\n".to_string(),
+            "Fix CI: document the test command",
+        )
     } else if lower.contains("quick start") {
-        ("\n## Quick start\n\n```sh\nmake up\n```\n".to_string(), "Add a quick start section")
+        (
+            "\n## Quick start\n\n```sh\nmake up\n```\n".to_string(),
+            "Add a quick start section",
+        )
     } else {
-        (format!("\n<!-- mainloop: {} -->\n", prompt.lines().next().unwrap_or_default()), "Note the request")
+        (
+            format!(
+                "\n<!-- mainloop: {} -->\n",
+                prompt.lines().next().unwrap_or_default()
+            ),
+            "Note the request",
+        )
     };
     let updated = format!("{current}{change}");
     let wrote = std::fs::write(&readme, &updated).is_ok();
-    run.tool("Edit", json!({"file_path": readme.display().to_string(), "new_string": change}), "The file has been updated.", !wrote);
+    run.tool(
+        "Edit",
+        json!({"file_path": readme.display().to_string(), "new_string": change}),
+        "The file has been updated.",
+        !wrote,
+    );
     let added = git(&cwd, &["add", "-A"]);
     run.tool("Bash", json!({"command": "git add -A"}), &added, false);
     let committed = git(&cwd, &["commit", "-m", message]);
-    run.tool("Bash", json!({"command": format!("git commit -m \"{message}\"")}), &committed, false);
+    run.tool(
+        "Bash",
+        json!({"command": format!("git commit -m \"{message}\"")}),
+        &committed,
+        false,
+    );
     let summary = format!("{message}, and committed it.");
     run.text(&summary);
     run.result(&summary, false, None);

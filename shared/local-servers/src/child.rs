@@ -166,6 +166,18 @@ fn set_parent_death_signal(cmd: &mut Command, signal: i32) {
     }
 }
 
+/// Sends `signal` to every process in the process group led by `pid` (a child started with
+/// `process_group(0)`), so a shell command the child started dies with it.
+#[allow(unsafe_code)]
+pub fn signal_group(pid: u32, signal: i32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory effects; a negative pid names the child's own group.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
 #[allow(unsafe_code)]
 fn signal(pid: u32, signal: i32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {

@@ -11,7 +11,10 @@ mod nats;
 mod postgres;
 
 pub use binaries::{find_nats_server, find_postgres_bin_dir};
+pub use child::signal_group;
 pub use error::Error;
+/// Signal numbers for [`signal_group`].
+pub use libc::{SIGKILL, SIGTERM};
 pub use nats::{NatsOptions, NatsServer};
 pub use postgres::{Postgres, PostgresOptions, init_cluster};
 

@@ -9,14 +9,27 @@ use serde_json::{Value, json};
 /// What one stdout line means to the supervisor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentLine {
-    Init { session_id: String, model: String },
+    Init {
+        session_id: String,
+        model: String,
+    },
     /// A text block the model wrote.
     Text(String),
     /// A tool the model called, summarised for the log.
-    ToolUse { name: String, summary: String },
-    ToolResult { is_error: bool, summary: String },
+    ToolUse {
+        name: String,
+        summary: String,
+    },
+    ToolResult {
+        is_error: bool,
+        summary: String,
+    },
     /// The CLI asks whether a tool may run; it waits for our answer on stdin.
-    Permission { request_id: String, tool_name: String, input: Value },
+    Permission {
+        request_id: String,
+        tool_name: String,
+        input: Value,
+    },
     /// The API was retried (overload, rate limit).
     ApiRetry(String),
     Result(AgentResult),
@@ -62,11 +75,19 @@ fn text(value: &Value) -> String {
 fn summary(value: &Value) -> String {
     let raw = match value {
         Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
         other => other.to_string(),
     };
     let one_line = raw.replace('\n', " ⏎ ");
-    if one_line.chars().count() > 300 { one_line.chars().take(300).collect::<String>() + "…" } else { one_line }
+    if one_line.chars().count() > 300 {
+        one_line.chars().take(300).collect::<String>() + "…"
+    } else {
+        one_line
+    }
 }
 
 /// Parses one stdout line. A line that is not JSON is an error (the caller logs it raw).
@@ -75,7 +96,10 @@ pub fn parse_line(line: &str) -> Result<Vec<AgentLine>, serde_json::Error> {
     let kind = value["type"].as_str().unwrap_or_default();
     let subtype = value["subtype"].as_str().unwrap_or_default();
     Ok(match (kind, subtype) {
-        ("system", "init") => vec![AgentLine::Init { session_id: text(&value["session_id"]), model: text(&value["model"]) }],
+        ("system", "init") => vec![AgentLine::Init {
+            session_id: text(&value["session_id"]),
+            model: text(&value["model"]),
+        }],
         ("system", "api_retry") => vec![AgentLine::ApiRetry(value.to_string())],
         ("assistant", _) => value["message"]["content"]
             .as_array()
@@ -83,7 +107,10 @@ pub fn parse_line(line: &str) -> Result<Vec<AgentLine>, serde_json::Error> {
             .flatten()
             .map(|block| match block["type"].as_str() {
                 Some("text") => AgentLine::Text(text(&block["text"])),
-                Some("tool_use") => AgentLine::ToolUse { name: text(&block["name"]), summary: summary(&block["input"]) },
+                Some("tool_use") => AgentLine::ToolUse {
+                    name: text(&block["name"]),
+                    summary: summary(&block["input"]),
+                },
                 _ => AgentLine::Other,
             })
             .collect(),
@@ -97,18 +124,25 @@ pub fn parse_line(line: &str) -> Result<Vec<AgentLine>, serde_json::Error> {
                 summary: summary(&block["content"]),
             })
             .collect(),
-        ("control_request", _) if value["request"]["subtype"] == "can_use_tool" => vec![AgentLine::Permission {
-            request_id: text(&value["request_id"]),
-            tool_name: text(&value["request"]["tool_name"]),
-            input: value["request"]["input"].clone(),
-        }],
+        ("control_request", _) if value["request"]["subtype"] == "can_use_tool" => {
+            vec![AgentLine::Permission {
+                request_id: text(&value["request_id"]),
+                tool_name: text(&value["request"]["tool_name"]),
+                input: value["request"]["input"].clone(),
+            }]
+        }
         ("result", _) => vec![AgentLine::Result(AgentResult {
             is_error: value["is_error"].as_bool().unwrap_or(true),
             subtype: subtype.to_string(),
             text: text(&value["result"]),
             api_error_status: value["api_error_status"].as_u64(),
             session_id: text(&value["session_id"]),
-            errors: value["errors"].as_array().into_iter().flatten().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect(),
+            errors: value["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                .collect(),
             permission_denials: value["permission_denials"].as_array().map_or(0, Vec::len),
         })],
         _ => vec![AgentLine::Other],
@@ -147,7 +181,10 @@ pub fn questions(input: &Value) -> Vec<mainloop_events::v1::Question> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|o| mainloop_events::v1::QuestionOption { label: text(&o["label"]), description: text(&o["description"]) })
+                .map(|o| mainloop_events::v1::QuestionOption {
+                    label: text(&o["label"]),
+                    description: text(&o["description"]),
+                })
                 .collect(),
             multi_select: q["multiSelect"].as_bool().unwrap_or(false),
         })
