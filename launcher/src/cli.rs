@@ -34,12 +34,20 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// A stand-in for the Claude Code CLI (tests and --demo).
+    #[command(hide = true)]
+    FakeClaude {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub http: mainloop_gateway::HttpConfig,
+    #[command(flatten)]
+    pub agent: mainloop_worker_supervisor::AgentSettings,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,

@@ -13,6 +13,9 @@ use cli::{Cli, Command, EventsCommand};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::FakeClaude { args } = &cli.command {
+        std::process::exit(mainloop_fakes::claude::main(args));
+    }
     mainloop_runtime::tls::install();
     // The runtime's main thread starts the local servers, and they are bound to the thread that
     // started them (parent-death signal), so they must not be started from a pool thread.
@@ -30,6 +33,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Events {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
+                Command::FakeClaude { .. } => Ok(()),
             }
         })
 }

@@ -18,6 +18,7 @@ where
 pub fn spawn_all(
     common: &CommonConfig,
     http: &mainloop_gateway::HttpConfig,
+    agent: &mainloop_worker_supervisor::AgentSettings,
     shutdown: &CancellationToken,
 ) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
@@ -45,6 +46,7 @@ pub fn spawn_all(
     ));
     let supervisor = mainloop_worker_supervisor::Config {
         common: common.clone(),
+        agent: agent.clone(),
     };
     services.spawn(named(
         mainloop_worker_supervisor::NAME,

@@ -67,6 +67,10 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         .await?
         .ensure_streams(1)
         .await?;
+    let mut agent = args.agent.clone();
+    if agent.work_dir == std::path::Path::new(".mainloop/work") {
+        agent.work_dir = data_dir.join("work");
+    }
     let health = Health::default();
     let common = CommonConfig {
         nats_url,
@@ -74,7 +78,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         stream_replicas: 1,
         health: health.clone(),
     };
-    let mut running = services::spawn_all(&common, &args.http, &shutdown);
+    let mut running = services::spawn_all(&common, &args.http, &agent, &shutdown);
 
     let mut failure = None;
     tokio::select! {

@@ -1,9 +1,46 @@
-use mainloop_runtime::{CommonConfig, Health};
+use std::path::PathBuf;
+
+use mainloop_runtime::{CommonConfig, Health, Secret};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub agent: AgentSettings,
+}
+
+/// How agents are run; `mainloop up` takes the same flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentSettings {
+    /// Cache clones and task worktrees live here.
+    #[arg(long, env = "WORK_DIR", default_value = ".mainloop/work")]
+    pub work_dir: PathBuf,
+    /// The agent CLI.
+    #[arg(long, env = "AGENT_PROGRAM", default_value = "claude")]
+    pub agent_program: PathBuf,
+    /// Arguments put before the CLI's own (for a wrapper such as `mainloop fake-claude`).
+    #[arg(
+        long,
+        env = "AGENT_ARGS_PREFIX",
+        value_delimiter = ' ',
+        allow_hyphen_values = true
+    )]
+    pub agent_args_prefix: Vec<String>,
+    #[arg(long, env = "AGENT_MODEL", default_value = "opus")]
+    pub agent_model: String,
+    /// Agents running at once; waiting tasks hold no slot.
+    #[arg(long, env = "AGENT_SLOTS", default_value_t = 3)]
+    pub agent_slots: usize,
+    /// A run longer than this is stopped and retried.
+    #[arg(long, env = "AGENT_TIMEOUT_SECS", default_value_t = 3600)]
+    pub agent_timeout_secs: u64,
+    /// Passed to the agent as ANTHROPIC_BASE_URL when set.
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// Passed to the agent (and redacted from its logs).
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<Secret>,
 }
 
 impl Config {

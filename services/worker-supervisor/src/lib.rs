@@ -1,31 +1,87 @@
 //! The worker-supervisor runs coding agents: it takes job requests from the WORK queue
-//! (`work.jobs.>`), prepares a workspace, runs the agent as a local process or a Kubernetes Job,
-//! and reports on JOBS (`job.<user>.<task>`) and LOGS (`log.<user>.<task>`).
-//!
-//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
-//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+//! (`work.jobs.>`), prepares the task's workspace (a worktree of a cached clone), runs the agent
+//! (Claude Code headless) in it, pushes what it committed, and reports on JOBS
+//! (`job.<user>.<task>`) and LOGS (`log.<user>.<task>`). Only running agents take a slot.
 
 pub mod agent;
 mod config;
 mod error;
+mod jobs;
+pub mod workspace;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mainloop_bus::{ConsumerSpec, consumer};
+use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{AgentSettings, Config};
 pub use error::Error;
+
+use crate::agent::AgentConfig;
+use crate::jobs::{JobQueue, Jobs};
+use crate::workspace::Workspaces;
 
 pub const NAME: &str = "worker-supervisor";
 /// The Postgres schema this service owns; no other service touches it.
 pub const SCHEMA: &str = "worker_supervisor";
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs until `shutdown` is cancelled, then drains and returns.
+/// Runs until `shutdown` is cancelled, then stops running agents and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let settings = &config.agent;
+    let mut env = vec![
+        ("GIT_AUTHOR_NAME".to_string(), "mainloop".to_string()),
+        ("GIT_AUTHOR_EMAIL".to_string(), "mainloop@localhost".to_string()),
+        ("GIT_COMMITTER_NAME".to_string(), "mainloop".to_string()),
+        (
+            "GIT_COMMITTER_EMAIL".to_string(),
+            "mainloop@localhost".to_string(),
+        ),
+    ];
+    let mut secrets = Vec::new();
+    if let Some(url) = &settings.anthropic_base_url {
+        env.push(("ANTHROPIC_BASE_URL".into(), url.clone()));
+    }
+    if let Some(key) = &settings.anthropic_api_key {
+        env.push(("ANTHROPIC_API_KEY".into(), key.expose().to_string()));
+        secrets.push(key.expose().to_string());
+    }
+    let work_dir = std::path::absolute(&settings.work_dir).map_err(|e| Error::Setup(e.to_string()))?;
+    let jobs = Arc::new(Jobs {
+        bus: foundation.bus.clone(),
+        db: foundation.db.clone(),
+        workspaces: Workspaces::new(work_dir),
+        agent: AgentConfig {
+            program: settings.agent_program.clone(),
+            args_prefix: settings.agent_args_prefix.clone(),
+            env,
+            model: settings.agent_model.clone(),
+            timeout: Duration::from_secs(settings.agent_timeout_secs),
+        },
+        slots: Arc::new(Semaphore::new(settings.agent_slots.max(1))),
+        running: Mutex::new(HashMap::new()),
+        secrets,
+        shutdown: shutdown.clone(),
+    });
+    let lost = jobs.recover().await.map_err(|e| Error::Setup(e.to_string()))?;
+    if lost > 0 {
+        tracing::warn!(lost, "jobs interrupted by the last stop were reported for retry");
+    }
+    // Work items are recorded and acked at once; the runs themselves wait for a slot.
+    let spec = ConsumerSpec {
+        concurrency: 4,
+        prefetch: 4,
+        ..ConsumerSpec::new(subjects::WORK, "worker-supervisor-jobs", "work.jobs.>")
+    };
     foundation.readiness.ready();
-    shutdown.cancelled().await;
+    let result = consumer::run(&foundation.bus, spec, Arc::new(JobQueue(jobs)), shutdown.clone()).await;
     foundation.stop().await;
-    Ok(())
+    result.map_err(|e| Error::Setup(e.to_string()))
 }

@@ -1,0 +1,173 @@
+//! Workspaces: one bare cache clone per repository, and one git worktree per task that lives
+//! across the task's jobs (its branch, its agent HOME). The supervisor, not the agent, fetches
+//! and pushes.
+
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+#[error("git {args}: {output}")]
+pub struct GitError {
+    pub args: String,
+    pub output: String,
+}
+
+/// Runs git in `dir` and returns its trimmed stdout.
+pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let failed = |output: String| GitError {
+        args: args.join(" "),
+        output,
+    };
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(failed(
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .trim()
+            .to_string(),
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspaces {
+    root: PathBuf,
+}
+
+/// A task's checkout, ready for a job.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub dir: PathBuf,
+    pub home: PathBuf,
+    /// The commit the job starts from; commits after it are the job's.
+    pub start: String,
+}
+
+impl Workspaces {
+    pub fn new(root: PathBuf) -> Self {
+        Workspaces { root }
+    }
+
+    fn cache(&self, owner: &str, name: &str) -> PathBuf {
+        self.root.join("repos").join(owner).join(format!("{name}.git"))
+    }
+
+    /// Fetches the repository into its cache and checks out the task's worktree: detached at
+    /// the default branch for planning, on `branch` (created from the default branch, or from
+    /// its pushed state) for code jobs.
+    pub async fn prepare(
+        &self,
+        task_id: &str,
+        owner: &str,
+        name: &str,
+        clone_url: &str,
+        default_branch: &str,
+        branch: Option<&str>,
+    ) -> Result<Workspace, GitError> {
+        let cache = self.cache(owner, name);
+        let io = |e: std::io::Error| GitError {
+            args: "mkdir".into(),
+            output: e.to_string(),
+        };
+        if !cache.join("HEAD").is_file() {
+            let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
+            tokio::fs::create_dir_all(&parent).await.map_err(io)?;
+            git(
+                &parent,
+                &[
+                    "clone",
+                    "--bare",
+                    "--quiet",
+                    clone_url,
+                    &cache.display().to_string(),
+                ],
+            )
+            .await?;
+        }
+        git(
+            &cache,
+            &[
+                "fetch",
+                "--quiet",
+                "--prune",
+                "origin",
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )
+        .await?;
+
+        let task_dir = self.root.join("tasks").join(task_id);
+        let (dir, home) = (task_dir.join("repo"), task_dir.join("home"));
+        tokio::fs::create_dir_all(&home).await.map_err(io)?;
+        let base = format!("origin/{default_branch}");
+        if !dir.join(".git").exists() {
+            git(&cache, &["worktree", "prune"]).await?;
+            git(
+                &cache,
+                &[
+                    "worktree",
+                    "add",
+                    "--quiet",
+                    "--detach",
+                    &dir.display().to_string(),
+                    &base,
+                ],
+            )
+            .await?;
+        }
+        match branch {
+            None => {
+                git(&dir, &["checkout", "--quiet", "--detach", &base]).await?;
+            }
+            Some(branch) => {
+                let pushed = format!("origin/{branch}");
+                let from = if git(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
+                    .await
+                    .is_ok()
+                {
+                    pushed
+                } else {
+                    base
+                };
+                git(&dir, &["checkout", "--quiet", "-B", branch, &from]).await?;
+            }
+        }
+        git(&dir, &["reset", "--quiet", "--hard"]).await?;
+        git(&dir, &["clean", "--quiet", "-fd"]).await?;
+        let start = git(&dir, &["rev-parse", "HEAD"]).await?;
+        Ok(Workspace { dir, home, start })
+    }
+
+    /// Commits the job made, and the head they lead to.
+    pub async fn commits_since(&self, workspace: &Workspace) -> Result<(u32, String), GitError> {
+        let head = git(&workspace.dir, &["rev-parse", "HEAD"]).await?;
+        let count = git(
+            &workspace.dir,
+            &["rev-list", "--count", &format!("{}..HEAD", workspace.start)],
+        )
+        .await?;
+        Ok((count.parse().unwrap_or(0), head))
+    }
+
+    /// Pushes the branch to the repository (fast-forward only: a task's branch is its own).
+    pub async fn push(&self, workspace: &Workspace, branch: &str) -> Result<(), GitError> {
+        git(
+            &workspace.dir,
+            &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")],
+        )
+        .await
+        .map(drop)
+    }
+}
