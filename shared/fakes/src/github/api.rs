@@ -1,0 +1,553 @@
+//! The REST surface, in GitHub's shapes.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FakeGitHub;
+use super::model::{CheckRun, CiPolicy, Comment, Issue, Pull, Repo};
+
+type Reply = Result<Response, Response>;
+
+pub fn router() -> Router<FakeGitHub> {
+    Router::new()
+        .route("/repos/{owner}/{repo}", get(repo))
+        .route(
+            "/repos/{owner}/{repo}/issues",
+            get(list_issues).post(create_issue),
+        )
+        .route(
+            "/repos/{owner}/{repo}/issues/{number}",
+            get(get_issue).patch(update_issue),
+        )
+        .route(
+            "/repos/{owner}/{repo}/issues/{number}/comments",
+            get(list_comments).post(create_comment),
+        )
+        .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
+        .route(
+            "/repos/{owner}/{repo}/pulls/{number}",
+            get(get_pull).patch(update_pull),
+        )
+        .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs))
+        .route("/graphql", post(graphql))
+}
+
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest"})),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token and records the call.
+fn authorize(gh: &FakeGitHub, headers: &HeaderMap, call: String) -> Result<(), Response> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let token = given
+        .strip_prefix("Bearer ")
+        .or_else(|| given.strip_prefix("token "))
+        .unwrap_or_default();
+    if token.is_empty() || token != gh.token {
+        return Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+    }
+    if let Ok(mut state) = gh.state.lock() {
+        state.calls.push(call);
+    }
+    Ok(())
+}
+
+fn user(login: &str) -> Value {
+    json!({"login": login, "id": 1, "node_id": "U_1", "avatar_url": "", "gravatar_id": "", "url": "", "html_url": format!("https://github.com/{login}"),
+        "type": "User", "site_admin": false})
+}
+
+fn with_repo<T>(
+    gh: &FakeGitHub,
+    owner: &str,
+    name: &str,
+    f: impl FnOnce(&mut Repo, u64) -> T,
+) -> Result<T, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let id = state.id();
+    let repo = state
+        .repos
+        .get_mut(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    Ok(f(repo, id))
+}
+
+fn html(gh: &FakeGitHub, repo: &Repo, kind: &str, number: u64) -> String {
+    format!("{}/{}/{}/{kind}/{number}", gh.base(), repo.owner, repo.name)
+}
+
+fn issue_json(gh: &FakeGitHub, repo: &Repo, issue: &Issue) -> Value {
+    json!({"id": issue.number, "node_id": format!("I_{}", issue.number), "number": issue.number, "title": issue.title, "body": issue.body,
+        "state": issue.state, "labels": issue.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(), "user": user("mainloop-bot"),
+        "html_url": html(gh, repo, "issues", issue.number), "comments": issue.comments.len(), "locked": false,
+        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+}
+
+fn comment_json(gh: &FakeGitHub, repo: &Repo, number: u64, comment: &Comment) -> Value {
+    json!({"id": comment.id, "node_id": format!("IC_{}", comment.id), "body": comment.body, "user": user(&comment.author),
+        "html_url": format!("{}#issuecomment-{}", html(gh, repo, "issues", number), comment.id),
+        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+}
+
+pub(crate) fn head_sha(gh: &FakeGitHub, repo: &Repo, branch: &str) -> Option<String> {
+    let bare = gh.root.join(&repo.owner).join(format!("{}.git", repo.name));
+    let out = std::process::Command::new("git")
+        .args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ])
+        .current_dir(bare)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn pull_json(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
+    let sha = head_sha(gh, repo, &pull.head).unwrap_or_default();
+    json!({"id": pull.number, "node_id": format!("PR_{}_{}_{}", repo.owner, repo.name, pull.number), "number": pull.number,
+        "title": pull.title, "body": pull.body, "state": pull.state, "draft": pull.draft, "merged": pull.merged,
+        "html_url": html(gh, repo, "pull", pull.number), "user": user("mainloop-bot"),
+        "head": {"ref": pull.head, "sha": sha, "label": format!("{}:{}", repo.owner, pull.head)},
+        "base": {"ref": pull.base, "label": format!("{}:{}", repo.owner, pull.base)},
+        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+}
+
+async fn repo(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+) -> Reply {
+    authorize(&gh, &headers, format!("GET /repos/{owner}/{name}"))?;
+    let bare = gh.root.join(&owner).join(format!("{name}.git"));
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        json!({"id": 1, "node_id": "R_1", "name": repo.name, "full_name": format!("{}/{}", repo.owner, repo.name), "owner": user(&repo.owner),
+            "private": false, "html_url": format!("{}/{}/{}", gh.base(), repo.owner, repo.name), "clone_url": format!("file://{}", bare.display()),
+            "default_branch": repo.default_branch, "open_issues_count": repo.issues.values().filter(|i| i.state == "open").count()})
+    })?;
+    Ok(Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewIssue {
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+async fn create_issue(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    Json(new): Json<NewIssue>,
+) -> Reply {
+    authorize(&gh, &headers, format!("POST /repos/{owner}/{name}/issues"))?;
+    if new.title.trim().is_empty() {
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
+    }
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.next_number += 1;
+        let issue = Issue {
+            number: repo.next_number,
+            title: new.title,
+            body: new.body,
+            state: "open".into(),
+            labels: new.labels,
+            comments: vec![],
+        };
+        let body = issue_json(&gh, repo, &issue);
+        repo.issues.insert(issue.number, issue);
+        body
+    })?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default = "per_page")]
+    per_page: usize,
+    #[serde(default = "first")]
+    page: usize,
+    head: Option<String>,
+}
+
+fn per_page() -> usize {
+    30
+}
+
+fn first() -> usize {
+    1
+}
+
+/// One page of `items`, with GitHub's absolute `Link` header when there are more.
+fn paged(gh: &FakeGitHub, path: &str, items: Vec<Value>, page: &Page) -> Response {
+    let size = page.per_page.clamp(1, 100);
+    let start = (page.page.max(1) - 1) * size;
+    let chunk: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
+    let mut response = Json(chunk).into_response();
+    if start + size < items.len() {
+        let next = format!(
+            "<{}{path}?per_page={size}&page={}>; rel=\"next\"",
+            gh.base(),
+            page.page.max(1) + 1
+        );
+        if let Ok(value) = next.parse() {
+            response.headers_mut().insert("link", value);
+        }
+    }
+    response
+}
+
+async fn list_issues(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/issues");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.issues.values().map(|i| issue_json(&gh, repo, i)).collect()
+    })?;
+    Ok(paged(&gh, &path, items, &page))
+}
+
+async fn get_issue(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("GET /repos/{owner}/{name}/issues/{number}"),
+    )?;
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.issues.get(&number).map(|i| issue_json(&gh, repo, i))
+    })?;
+    body.map(|b| Json(b).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueUpdate {
+    title: Option<String>,
+    body: Option<String>,
+    state: Option<String>,
+    labels: Option<Vec<String>>,
+}
+
+async fn update_issue(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(update): Json<IssueUpdate>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("PATCH /repos/{owner}/{name}/issues/{number}"),
+    )?;
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        let issue = repo.issues.get_mut(&number)?;
+        if let Some(title) = update.title {
+            issue.title = title
+        }
+        if let Some(body) = update.body {
+            issue.body = body
+        }
+        if let Some(state) = update.state {
+            issue.state = state
+        }
+        if let Some(labels) = update.labels {
+            issue.labels = labels
+        }
+        let issue = issue.clone();
+        Some(issue_json(&gh, repo, &issue))
+    })?;
+    body.map(|b| Json(b).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewComment {
+    body: String,
+}
+
+async fn create_comment(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(new): Json<NewComment>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("POST /repos/{owner}/{name}/issues/{number}/comments"),
+    )?;
+    let body = with_repo(&gh, &owner, &name, |repo, id| {
+        let comment = Comment {
+            id,
+            body: new.body,
+            author: "mainloop-bot".into(),
+        };
+        let issue = repo.issues.get_mut(&number)?;
+        issue.comments.push(comment.clone());
+        Some(comment_json(&gh, repo, number, &comment))
+    })?;
+    body.map(|b| (StatusCode::CREATED, Json(b)).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+async fn list_comments(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/issues/{number}/comments");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.issues.get(&number).map(|i| {
+            i.comments
+                .iter()
+                .map(|c| comment_json(&gh, repo, number, c))
+                .collect()
+        })
+    })?;
+    items
+        .map(|items| paged(&gh, &path, items, &page))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewPull {
+    title: String,
+    #[serde(default)]
+    body: String,
+    head: String,
+    base: String,
+    #[serde(default)]
+    draft: bool,
+}
+
+async fn create_pull(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    Json(new): Json<NewPull>,
+) -> Reply {
+    authorize(&gh, &headers, format!("POST /repos/{owner}/{name}/pulls"))?;
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        let head = new.head.rsplit(':').next().unwrap_or_default().to_string();
+        if head_sha(&gh, repo, &head).is_none() {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed: head does not exist",
+            ));
+        }
+        if repo.pulls.values().any(|p| p.head == head && p.state == "open") {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed: A pull request already exists",
+            ));
+        }
+        repo.next_number += 1;
+        let base = if new.base.is_empty() {
+            repo.default_branch.clone()
+        } else {
+            new.base
+        };
+        let pull = Pull {
+            number: repo.next_number,
+            title: new.title,
+            body: new.body,
+            head,
+            base,
+            draft: new.draft,
+            state: "open".into(),
+            merged: false,
+            ci_heads: vec![],
+        };
+        let body = pull_json(&gh, repo, &pull);
+        repo.pulls.insert(pull.number, pull);
+        Ok(body)
+    })?;
+    body.map(|b| (StatusCode::CREATED, Json(b)).into_response())
+}
+
+async fn list_pulls(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/pulls");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let head = page
+        .head
+        .clone()
+        .map(|h| h.rsplit(':').next().unwrap_or_default().to_string());
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.pulls
+            .values()
+            .filter(|p| head.as_ref().is_none_or(|h| *h == p.head))
+            .map(|p| pull_json(&gh, repo, p))
+            .collect()
+    })?;
+    Ok(paged(&gh, &path, items, &page))
+}
+
+async fn get_pull(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Reply {
+    authorize(&gh, &headers, format!("GET /repos/{owner}/{name}/pulls/{number}"))?;
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.pulls.get(&number).map(|p| pull_json(&gh, repo, p))
+    })?;
+    body.map(|b| Json(b).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+#[derive(Debug, Deserialize)]
+struct PullUpdate {
+    state: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+}
+
+async fn update_pull(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(update): Json<PullUpdate>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("PATCH /repos/{owner}/{name}/pulls/{number}"),
+    )?;
+    let body = with_repo(&gh, &owner, &name, |repo, _| {
+        let pull = repo.pulls.get_mut(&number)?;
+        if let Some(state) = update.state {
+            pull.state = state
+        }
+        if let Some(title) = update.title {
+            pull.title = title
+        }
+        if let Some(body) = update.body {
+            pull.body = body
+        }
+        let pull = pull.clone();
+        Some(pull_json(&gh, repo, &pull))
+    })?;
+    body.map(|b| Json(b).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+async fn check_runs(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, sha)): Path<(String, String, String)>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("GET /repos/{owner}/{name}/commits/{sha}/check-runs"),
+    )?;
+    let runs = with_repo(&gh, &owner, &name, |repo, id| {
+        if repo.ci == CiPolicy::FailThenPass && !repo.checks.iter().any(|c| c.head_sha == sha) {
+            let heads: Vec<(u64, String)> = repo.pulls.values().map(|p| (p.number, p.head.clone())).collect();
+            for (number, head) in heads {
+                if head_sha(&gh, repo, &head).as_deref() == Some(sha.as_str())
+                    && let Some(pull) = repo.pulls.get_mut(&number)
+                {
+                    pull.ci_heads.push(sha.clone());
+                    let first = pull.ci_heads.len() == 1;
+                    repo.checks.push(CheckRun {
+                        id,
+                        name: "test".into(),
+                        head_sha: sha.clone(),
+                        status: "completed".into(),
+                        conclusion: Some(if first { "failure" } else { "success" }.into()),
+                        title: if first {
+                            "1 test failed"
+                        } else {
+                            "All tests passed"
+                        }
+                        .into(),
+                        summary: if first {
+                            "test readme_mentions_make_test ... FAILED: README must say how to run the tests"
+                                .into()
+                        } else {
+                            String::new()
+                        },
+                    });
+                }
+            }
+        }
+        repo.checks
+            .iter()
+            .filter(|c| c.head_sha == sha)
+            .cloned()
+            .collect::<Vec<_>>()
+    })?;
+    let base = gh.base();
+    let items: Vec<Value> = runs
+        .iter()
+        .map(|c| json!({"id": c.id, "name": c.name, "head_sha": c.head_sha, "status": c.status, "conclusion": c.conclusion,
+            "output": {"title": c.title, "summary": c.summary}, "details_url": format!("{base}/runs/{}", c.id)}))
+        .collect();
+    Ok(Json(json!({"total_count": items.len(), "check_runs": items})).into_response())
+}
+
+/// Only `markPullRequestReadyForReview`, the one mutation GitHub offers no REST route for.
+async fn graphql(State(gh): State<FakeGitHub>, headers: HeaderMap, Json(request): Json<Value>) -> Reply {
+    authorize(&gh, &headers, "POST /graphql".into())?;
+    let query = request["query"].as_str().unwrap_or_default();
+    let id = request["variables"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !query.contains("markPullRequestReadyForReview") {
+        return Ok(Json(
+            json!({"errors": [{"message": "this fake only knows markPullRequestReadyForReview"}]}),
+        )
+        .into_response());
+    }
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    for repo in state.repos.values_mut() {
+        for pull in repo.pulls.values_mut() {
+            if format!("PR_{}_{}_{}", repo.owner, repo.name, pull.number) == id {
+                pull.draft = false;
+                return Ok(Json(json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false, "number": pull.number}}}})).into_response());
+            }
+        }
+    }
+    Ok(Json(json!({"errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]})).into_response())
+}

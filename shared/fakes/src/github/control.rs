@@ -1,0 +1,249 @@
+//! `/_control/…`: what tests (and the demo) do to the fake that a person would do on GitHub.
+
+use std::collections::BTreeMap;
+use std::path::Path as FsPath;
+use std::process::Command;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::FakeGitHub;
+use super::api::{error, head_sha};
+use super::model::{CheckRun, CiPolicy, Repo};
+
+pub fn router() -> Router<FakeGitHub> {
+    Router::new()
+        .route("/_control/state", get(state))
+        .route("/_control/repos", post(create_repo))
+        .route(
+            "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
+            post(set_check),
+        )
+        .route("/_control/repos/{owner}/{repo}/pulls/{number}/merge", post(merge))
+        .route("/_control/repos/{owner}/{repo}/pulls/{number}/close", post(close))
+}
+
+async fn state(State(gh): State<FakeGitHub>) -> Response {
+    Json(gh.snapshot()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct NewRepo {
+    owner: String,
+    name: String,
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    #[serde(default)]
+    ci: CiPolicy,
+}
+
+fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=octocat",
+            "-c",
+            "user.email=octocat@github.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &String::from_utf8_lossy(&out.stderr),
+        ))
+    }
+}
+
+/// A repository with one commit on `main` holding `files` (a README by default).
+async fn create_repo(State(gh): State<FakeGitHub>, Json(new): Json<NewRepo>) -> Result<Response, Response> {
+    let key = format!("{}/{}", new.owner, new.name);
+    if gh
+        .state
+        .lock()
+        .map(|s| s.repos.contains_key(&key))
+        .unwrap_or(true)
+    {
+        return Ok((StatusCode::OK, Json(json!({"full_name": key, "created": false}))).into_response());
+    }
+    let io = |e: std::io::Error| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    let owner_dir = gh.root.join(&new.owner);
+    let seed = gh.root.join(".seed").join(&key);
+    std::fs::create_dir_all(&seed).map_err(io)?;
+    std::fs::create_dir_all(&owner_dir).map_err(io)?;
+    let files = if new.files.is_empty() {
+        BTreeMap::from([(
+            "README.md".to_string(),
+            format!("# {}\n\nA repository on the fake GitHub.\n", new.name),
+        )])
+    } else {
+        new.files
+    };
+    for (path, content) in &files {
+        let file = seed.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(file, content).map_err(io)?;
+    }
+    git(&seed, &["init", "-q", "-b", "main"])?;
+    git(&seed, &["add", "-A"])?;
+    git(&seed, &["commit", "-qm", "Initial commit"])?;
+    let bare = owner_dir.join(format!("{}.git", new.name));
+    git(
+        &owner_dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    )?;
+    let _ = std::fs::remove_dir_all(&seed);
+    let repo = Repo {
+        owner: new.owner,
+        name: new.name,
+        default_branch: "main".into(),
+        ci: new.ci,
+        ..Default::default()
+    };
+    if let Ok(mut state) = gh.state.lock() {
+        state.repos.insert(key.clone(), repo);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"full_name": key, "created": true})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SetCheck {
+    #[serde(default = "test_name")]
+    name: String,
+    /// "success", "failure", …; absent means still running.
+    conclusion: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    summary: String,
+}
+
+fn test_name() -> String {
+    "test".into()
+}
+
+/// Sets a check on the pull request's current head commit.
+async fn set_check(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(check): Json<SetCheck>,
+) -> Result<Response, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let id = state.id();
+    let repo = state
+        .repos
+        .get_mut(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
+    let head = repo
+        .pulls
+        .get(&number)
+        .map(|p| p.head.clone())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+    let sha =
+        head_sha(&gh, repo, &head).ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
+    repo.checks
+        .retain(|c| !(c.head_sha == sha && c.name == check.name));
+    repo.checks.push(CheckRun {
+        id,
+        name: check.name,
+        head_sha: sha.clone(),
+        status: if check.conclusion.is_some() {
+            "completed"
+        } else {
+            "in_progress"
+        }
+        .into(),
+        conclusion: check.conclusion,
+        title: check.title,
+        summary: check.summary,
+    });
+    Ok(Json(json!({"head_sha": sha})).into_response())
+}
+
+/// Merges the pull request: the base branch moves to its head, it closes as merged.
+async fn merge(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Result<Response, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let repo = state
+        .repos
+        .get_mut(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
+    let pull = repo
+        .pulls
+        .get(&number)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+    if pull.state != "open" {
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Pull Request is not mergeable",
+        ));
+    }
+    let sha = head_sha(&gh, repo, &pull.head)
+        .ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
+    let bare = gh.root.join(&owner).join(format!("{name}.git"));
+    git(&bare, &["update-ref", &format!("refs/heads/{}", pull.base), &sha])?;
+    if let Some(pull) = repo.pulls.get_mut(&number) {
+        pull.state = "closed".into();
+        pull.merged = true;
+    }
+    // "Closes #N" in the body closes the issue, as on GitHub.
+    for word in pull.body.split_whitespace().collect::<Vec<_>>().windows(2) {
+        if word[0].eq_ignore_ascii_case("closes")
+            && let Some(issue) = word[1].strip_prefix('#').and_then(|n| n.parse::<u64>().ok())
+            && let Some(issue) = repo.issues.get_mut(&issue)
+        {
+            issue.state = "closed".into();
+        }
+    }
+    Ok(Json(json!({"merged": true, "sha": sha})).into_response())
+}
+
+async fn close(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Result<Response, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let repo = state
+        .repos
+        .get_mut(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
+    let pull = repo
+        .pulls
+        .get_mut(&number)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+    pull.state = "closed".into();
+    Ok(Json(json!({"closed": true})).into_response())
+}

@@ -1,0 +1,60 @@
+//! A stateful, local GitHub: the REST endpoints mainloop's github-watcher calls (repositories,
+//! issues, comments, pull requests, check runs, and the GraphQL mutation that marks a draft
+//! ready), in GitHub's JSON shapes and error format (`{"message", "documentation_url"}`), with
+//! bearer-token auth. Repositories are bare git repositories on disk, so clones and pushes are
+//! real. Tests steer it through `/_control/…`: create repositories, set CI results, merge.
+
+mod api;
+mod control;
+mod model;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+
+pub use model::{CiPolicy, Snapshot};
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub(crate) state: Arc<Mutex<model::State>>,
+    pub(crate) root: PathBuf,
+    pub(crate) token: String,
+    pub(crate) base_url: Arc<Mutex<String>>,
+}
+
+impl FakeGitHub {
+    /// A fake whose repositories live under `root` and which accepts `token`.
+    pub fn new(root: PathBuf, token: &str) -> Self {
+        FakeGitHub {
+            state: Arc::default(),
+            root,
+            token: token.to_string(),
+            base_url: Arc::default(),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        api::router().merge(control::router()).with_state(self.clone())
+    }
+
+    /// Serves on `listener` until the task is dropped; returns the base URL.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
+        let url = format!("http://{}", listener.local_addr()?);
+        if let Ok(mut base) = self.base_url.lock() {
+            *base = url.clone();
+        }
+        let app = self.router();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(url)
+    }
+
+    pub(crate) fn base(&self) -> String {
+        self.base_url.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Everything the fake knows, for assertions.
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.lock().map(|s| s.snapshot()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,98 @@
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// How the fake's CI reports on a pull request's head commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CiPolicy {
+    /// No checks until a test sets them.
+    #[default]
+    Manual,
+    /// The first head of each PR fails its "test" check; later heads pass (the demo).
+    FailThenPass,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub state: String,
+    pub labels: Vec<String>,
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Comment {
+    pub id: u64,
+    pub body: String,
+    pub author: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Pull {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub draft: bool,
+    pub state: String,
+    pub merged: bool,
+    /// Heads CI has seen, in order (for the fail-then-pass policy).
+    pub ci_heads: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub head_sha: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub title: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Repo {
+    pub owner: String,
+    pub name: String,
+    pub default_branch: String,
+    pub ci: CiPolicy,
+    pub issues: BTreeMap<u64, Issue>,
+    pub pulls: BTreeMap<u64, Pull>,
+    pub checks: Vec<CheckRun>,
+    /// Issues and pull requests share one sequence, as on GitHub.
+    pub next_number: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub repos: BTreeMap<String, Repo>,
+    pub next_id: u64,
+    /// Every request that reached the REST API, as "METHOD path", for call counting.
+    pub calls: Vec<String>,
+}
+
+/// A copy of the fake's state.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Snapshot {
+    pub repos: BTreeMap<String, Repo>,
+    pub calls: Vec<String>,
+}
+
+impl State {
+    pub fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            repos: self.repos.clone(),
+            calls: self.calls.clone(),
+        }
+    }
+}
