@@ -48,6 +48,8 @@ pub struct UpArgs {
     pub http: mainloop_gateway::HttpConfig,
     #[command(flatten)]
     pub agent: mainloop_worker_supervisor::AgentSettings,
+    #[command(flatten)]
+    pub github: mainloop_github_watcher::GitHubSettings,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,

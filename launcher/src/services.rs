@@ -19,6 +19,7 @@ pub fn spawn_all(
     common: &CommonConfig,
     http: &mainloop_gateway::HttpConfig,
     agent: &mainloop_worker_supervisor::AgentSettings,
+    github: &mainloop_github_watcher::GitHubSettings,
     shutdown: &CancellationToken,
 ) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
@@ -54,6 +55,7 @@ pub fn spawn_all(
     ));
     let watcher = mainloop_github_watcher::Config {
         common: common.clone(),
+        github: github.clone(),
     };
     services.spawn(named(
         mainloop_github_watcher::NAME,

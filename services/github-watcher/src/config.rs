@@ -1,9 +1,24 @@
-use mainloop_runtime::{CommonConfig, Health};
+use mainloop_runtime::{CommonConfig, Health, Secret};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub github: GitHubSettings,
+}
+
+/// Where GitHub is; `mainloop up` takes the same flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitHubSettings {
+    /// The REST API root (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<Secret>,
+    /// How often open pull requests are checked for CI results and merges.
+    #[arg(long, env = "GITHUB_POLL_INTERVAL_MS", default_value_t = 15_000)]
+    pub github_poll_interval_ms: u64,
 }
 
 impl Config {

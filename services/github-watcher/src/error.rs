@@ -4,4 +4,6 @@ use mainloop_runtime::service::StartError;
 pub enum Error {
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("github-watcher: {0}")]
+    Setup(String),
 }

@@ -1,19 +1,30 @@
-//! The github-watcher is mainloop's only contact with GitHub: it performs effect requests from
-//! the WORK queue (`work.github.>`) exactly once, and turns webhooks and conditional polling into
-//! GITHUB events (`github.<user>.<task>`): CI results, comments, reviews, merges.
-//!
-//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
-//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+//! The github-watcher is mainloop's only contact with GitHub: it carries out the effect requests
+//! on the WORK queue (`work.github.>`) exactly once, polls the pull requests of running tasks for
+//! CI results and merges, and reports both on GITHUB (`github.<user>.<task>`). It also answers
+//! `query.github.repo` (clone URL and default branch) for the worker-supervisor.
 
+pub mod client;
 mod config;
+mod effects;
 mod error;
+mod poller;
+mod repo_query;
+mod watch;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use mainloop_bus::{ConsumerSpec, consumer, request};
+use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, GitHubSettings};
 pub use error::Error;
+
+use crate::client::GitHub;
 
 pub const NAME: &str = "github-watcher";
 /// The Postgres schema this service owns; no other service touches it.
@@ -23,8 +34,79 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let (bus, db) = (foundation.bus.clone(), foundation.db.clone());
+    let settings = &config.github;
+    let github = match &settings.github_token {
+        Some(token) => Some(GitHub::new(&settings.github_api_url, token.expose()).map_err(Error::Setup)?),
+        None => {
+            tracing::warn!("GITHUB_TOKEN is not set: GitHub effects will fail with that reason");
+            None
+        }
+    };
+    let shutdown = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+
+    let lookup = request::Server::bind(&bus, "query.github.repo", NAME)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let (query_github, query_shutdown) = (github.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        lookup
+            .run_json(query_shutdown, move |query| {
+                repo_query::answer(query_github.clone(), query)
+            })
+            .await;
+        Ok(())
+    });
+
+    let effects = Arc::new(effects::Effects {
+        bus: bus.clone(),
+        db: db.clone(),
+        github: github.clone(),
+    });
+    let spec = ConsumerSpec {
+        concurrency: 4,
+        ..ConsumerSpec::new(subjects::WORK, "github-effects", "work.github.>")
+    };
+    let (effects_bus, effects_shutdown) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        consumer::run(&effects_bus, spec, effects, effects_shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let watches = Arc::new(watch::Watches { db: db.clone() });
+    let spec = ConsumerSpec {
+        ordered: true,
+        ..ConsumerSpec::new(subjects::TASKS, "github-watch", "task.>")
+    };
+    let (watch_bus, watch_shutdown) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        consumer::run(&watch_bus, spec, watches, watch_shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    if let Some(github) = github {
+        let interval = Duration::from_millis(settings.github_poll_interval_ms.max(100));
+        let (poll_bus, poll_db, poll_shutdown) = (bus.clone(), db.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            poller::run(poll_bus, poll_db, github, interval, poll_shutdown).await;
+            Ok(())
+        });
+    }
+
     foundation.readiness.ready();
-    shutdown.cancelled().await;
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Err(reason) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            if !shutdown.is_cancelled() {
+                tracing::error!(%reason, "github-watcher part stopped; stopping the github-watcher");
+                shutdown.cancel();
+            }
+            failure.get_or_insert(reason);
+        }
+    }
     foundation.stop().await;
-    Ok(())
+    failure.map_or(Ok(()), |reason| Err(Error::Setup(reason)))
 }

@@ -1,0 +1,33 @@
+//! `query.github.repo`: what the worker-supervisor needs to clone a repository, from GitHub's
+//! own answer (its `clone_url`, never a URL built from a host name).
+
+use mainloop_events::v1::{CommandError, ErrorCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::client::{GitHub, GitHubError};
+
+#[derive(Debug, Deserialize)]
+pub struct RepoQuery {
+    pub owner: String,
+    pub name: String,
+}
+
+pub async fn answer(github: Option<GitHub>, query: RepoQuery) -> Result<Value, CommandError> {
+    let Some(github) = github else {
+        return Err(CommandError::new(
+            ErrorCode::Unavailable,
+            "GITHUB_TOKEN is not set",
+        ));
+    };
+    match github.repo(&query.owner, &query.name).await {
+        Ok(repo) => Ok(
+            json!({"clone_url": repo["clone_url"], "default_branch": repo["default_branch"], "html_url": repo["html_url"]}),
+        ),
+        Err(GitHubError::Api { status: 404, .. }) => Err(CommandError::not_found(format!(
+            "{}/{} is not on GitHub (or not visible)",
+            query.owner, query.name
+        ))),
+        Err(err) => Err(CommandError::new(ErrorCode::Unavailable, err.to_string())),
+    }
+}

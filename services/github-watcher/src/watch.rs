@@ -1,0 +1,45 @@
+//! Which pull requests to watch, learned from TASKS: a task's repository when it is spawned, its
+//! pull request when it is linked, and the end of watching when the task ends.
+
+use mainloop_bus::{Delivery, Handler, HandlerError};
+use mainloop_events::Payload;
+use sqlx::PgPool;
+
+pub struct Watches {
+    pub db: PgPool,
+}
+
+impl Handler for Watches {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        let event = &delivery.event;
+        let transient = |e: sqlx::Error| HandlerError::Transient(e.to_string());
+        let query = match &event.payload {
+            Some(Payload::TaskSpawned(spawned)) => {
+                let repo = spawned.repo.clone().unwrap_or_default();
+                sqlx::query("INSERT INTO task_repos (task_id, user_id, owner, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(&event.correlation_id)
+                    .bind(&event.user_id)
+                    .bind(repo.owner)
+                    .bind(repo.name)
+            }
+            Some(Payload::PullRequestLinked(linked)) => sqlx::query(
+                "INSERT INTO watches (task_id, user_id, owner, name, pr_number) \
+                 SELECT task_id, user_id, owner, name, $2 FROM task_repos WHERE task_id = $1 \
+                 ON CONFLICT (task_id) DO UPDATE SET pr_number = excluded.pr_number, active = true",
+            )
+            .bind(&event.correlation_id)
+            .bind(i64::try_from(linked.pr_number).unwrap_or(i64::MAX)),
+            Some(Payload::TaskCompleted(_) | Payload::TaskCancelled(_) | Payload::TaskFailed(_)) => {
+                sqlx::query("UPDATE watches SET active = false WHERE task_id = $1")
+                    .bind(&event.correlation_id)
+            }
+            Some(Payload::TaskRetried(_)) => {
+                sqlx::query("UPDATE watches SET active = true, reported = NULL WHERE task_id = $1")
+                    .bind(&event.correlation_id)
+            }
+            _ => return Ok(()),
+        };
+        query.execute(&self.db).await.map_err(transient)?;
+        Ok(())
+    }
+}

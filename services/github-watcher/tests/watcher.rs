@@ -1,0 +1,382 @@
+//! The github-watcher with octocrab against the fake GitHub (real HTTP, real git): effects done
+//! once even when requested twice, CI followed for the current head, the merge reported.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mainloop_bus::{Bus, Expect, request};
+use mainloop_events::v1::{
+    CreateIssue, GitHubEffectRequested, MarkPullRequestReady, OpenPullRequest, PullRequestLinked, RepoRef,
+    TaskSpawned, git_hub_effect_requested::Effect,
+};
+use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_fakes::github::FakeGitHub;
+use mainloop_runtime::{CommonConfig, Health, Secret};
+use mainloop_testkit::{TestNats, TestPostgres};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _nats: TestNats,
+    _pg: TestPostgres,
+    _dir: tempfile::TempDir,
+    bus: Bus,
+    fake: FakeGitHub,
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+async fn start() -> anyhow::Result<World> {
+    mainloop_runtime::tls::install();
+    let config = mainloop_runtime::TelemetryConfig {
+        log_format: mainloop_runtime::config::LogFormat::Human,
+        otlp_endpoint: None,
+    };
+    std::mem::forget(mainloop_runtime::telemetry::init("test", &config));
+    let dir = tempfile::tempdir()?;
+    let fake = FakeGitHub::new(dir.path().join("github"), "gh-token");
+    let base = fake
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets"}))
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
+    let health = Health::default();
+    let common = CommonConfig {
+        nats_url: nats.url(),
+        database_url: Secret::new(pg.url()),
+        stream_replicas: 1,
+        health: health.clone(),
+    };
+    let github = mainloop_github_watcher::GitHubSettings {
+        github_api_url: base.clone(),
+        github_token: Some(Secret::new("gh-token")),
+        github_poll_interval_ms: 100,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_github_watcher::run(
+        mainloop_github_watcher::Config { common, github },
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while health.report().status != "healthy" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bus = Bus::connect(
+        &nats.url(),
+        "test",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
+    Ok(World {
+        _nats: nats,
+        _pg: pg,
+        _dir: dir,
+        bus,
+        fake,
+        base,
+        http,
+        shutdown,
+    })
+}
+
+fn repo() -> RepoRef {
+    RepoRef {
+        owner: "acme".into(),
+        name: "widgets".into(),
+        html_url: String::new(),
+    }
+}
+
+fn effect(id: &str, effect: Effect) -> Envelope {
+    Envelope::new(
+        "u1",
+        "t1",
+        Payload::GithubEffectRequested(GitHubEffectRequested {
+            effect_id: id.into(),
+            repo: Some(repo()),
+            effect: Some(effect),
+        }),
+    )
+}
+
+async fn github_events(bus: &Bus, count: usize) -> anyhow::Result<Vec<Envelope>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Vec<Envelope> = bus
+            .read_subject(subjects::GITHUB, &subjects::github("u1", "t1")?, 0)
+            .await?
+            .into_iter()
+            .map(|s| s.event)
+            .collect();
+        if events.len() >= count {
+            return Ok(events);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {:?}",
+            events.iter().map(|e| &e.r#type).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn push_branch(world: &World, branch: &str, line: &str) -> anyhow::Result<()> {
+    let bare = world._dir.path().join("github/acme/widgets.git");
+    let work = world._dir.path().join(format!("work-{}", line.len()));
+    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    if !work.exists() {
+        git(
+            world._dir.path(),
+            &[
+                "clone",
+                "-q",
+                &bare.display().to_string(),
+                &work.display().to_string(),
+            ],
+        )?;
+    }
+    git(&work, &["checkout", "-q", "-B", branch])?;
+    std::fs::write(work.join("README.md"), format!("# widgets\n{line}\n"))?;
+    git(&work, &["commit", "-qam", line])?;
+    git(&work, &["push", "-q", "-f", "origin", branch])
+}
+
+#[tokio::test]
+async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    let info: Value = request::send_json(
+        bus,
+        "query.github.repo",
+        &json!({"owner": "acme", "name": "widgets"}),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert!(
+        info["clone_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("file://")),
+        "{info}"
+    );
+    assert_eq!(info["default_branch"], "main");
+    let missing: Result<Value, _> = request::send_json(
+        bus,
+        "query.github.repo",
+        &json!({"owner": "acme", "name": "nope"}),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(
+            missing,
+            Err(request::RequestError::Rejected {
+                code: mainloop_events::v1::ErrorCode::NotFound,
+                ..
+            })
+        ),
+        "{missing:?}"
+    );
+
+    // The same effect requested twice (a redelivery after a lost ack) creates one issue.
+    let create = effect(
+        "t1:create-issue",
+        Effect::CreateIssue(CreateIssue {
+            title: "Add a quick start".into(),
+            body: "## Plan\n1. Write it".into(),
+            labels: vec!["mainloop-plan".into()],
+        }),
+    );
+    let work = subjects::github_work("u1", "t1")?;
+    bus.publish(&work, &create, Expect::Any).await?;
+    bus.publish(
+        &work,
+        &Envelope {
+            id: mainloop_events::new_event_id(),
+            ..create.clone()
+        },
+        Expect::Any,
+    )
+    .await?;
+    github_events(bus, 1).await?;
+    // Let the second delivery finish too before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = github_events(bus, 1).await?;
+    let created: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::IssueCreated(c)) => Some(c.issue_number),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [1],
+        "created once; the repeated report is the same event, stored once"
+    );
+    let state = world.fake.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    assert_eq!(widgets.issues.len(), 1);
+    assert!(
+        widgets.issues[&1]
+            .body
+            .contains("<!-- mainloop:effect=t1:create-issue -->")
+    );
+
+    // A draft PR for a pushed branch, then watched.
+    push_branch(&world, "docs/quick-start", "first")?;
+    let open = effect(
+        "t1:open-pull-request",
+        Effect::OpenPullRequest(OpenPullRequest {
+            head: "docs/quick-start".into(),
+            base: String::new(),
+            title: "Add a quick start".into(),
+            body: "Closes #1".into(),
+            draft: true,
+        }),
+    );
+    bus.publish(&work, &open, Expect::Any).await?;
+    let events = github_events(bus, 2).await?;
+    let Some(Payload::PullRequestOpened(opened)) = &events[1].payload else {
+        anyhow::bail!("{:?}", events[1])
+    };
+    assert_eq!(opened.pr_number, 2, "issues and pull requests share numbers");
+    let spawned = Envelope::new(
+        "u1",
+        "t1",
+        Payload::TaskSpawned(TaskSpawned {
+            task_id: "t1".into(),
+            repo: Some(repo()),
+            description: "d".into(),
+            ..Default::default()
+        }),
+    );
+    bus.publish(&subjects::task("u1", "t1")?, &spawned, Expect::Any)
+        .await?;
+    let linked = Envelope::new(
+        "u1",
+        "t1",
+        Payload::PullRequestLinked(PullRequestLinked {
+            pr_number: 2,
+            pr_url: opened.pr_url.clone(),
+            head_branch: "docs/quick-start".into(),
+        }),
+    );
+    bus.publish(&subjects::task("u1", "t1")?, &linked, Expect::Any)
+        .await?;
+
+    let events = github_events(bus, 3).await?;
+    assert_eq!(
+        events[2].r#type, "CIPending",
+        "no checks yet is pending, never green"
+    );
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/widgets/pulls/2/checks",
+            world.base
+        ))
+        .json(&json!({"conclusion": "failure", "title": "1 failed", "summary": "test_readme FAILED"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let events = github_events(bus, 4).await?;
+    let Some(Payload::CiFailed(failed)) = &events[3].payload else {
+        anyhow::bail!("{:?}", events[3])
+    };
+    assert_eq!(
+        (
+            failed.failures[0].name.as_str(),
+            failed.failures[0].summary.as_str()
+        ),
+        ("test", "test_readme FAILED")
+    );
+
+    // A new head: pending again, then green.
+    push_branch(&world, "docs/quick-start", "second")?;
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/widgets/pulls/2/checks",
+            world.base
+        ))
+        .json(&json!({"conclusion": "success"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let events = github_events(bus, 5).await?;
+    let last = events.last().map(|e| e.r#type.clone()).unwrap_or_default();
+    let events = if last == "CIPending" {
+        github_events(bus, 6).await?
+    } else {
+        events
+    };
+    let Some(Payload::CiPassed(passed)) = &events.last().and_then(|e| e.payload.clone()) else {
+        anyhow::bail!("{:?}", events.last())
+    };
+    assert_ne!(passed.head_sha, failed.head_sha);
+
+    let ready = effect(
+        "t1:mark-ready",
+        Effect::MarkPullRequestReady(MarkPullRequestReady { pr_number: 2 }),
+    );
+    bus.publish(&work, &ready, Expect::Any).await?;
+    let count = events.len() + 1;
+    github_events(bus, count).await?;
+    assert!(
+        !world.fake.snapshot().repos["acme/widgets"].pulls[&2].draft,
+        "marked ready through GraphQL"
+    );
+
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/widgets/pulls/2/merge",
+            world.base
+        ))
+        .send()
+        .await?
+        .error_for_status()?;
+    let events = github_events(bus, count + 1).await?;
+    assert_eq!(
+        events.last().map(|e| e.r#type.as_str()),
+        Some("PullRequestMerged")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = bus
+        .read_subject(subjects::GITHUB, &subjects::github("u1", "t1")?, 0)
+        .await?;
+    assert_eq!(
+        after.len(),
+        count + 1,
+        "nothing is reported twice while nothing changes"
+    );
+    let state = world.fake.snapshot();
+    assert_eq!(
+        state.repos["acme/widgets"].issues[&1].state, "closed",
+        "the merge closed the issue"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
