@@ -1,0 +1,295 @@
+//! The whole journey through all six services, as `mainloop up` runs them, with the outside
+//! world faked at its real protocols: the fake GitHub (REST + git over file://), the fake Claude
+//! Code CLI (`mainloop fake-claude`). Spawn → plan → issue → approval in the inbox → implement →
+//! draft PR → red CI → fix → green CI → ready → merge → done, watched over HTTP and SSE.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mainloop_bus::{Bus, request};
+use mainloop_events::v1::{RepoRef, SpawnTask, TaskAccepted};
+use mainloop_events::{Payload, subjects};
+use mainloop_fakes::github::FakeGitHub;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_until(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
+            && let Ok(body) = response.json::<Value>().await
+            && check(&body)
+        {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new().prefix("mainloop-journey-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh-test-token");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
+        .send()
+        .await?
+        .error_for_status()?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let exe = env!("CARGO_BIN_EXE_mainloop");
+    let mut child = Command::new(exe)
+        .args([
+            "up",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--auth-mode",
+            "test",
+            "--data-dir",
+        ])
+        .arg(dir.path().join(".mainloop"))
+        .args([
+            "--agent-program",
+            exe,
+            "--agent-args-prefix",
+            "fake-claude",
+            "--agent-model",
+            "sonnet",
+        ])
+        .args([
+            "--github-api-url",
+            &github_url,
+            "--github-token",
+            "gh-test-token",
+            "--github-poll-interval-ms",
+            "150",
+        ])
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let _up = Up(child);
+    let mut nats_url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("nats://")) {
+            nats_url = Some(url.to_string());
+        }
+        if line.contains("mainloop is running") {
+            break;
+        }
+    }
+    let nats_url = nats_url.ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Every status change must reach the browser over SSE.
+    let events = http
+        .get(format!("{base}/events?user_id_query=alice"))
+        .send()
+        .await?;
+    let sse = tokio::spawn(async move {
+        let mut frames = events.bytes_stream();
+        let mut buffer = String::new();
+        let mut statuses: Vec<String> = Vec::new();
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_secs(90), frames.next()).await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                if frame.contains("event: task:updated") || frame.contains("event:task:updated") {
+                    let data = frame
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data:"))
+                        .unwrap_or("{}");
+                    let value: Value = serde_json::from_str(data.trim()).unwrap_or_default();
+                    let status = value["status"].as_str().unwrap_or_default().to_string();
+                    if statuses.last() != Some(&status) {
+                        statuses.push(status.clone());
+                    }
+                    if status == "completed" {
+                        return statuses;
+                    }
+                }
+            }
+        }
+        statuses
+    });
+
+    // The person confirmed in chat; the conversation service sends this.
+    let bus = Bus::connect(
+        &nats_url,
+        "journey",
+        Duration::from_secs(10),
+        &CancellationToken::new(),
+    )
+    .await?;
+    let spawn = SpawnTask {
+        user_id: "alice".into(),
+        task_id: "t-journey".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "widgets".into(),
+            html_url: "https://github.com/acme/widgets".into(),
+        }),
+        description: "add a quick start section to the README".into(),
+        ..Default::default()
+    };
+    let _: TaskAccepted =
+        request::send(&bus, "cmd.scheduler.spawn-task", &spawn, Duration::from_secs(10)).await?;
+
+    // The plan arrives for review, on a GitHub issue.
+    let queue = http_until(&http, &format!("{base}/queue"), "a plan review", |q| {
+        q[0]["item_type"] == "plan_review"
+    })
+    .await?;
+    let task = http_until(&http, &format!("{base}/tasks/t-journey"), "REVIEW PLAN", |t| {
+        t["status"] == "waiting_plan_review" && !t["issue_url"].is_null()
+    })
+    .await?;
+    assert!(
+        task["plan_text"].as_str().is_some_and(|p| p.contains("# Plan:")),
+        "{task}"
+    );
+    let projects = http_until(&http, &format!("{base}/projects"), "the project", |p| {
+        p[0]["full_name"] == "acme/widgets"
+    })
+    .await?;
+    assert_eq!(projects.as_array().map(Vec::len), Some(1));
+
+    // Approve in the inbox.
+    let item = queue[0]["id"].as_str().unwrap_or_default();
+    let approved = http
+        .post(format!("{base}/queue/{item}/respond"))
+        .header("x-user-id", "alice")
+        .json(&json!({"response": "Approve"}))
+        .send()
+        .await?;
+    assert_eq!(
+        approved.status(),
+        reqwest::StatusCode::OK,
+        "{:?}",
+        approved.text().await
+    );
+
+    // Implement, red CI, fix, green CI: code ready with the PR link.
+    let ready = http_until(&http, &format!("{base}/queue"), "code ready", |q| {
+        q[0]["item_type"] == "code_ready"
+    })
+    .await?;
+    let pr_url = ready[0]["context"]["pr_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(pr_url.ends_with("/acme/widgets/pull/2"), "{pr_url}");
+    let state = github.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    assert!(!widgets.pulls[&2].draft, "the PR was marked ready once CI passed");
+    assert_eq!(
+        widgets.pulls[&2].ci_heads.len(),
+        2,
+        "CI ran on the first head (red) and on the fix (green)"
+    );
+
+    // Merged on GitHub: the task is done and nothing needs the person any more.
+    http.post(format!("{github_url}/_control/repos/acme/widgets/pulls/2/merge"))
+        .send()
+        .await?
+        .error_for_status()?;
+    http_until(&http, &format!("{base}/tasks/t-journey"), "DONE", |t| {
+        t["status"] == "completed"
+    })
+    .await?;
+    http_until(&http, &format!("{base}/queue"), "an empty inbox", |q| {
+        q.as_array().is_some_and(Vec::is_empty)
+    })
+    .await?;
+
+    let history = http_until(
+        &http,
+        &format!("{base}/tasks/t-journey/history"),
+        "history",
+        |h| h.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await?;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "planning",
+            "waiting_plan_review",
+            "ready_to_implement",
+            "implementing",
+            "under_review",
+            "completed"
+        ]
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(30), sse).await??;
+    assert_eq!(
+        seen,
+        [
+            "pending",
+            "planning",
+            "waiting_plan_review",
+            "ready_to_implement",
+            "implementing",
+            "under_review",
+            "completed"
+        ],
+        "SSE delivered every change"
+    );
+
+    // GitHub holds exactly one issue with the plan, one merged PR that closed it, no duplicates.
+    let state = github.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    assert_eq!(widgets.issues.len(), 1);
+    assert!(widgets.issues[&1].body.contains("# Plan:"));
+    assert_eq!(widgets.issues[&1].state, "closed");
+    assert_eq!(widgets.pulls.len(), 1);
+    assert!(widgets.pulls[&2].merged && widgets.pulls[&2].body.starts_with("Closes #1"));
+    let fixes = bus
+        .read_subject(subjects::TASKS, &subjects::task("alice", "t-journey")?, 0)
+        .await?;
+    let fix_jobs = fixes
+        .iter()
+        .filter(|s| matches!(&s.event.payload, Some(Payload::CiFixStarted(_))))
+        .count();
+    assert_eq!(fix_jobs, 1, "one fix for one red CI");
+    Ok(())
+}
