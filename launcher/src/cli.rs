@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Run all six services in this process. Without NATS_URL / DATABASE_URL, starts a private
     /// nats-server and Postgres with their data under --data-dir, and stops them on Ctrl-C.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run one service in this process (the production shape: one service per process).
     Run {
         #[command(subcommand)]
@@ -50,6 +50,8 @@ pub struct UpArgs {
     pub agent: mainloop_worker_supervisor::AgentSettings,
     #[command(flatten)]
     pub github: mainloop_github_watcher::GitHubSettings,
+    #[command(flatten)]
+    pub llm: mainloop_conversation::LlmSettings,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,

@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
             let _telemetry = mainloop_runtime::telemetry::init("mainloop", &cli.telemetry)?;
             let shutdown = mainloop_runtime::shutdown::on_signals()?;
             match cli.command {
-                Command::Up(args) => up::up(args, shutdown).await,
+                Command::Up(args) => up::up(*args, shutdown).await,
                 Command::Run { service, health_addr } => {
                     run_one::run_one(service, &health_addr, shutdown).await
                 }

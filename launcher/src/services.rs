@@ -20,6 +20,7 @@ pub fn spawn_all(
     http: &mainloop_gateway::HttpConfig,
     agent: &mainloop_worker_supervisor::AgentSettings,
     github: &mainloop_github_watcher::GitHubSettings,
+    llm: &mainloop_conversation::LlmSettings,
     shutdown: &CancellationToken,
 ) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
@@ -33,6 +34,7 @@ pub fn spawn_all(
     ));
     let conversation = mainloop_conversation::Config {
         common: common.clone(),
+        llm: llm.clone(),
     };
     services.spawn(named(
         mainloop_conversation::NAME,

@@ -78,7 +78,7 @@ pub async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()>
         stream_replicas: 1,
         health: health.clone(),
     };
-    let mut running = services::spawn_all(&common, &args.http, &agent, &args.github, &shutdown);
+    let mut running = services::spawn_all(&common, &args.http, &agent, &args.github, &args.llm, &shutdown);
 
     let mut failure = None;
     tokio::select! {

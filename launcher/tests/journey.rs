@@ -1,6 +1,6 @@
 //! The whole journey through all six services, as `mainloop up` runs them, with the outside
 //! world faked at its real protocols: the fake GitHub (REST + git over file://), the fake Claude
-//! Code CLI (`mainloop fake-claude`). Spawn → plan → issue → approval in the inbox → implement →
+//! Code CLI (`mainloop fake-claude`), the fake Anthropic API. Chat → confirm → spawn → plan → issue → approval in the inbox → implement →
 //! draft PR → red CI → fix → green CI → ready → merge → done, watched over HTTP and SSE.
 
 use std::io::{BufRead, BufReader};
@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mainloop_bus::{Bus, request};
-use mainloop_events::v1::{RepoRef, SpawnTask, TaskAccepted};
+use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
 use mainloop_fakes::github::FakeGitHub;
 use serde_json::{Value, json};
@@ -66,6 +65,11 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .await?
         .error_for_status()?;
 
+    let llm = mainloop_fakes::anthropic::FakeAnthropic::new("sk-ant-journey");
+    let llm_url = llm
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let exe = env!("CARGO_BIN_EXE_mainloop");
     let mut child = Command::new(exe)
@@ -94,6 +98,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
             "--github-poll-interval-ms",
             "150",
         ])
+        .args(["--chat-api-url", &llm_url, "--chat-api-key", "sk-ant-journey"])
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
@@ -146,7 +151,50 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         statuses
     });
 
-    // The person confirmed in chat; the conversation service sends this.
+    // The person asks in chat; the main thread proposes and waits for a confirmation.
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    assert!(
+        asked["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Shall I go ahead?")),
+        "{asked}"
+    );
+    assert_eq!(
+        http.get(format!("{base}/tasks"))
+            .header("x-user-id", "alice")
+            .send()
+            .await?
+            .json::<Value>()
+            .await?,
+        json!([])
+    );
+    let conversation = asked["conversation_id"].clone();
+    let confirmed: Value = chat(json!({"message": "yes", "conversation_id": conversation}))
+        .await?
+        .json()
+        .await?;
+    assert!(
+        confirmed["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("spawned on acme/widgets")),
+        "{confirmed}"
+    );
+    let tasks = http_until(&http, &format!("{base}/tasks"), "the task card", |t| {
+        t.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
     let bus = Bus::connect(
         &nats_url,
         "journey",
@@ -154,26 +202,13 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         &CancellationToken::new(),
     )
     .await?;
-    let spawn = SpawnTask {
-        user_id: "alice".into(),
-        task_id: "t-journey".into(),
-        repo: Some(RepoRef {
-            owner: "acme".into(),
-            name: "widgets".into(),
-            html_url: "https://github.com/acme/widgets".into(),
-        }),
-        description: "add a quick start section to the README".into(),
-        ..Default::default()
-    };
-    let _: TaskAccepted =
-        request::send(&bus, "cmd.scheduler.spawn-task", &spawn, Duration::from_secs(10)).await?;
 
     // The plan arrives for review, on a GitHub issue.
     let queue = http_until(&http, &format!("{base}/queue"), "a plan review", |q| {
         q[0]["item_type"] == "plan_review"
     })
     .await?;
-    let task = http_until(&http, &format!("{base}/tasks/t-journey"), "REVIEW PLAN", |t| {
+    let task = http_until(&http, &format!("{base}/tasks/{task_id}"), "REVIEW PLAN", |t| {
         t["status"] == "waiting_plan_review" && !t["issue_url"].is_null()
     })
     .await?;
@@ -226,7 +261,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .send()
         .await?
         .error_for_status()?;
-    http_until(&http, &format!("{base}/tasks/t-journey"), "DONE", |t| {
+    http_until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
         t["status"] == "completed"
     })
     .await?;
@@ -237,7 +272,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
 
     let history = http_until(
         &http,
-        &format!("{base}/tasks/t-journey/history"),
+        &format!("{base}/tasks/{task_id}/history"),
         "history",
         |h| h.as_array().is_some_and(|a| !a.is_empty()),
     )
@@ -284,7 +319,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     assert_eq!(widgets.pulls.len(), 1);
     assert!(widgets.pulls[&2].merged && widgets.pulls[&2].body.starts_with("Closes #1"));
     let fixes = bus
-        .read_subject(subjects::TASKS, &subjects::task("alice", "t-journey")?, 0)
+        .read_subject(subjects::TASKS, &subjects::task("alice", &task_id)?, 0)
         .await?;
     let fix_jobs = fixes
         .iter()

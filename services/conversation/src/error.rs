@@ -4,4 +4,6 @@ use mainloop_runtime::service::StartError;
 pub enum Error {
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error("conversation: {0}")]
+    Setup(String),
 }

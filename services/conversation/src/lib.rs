@@ -1,18 +1,25 @@
-//! The conversation service owns the main thread: conversations, messages and their summaries,
-//! and the calls to the chat LLM. It turns a person's confirmed request into a spawn command for
-//! the scheduler and publishes the conversation's events on CHAT (`chat.<user>.<conversation>`).
-//!
-//! Today it stands on the shared foundation only (bus, streams, its own schema and migrations,
-//! readiness); its behaviour arrives with the walking skeleton and its own issue.
+//! The conversation service owns the main thread: conversations and messages, and the calls to
+//! the chat model (the Anthropic Messages API). It answers `cmd.conversation.post-message`
+//! (one chat turn) and `query.conversation.*`, publishes CHAT (`chat.<user>.<conversation>`), and
+//! turns a confirmed request into `cmd.scheduler.spawn-task`. The model has no shell, file or
+//! network tool: only `spawn_task`, and spawning needs the person's confirmation, checked here.
 
 mod config;
 mod error;
+mod llm;
+mod queries;
+pub mod repo_url;
+mod turn;
 
+use std::sync::Arc;
+
+use mainloop_bus::request;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, LlmSettings};
 pub use error::Error;
 
 pub const NAME: &str = "conversation";
@@ -23,8 +30,51 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let (bus, db) = (foundation.bus.clone(), foundation.db.clone());
+    if config.llm.chat_api_key.is_none() {
+        tracing::warn!("ANTHROPIC_API_KEY is not set: chat turns will answer with that reason");
+    }
+    let turns = Arc::new(turn::Turns {
+        bus: bus.clone(),
+        db: db.clone(),
+        llm: llm::Anthropic::new(
+            &config.llm.chat_api_url,
+            config.llm.chat_api_key.clone(),
+            &config.llm.chat_model,
+        ),
+        github_web_url: config.llm.github_web_url.clone(),
+    });
+    let setup = |e: async_nats::SubscribeError| Error::Setup(e.to_string());
+    let mut tasks = JoinSet::new();
+    let post = request::Server::bind(&bus, "cmd.conversation.post-message", NAME)
+        .await
+        .map_err(setup)?;
+    let list = request::Server::bind(&bus, "query.conversation.list", NAME)
+        .await
+        .map_err(setup)?;
+    let get = request::Server::bind(&bus, "query.conversation.get", NAME)
+        .await
+        .map_err(setup)?;
+    let (s1, s2, s3) = (shutdown.clone(), shutdown.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        post.run_json(s1, move |command| {
+            let turns = turns.clone();
+            async move { turns.post(command).await }
+        })
+        .await
+    });
+    let list_db = db.clone();
+    tasks.spawn(async move {
+        list.run_json(s2, move |query| queries::list(list_db.clone(), query))
+            .await
+    });
+    let get_db = db.clone();
+    tasks.spawn(async move {
+        get.run_json(s3, move |query| queries::get(get_db.clone(), query))
+            .await
+    });
     foundation.readiness.ready();
-    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
     foundation.stop().await;
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! Fakes of the services mainloop talks to, each speaking the real wire protocol so the real
 //! client code runs against it: a `claude` CLI that replays the recorded stream-json protocol and
 //! makes real git commits; a stateful GitHub REST server whose repositories are real bare git
-//! repositories (so pushes are real) with a control API for tests. Used by tests and, clearly labelled, by `mainloop up --demo`.
+//! repositories (so pushes are real) with a control API for tests; an Anthropic Messages API that
+//! plays a main thread which asks before it spawns. Used by tests and, clearly labelled, by `mainloop up --demo`.
 
 // Handlers answer `Result<Response, Response>`: both sides are HTTP answers, and boxing the
 // error side would only add noise to a test double.
 #![allow(clippy::result_large_err)]
 
+pub mod anthropic;
 pub mod claude;
 pub mod github;

@@ -1,3 +1,4 @@
+mod chat;
 mod events;
 mod projects;
 mod queue;
@@ -21,6 +22,7 @@ pub fn app(state: AppState) -> Router {
             "/api",
             get(|| async { Json(json!({"message": "Mainloop API", "version": env!("CARGO_PKG_VERSION")})) }),
         )
+        .merge(chat::router())
         .merge(tasks::router())
         .merge(queue::router())
         .merge(projects::router())

@@ -1,0 +1,271 @@
+//! Chat turns against the fake Anthropic API and a real scheduler: the model proposes, the
+//! person confirms, the task is spawned; a model that spawns without confirmation is refused.
+
+use std::time::Duration;
+
+use mainloop_bus::{Bus, request};
+use mainloop_events::v1::ErrorCode;
+use mainloop_events::{Payload, subjects};
+use mainloop_fakes::anthropic::FakeAnthropic;
+use mainloop_runtime::{CommonConfig, Health, Secret};
+use mainloop_testkit::{TestNats, TestPostgres};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _nats: TestNats,
+    _pg: TestPostgres,
+    bus: Bus,
+    fake: FakeAnthropic,
+    fake_url: String,
+    shutdown: CancellationToken,
+}
+
+async fn start(with_key: bool) -> anyhow::Result<World> {
+    mainloop_runtime::tls::install();
+    let fake = FakeAnthropic::new("sk-ant-test");
+    let fake_url = fake
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
+    let health = Health::default();
+    let common = CommonConfig {
+        nats_url: nats.url(),
+        database_url: Secret::new(pg.url()),
+        stream_replicas: 1,
+        health: health.clone(),
+    };
+    let llm = mainloop_conversation::LlmSettings {
+        chat_api_url: fake_url.clone(),
+        chat_api_key: with_key.then(|| Secret::new("sk-ant-test")),
+        chat_model: "claude-test".into(),
+        github_web_url: "https://github.com".into(),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_scheduler::run(
+        mainloop_scheduler::Config {
+            common: common.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_conversation::run(
+        mainloop_conversation::Config { common, llm },
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while health.report().status != "healthy" || health.report().components.len() < 2 {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bus = Bus::connect(
+        &nats.url(),
+        "test",
+        Duration::from_secs(5),
+        &CancellationToken::new(),
+    )
+    .await?;
+    Ok(World {
+        _nats: nats,
+        _pg: pg,
+        bus,
+        fake,
+        fake_url,
+        shutdown,
+    })
+}
+
+async fn say(
+    world: &World,
+    conversation: Option<&str>,
+    message: &str,
+) -> Result<Value, request::RequestError> {
+    let command = json!({"user_id": "alice", "conversation_id": conversation, "message": message});
+    request::send_json(
+        &world.bus,
+        "cmd.conversation.post-message",
+        &command,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+async fn spawned_tasks(bus: &Bus) -> anyhow::Result<Vec<mainloop_events::v1::TaskSpawned>> {
+    let mut stream = bus.jetstream().get_stream(subjects::TASKS).await?;
+    if stream.info().await?.state.messages == 0 {
+        return Ok(vec![]);
+    }
+    let all = bus.read_subject(subjects::TASKS, "task.alice.*", 0).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|s| match s.event.payload {
+            Some(Payload::TaskSpawned(t)) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn the_model_asks_the_person_confirms_and_the_task_is_spawned() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    let first = say(
+        &world,
+        None,
+        "add a quick start section to the README of https://github.com/acme/widgets",
+    )
+    .await?;
+    let conversation = first["conversation_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(first["message"]["role"], "assistant");
+    assert!(
+        first["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Shall I go ahead?")),
+        "{first}"
+    );
+    assert!(
+        spawned_tasks(&world.bus).await?.is_empty(),
+        "nothing is spawned before the person confirms"
+    );
+
+    let second = say(&world, Some(&conversation), "yes").await?;
+    assert!(
+        second["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("spawned on acme/widgets")),
+        "{second}"
+    );
+    let tasks = spawned_tasks(&world.bus).await?;
+    assert_eq!(tasks.len(), 1);
+    let repo = tasks[0].repo.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            repo.owner.as_str(),
+            repo.name.as_str(),
+            tasks[0].conversation_id.as_str()
+        ),
+        ("acme", "widgets", conversation.as_str())
+    );
+    assert!(tasks[0].description.contains("quick start"));
+
+    let got: Value = request::send_json(
+        &world.bus,
+        "query.conversation.get",
+        &json!({"user_id": "alice", "conversation_id": conversation}),
+        Duration::from_secs(5),
+    )
+    .await?;
+    let roles: Vec<&str> = got["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    let requests = world.fake.requests();
+    assert_eq!(requests[0]["tools"][0]["name"], "spawn_task");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["system"].as_str().is_some_and(|s| s.contains("confirm")))
+    );
+    let list: Value = request::send_json(
+        &world.bus,
+        "query.conversation.list",
+        &json!({"user_id": "alice"}),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(list["total"], 1);
+    let foreign: Result<Value, _> = request::send_json(
+        &world.bus,
+        "query.conversation.get",
+        &json!({"user_id": "bob", "conversation_id": conversation}),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(matches!(
+        foreign,
+        Err(request::RequestError::Rejected {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ));
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spawn_without_confirmation_is_refused_in_code() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    let reply = say(
+        &world,
+        None,
+        "fix the tests of https://github.com/acme/widgets without asking",
+    )
+    .await?;
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("has not confirmed")),
+        "{reply}"
+    );
+    assert!(spawned_tasks(&world.bus).await?.is_empty());
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_overloaded_model_is_retried_and_bad_turns_are_refused() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    reqwest::Client::new()
+        .post(format!("{}/_control/fail", world.fake_url))
+        .json(&json!({"status": 529}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let reply = say(&world, None, "hello").await?;
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("Hello!")),
+        "{reply}"
+    );
+    let empty = say(&world, None, "   ").await;
+    assert!(
+        matches!(
+            empty,
+            Err(request::RequestError::Rejected {
+                code: ErrorCode::Invalid,
+                ..
+            })
+        ),
+        "{empty:?}"
+    );
+    let unknown = say(&world, Some("no-such-conversation"), "hi").await;
+    assert!(
+        matches!(
+            unknown,
+            Err(request::RequestError::Rejected {
+                code: ErrorCode::NotFound,
+                ..
+            })
+        ),
+        "{unknown:?}"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_an_api_key_the_reply_says_so() -> anyhow::Result<()> {
+    let world = start(false).await?;
+    let reply = say(&world, None, "hello").await?;
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("ANTHROPIC_API_KEY is not set")),
+        "{reply}"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

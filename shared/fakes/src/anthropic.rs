@@ -1,0 +1,231 @@
+//! A local Anthropic Messages API (`POST /v1/messages`, non-streaming) that plays a careful main
+//! thread: asked for work on a GitHub repository, it proposes a task and asks for confirmation;
+//! told "yes", it calls the `spawn_task` tool; given the tool's result, it says what happened.
+//! (Said "without asking", it spawns at once, to test that mainloop refuses.)
+//! Requests are checked as the real API checks them (`x-api-key`, `anthropic-version`, `model`,
+//! `max_tokens`, `messages`), errors have the real shape, and `/_control/fail` scripts a 529 or 429.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+pub struct FakeAnthropic {
+    key: String,
+    /// Errors to answer with before answering normally: (status, error type).
+    failures: Arc<Mutex<Vec<(u16, String)>>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeAnthropic {
+    pub fn new(key: &str) -> Self {
+        FakeAnthropic {
+            key: key.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/messages", post(messages))
+            .route("/_control/fail", post(script_failure))
+            .with_state(self.clone())
+    }
+
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = self.router();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(url)
+    }
+
+    /// Every request body received, for assertions.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn script_failure(State(fake): State<FakeAnthropic>, Json(body): Json<Value>) -> Response {
+    let status = u16::try_from(body["status"].as_u64().unwrap_or(529)).unwrap_or(529);
+    let kind = body["type"].as_str().unwrap_or("overloaded_error").to_string();
+    if let Ok(mut failures) = fake.failures.lock() {
+        failures.push((status, kind));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+const CONFIRMATIONS: &[&str] = &[
+    "yes",
+    "yes please",
+    "confirm",
+    "i confirm",
+    "go ahead",
+    "do it",
+    "sure",
+    "ok",
+    "okay",
+    "please do",
+    "yep",
+];
+
+fn is_confirmation(text: &str) -> bool {
+    let lower = text.trim().to_lowercase();
+    let lower = lower.trim_end_matches(['.', '!']);
+    CONFIRMATIONS.contains(&lower) || lower.starts_with("yes")
+}
+
+fn github_repo(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|w| w.starts_with("https://github.com/"))
+        .map(|w| w.trim_end_matches(['.', ',', ')', '?']).to_string())
+}
+
+fn text_of(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+async fn messages(
+    State(fake): State<FakeAnthropic>,
+    headers: HeaderMap,
+    Json(request): Json<Value>,
+) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(fake.key.as_str()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
+    if headers.get("anthropic-version").is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "anthropic-version header is required",
+        );
+    }
+    if let Ok(mut requests) = fake.requests.lock() {
+        requests.push(request.clone());
+    }
+    if let Some((status, kind)) = fake
+        .failures
+        .lock()
+        .ok()
+        .and_then(|mut f| (!f.is_empty()).then(|| f.remove(0)))
+    {
+        let mut response = error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            &kind,
+            "scripted failure",
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return response;
+    }
+    let (Some(model), Some(_), Some(history)) = (
+        request["model"].as_str(),
+        request["max_tokens"].as_u64(),
+        request["messages"].as_array(),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "model, max_tokens and messages are required",
+        );
+    };
+    let Some(last) = history.last() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages: at least one message is required",
+        );
+    };
+    let content = decide(history, last);
+    let stop_reason = if content.iter().any(|b| b["type"] == "tool_use") {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    Json(json!({
+        "id": format!("msg_{}", uuid::Uuid::now_v7().simple()), "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+        "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    }))
+    .into_response()
+}
+
+fn decide(history: &[Value], last: &Value) -> Vec<Value> {
+    let text = |t: &str| vec![json!({"type": "text", "text": t})];
+    // A tool result: report it.
+    if let Some(result) = last["content"]
+        .as_array()
+        .and_then(|blocks| blocks.iter().find(|b| b["type"] == "tool_result"))
+    {
+        let said = result["content"]
+            .as_str()
+            .map_or_else(|| result["content"].to_string(), str::to_string);
+        return if result["is_error"].as_bool().unwrap_or(false) {
+            text(&format!("That did not work: {said}"))
+        } else {
+            text(&format!(
+                "{said} I'll plan it in a GitHub issue; you'll find the plan in your inbox for review."
+            ))
+        };
+    }
+    let said = text_of(last);
+    let earlier_request = history
+        .iter()
+        .rev()
+        .skip(1)
+        .filter(|m| m["role"] == "user")
+        .map(text_of)
+        .find(|t| github_repo(t).is_some());
+    if is_confirmation(&said)
+        && let Some(request) = earlier_request
+    {
+        let repo = github_repo(&request).unwrap_or_default();
+        return vec![
+            json!({"type": "text", "text": "Spawning the worker now."}),
+            json!({"type": "tool_use", "id": format!("toolu_{}", uuid::Uuid::now_v7().simple()), "name": "spawn_task",
+                "input": {"repo_url": repo, "task_description": request, "skip_planning": false}}),
+        ];
+    }
+    // A reckless model, for tests of the confirmation rule: it spawns without asking.
+    if let Some(repo) = github_repo(&said).filter(|_| said.contains("without asking")) {
+        return vec![
+            json!({"type": "tool_use", "id": format!("toolu_{}", uuid::Uuid::now_v7().simple()), "name": "spawn_task",
+            "input": {"repo_url": repo, "task_description": said, "skip_planning": false}}),
+        ];
+    }
+    if let Some(repo) = github_repo(&said) {
+        let name = repo.trim_start_matches("https://github.com/");
+        return text(&format!(
+            "I can start a worker on {name} for this: \"{}\". It will plan first and ask for your approval. Shall I go ahead?",
+            said.trim()
+        ));
+    }
+    text(
+        "Hello! Tell me what to build and in which GitHub repository (a https://github.com/… URL), and I'll start a worker on it.",
+    )
+}
