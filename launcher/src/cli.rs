@@ -52,6 +52,10 @@ pub struct UpArgs {
     pub github: mainloop_github_watcher::GitHubSettings,
     #[command(flatten)]
     pub llm: mainloop_conversation::LlmSettings,
+    /// Run against built-in fakes of GitHub, Claude Code and the Anthropic API, so the whole
+    /// journey can be walked in a browser without accounts. Starts fresh every time.
+    #[arg(long)]
+    pub demo: bool,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,

@@ -26,6 +26,85 @@ pub fn router() -> Router<FakeGitHub> {
         )
         .route("/_control/repos/{owner}/{repo}/pulls/{number}/merge", post(merge))
         .route("/_control/repos/{owner}/{repo}/pulls/{number}/close", post(close))
+        .route("/{owner}/{repo}/pull/{number}", get(pull_page))
+        .route("/{owner}/{repo}/issues/{number}", get(issue_page))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(title: &str, body: &str) -> Response {
+    axum::response::Html(format!(
+        "<!doctype html><meta charset=utf-8><title>{t} · fake GitHub</title>\
+         <body style=\"font:15px/1.5 system-ui;max-width:760px;margin:2rem auto\">\
+         <p style=\"color:#a40\">Fake GitHub (mainloop demo): nothing here is on github.com.</p><h1>{t}</h1>{body}</body>",
+        t = escape(title)
+    ))
+    .into_response()
+}
+
+/// A pull request as a person sees it, with the Merge button they would press.
+async fn pull_page(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Response {
+    let pull = gh.state.lock().ok().and_then(|s| {
+        s.repos
+            .get(&format!("{owner}/{name}"))
+            .and_then(|r| r.pulls.get(&number).cloned())
+    });
+    let Some(pull) = pull else {
+        return page("Not found", "");
+    };
+    let status = if pull.merged {
+        "merged"
+    } else if pull.draft {
+        "draft"
+    } else {
+        pull.state.as_str()
+    };
+    let merge = if pull.state == "open" {
+        format!(
+            "<form method=post action=\"/_control/repos/{owner}/{name}/pulls/{number}/merge\"><button id=merge>Merge pull request</button></form>"
+        )
+    } else {
+        String::new()
+    };
+    page(
+        &format!("{} #{number}", pull.title),
+        &format!(
+            "<p>Status: <b id=status>{status}</b> · {} → {}</p><pre>{}</pre>{merge}",
+            escape(&pull.head),
+            escape(&pull.base),
+            escape(&pull.body)
+        ),
+    )
+}
+
+async fn issue_page(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+) -> Response {
+    let issue = gh.state.lock().ok().and_then(|s| {
+        s.repos
+            .get(&format!("{owner}/{name}"))
+            .and_then(|r| r.issues.get(&number).cloned())
+    });
+    let Some(issue) = issue else {
+        return page("Not found", "");
+    };
+    page(
+        &format!("{} #{number}", issue.title),
+        &format!(
+            "<p>Status: <b>{}</b></p><pre>{}</pre>",
+            issue.state,
+            escape(&issue.body)
+        ),
+    )
 }
 
 async fn state(State(gh): State<FakeGitHub>) -> Response {
@@ -188,6 +267,7 @@ async fn set_check(
 async fn merge(
     State(gh): State<FakeGitHub>,
     Path((owner, name, number)): Path<(String, String, u64)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, Response> {
     let mut state = gh
         .state
@@ -224,6 +304,13 @@ async fn merge(
         {
             issue.state = "closed".into();
         }
+    }
+    let from_browser = headers
+        .get("accept")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if from_browser {
+        return Ok(axum::response::Redirect::to(&format!("/{owner}/{name}/pull/{number}")).into_response());
     }
     Ok(Json(json!({"merged": true, "sha": sha})).into_response())
 }
