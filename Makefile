@@ -6,12 +6,14 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages mainloop needs: nats-server and Postgres for running and testing, protoc for
 # the event schema.
-PACKAGES := nats-server protobuf-compiler postgresql
+PACKAGES := nats-server protobuf-compiler postgresql chromium
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help deps up test lint fmt clippy bench ci clean-data
+.PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data
 
 help:
 	@echo "make up     install what is missing, then run mainloop (http://127.0.0.1:8080)"
+	@echo "make demo   the same with fakes of GitHub, Claude Code and the Anthropic API"
 	@echo "make test   run every test (starts its own NATS and Postgres)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up"
@@ -22,6 +24,7 @@ deps:
 	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -31,8 +34,18 @@ deps:
 up: deps
 	$(CARGO) run --release -p mainloop -- up
 
-test: deps
+demo: deps
+	$(CARGO) run --release -p mainloop -- up --demo
+
+test: test-rust test-web
+
+test-rust: deps
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+# The browser journey: Playwright (core) driving Debian's Chromium against `mainloop up --demo`.
+test-web: deps
+	$(CARGO) build -p mainloop
+	cd web && npm ci --no-audit --no-fund && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/debug/mainloop node --test tests/
 
 fmt:
 	$(CARGO) fmt --all

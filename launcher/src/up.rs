@@ -30,7 +30,10 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
 
-    let (nats_url, nats) = match args.nats_url {
+    // An empty variable means "not set", as it does in most shells' eyes.
+    let nats_given = args.nats_url.filter(|url| !url.trim().is_empty());
+    let database_given = args.database_url.filter(|url| !url.expose().trim().is_empty());
+    let (nats_url, nats) = match nats_given {
         Some(url) => {
             println!("NATS:      using {url}");
             (url, None)
@@ -50,7 +53,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
             (server.url(), Some(server))
         }
     };
-    let (database_url, postgres) = match args.database_url {
+    let (database_url, postgres) = match database_given {
         Some(url) => {
             println!("Postgres:  using DATABASE_URL");
             (url, None)

@@ -1,0 +1,100 @@
+// The journey in a real browser: Debian's Chromium, driven by Playwright, against
+// `mainloop up --demo` (fakes for GitHub, Claude Code and the Anthropic API; real NATS,
+// Postgres and every service). The person chats, confirms, approves the plan in the inbox,
+// merges the pull request on the (fake) GitHub page, and sees the task reach DONE.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, chmodSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:net";
+import { chromium } from "playwright-core";
+
+const MAINLOOP = process.env.MAINLOOP_BIN;
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startMainloop(port, dataDir) {
+  const env = { ...process.env, RUST_LOG: "warn" };
+  delete env.NATS_URL;
+  delete env.DATABASE_URL;
+  const child = spawn(MAINLOOP, ["up", "--demo", "--http-addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let output = "";
+  const ready = new Promise((resolve, reject) => {
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+      if (output.includes("mainloop is running")) resolve(output);
+    });
+    child.on("exit", (code) => reject(new Error(`mainloop up exited with ${code}:\n${output}`)));
+  });
+  return { child, ready };
+}
+
+test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 }, async () => {
+  assert.ok(MAINLOOP, "MAINLOOP_BIN must point at the mainloop binary");
+  const dataDir = mkdtempSync(join(tmpdir(), "mainloop-browser-"));
+  chmodSync(dataDir, 0o755);
+  const port = await freePort();
+  const { child, ready } = startMainloop(port, dataDir);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const printed = await ready;
+    const githubUrl = printed.match(/fake, at (http:\/\/[0-9.:]+)/)[1];
+    const page = await browser.newPage();
+    page.setDefaultTimeout(60_000);
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.getByText("All caught up").waitFor();
+
+    await page.getByTestId("chat-input").fill("add a quick start section to the README of https://github.com/acme/widgets");
+    await page.getByTestId("send").click();
+    await page.getByText("Shall I go ahead?").waitFor();
+    await page.getByTestId("chat-input").fill("yes");
+    await page.getByTestId("chat-input").press("Enter");
+    await page.getByTestId("projects-list").getByText("acme/widgets").waitFor();
+    await page.getByTestId("task-card").first().waitFor();
+
+    // The plan arrives live (no reload) and is approved in the inbox.
+    await page.getByTestId("task-badge").getByText("REVIEW PLAN").waitFor();
+    await page.getByTestId("plan").getByText("# Plan:").waitFor();
+    await page.getByTestId("approve-plan").click();
+
+    // Implementation, red CI, fix, green CI: the inbox says the code is ready, with the PR.
+    await page.locator('[data-testid="queue-item"][data-type="code_ready"]').waitFor({ timeout: 120_000 });
+    const pr = page.locator('[data-testid="queue-item"][data-type="code_ready"] a', { hasText: "View PR" });
+    const prUrl = await pr.getAttribute("href");
+    assert.ok(prUrl.startsWith(githubUrl), prUrl);
+    await page.getByTestId("task-badge").getByText("REVIEW").waitFor();
+
+    // Merge on the (fake) GitHub page, as a person would.
+    const github = await browser.newPage();
+    await github.goto(prUrl);
+    await github.locator("#merge").click();
+    await github.locator("#status", { hasText: "merged" }).waitFor();
+
+    await page.getByTestId("task-badge").getByText("DONE").waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="queue-item"]').first().waitFor({ state: "detached" });
+    await page.screenshot({ path: join(tmpdir(), "mainloop-journey-done.png"), fullPage: true });
+  } finally {
+    await browser.close();
+    child.kill("SIGINT");
+    await new Promise((resolve) => child.on("exit", resolve));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
