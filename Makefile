@@ -43,8 +43,9 @@ test-rust: deps
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 # The browser journey: Playwright (core) driving Debian's Chromium against `mainloop up --demo`.
+# The mainloop binary comes from the test build (same features, so nothing is rebuilt).
 test-web: deps
-	$(CARGO) build -p mainloop
+	$(CARGO) nextest run --workspace --no-run
 	cd web && npm ci --no-audit --no-fund && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/debug/mainloop node --test tests/
 
 fmt:
