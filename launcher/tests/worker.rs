@@ -8,8 +8,8 @@ use std::time::Duration;
 use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{JobMode, JobRequested, RepoRef, job_succeeded};
 use mainloop_events::{Envelope, Payload, subjects};
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_runtime::Secret;
+use mainloop_testkit::Infra;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -106,14 +106,7 @@ fn request(mode: JobMode, job: &str, branch: &str, prompt: &str) -> Envelope {
 async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bare = origin(dir.path())?;
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let common = CommonConfig {
-        nats_url: nats.url(),
-        database_url: Secret::new(pg.url()),
-        stream_replicas: 1,
-        health: health.clone(),
-    };
+    let infra = Infra::start()?;
     let agent = mainloop_worker_supervisor::AgentSettings {
         work_dir: dir.path().join("work"),
         agent_program: env!("CARGO_BIN_EXE_mainloop").into(),
@@ -126,17 +119,13 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_worker_supervisor::run(
-        mainloop_worker_supervisor::Config { common, agent },
+        mainloop_worker_supervisor::Config {
+            common: infra.common(),
+            agent,
+        },
         shutdown.clone(),
     ));
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
-    bus.ensure_streams(1).await?;
+    let bus = infra.bus().await?;
     // The github-watcher's repository lookup, answered here.
     let clone_url = format!("file://{}", bare.display());
     let lookup = request::Server::bind(&bus, "query.github.repo", "test").await?;
@@ -149,11 +138,7 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
             )
         }
     }));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    infra.ready(1).await?;
 
     let plan = request(
         JobMode::Plan,

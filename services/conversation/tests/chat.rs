@@ -7,14 +7,13 @@ use mainloop_bus::{Bus, request};
 use mainloop_events::v1::ErrorCode;
 use mainloop_events::{Payload, subjects};
 use mainloop_fakes::anthropic::FakeAnthropic;
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_runtime::Secret;
+use mainloop_testkit::Infra;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
-    _nats: TestNats,
-    _pg: TestPostgres,
+    _infra: Infra,
     bus: Bus,
     fake: FakeAnthropic,
     fake_url: String,
@@ -28,14 +27,7 @@ async fn start(with_key: bool) -> anyhow::Result<World> {
         .clone()
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let common = CommonConfig {
-        nats_url: nats.url(),
-        database_url: Secret::new(pg.url()),
-        stream_replicas: 1,
-        health: health.clone(),
-    };
+    let infra = Infra::start()?;
     let llm = mainloop_conversation::LlmSettings {
         chat_api_url: fake_url.clone(),
         chat_api_key: with_key.then(|| Secret::new("sk-ant-test")),
@@ -45,29 +37,21 @@ async fn start(with_key: bool) -> anyhow::Result<World> {
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
-            common: common.clone(),
+            common: infra.common(),
         },
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_conversation::run(
-        mainloop_conversation::Config { common, llm },
+        mainloop_conversation::Config {
+            common: infra.common(),
+            llm,
+        },
         shutdown.clone(),
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" || health.report().components.len() < 2 {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
+    infra.ready(2).await?;
+    let bus = infra.bus().await?;
     Ok(World {
-        _nats: nats,
-        _pg: pg,
+        _infra: infra,
         bus,
         fake,
         fake_url,

@@ -10,15 +10,13 @@ use mainloop_events::v1::{
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::{AuthMode, HttpConfig};
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_testkit::Infra;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
-    _nats: TestNats,
-    _pg: TestPostgres,
+    _infra: Infra,
     bus: Bus,
     base: String,
     http: reqwest::Client,
@@ -27,14 +25,7 @@ struct World {
 
 async fn start() -> anyhow::Result<World> {
     mainloop_runtime::tls::install();
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let common = CommonConfig {
-        nats_url: nats.url(),
-        database_url: Secret::new(pg.url()),
-        stream_replicas: 1,
-        health: health.clone(),
-    };
+    let infra = Infra::start()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let http = HttpConfig {
         http_addr: format!("127.0.0.1:{port}"),
@@ -46,39 +37,27 @@ async fn start() -> anyhow::Result<World> {
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
-            common: common.clone(),
+            common: infra.common(),
         },
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_inbox::run(
         mainloop_inbox::Config {
-            common: common.clone(),
+            common: infra.common(),
         },
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_gateway::run(
-        mainloop_gateway::Config { common, http },
+        mainloop_gateway::Config {
+            common: infra.common(),
+            http,
+        },
         shutdown.clone(),
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" || health.report().components.len() < 3 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not ready: {:?}",
-            health.report()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
+    infra.ready(3).await?;
+    let bus = infra.bus().await?;
     Ok(World {
-        _nats: nats,
-        _pg: pg,
+        _infra: infra,
         bus,
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),

@@ -11,14 +11,13 @@ use mainloop_events::v1::{
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_fakes::github::FakeGitHub;
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_runtime::Secret;
+use mainloop_testkit::Infra;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
-    _nats: TestNats,
-    _pg: TestPostgres,
+    _infra: Infra,
     _dir: tempfile::TempDir,
     bus: Bus,
     fake: FakeGitHub,
@@ -47,39 +46,22 @@ async fn start() -> anyhow::Result<World> {
         .await?
         .error_for_status()?;
 
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let common = CommonConfig {
-        nats_url: nats.url(),
-        database_url: Secret::new(pg.url()),
-        stream_replicas: 1,
-        health: health.clone(),
-    };
+    let infra = Infra::start()?;
     let github = mainloop_github_watcher::GitHubSettings {
         github_api_url: base.clone(),
         github_token: Some(Secret::new("gh-token")),
         github_poll_interval_ms: 100,
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(mainloop_github_watcher::run(
-        mainloop_github_watcher::Config { common, github },
-        shutdown.clone(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
+    let config = mainloop_github_watcher::Config {
+        common: infra.common(),
+        github,
+    };
+    tokio::spawn(mainloop_github_watcher::run(config, shutdown.clone()));
+    infra.ready(1).await?;
+    let bus = infra.bus().await?;
     Ok(World {
-        _nats: nats,
-        _pg: pg,
+        _infra: infra,
         _dir: dir,
         bus,
         fake,

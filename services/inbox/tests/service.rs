@@ -8,57 +8,35 @@ use mainloop_events::v1::{
     JobMode, JobSucceeded, PlanOutcome, RepoRef, SpawnTask, TaskAccepted, job_succeeded,
 };
 use mainloop_events::{Envelope, Payload, subjects};
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_testkit::Infra;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
-    _nats: TestNats,
-    _pg: TestPostgres,
+    _infra: Infra,
     bus: Bus,
     shutdown: CancellationToken,
 }
 
 async fn start() -> anyhow::Result<World> {
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let common = CommonConfig {
-        nats_url: nats.url(),
-        database_url: Secret::new(pg.url()),
-        stream_replicas: 1,
-        health: health.clone(),
-    };
+    let infra = Infra::start()?;
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
-            common: common.clone(),
+            common: infra.common(),
         },
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_inbox::run(
-        mainloop_inbox::Config { common },
+        mainloop_inbox::Config {
+            common: infra.common(),
+        },
         shutdown.clone(),
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" || health.report().components.len() < 2 {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not ready: {:?}",
-            health.report()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
+    infra.ready(2).await?;
+    let bus = infra.bus().await?;
     Ok(World {
-        _nats: nats,
-        _pg: pg,
+        _infra: infra,
         bus,
         shutdown,
     })

@@ -11,46 +11,27 @@ use mainloop_events::v1::{
     TaskAccepted, TaskStatus, job_succeeded,
 };
 use mainloop_events::{Envelope, Payload, subjects};
-use mainloop_runtime::{CommonConfig, Health, Secret};
-use mainloop_testkit::{TestNats, TestPostgres};
+use mainloop_testkit::Infra;
 use tokio_util::sync::CancellationToken;
 
 struct Running {
-    _nats: TestNats,
-    _pg: TestPostgres,
+    _infra: Infra,
     bus: Bus,
     shutdown: CancellationToken,
     service: tokio::task::JoinHandle<Result<(), mainloop_scheduler::Error>>,
 }
 
 async fn start() -> anyhow::Result<Running> {
-    let (nats, pg) = (TestNats::start()?, TestPostgres::start()?);
-    let health = Health::default();
-    let config = mainloop_scheduler::Config {
-        common: CommonConfig {
-            nats_url: nats.url(),
-            database_url: Secret::new(pg.url()),
-            stream_replicas: 1,
-            health: health.clone(),
-        },
-    };
+    let infra = Infra::start()?;
     let shutdown = CancellationToken::new();
+    let config = mainloop_scheduler::Config {
+        common: infra.common(),
+    };
     let service = tokio::spawn(mainloop_scheduler::run(config, shutdown.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while health.report().status != "healthy" {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "scheduler not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let bus = Bus::connect(
-        &nats.url(),
-        "test",
-        Duration::from_secs(5),
-        &CancellationToken::new(),
-    )
-    .await?;
+    infra.ready(1).await?;
+    let bus = infra.bus().await?;
     Ok(Running {
-        _nats: nats,
-        _pg: pg,
+        _infra: infra,
         bus,
         shutdown,
         service,

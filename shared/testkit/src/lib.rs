@@ -13,6 +13,10 @@ use std::process::Command;
 use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions, init_cluster};
 use tempfile::TempDir;
 
+mod infra;
+
+pub use infra::Infra;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
     #[error(transparent)]
@@ -21,6 +25,10 @@ pub enum TestkitError {
     Io(#[from] std::io::Error),
     #[error("copying the Postgres template failed: {0}")]
     Copy(String),
+    #[error("services not ready: {0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Bus(#[from] mainloop_bus::BusError),
 }
 
 /// Test data lives in memory (/dev/shm) when the machine has it: throw-away servers need no
