@@ -1,0 +1,219 @@
+//! Nothing lost: `mainloop up` is killed with SIGKILL twice in the middle of a task (while the
+//! plan waits for review, and right after approval while the agent works), restarted on the same
+//! data, and the task still ends merged, with one issue and one pull request on GitHub.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mainloop_fakes::anthropic::FakeAnthropic;
+use mainloop_fakes::github::FakeGitHub;
+use serde_json::{Value, json};
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path, port: u16, github: &str, llm: &str) -> anyhow::Result<Up> {
+    let exe = env!("CARGO_BIN_EXE_mainloop");
+    let mut child = Command::new(exe)
+        .args([
+            "up",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--auth-mode",
+            "test",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args([
+            "--agent-program",
+            exe,
+            "--agent-args-prefix",
+            "fake-claude",
+            "--agent-model",
+            "sonnet",
+        ])
+        .args([
+            "--github-api-url",
+            github,
+            "--github-token",
+            "gh",
+            "--github-poll-interval-ms",
+            "150",
+        ])
+        .args(["--chat-api-url", llm, "--chat-api-key", "sk"])
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let up = Up(child);
+    for line in BufReader::new(stdout).lines() {
+        if line?.contains("mainloop is running") {
+            return Ok(up);
+        }
+    }
+    anyhow::bail!("mainloop up ended before it was running")
+}
+
+/// SIGKILL: no draining, no clean shutdown; its servers die with it.
+fn crash(mut up: Up) -> anyhow::Result<()> {
+    up.0.kill()?;
+    up.0.wait()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+async fn until(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
+            && let Ok(body) = response.json::<Value>().await
+            && check(&body)
+        {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new().prefix("mainloop-restart-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let data = dir.path().join(".mainloop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let up = start(&data, port, &github_url, &llm_url)?;
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
+        q[0]["item_type"] == "plan_review"
+    })
+    .await?;
+    until(&http, &format!("{base}/tasks"), "the issue", |t| {
+        !t[0]["issue_url"].is_null()
+    })
+    .await?;
+    crash(up)?;
+
+    // Back up: the task, its plan and the inbox item are still there.
+    let up = start(&data, port, &github_url, &llm_url)?;
+    let tasks = until(&http, &format!("{base}/tasks"), "the task after a crash", |t| {
+        t[0]["status"] == "waiting_plan_review"
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
+    let item = queue[0]["id"].as_str().unwrap_or_default();
+    let approved = http
+        .post(format!("{base}/queue/{item}/respond"))
+        .header("x-user-id", "alice")
+        .json(&json!({"response": "Approve"}))
+        .send()
+        .await?;
+    assert_eq!(approved.status(), reqwest::StatusCode::OK);
+    until(&http, &format!("{base}/tasks/{task_id}"), "implementing", |t| {
+        t["status"] == "implementing"
+    })
+    .await?;
+    crash(up)?;
+
+    // Back up again: the interrupted job is retried, CI goes red then green, the PR is merged.
+    let _up = start(&data, port, &github_url, &llm_url)?;
+    let ready = until(&http, &format!("{base}/queue"), "code ready", |q| {
+        q[0]["item_type"] == "code_ready"
+    })
+    .await?;
+    assert!(
+        ready[0]["context"]["pr_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/pull/2"))
+    );
+    http.post(format!("{github_url}/_control/repos/acme/widgets/pulls/2/merge"))
+        .send()
+        .await?
+        .error_for_status()?;
+    until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
+        t["status"] == "completed"
+    })
+    .await?;
+
+    let state = github.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    assert_eq!(widgets.issues.len(), 1, "one issue, whatever crashed");
+    assert_eq!(widgets.pulls.len(), 1, "one pull request, whatever crashed");
+    assert!(widgets.pulls[&2].merged);
+    let history = until(
+        &http,
+        &format!("{base}/tasks/{task_id}/history"),
+        "history",
+        |h| h.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await?;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "planning",
+            "waiting_plan_review",
+            "ready_to_implement",
+            "implementing",
+            "under_review",
+            "completed"
+        ]
+    );
+    Ok(())
+}
