@@ -56,7 +56,9 @@ impl ConsumerSpec {
             ordered: false,
             prefetch: 256,
             max_deliver: 5,
-            ack_wait: Duration::from_secs(30),
+            // Short, so work held by a consumer that died is handed out again soon; handlers
+            // that run longer keep their claim with progress acks.
+            ack_wait: Duration::from_secs(10),
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
         }
@@ -209,7 +211,8 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
                 stream_sequence,
                 delivered,
             };
-            handler.handle(delivery).instrument(span.clone()).await
+            let handling = handler.handle(delivery).instrument(span.clone());
+            with_progress(&message, spec.ack_wait, handling).await
         }
         Err(err) => Err(HandlerError::Permanent(err.to_string())),
     };
@@ -239,5 +242,27 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
     if let Err(err) = ack {
         // The server will redeliver after ack_wait; idempotent handlers make that harmless.
         tracing::warn!(error = %err, "ack not sent");
+    }
+}
+
+/// Runs `handling`, telling the server every third of `ack_wait` that the message is still being
+/// worked on, so a slow handler keeps it and a dead one loses it within one `ack_wait`.
+async fn with_progress<F: Future<Output = Result<(), HandlerError>>>(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    handling: F,
+) -> Result<(), HandlerError> {
+    let mut ticks = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
+    ticks.tick().await;
+    tokio::pin!(handling);
+    loop {
+        tokio::select! {
+            outcome = &mut handling => return outcome,
+            _ = ticks.tick() => {
+                if let Err(err) = message.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %err, "progress ack not sent");
+                }
+            }
+        }
     }
 }

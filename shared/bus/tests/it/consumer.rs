@@ -194,3 +194,44 @@ async fn shutdown_lets_the_running_handler_finish_and_ack() -> anyhow::Result<()
     eventually("the ack", || async { Ok(consumer_state(&bus).await? == (0, 0)) }).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slow_handler_keeps_its_message_with_progress_acks() -> anyhow::Result<()> {
+    struct Slow(Mutex<u32>);
+    impl Handler for Slow {
+        async fn handle(&self, _: Delivery) -> Result<(), HandlerError> {
+            if let Ok(mut calls) = self.0.lock() {
+                *calls += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok(())
+        }
+    }
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    bus.publish(&subjects::task("u1", "t1")?, &spawned("t1"), Expect::Any)
+        .await?;
+    let handler = Arc::new(Slow(Mutex::new(0)));
+    let shutdown = CancellationToken::new();
+    let spec = ConsumerSpec {
+        ack_wait: Duration::from_millis(400),
+        ..fast_spec(5)
+    };
+    let running = tokio::spawn({
+        let (bus, handler, shutdown) = (bus.clone(), handler.clone(), shutdown.clone());
+        async move { consumer::run(&bus, spec, handler, shutdown).await }
+    });
+    eventually("the ack", || async {
+        Ok(handler.0.lock().map(|c| *c).unwrap_or(0) == 1 && consumer_state(&bus).await? == (0, 0))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        handler.0.lock().map(|c| *c).unwrap_or(0),
+        1,
+        "never handed to anyone else while it was being worked on"
+    );
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
