@@ -66,8 +66,33 @@ impl Workspaces {
 
     /// Fetches the repository into its cache and checks out the task's worktree: detached at
     /// the default branch for planning, on `branch` (created from the default branch, or from
-    /// its pushed state) for code jobs.
+    /// its pushed state) for code jobs. Workspaces are disposable (what matters is pushed): one
+    /// that a crash left broken (stale locks, half a clone) is removed and made again.
     pub async fn prepare(
+        &self,
+        task_id: &str,
+        owner: &str,
+        name: &str,
+        clone_url: &str,
+        default_branch: &str,
+        branch: Option<&str>,
+    ) -> Result<Workspace, GitError> {
+        match self
+            .try_prepare(task_id, owner, name, clone_url, default_branch, branch)
+            .await
+        {
+            Ok(workspace) => Ok(workspace),
+            Err(err) => {
+                tracing::warn!(error = %err, task = task_id, "workspace broken; making it again");
+                let _ = tokio::fs::remove_dir_all(self.root.join("tasks").join(task_id).join("repo")).await;
+                let _ = tokio::fs::remove_dir_all(self.cache(owner, name)).await;
+                self.try_prepare(task_id, owner, name, clone_url, default_branch, branch)
+                    .await
+            }
+        }
+    }
+
+    async fn try_prepare(
         &self,
         task_id: &str,
         owner: &str,

@@ -117,6 +117,7 @@ pub async fn run_agent(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    die_with_supervisor(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
@@ -294,5 +295,21 @@ async fn stop(pid: u32, child: &mut tokio::process::Child) {
     {
         signal_group(pid, SIGKILL);
         let _ = child.wait().await;
+    }
+}
+
+/// The agent gets SIGKILL from the kernel if the supervisor dies first (even by SIGKILL), so no
+/// orphaned agent keeps editing a worktree that a restarted supervisor hands to the next attempt.
+#[allow(unsafe_code)]
+fn die_with_supervisor(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours; it runs in the child
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
