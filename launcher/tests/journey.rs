@@ -33,16 +33,19 @@ async fn http_until(
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
     loop {
         if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
             && let Ok(body) = response.json::<Value>().await
-            && check(&body)
         {
-            return Ok(body);
+            if check(&body) {
+                return Ok(body);
+            }
+            last = body;
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what} at {url}"
+            "timed out waiting for {what} at {url}; last answer: {last}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
