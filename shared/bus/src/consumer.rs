@@ -252,9 +252,13 @@ async fn with_progress<F: Future<Output = Result<(), HandlerError>>>(
     ack_wait: Duration,
     handling: F,
 ) -> Result<(), HandlerError> {
+    tokio::pin!(handling);
+    // Most handlers finish at once; they should not pay for a timer.
+    if let Some(outcome) = futures_util::FutureExt::now_or_never(handling.as_mut()) {
+        return outcome;
+    }
     let mut ticks = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
     ticks.tick().await;
-    tokio::pin!(handling);
     loop {
         tokio::select! {
             outcome = &mut handling => return outcome,
