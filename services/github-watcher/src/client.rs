@@ -18,7 +18,8 @@ impl GitHubError {
     /// Worth retrying: rate limits, server errors, the network.
     pub fn retryable(&self) -> bool {
         match self {
-            GitHubError::Api { status, .. } => matches!(status, 403 | 429 | 500..=599),
+            GitHubError::Api { status: 403, message } => message.to_lowercase().contains("rate limit"),
+            GitHubError::Api { status, .. } => matches!(status, 429 | 500..=599),
             GitHubError::Transport(_) => true,
             GitHubError::Graphql(_) => false,
         }

@@ -45,54 +45,64 @@ async fn poll_once(bus: &Bus, db: &PgPool, github: &GitHub) -> Result<(), String
             .await
             .map_err(|e| e.to_string())?;
     for watch in watches {
-        let number = u64::try_from(watch.pr_number).unwrap_or_default();
-        let pull = github
-            .pull(&watch.owner, &watch.name, number)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
-            (
-                "merged".to_string(),
-                Payload::PullRequestMerged(PullRequestMerged {
-                    pr_number: number,
-                    merge_sha: String::new(),
-                }),
-                false,
-            )
-        } else if pull["state"] == "closed" {
-            (
-                "closed".to_string(),
-                Payload::PullRequestClosed(PullRequestClosed { pr_number: number }),
-                false,
-            )
-        } else {
-            let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
-            if head.is_empty() {
-                continue;
-            }
-            let runs = github
-                .check_runs(&watch.owner, &watch.name, &head)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (outcome, payload) = ci_state(number, &head, &runs);
-            (format!("{head}:{outcome}"), payload, true)
-        };
-        if watch.reported.as_deref() == Some(report.as_str()) {
-            continue;
+        // One pull request GitHub will not show (gone, no access, rate limit) must not stop
+        // the others from being watched.
+        if let Err(err) = poll_watch(bus, db, github, &watch).await {
+            tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
         }
-        let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| e.to_string())?;
-        let event = Envelope::new(&watch.user_id, &watch.task_id, payload);
-        bus.publish(&subject, &event, Expect::Any)
-            .await
-            .map_err(|e| e.to_string())?;
-        sqlx::query("UPDATE watches SET reported = $2, active = $3 WHERE task_id = $1")
-            .bind(&watch.task_id)
-            .bind(&report)
-            .bind(keep_watching)
-            .execute(db)
-            .await
-            .map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+async fn poll_watch(bus: &Bus, db: &PgPool, github: &GitHub, watch: &Watch) -> Result<(), String> {
+    let number = u64::try_from(watch.pr_number).unwrap_or_default();
+    let pull = github
+        .pull(&watch.owner, &watch.name, number)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
+        (
+            "merged".to_string(),
+            Payload::PullRequestMerged(PullRequestMerged {
+                pr_number: number,
+                merge_sha: String::new(),
+            }),
+            false,
+        )
+    } else if pull["state"] == "closed" {
+        (
+            "closed".to_string(),
+            Payload::PullRequestClosed(PullRequestClosed { pr_number: number }),
+            false,
+        )
+    } else {
+        let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
+        if head.is_empty() {
+            return Ok(());
+        }
+        let runs = github
+            .check_runs(&watch.owner, &watch.name, &head)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (outcome, payload) = ci_state(number, &head, &runs);
+        (format!("{head}:{outcome}"), payload, true)
+    };
+    if watch.reported.as_deref() == Some(report.as_str()) {
+        return Ok(());
+    }
+    let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| e.to_string())?;
+    let event = Envelope::new(&watch.user_id, &watch.task_id, payload);
+    bus.publish(&subject, &event, Expect::Any)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Only ever switches a watch off: a task that ended meanwhile stays unwatched.
+    sqlx::query("UPDATE watches SET reported = $2, active = active AND $3 WHERE task_id = $1")
+        .bind(&watch.task_id)
+        .bind(&report)
+        .bind(keep_watching)
+        .execute(db)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -31,6 +31,9 @@ pub const NAME: &str = "scheduler";
 pub const SCHEMA: &str = "scheduler";
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// Deliveries before a message that keeps failing transiently is dead-lettered (~16 hours).
+const PATIENT: u32 = 1000;
+
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
@@ -49,7 +52,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         (subjects::GITHUB, "scheduler-github", "github.>"),
     ] {
         let (bus, observe, shutdown) = (bus.clone(), observe.clone(), shutdown.clone());
-        let spec = ConsumerSpec::new(stream, durable, filter);
+        // Losing a result would strand a task: retry for hours (backoff caps at a minute).
+        let spec = ConsumerSpec {
+            max_deliver: PATIENT,
+            ..ConsumerSpec::new(stream, durable, filter)
+        };
         tasks.spawn(async move {
             consumer::run(&bus, spec, observe, shutdown)
                 .await
@@ -60,7 +67,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         bus: bus.clone(),
         store,
     });
-    let spec = ConsumerSpec::new(subjects::TASKS, "scheduler-tasks", "task.>");
+    let spec = ConsumerSpec {
+        max_deliver: PATIENT,
+        ..ConsumerSpec::new(subjects::TASKS, "scheduler-tasks", "task.>")
+    };
     let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
         consumer::run(&consumer_bus, spec, dispatch, consumer_shutdown)

@@ -26,7 +26,8 @@ pub struct Jobs {
     pub workspaces: Workspaces,
     pub agent: AgentConfig,
     pub slots: Arc<Semaphore>,
-    pub running: Mutex<HashMap<String, CancellationToken>>,
+    /// Runs in progress: job id → (attempt, its cancellation).
+    pub running: Mutex<HashMap<String, (u32, CancellationToken)>>,
     /// Values that must never appear in a published log line.
     pub secrets: Vec<String>,
     pub shutdown: CancellationToken,
@@ -61,8 +62,13 @@ impl Handler for JobQueue {
                 Ok(())
             }
             Some(Payload::JobCancellationRequested(cancel)) => {
-                if let Some(token) = self
-                    .0
+                // Recorded first: the request may arrive before the job it cancels.
+                sqlx::query("INSERT INTO cancelled_jobs (job_id) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(&cancel.job_id)
+                    .execute(&jobs.db)
+                    .await
+                    .map_err(|e| HandlerError::Transient(e.to_string()))?;
+                if let Some((_, token)) = jobs
                     .running
                     .lock()
                     .ok()
@@ -85,25 +91,35 @@ struct Reporter {
 }
 
 impl Reporter {
-    async fn publish(&self, subject: Result<String, mainloop_events::EventError>, payload: Payload) {
+    /// Publishes once, however often it has to try: a lost report would strand the task (the
+    /// work item was acked when the job was accepted). The event id stays the same across tries.
+    async fn publish(&self, subject: Result<String, mainloop_events::EventError>, payload: Payload) -> bool {
         let event = Envelope::new(&self.user_id, &self.task_id, payload).caused_by(&self.causation);
-        let published = match subject {
-            Ok(subject) => self
-                .bus
-                .publish(&subject, &event, Expect::Any)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Err(err) => Err(err.to_string()),
+        let subject = match subject {
+            Ok(subject) => subject,
+            Err(err) => {
+                tracing::error!(error = %err, "job report has no valid subject");
+                return false;
+            }
         };
-        if let Err(err) = published {
-            tracing::error!(error = %err, kind = %event.r#type, "job report not published");
+        let mut delay = std::time::Duration::from_millis(200);
+        for attempt in 1..=50 {
+            match self.bus.publish(&subject, &event, Expect::Any).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::warn!(error = %err, attempt, kind = %event.r#type, "job report not published yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
         }
+        tracing::error!(kind = %event.r#type, "job report given up after 50 attempts");
+        false
     }
 
-    async fn job(&self, payload: Payload) {
+    async fn job(&self, payload: Payload) -> bool {
         self.publish(subjects::job(&self.user_id, &self.task_id), payload)
-            .await;
+            .await
     }
 }
 
@@ -117,11 +133,14 @@ impl Jobs {
         };
         let cancel = self.shutdown.child_token();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(job.job_id.clone(), cancel.clone());
+            running.insert(job.job_id.clone(), (job.attempt, cancel.clone()));
         }
         let Ok(_slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
+        if self.cancel_requested(&job.job_id).await {
+            cancel.cancel();
+        }
         self.set_state(&job, "running").await;
         reporter
             .job(Payload::JobStarted(JobStarted {
@@ -141,11 +160,25 @@ impl Jobs {
             // Stopped by our own shutdown: leave it "running" so the restart reports it as lost.
             return;
         }
-        reporter.job(result).await;
-        self.set_state(&job, state).await;
-        if let Ok(mut running) = self.running.lock() {
+        // Left "running" if the report could not go out: the next start reports it lost.
+        if reporter.job(result).await {
+            self.set_state(&job, state).await;
+        }
+        if let Ok(mut running) = self.running.lock()
+            && running
+                .get(&job.job_id)
+                .is_some_and(|(attempt, _)| *attempt == job.attempt)
+        {
             running.remove(&job.job_id);
         }
+    }
+
+    async fn cancel_requested(&self, job_id: &str) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM cancelled_jobs WHERE job_id = $1)")
+            .bind(job_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or(false)
     }
 
     async fn set_state(&self, job: &JobRequested, state: &str) {
@@ -296,7 +329,11 @@ impl Jobs {
                     Err(err) => failed(format!("reading the job's commits failed: {err}"), true),
                     Ok((commits, head)) => {
                         let pushed = match branch {
-                            Some(branch) if commits > 0 => self.workspaces.push(&workspace, branch).await,
+                            Some(branch) if commits > 0 => {
+                                self.workspaces
+                                    .push(&workspace, &repo.owner, &repo.name, branch)
+                                    .await
+                            }
                             _ => Ok(()),
                         };
                         match pushed {
@@ -335,11 +372,10 @@ impl Jobs {
     /// After a restart: jobs that were accepted or running died with the old process. Report
     /// them as failed (retryable) so the scheduler asks again with a new attempt.
     pub async fn recover(&self) -> Result<usize, sqlx::Error> {
-        let lost: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'lost', finished_at = now() WHERE state IN ('accepted', 'running') RETURNING request",
-        )
-        .fetch_all(&self.db)
-        .await?;
+        let lost: Vec<(Vec<u8>,)> =
+            sqlx::query_as("SELECT request FROM jobs WHERE state IN ('accepted', 'running')")
+                .fetch_all(&self.db)
+                .await?;
         for (bytes,) in &lost {
             let Ok(request) = Envelope::from_bytes(bytes) else {
                 continue;
@@ -362,6 +398,14 @@ impl Jobs {
                     retryable: true,
                 }))
                 .await;
+            // Marked only once reported, so a failed report is tried again at the next start.
+            sqlx::query(
+                "UPDATE jobs SET state = 'lost', finished_at = now() WHERE job_id = $1 AND attempt = $2",
+            )
+            .bind(&job.job_id)
+            .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+            .execute(&self.db)
+            .await?;
         }
         Ok(lost.len())
     }

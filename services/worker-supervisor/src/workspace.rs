@@ -44,6 +44,11 @@ pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
+    /// One lock per cached repository: clone, fetch and worktree changes of two jobs on the
+    /// same repository must not interleave.
+    caches: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    >,
 }
 
 /// A task's checkout, ready for a job.
@@ -57,7 +62,10 @@ pub struct Workspace {
 
 impl Workspaces {
     pub fn new(root: PathBuf) -> Self {
-        Workspaces { root }
+        Workspaces {
+            root,
+            caches: Default::default(),
+        }
     }
 
     fn cache(&self, owner: &str, name: &str) -> PathBuf {
@@ -77,15 +85,22 @@ impl Workspaces {
         default_branch: &str,
         branch: Option<&str>,
     ) -> Result<Workspace, GitError> {
+        let lock = self
+            .caches
+            .lock()
+            .map(|mut caches| caches.entry(self.cache(owner, name)).or_default().clone())
+            .unwrap_or_default();
+        let _held = lock.lock().await;
         match self
             .try_prepare(task_id, owner, name, clone_url, default_branch, branch)
             .await
         {
             Ok(workspace) => Ok(workspace),
             Err(err) => {
-                tracing::warn!(error = %err, task = task_id, "workspace broken; making it again");
+                // Only this task's worktree is thrown away; other tasks' worktrees live in the cache.
+                tracing::warn!(error = %err, task = task_id, "worktree broken; making it again");
                 let _ = tokio::fs::remove_dir_all(self.root.join("tasks").join(task_id).join("repo")).await;
-                let _ = tokio::fs::remove_dir_all(self.cache(owner, name)).await;
+                let _ = git(&self.cache(owner, name), &["worktree", "prune"]).await;
                 self.try_prepare(task_id, owner, name, clone_url, default_branch, branch)
                     .await
             }
@@ -107,6 +122,8 @@ impl Workspaces {
             output: e.to_string(),
         };
         if !cache.join("HEAD").is_file() {
+            // A clone a crash cut short is started over.
+            let _ = tokio::fs::remove_dir_all(&cache).await;
             let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
             tokio::fs::create_dir_all(&parent).await.map_err(io)?;
             git(
@@ -187,7 +204,20 @@ impl Workspaces {
     }
 
     /// Pushes the branch to the repository (fast-forward only: a task's branch is its own).
-    pub async fn push(&self, workspace: &Workspace, branch: &str) -> Result<(), GitError> {
+    /// Pushing updates the cache's remote-tracking refs, so it takes the cache's lock.
+    pub async fn push(
+        &self,
+        workspace: &Workspace,
+        owner: &str,
+        name: &str,
+        branch: &str,
+    ) -> Result<(), GitError> {
+        let lock = self
+            .caches
+            .lock()
+            .map(|mut caches| caches.entry(self.cache(owner, name)).or_default().clone())
+            .unwrap_or_default();
+        let _held = lock.lock().await;
         git(
             &workspace.dir,
             &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")],

@@ -220,7 +220,8 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
     let _entered = span.enter();
     let ack = match outcome {
         Ok(()) => message.ack_with(AckKind::Ack).await,
-        Err(HandlerError::Transient(reason)) if delivered < spec.max_deliver => {
+        // An ordered projection must never skip an event: it waits out transient trouble.
+        Err(HandlerError::Transient(reason)) if spec.ordered || delivered < spec.max_deliver => {
             let delay = spec.nak_delay(delivered);
             tracing::warn!(%reason, retry_in = ?delay, "handler failed; will retry");
             message.ack_with(AckKind::Nak(Some(delay))).await

@@ -65,7 +65,7 @@ async fn events(
             filter_subject: subject,
             deliver_policy: match last_seen {
                 Some(seq) => DeliverPolicy::ByStartSequence {
-                    start_sequence: seq + 1,
+                    start_sequence: seq.saturating_add(1),
                 },
                 None => DeliverPolicy::New,
             },

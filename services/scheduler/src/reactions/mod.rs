@@ -26,6 +26,9 @@ fn handler_error(err: ExecuteError) -> Result<(), HandlerError> {
             Ok(())
         }
         ExecuteError::Subject(err) => Err(HandlerError::Permanent(err.to_string())),
+        ExecuteError::Bus(mainloop_bus::BusError::Event(err)) => {
+            Err(HandlerError::Permanent(err.to_string()))
+        }
         ExecuteError::Bus(err) => Err(HandlerError::Transient(err.to_string())),
         ExecuteError::Contended(task) => Err(HandlerError::Transient(format!("task {task} contended"))),
     }

@@ -17,9 +17,14 @@ const MARK_READY: &str = "mark-ready";
 const CLOSE_ISSUE: &str = "close-issue";
 const CLOSE_PULL_REQUEST: &str = "close-pull-request";
 
-/// The idempotency key of one effect of one task: the same effect always gets the same key.
+/// The idempotency key of one effect of one task: the same effect always gets the same key;
+/// a retried task asks again under a new key, since the first answer was a failure.
 pub fn effect_id(task: &Task, kind: &str) -> String {
-    format!("{}:{kind}", task.task_id)
+    if task.retries == 0 {
+        format!("{}:{kind}", task.task_id)
+    } else {
+        format!("{}:{kind}:retry{}", task.task_id, task.retries)
+    }
 }
 
 /// The requests the task still needs, given only its state: each is asked once, and asked

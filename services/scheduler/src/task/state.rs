@@ -145,6 +145,8 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.retries = e.attempt;
             task.error.clear();
             task.asked = None;
+            task.ci_fixes = 0;
+            task.ci_fix_for.clear();
         }
         Payload::JobRequested(e) => {
             if e.mode() == JobMode::Plan && e.attempt == 1 {

@@ -465,3 +465,50 @@ fn reconcile_repairs_a_crash_between_two_appends() {
     );
     assert_eq!(when(&mut task, Command::Reconcile), Ok(vec![]));
 }
+
+#[test]
+fn a_retry_after_the_ci_fix_limit_starts_counting_again() {
+    let mut task = with_open_pr();
+    for round in 1..=MAX_CI_FIXES {
+        let head = task.head_sha.clone();
+        when(&mut task, ci_failed(&head)).ok();
+        let pushed = code_done(&task, JobMode::Fix, &format!("fix{round}"), 1);
+        when(&mut task, pushed).ok();
+    }
+    let head = task.head_sha.clone();
+    when(&mut task, ci_failed(&head)).ok();
+    assert_eq!(task.status, TaskStatus::Failed);
+    when(&mut task, Command::Retry).ok();
+    let again = when(&mut task, ci_failed(&head)).unwrap_or_default();
+    assert_eq!(types(&again), ["CiFixStarted", "JobRequested"]);
+    assert_eq!(task.ci_fixes, 1);
+}
+
+#[test]
+fn a_retry_asks_github_again_under_a_new_key() {
+    let mut task = in_review();
+    when(&mut task, approve(1)).ok();
+    let done = code_done(&task, JobMode::Implement, "sha1", 1);
+    when(&mut task, done).ok();
+    let failed = mainloop_events::v1::GitHubEffectFailed {
+        effect_id: "t1:open-pull-request".into(),
+        error: "GITHUB_TOKEN is not set".into(),
+        http_status: 401,
+        retryable: false,
+    };
+    assert_eq!(
+        when(&mut task, Command::GitHubEffectFailed(failed)).map(|e| types(&e)),
+        Ok(vec!["TaskFailed"])
+    );
+    let events = when(&mut task, Command::Retry).unwrap_or_default();
+    let requested: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Payload::GithubEffectRequested(r) => Some(r.effect_id.clone()),
+            _ => None,
+        })
+        .collect();
+    // The branch was pushed and approved: implementing resumes and the PR is asked for again.
+    assert_eq!(types(&events)[..2], ["TaskRetried", "ImplementationStarted"]);
+    assert_eq!(requested, ["t1:open-pull-request:retry1"]);
+}
