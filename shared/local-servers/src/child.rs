@@ -188,3 +188,23 @@ fn signal(pid: u32, signal: i32) {
         }
     }
 }
+
+/// A server of ours that was orphaned (we were killed) may still be shutting down on the same
+/// data when we start again: wait for the pid in `pid_file` to be gone (up to `limit`).
+pub(crate) fn wait_for_previous(pid_file: &Path, limit: Duration) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let deadline = Instant::now() + limit;
+    let alive =
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "));
+    if alive() {
+        tracing::info!(pid, "a previous server is still stopping; waiting for it");
+    }
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -31,9 +31,13 @@ impl NatsServer {
         } else {
             options.port
         };
+        let pid_file = options.data_dir.join("nats-server.pid");
+        crate::child::wait_for_previous(&pid_file, Duration::from_secs(60));
         let mut cmd = command(&binary, None, &options.data_dir);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&options.data_dir);
+            .arg(&options.data_dir)
+            .arg("-P")
+            .arg(&pid_file);
         let process = ServerProcess::spawn(cmd, options.log_file.clone(), libc::SIGTERM)?;
         let mut server = NatsServer { process, port };
         server.wait_until_ready(Duration::from_secs(20))?;

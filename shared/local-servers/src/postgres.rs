@@ -62,6 +62,7 @@ impl Postgres {
         if !options.data_dir.join("PG_VERSION").is_file() {
             init_cluster(&options.data_dir, &options.log_file, options.durable)?;
         }
+        crate::child::wait_for_previous(&options.data_dir.join("postmaster.pid"), Duration::from_secs(60));
         std::fs::create_dir_all(&options.socket_dir).map_err(Error::Io)?;
         if let Some(user) = run_as {
             user.chown(&options.socket_dir)?;

@@ -145,6 +145,13 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
                 }),
             ));
         }
+        TaskStatus::Completed | TaskStatus::Failed if task.job.is_some() => {
+            if let Some(job) = &task.job {
+                requests.push(Payload::JobCancellationRequested(JobCancellationRequested {
+                    job_id: job.job_id.clone(),
+                }));
+            }
+        }
         TaskStatus::Cancelled => {
             if let Some(job) = &task.job {
                 requests.push(Payload::JobCancellationRequested(JobCancellationRequested {

@@ -1,7 +1,10 @@
 use std::collections::BTreeSet;
 
 use mainloop_events::Payload;
-use mainloop_events::v1::{Answer, ApprovalKind, JobMode, JobRequested, Question, RepoRef, TaskStatus};
+use mainloop_events::v1::{
+    Answer, ApprovalKind, CompletionReason, FailureReason, JobMode, JobRequested, Question, RepoRef,
+    TaskStatus,
+};
 
 /// A task as its events made it. `status == Unspecified` means it does not exist yet.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -133,13 +136,18 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             }
             task.job = None;
         }
-        Payload::TaskCompleted(_) => {
-            task.job = None;
-        }
+        // A job still running when the task ends is cancelled by a follow-up; only the end a
+        // job itself reported means the job is over.
+        Payload::TaskCompleted(e) if e.reason() == CompletionReason::NoChanges => task.job = None,
         Payload::TaskFailed(e) => {
             task.failed_in = before;
             task.error = e.error.clone();
-            task.job = None;
+            if matches!(
+                e.reason(),
+                FailureReason::JobFailed | FailureReason::JobRetriesExhausted | FailureReason::EmptyPlan
+            ) {
+                task.job = None;
+            }
         }
         Payload::TaskRetried(e) => {
             task.retries = e.attempt;

@@ -512,3 +512,24 @@ fn a_retry_asks_github_again_under_a_new_key() {
     assert_eq!(types(&events)[..2], ["TaskRetried", "ImplementationStarted"]);
     assert_eq!(requested, ["t1:open-pull-request:retry1"]);
 }
+
+#[test]
+fn a_task_that_ends_while_a_job_runs_cancels_the_job() {
+    let mut task = with_open_pr();
+    let head = task.head_sha.clone();
+    when(&mut task, ci_failed(&head)).ok();
+    assert_eq!(task.job.as_ref().map(|j| j.mode()), Some(JobMode::Fix));
+    let merged = when(
+        &mut task,
+        Command::PullRequestMerged(PullRequestMerged {
+            pr_number: 3,
+            merge_sha: "m".into(),
+        }),
+    );
+    assert_eq!(
+        merged.map(|e| types(&e)),
+        Ok(vec!["TaskCompleted", "JobCancellationRequested"])
+    );
+    assert!(task.job.is_none());
+    assert_eq!(follow_ups(&task), vec![]);
+}
