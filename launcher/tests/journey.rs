@@ -3,53 +3,18 @@
 //! Code CLI (`mainloop fake-claude`), the fake Anthropic API. Chat → confirm → spawn → plan → issue → approval in the inbox → implement →
 //! draft PR → red CI → fix → green CI → ready → merge → done, watched over HTTP and SSE.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{Mainloop, until};
 use futures_util::StreamExt;
 use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
 use mainloop_fakes::github::FakeGitHub;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-async fn http_until(
-    http: &reqwest::Client,
-    url: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut last = Value::Null;
-    loop {
-        if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
-            && let Ok(body) = response.json::<Value>().await
-        {
-            if check(&body) {
-                return Ok(body);
-            }
-            last = body;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what} at {url}; last answer: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Result<()> {
@@ -74,52 +39,17 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let exe = env!("CARGO_BIN_EXE_mainloop");
-    let mut child = Command::new(exe)
-        .args([
-            "up",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--auth-mode",
-            "test",
-            "--data-dir",
-        ])
-        .arg(dir.path().join(".mainloop"))
-        .args([
-            "--agent-program",
-            exe,
-            "--agent-args-prefix",
-            "fake-claude",
-            "--agent-model",
-            "sonnet",
-        ])
-        .args([
-            "--github-api-url",
-            &github_url,
-            "--github-token",
-            "gh-test-token",
-            "--github-poll-interval-ms",
-            "150",
-        ])
-        .args(["--chat-api-url", &llm_url, "--chat-api-key", "sk-ant-journey"])
-        .env_remove("NATS_URL")
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let _up = Up(child);
-    let mut nats_url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("nats://")) {
-            nats_url = Some(url.to_string());
-        }
-        if line.contains("mainloop is running") {
-            break;
-        }
-    }
-    let nats_url = nats_url.ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
+    let up = Mainloop::start(
+        &dir.path().join(".mainloop"),
+        port,
+        &github_url,
+        "gh-test-token",
+        &llm_url,
+        "sk-ant-journey",
+    )?;
+    let nats_url = up
+        .nats_url()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
     let base = format!("http://127.0.0.1:{port}");
 
     // Every status change must reach the browser over SSE.
@@ -193,7 +123,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
             .is_some_and(|c| c.contains("spawned on acme/widgets")),
         "{confirmed}"
     );
-    let tasks = http_until(&http, &format!("{base}/tasks"), "the task card", |t| {
+    let tasks = until(&http, &format!("{base}/tasks"), "the task card", |t| {
         t.as_array().is_some_and(|a| a.len() == 1)
     })
     .await?;
@@ -207,11 +137,11 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     .await?;
 
     // The plan arrives for review, on a GitHub issue.
-    let queue = http_until(&http, &format!("{base}/queue"), "a plan review", |q| {
+    let queue = until(&http, &format!("{base}/queue"), "a plan review", |q| {
         q[0]["item_type"] == "plan_review"
     })
     .await?;
-    let task = http_until(&http, &format!("{base}/tasks/{task_id}"), "REVIEW PLAN", |t| {
+    let task = until(&http, &format!("{base}/tasks/{task_id}"), "REVIEW PLAN", |t| {
         t["status"] == "waiting_plan_review" && !t["issue_url"].is_null()
     })
     .await?;
@@ -219,7 +149,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         task["plan_text"].as_str().is_some_and(|p| p.contains("# Plan:")),
         "{task}"
     );
-    let projects = http_until(&http, &format!("{base}/projects"), "the project", |p| {
+    let projects = until(&http, &format!("{base}/projects"), "the project", |p| {
         p[0]["full_name"] == "acme/widgets"
     })
     .await?;
@@ -241,7 +171,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     );
 
     // Implement, red CI, fix, green CI: code ready with the PR link.
-    let ready = http_until(&http, &format!("{base}/queue"), "code ready", |q| {
+    let ready = until(&http, &format!("{base}/queue"), "code ready", |q| {
         q[0]["item_type"] == "code_ready"
     })
     .await?;
@@ -264,16 +194,16 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .send()
         .await?
         .error_for_status()?;
-    http_until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
+    until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
         t["status"] == "completed"
     })
     .await?;
-    http_until(&http, &format!("{base}/queue"), "an empty inbox", |q| {
+    until(&http, &format!("{base}/queue"), "an empty inbox", |q| {
         q.as_array().is_some_and(Vec::is_empty)
     })
     .await?;
 
-    let history = http_until(
+    let history = until(
         &http,
         &format!("{base}/tasks/{task_id}/history"),
         "history",

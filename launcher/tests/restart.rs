@@ -2,101 +2,15 @@
 //! plan waits for review, and right after approval while the agent works), restarted on the same
 //! data, and the task still ends merged, with one issue and one pull request on GitHub.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+
+use common::{Mainloop, until};
 
 use mainloop_fakes::anthropic::FakeAnthropic;
 use mainloop_fakes::github::FakeGitHub;
 use serde_json::{Value, json};
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path, port: u16, github: &str, llm: &str) -> anyhow::Result<Up> {
-    let exe = env!("CARGO_BIN_EXE_mainloop");
-    let mut child = Command::new(exe)
-        .args([
-            "up",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--auth-mode",
-            "test",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args([
-            "--agent-program",
-            exe,
-            "--agent-args-prefix",
-            "fake-claude",
-            "--agent-model",
-            "sonnet",
-        ])
-        .args([
-            "--github-api-url",
-            github,
-            "--github-token",
-            "gh",
-            "--github-poll-interval-ms",
-            "150",
-        ])
-        .args(["--chat-api-url", llm, "--chat-api-key", "sk"])
-        .env_remove("NATS_URL")
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let up = Up(child);
-    for line in BufReader::new(stdout).lines() {
-        if line?.contains("mainloop is running") {
-            return Ok(up);
-        }
-    }
-    anyhow::bail!("mainloop up ended before it was running")
-}
-
-/// SIGKILL: no draining, no clean shutdown; its servers die with it.
-fn crash(mut up: Up) -> anyhow::Result<()> {
-    up.0.kill()?;
-    up.0.wait()?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(())
-}
-
-async fn until(
-    http: &reqwest::Client,
-    url: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut last = Value::Null;
-    loop {
-        if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
-            && let Ok(body) = response.json::<Value>().await
-        {
-            if check(&body) {
-                return Ok(body);
-            }
-            last = body;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; last answer: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Result<()> {
@@ -121,7 +35,7 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
 
-    let up = start(&data, port, &github_url, &llm_url)?;
+    let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
     let chat = |body: Value| {
         http.post(format!("{base}/chat"))
             .header("x-user-id", "alice")
@@ -145,10 +59,10 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
         !t[0]["issue_url"].is_null()
     })
     .await?;
-    crash(up)?;
+    up.crash()?;
 
     // Back up: the task, its plan and the inbox item are still there.
-    let up = start(&data, port, &github_url, &llm_url)?;
+    let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
     let tasks = until(&http, &format!("{base}/tasks"), "the task after a crash", |t| {
         t[0]["status"] == "waiting_plan_review"
     })
@@ -166,10 +80,10 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
         t["status"] == "implementing"
     })
     .await?;
-    crash(up)?;
+    up.crash()?;
 
     // Back up again: the interrupted job is retried, CI goes red then green, the PR is merged.
-    let _up = start(&data, port, &github_url, &llm_url)?;
+    let _up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
     let ready = until(&http, &format!("{base}/queue"), "code ready", |q| {
         q[0]["item_type"] == "code_ready"
     })

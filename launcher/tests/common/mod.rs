@@ -1,0 +1,129 @@
+//! What the end-to-end tests share: `mainloop up` wired to the fakes, and waiting on the API.
+
+// Each test binary includes this module and uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `mainloop up` against the given fake GitHub and fake Anthropic, with the fake
+/// Claude Code CLI as its agent and test authentication (X-User-ID).
+pub struct Mainloop {
+    child: Child,
+    /// What it printed up to "mainloop is running".
+    pub printed: Vec<String>,
+}
+
+impl Mainloop {
+    pub fn start(
+        data: &Path,
+        port: u16,
+        github: &str,
+        github_token: &str,
+        llm: &str,
+        llm_key: &str,
+    ) -> anyhow::Result<Self> {
+        let exe = env!("CARGO_BIN_EXE_mainloop");
+        let mut child = Command::new(exe)
+            .args([
+                "up",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--auth-mode",
+                "test",
+                "--data-dir",
+            ])
+            .arg(data)
+            .args([
+                "--agent-program",
+                exe,
+                "--agent-args-prefix",
+                "fake-claude",
+                "--agent-model",
+                "sonnet",
+            ])
+            .args([
+                "--github-api-url",
+                github,
+                "--github-token",
+                github_token,
+                "--github-poll-interval-ms",
+                "150",
+            ])
+            .args(["--chat-api-url", llm, "--chat-api-key", llm_key])
+            .env_remove("NATS_URL")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut up = Mainloop {
+            child,
+            printed: Vec::new(),
+        };
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            let running = line.contains("mainloop is running");
+            up.printed.push(line);
+            if running {
+                return Ok(up);
+            }
+        }
+        anyhow::bail!("mainloop up ended before it was running: {:?}", up.printed)
+    }
+
+    /// The NATS URL it printed.
+    pub fn nats_url(&self) -> Option<String> {
+        self.printed.iter().find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("nats://"))
+                .map(str::to_string)
+        })
+    }
+
+    /// SIGKILL: no draining, no clean shutdown; its servers die with it.
+    pub fn crash(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Mainloop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` (as alice) until `check` holds; a timeout names the last answer.
+pub async fn until(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    loop {
+        if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
+            && let Ok(body) = response.json::<Value>().await
+        {
+            if check(&body) {
+                return Ok(body);
+            }
+            last = body;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} at {url}; last answer: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
