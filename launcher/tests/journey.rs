@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Mainloop, until};
+use common::{FULL_HISTORY, Mainloop, status_history, until};
 use futures_util::StreamExt;
 use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
@@ -203,45 +203,9 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     })
     .await?;
 
-    let history = until(
-        &http,
-        &format!("{base}/tasks/{task_id}/history"),
-        "history",
-        |h| h.as_array().is_some_and(|a| !a.is_empty()),
-    )
-    .await?;
-    let statuses: Vec<&str> = history
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h["status"].as_str())
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            "pending",
-            "planning",
-            "waiting_plan_review",
-            "ready_to_implement",
-            "implementing",
-            "under_review",
-            "completed"
-        ]
-    );
+    assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
     let seen = tokio::time::timeout(Duration::from_secs(30), sse).await??;
-    assert_eq!(
-        seen,
-        [
-            "pending",
-            "planning",
-            "waiting_plan_review",
-            "ready_to_implement",
-            "implementing",
-            "under_review",
-            "completed"
-        ],
-        "SSE delivered every change"
-    );
+    assert_eq!(seen, FULL_HISTORY, "SSE delivered every change");
 
     // GitHub holds exactly one issue with the plan, one merged PR that closed it, no duplicates.
     let state = github.snapshot();

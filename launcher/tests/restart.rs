@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Mainloop, until};
+use common::{FULL_HISTORY, Mainloop, status_history, until};
 
 use mainloop_fakes::anthropic::FakeAnthropic;
 use mainloop_fakes::github::FakeGitHub;
@@ -107,30 +107,6 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
     assert_eq!(widgets.issues.len(), 1, "one issue, whatever crashed");
     assert_eq!(widgets.pulls.len(), 1, "one pull request, whatever crashed");
     assert!(widgets.pulls[&2].merged);
-    let history = until(
-        &http,
-        &format!("{base}/tasks/{task_id}/history"),
-        "history",
-        |h| h.as_array().is_some_and(|a| !a.is_empty()),
-    )
-    .await?;
-    let statuses: Vec<&str> = history
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h["status"].as_str())
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            "pending",
-            "planning",
-            "waiting_plan_review",
-            "ready_to_implement",
-            "implementing",
-            "under_review",
-            "completed"
-        ]
-    );
+    assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
     Ok(())
 }

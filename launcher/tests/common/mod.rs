@@ -127,3 +127,32 @@ pub async fn until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The statuses a task passed through, in order, from `/tasks/{id}/history`.
+pub async fn status_history(
+    http: &reqwest::Client,
+    base: &str,
+    task_id: &str,
+) -> anyhow::Result<Vec<String>> {
+    let history = until(http, &format!("{base}/tasks/{task_id}/history"), "history", |h| {
+        h.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await?;
+    Ok(history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["status"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// A whole journey, start to merge.
+pub const FULL_HISTORY: [&str; 7] = [
+    "pending",
+    "planning",
+    "waiting_plan_review",
+    "ready_to_implement",
+    "implementing",
+    "under_review",
+    "completed",
+];
