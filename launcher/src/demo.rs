@@ -34,6 +34,7 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path) -> anyhow::Result<()> {
 
     args.github.github_api_url = github_url.clone();
     args.github.github_token = Some(Secret::new(TOKEN));
+    args.agent.git_token = Some(Secret::new(TOKEN));
     args.github.github_poll_interval_ms = 1000;
     args.llm.chat_api_url = llm_url;
     args.llm.chat_api_key = Some(Secret::new(KEY));

@@ -25,7 +25,8 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         crate::demo::start(&mut args, &data_dir).await?;
     }
     if !args.demo {
-        report_setup(&args);
+        let token_source = crate::credentials::github_token(&mut args);
+        report_setup(&args, token_source);
     }
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -59,9 +60,11 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
             (url, None)
         }
         None => {
+            // As root, Postgres runs as `postgres`, which may not reach a dir under a 0700 home.
+            let pg_data = mainloop_local_servers::postgres_dir(&data_dir.join("postgres"))?;
             let server = Postgres::start(&PostgresOptions {
-                data_dir: data_dir.join("postgres"),
-                socket_dir: data_dir.join("run"),
+                data_dir: pg_data.clone(),
+                socket_dir: mainloop_local_servers::postgres_dir(&data_dir.join("run"))?,
                 log_file: logs.join("postgres.log"),
                 port: 0,
                 durable: true,
@@ -70,7 +73,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 "Postgres:  started postgres on port {} (pid {}), data in {}",
                 server.port(),
                 server.pid(),
-                shown(&data_dir.join("postgres"))
+                shown(&pg_data)
             );
             (Secret::new(server.url()), Some(server))
         }
@@ -171,7 +174,7 @@ fn shown(path: &Path) -> String {
 }
 
 /// Says what was found and what is missing, before anything starts.
-fn report_setup(args: &UpArgs) {
+fn report_setup(args: &UpArgs, token_source: Option<&str>) {
     let found = |present: bool, ok: &str, missing: &str| {
         if present {
             ok.to_string()
@@ -191,8 +194,12 @@ fn report_setup(args: &UpArgs) {
         "GitHub:    {}",
         found(
             args.github.github_token.is_some(),
-            &format!("{} with GITHUB_TOKEN", args.github.github_api_url),
-            "set GITHUB_TOKEN (or try --demo)"
+            &format!(
+                "{} with the token from {}",
+                args.github.github_api_url,
+                token_source.unwrap_or("GITHUB_TOKEN")
+            ),
+            "set GITHUB_TOKEN or log in with `gh auth login` (or try --demo)"
         )
     );
     let program = &args.agent.agent_program;

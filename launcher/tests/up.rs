@@ -310,3 +310,29 @@ fn up_says_what_to_install_when_nats_server_is_missing() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A fresh VM's checkout lives under `/root` (mode 0700), which the `postgres` user cannot
+/// enter: as root, the cluster goes to /var/lib/mainloop and a link at the usual place says so.
+#[test]
+fn up_runs_from_a_checkout_under_a_private_home() -> anyhow::Result<()> {
+    let home = tempfile::Builder::new().prefix("mainloop-home-").tempdir()?;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700))?;
+    let data_dir = home.path().join("project").join(".mainloop");
+    let mut up = Up::start(&data_dir)?;
+    up.wait_healthy(Duration::from_secs(60))?;
+    let pg_data = data_dir.join("postgres");
+    let outside = std::fs::read_link(&pg_data).ok();
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)?;
+    if root {
+        let outside = outside.ok_or_else(|| anyhow::anyhow!("as root the cluster must be moved out of the 0700 home"))?;
+        assert!(outside.starts_with("/var/lib/mainloop"), "{outside:?}");
+        assert!(outside.join("PG_VERSION").is_file(), "the cluster lives at {outside:?}");
+    } else {
+        assert!(outside.is_none() && pg_data.join("PG_VERSION").is_file());
+    }
+    up.interrupt_and_wait()?;
+    if let Some(parent) = std::fs::read_link(&pg_data).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        std::fs::remove_dir_all(parent)?;
+    }
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! The worker-supervisor with the fake Claude Code CLI (`mainloop fake-claude`) on real NATS,
-//! Postgres and git: a plan job reports the plan; an implement job commits, pushes the branch to
-//! the repository and reports the head.
+//! Postgres and git, against the fake GitHub's git over authenticated smart HTTP (a private
+//! repository: even cloning needs the token): a plan job reports the plan and cannot write; an
+//! implement job continues the plan's agent session, its uncommitted edits are committed, the
+//! branch is pushed with the supervisor's credentials, and the agent's own git has none.
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,37 +28,40 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A bare repository with one commit on main, like a fresh GitHub repository.
-fn origin(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let seed = dir.join("seed");
-    std::fs::create_dir_all(&seed)?;
-    git(&seed, &["init", "-q", "-b", "main"])?;
-    std::fs::write(seed.join("README.md"), "# widgets\n")?;
-    git(&seed, &["add", "-A"])?;
-    git(
-        &seed,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    )?;
-    let bare = dir.join("widgets.git");
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &seed.display().to_string(),
-            &bare.display().to_string(),
-        ],
-    )?;
-    Ok(bare)
+const TOKEN: &str = "ghp_worker_test_token_0123456789";
+
+/// The fake GitHub with a private `acme/widgets`; returns its base URL.
+async fn fake_github(root: &Path) -> anyhow::Result<String> {
+    let url = mainloop_fakes::github::FakeGitHub::new(root.to_path_buf(), TOKEN)
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    reqwest::Client::new()
+        .post(format!("{url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets", "files": {"README.md": "# widgets\n"}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(url)
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_symlink() {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 async fn job_result(bus: &Bus, after: u64) -> anyhow::Result<(u64, Envelope)> {
@@ -102,56 +107,98 @@ fn request(mode: JobMode, job: &str, branch: &str, prompt: &str) -> Envelope {
     )
 }
 
+/// A worker-supervisor on fresh infrastructure, with the repository lookup answered from the
+/// fake GitHub, as the github-watcher would.
+struct Setup {
+    dir: tempfile::TempDir,
+    infra: Infra,
+    bus: Bus,
+    github_root: std::path::PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Setup {
+    async fn start(api_key: Option<&str>) -> anyhow::Result<Setup> {
+        let dir = tempfile::tempdir()?;
+        let github_root = dir.path().join("github");
+        let github = fake_github(&github_root).await?;
+        let infra = Infra::start()?;
+        let agent = mainloop_worker_supervisor::AgentSettings {
+            work_dir: dir.path().join("work"),
+            agent_program: env!("CARGO_BIN_EXE_mainloop").into(),
+            agent_args_prefix: vec!["fake-claude".into()],
+            agent_model: "sonnet".into(),
+            agent_slots: 2,
+            agent_timeout_secs: 60,
+            anthropic_base_url: None,
+            anthropic_api_key: api_key.map(Secret::new),
+            claude_code_oauth_token: None,
+            git_token: Some(Secret::new(TOKEN)),
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(mainloop_worker_supervisor::run(
+            mainloop_worker_supervisor::Config {
+                common: infra.common(),
+                agent,
+            },
+            shutdown.clone(),
+        ));
+        let bus = infra.bus().await?;
+        let clone_url = format!("{github}/acme/widgets.git");
+        let lookup = request::Server::bind(&bus, "query.github.repo", "test").await?;
+        tokio::spawn(lookup.run_json(shutdown.clone(), move |_: Value| {
+            let clone_url = clone_url.clone();
+            async move {
+                Ok::<_, mainloop_events::v1::CommandError>(
+                    json!({"clone_url": clone_url, "default_branch": "main"}),
+                )
+            }
+        }));
+        infra.ready(1).await?;
+        Ok(Setup { dir, infra, bus, github_root, shutdown })
+    }
+
+    fn bare(&self) -> std::path::PathBuf {
+        self.github_root.join("acme").join("widgets.git")
+    }
+
+    async fn logs(&self) -> anyhow::Result<Vec<String>> {
+        let logs = self.bus.read_subject(subjects::LOGS, &subjects::log("u1", "t1")?, 0).await?;
+        Ok(logs
+            .iter()
+            .filter_map(|s| match &s.event.payload {
+                Some(Payload::WorkerLog(log)) => Some(log.line.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = &self.infra;
+    }
+}
+
 #[tokio::test]
 async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let bare = origin(dir.path())?;
-    let infra = Infra::start()?;
-    let agent = mainloop_worker_supervisor::AgentSettings {
-        work_dir: dir.path().join("work"),
-        agent_program: env!("CARGO_BIN_EXE_mainloop").into(),
-        agent_args_prefix: vec!["fake-claude".into()],
-        agent_model: "sonnet".into(),
-        agent_slots: 2,
-        agent_timeout_secs: 60,
-        anthropic_base_url: None,
-        anthropic_api_key: Some(Secret::new("sk-test-secret-key")),
-    };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(mainloop_worker_supervisor::run(
-        mainloop_worker_supervisor::Config {
-            common: infra.common(),
-            agent,
-        },
-        shutdown.clone(),
-    ));
-    let bus = infra.bus().await?;
-    // The github-watcher's repository lookup, answered here.
-    let clone_url = format!("file://{}", bare.display());
-    let lookup = request::Server::bind(&bus, "query.github.repo", "test").await?;
-    let stop_lookup = shutdown.clone();
-    tokio::spawn(lookup.run_json(stop_lookup, move |_: Value| {
-        let clone_url = clone_url.clone();
-        async move {
-            Ok::<_, mainloop_events::v1::CommandError>(
-                json!({"clone_url": clone_url, "default_branch": "main"}),
-            )
-        }
-    }));
-    infra.ready(1).await?;
+    let setup = Setup::start(Some("sk-test-secret-key")).await?;
+    let bus = &setup.bus;
 
     let plan = request(
         JobMode::Plan,
         "t1-job-1",
         "",
-        "The request:\nadd a quick start section",
+        "The request:\nadd a quick start section\n(write notes while planning)",
     );
     bus.publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
         .await?;
-    let (seq, result) = job_result(&bus, 0).await?;
+    let (seq, result) = job_result(bus, 0).await?;
     let Some(Payload::JobSucceeded(done)) = result.payload else {
         anyhow::bail!("{result:?}")
     };
+    let plan_session = done.agent_session_id.clone();
     let Some(job_succeeded::Outcome::Plan(plan_outcome)) = done.outcome else {
         anyhow::bail!("not a plan")
     };
@@ -163,12 +210,15 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
         plan_outcome.plan_text
     );
     assert_eq!(result.causation_id, plan.id);
+    let worktree = setup.dir.path().join("work/tasks/t1/repo");
+    assert!(!worktree.join("NOTES.md").exists(), "planning wrote a file");
+    assert_eq!(git(&worktree, &["status", "--porcelain"])?, "", "planning changed the worktree");
 
     let implement = request(
         JobMode::Implement,
         "t1-job-2",
         "docs/add-quick-start",
-        "Implement the quick start section",
+        "Implement the quick start section, but leave it uncommitted",
     );
     bus.publish(&subjects::job_work("u1", "t1")?, &implement, Expect::Any)
         .await?;
@@ -182,37 +232,55 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
         Expect::Any,
     )
     .await?;
-    let (_, result) = job_result(&bus, seq).await?;
+    let (_, result) = job_result(bus, seq).await?;
     let Some(Payload::JobSucceeded(done)) = result.payload else {
         anyhow::bail!("{result:?}")
     };
+    assert_eq!(done.agent_session_id, plan_session, "the implement job continued the plan's session");
     let Some(job_succeeded::Outcome::Code(code)) = done.outcome else {
         anyhow::bail!("not code")
     };
     assert_eq!(
         (code.commits, code.branch_name.as_str()),
-        (1, "docs/add-quick-start")
+        (1, "docs/add-quick-start"),
+        "the edits the agent left uncommitted were committed"
     );
+    let bare = setup.bare();
     let pushed = git(&bare, &["rev-parse", "refs/heads/docs/add-quick-start"])?;
-    assert_eq!(pushed, code.head_sha, "the branch was pushed to the repository");
+    assert_eq!(pushed, code.head_sha, "the branch was pushed over authenticated HTTP");
     let readme = git(&bare, &["show", "docs/add-quick-start:README.md"])?;
     assert!(readme.contains("## Quick start"), "{readme}");
 
-    let logs = bus
-        .read_subject(subjects::LOGS, &subjects::log("u1", "t1")?, 0)
-        .await?;
-    let lines: Vec<String> = logs
-        .iter()
-        .filter_map(|s| match &s.event.payload {
-            Some(Payload::WorkerLog(log)) => Some(log.line.clone()),
-            _ => None,
-        })
-        .collect();
+    let lines = setup.logs().await?;
+    assert!(lines.iter().any(|l| l.contains("I'll read the README first.")), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains("I'll read the README first.")),
+        lines.iter().any(|l| l.contains(&format!("resuming agent session {plan_session}"))),
         "{lines:?}"
     );
-    assert!(lines.iter().all(|l| !l.contains("sk-test-secret-key")));
+    assert!(lines.iter().any(|l| l.contains("Resuming our conversation")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("mainloop committed them")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("sk-test-secret-key") && !l.contains(TOKEN)));
+
+    // The agent's git has no credentials: a push with the agent's environment is refused.
+    let home = setup.dir.path().join("work/tasks/t1/home");
+    let agent_push = std::process::Command::new("git")
+        .args(["push", "origin", "HEAD:refs/heads/pushed-by-agent"])
+        .current_dir(&worktree)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()?;
+    assert!(!agent_push.status.success(), "the agent's push went through");
+    assert!(
+        String::from_utf8_lossy(&agent_push.stderr).contains("could not read Username"),
+        "{}",
+        String::from_utf8_lossy(&agent_push.stderr)
+    );
+    assert!(git(&bare, &["rev-parse", "--verify", "--quiet", "refs/heads/pushed-by-agent"]).is_err());
+    let leaked = files_containing(&setup.dir.path().join("work"), TOKEN.as_bytes());
+    assert!(leaked.is_empty(), "the token is in {leaked:?}");
+
     tokio::time::sleep(Duration::from_millis(500)).await;
     let results = bus
         .read_subject(subjects::JOBS, &subjects::job("u1", "t1")?, 0)
@@ -222,6 +290,24 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
         .filter(|s| matches!(s.event.payload, Some(Payload::JobSucceeded(_))))
         .count();
     assert_eq!(succeeded, 2, "one result per job, however often it was delivered");
-    shutdown.cancel();
+    Ok(())
+}
+
+/// Without a key or login the agent cannot work; the job fails once, for good, naming the fix.
+#[tokio::test]
+async fn no_agent_credentials_is_a_permanent_failure_naming_the_settings() -> anyhow::Result<()> {
+    let setup = Setup::start(None).await?;
+    let plan = request(JobMode::Plan, "t1-job-1", "", "The request:\nadd a quick start section");
+    setup.bus.publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any).await?;
+    let (_, result) = job_result(&setup.bus, 0).await?;
+    let Some(Payload::JobFailed(failed)) = result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    assert!(!failed.retryable, "{failed:?}");
+    assert!(
+        failed.error.contains("ANTHROPIC_API_KEY") && failed.error.contains("CLAUDE_CODE_OAUTH_TOKEN"),
+        "{}",
+        failed.error
+    );
     Ok(())
 }

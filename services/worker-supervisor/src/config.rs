@@ -41,6 +41,13 @@ pub struct AgentSettings {
     /// Passed to the agent (and redacted from its logs).
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<Secret>,
+    /// A Claude subscription's token (`claude setup-token`), for people without an API key;
+    /// passed to the agent and redacted from its logs.
+    #[arg(long, env = "CLAUDE_CODE_OAUTH_TOKEN", hide_env_values = true)]
+    pub claude_code_oauth_token: Option<Secret>,
+    /// For the supervisor's own clone, fetch and push (never given to the agent).
+    #[arg(long = "git-token", env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub git_token: Option<Secret>,
 }
 
 impl Config {

@@ -6,7 +6,9 @@
 pub mod agent;
 mod config;
 mod error;
+pub mod git;
 mod jobs;
+mod sessions;
 pub mod workspace;
 
 use std::collections::HashMap;
@@ -45,25 +47,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             "mainloop@localhost".to_string(),
         ),
     ];
-    let mut secrets = Vec::new();
+    let mut secrets: Vec<String> = settings.git_token.iter().map(|t| t.expose().to_string()).collect();
     if let Some(url) = &settings.anthropic_base_url {
         env.push(("ANTHROPIC_BASE_URL".into(), url.clone()));
     }
-    if let Some(key) = &settings.anthropic_api_key {
-        env.push(("ANTHROPIC_API_KEY".into(), key.expose().to_string()));
-        secrets.push(key.expose().to_string());
+    for (name, secret) in [
+        ("ANTHROPIC_API_KEY", &settings.anthropic_api_key),
+        ("CLAUDE_CODE_OAUTH_TOKEN", &settings.claude_code_oauth_token),
+    ] {
+        if let Some(secret) = secret {
+            env.push((name.into(), secret.expose().to_string()));
+            secrets.push(secret.expose().to_string());
+        }
     }
     let work_dir = std::path::absolute(&settings.work_dir).map_err(|e| Error::Setup(e.to_string()))?;
     let jobs = Arc::new(Jobs {
         bus: foundation.bus.clone(),
         db: foundation.db.clone(),
-        workspaces: Workspaces::new(work_dir),
+        workspaces: Workspaces::new(work_dir, git::Git::new(settings.git_token.clone())),
+        sessions: sessions::Sessions { db: foundation.db.clone() },
         agent: AgentConfig {
             program: settings.agent_program.clone(),
             args_prefix: settings.agent_args_prefix.clone(),
             env,
             model: settings.agent_model.clone(),
             timeout: Duration::from_secs(settings.agent_timeout_secs),
+            run_as: None,
         },
         slots: Arc::new(Semaphore::new(settings.agent_slots.max(1))),
         running: Mutex::new(HashMap::new()),

@@ -2,48 +2,14 @@
 //! across the task's jobs (its branch, its agent HOME). The supervisor, not the agent, fetches
 //! and pushes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use tokio::process::Command;
-
-#[derive(Debug, thiserror::Error)]
-#[error("git {args}: {output}")]
-pub struct GitError {
-    pub args: String,
-    pub output: String,
-}
-
-/// Runs git in `dir` and returns its trimmed stdout.
-pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let failed = |output: String| GitError {
-        args: args.join(" "),
-        output,
-    };
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(failed(
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .trim()
-            .to_string(),
-        ))
-    }
-}
+use crate::git::{Git, GitError};
 
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
+    git: Git,
     /// One lock per cached repository: clone, fetch and worktree changes of two jobs on the
     /// same repository must not interleave.
     caches: std::sync::Arc<
@@ -61,9 +27,10 @@ pub struct Workspace {
 }
 
 impl Workspaces {
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(root: PathBuf, git: Git) -> Self {
         Workspaces {
             root,
+            git,
             caches: Default::default(),
         }
     }
@@ -100,7 +67,7 @@ impl Workspaces {
                 // Only this task's worktree is thrown away; other tasks' worktrees live in the cache.
                 tracing::warn!(error = %err, task = task_id, "worktree broken; making it again");
                 let _ = tokio::fs::remove_dir_all(self.root.join("tasks").join(task_id).join("repo")).await;
-                let _ = git(&self.cache(owner, name), &["worktree", "prune"]).await;
+                let _ = self.git.run(&self.cache(owner, name), &["worktree", "prune"]).await;
                 self.try_prepare(task_id, owner, name, clone_url, default_branch, branch)
                     .await
             }
@@ -126,7 +93,7 @@ impl Workspaces {
             let _ = tokio::fs::remove_dir_all(&cache).await;
             let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
             tokio::fs::create_dir_all(&parent).await.map_err(io)?;
-            git(
+            self.git.run(
                 &parent,
                 &[
                     "clone",
@@ -138,7 +105,7 @@ impl Workspaces {
             )
             .await?;
         }
-        git(
+        self.git.run(
             &cache,
             &[
                 "fetch",
@@ -155,8 +122,8 @@ impl Workspaces {
         tokio::fs::create_dir_all(&home).await.map_err(io)?;
         let base = format!("origin/{default_branch}");
         if !dir.join(".git").exists() {
-            git(&cache, &["worktree", "prune"]).await?;
-            git(
+            self.git.run(&cache, &["worktree", "prune"]).await?;
+            self.git.run(
                 &cache,
                 &[
                     "worktree",
@@ -171,11 +138,11 @@ impl Workspaces {
         }
         match branch {
             None => {
-                git(&dir, &["checkout", "--quiet", "--detach", &base]).await?;
+                self.git.run(&dir, &["checkout", "--quiet", "--detach", &base]).await?;
             }
             Some(branch) => {
                 let pushed = format!("origin/{branch}");
-                let from = if git(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
+                let from = if self.git.run(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
                     .await
                     .is_ok()
                 {
@@ -183,19 +150,37 @@ impl Workspaces {
                 } else {
                     base
                 };
-                git(&dir, &["checkout", "--quiet", "-B", branch, &from]).await?;
+                self.git.run(&dir, &["checkout", "--quiet", "-B", branch, &from]).await?;
             }
         }
-        git(&dir, &["reset", "--quiet", "--hard"]).await?;
-        git(&dir, &["clean", "--quiet", "-fd"]).await?;
-        let start = git(&dir, &["rev-parse", "HEAD"]).await?;
+        self.git.run(&dir, &["reset", "--quiet", "--hard"]).await?;
+        self.git.run(&dir, &["clean", "--quiet", "-fd"]).await?;
+        let start = self.git.run(&dir, &["rev-parse", "HEAD"]).await?;
         Ok(Workspace { dir, home, start })
+    }
+
+    /// Commits what the agent changed but did not commit (new files too, but not what
+    /// `.gitignore` leaves out); returns how many files that was.
+    pub async fn commit_leftovers(&self, workspace: &Workspace, summary: &str) -> Result<usize, GitError> {
+        let status = self.git.run(&workspace.dir, &["status", "--porcelain", "--untracked-files=all"]).await?;
+        let files = status.lines().filter(|l| !l.trim().is_empty()).count();
+        if files == 0 {
+            return Ok(0);
+        }
+        let title = summary.lines().find(|l| !l.trim().is_empty()).unwrap_or("Work of the agent");
+        let title: String = title.chars().take(72).collect();
+        let message = format!("{title}\n\nCommitted by mainloop: the agent left these changes uncommitted.");
+        self.git.run(&workspace.dir, &["add", "-A"]).await?;
+        let identity = ["-c", "user.name=mainloop", "-c", "user.email=mainloop@localhost"];
+        let commit = ["commit", "--quiet", "--no-verify", "-m", &message];
+        self.git.run(&workspace.dir, &[&identity[..], &commit[..]].concat()).await?;
+        Ok(files)
     }
 
     /// Commits the job made, and the head they lead to.
     pub async fn commits_since(&self, workspace: &Workspace) -> Result<(u32, String), GitError> {
-        let head = git(&workspace.dir, &["rev-parse", "HEAD"]).await?;
-        let count = git(
+        let head = self.git.run(&workspace.dir, &["rev-parse", "HEAD"]).await?;
+        let count = self.git.run(
             &workspace.dir,
             &["rev-list", "--count", &format!("{}..HEAD", workspace.start)],
         )
@@ -218,7 +203,7 @@ impl Workspaces {
             .map(|mut caches| caches.entry(self.cache(owner, name)).or_default().clone())
             .unwrap_or_default();
         let _held = lock.lock().await;
-        git(
+        self.git.run(
             &workspace.dir,
             &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")],
         )

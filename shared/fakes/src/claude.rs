@@ -7,7 +7,12 @@
 //! Behaviour comes from the prompt: a plan-mode run plans; a prompt that says "ask me" asks a
 //! question first; an implement run adds what the request names to the README (a "quick start"
 //! section, or a note) and commits; a prompt saying "CI failed" makes a fixing commit.
-//! `FAKE_CLAUDE_API_ERROR=529` ends like the real CLI after exhausted retries.
+//! `FAKE_CLAUDE_API_ERROR=529` ends like the real CLI after exhausted retries. Like the real CLI
+//! it needs a key or login (`ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN`, `CLAUDE_CODE_OAUTH_TOKEN`),
+//! keeps each session's transcript under `~/.claude/projects/`, and continues one with `--resume`
+//! (or ends with "No conversation found" when it has none). "write notes while planning" makes
+//! it try to write and commit in plan mode; "leave it uncommitted" makes it edit without
+//! committing.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -97,6 +102,22 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Where the real CLI keeps a session's transcript: `$CLAUDE_CONFIG_DIR` (or `~/.claude`)
+/// `/projects/<cwd with / and . as ->/<session>.jsonl`.
+fn session_file(cwd: &Path, session: &str) -> std::path::PathBuf {
+    let config = std::env::var("CLAUDE_CONFIG_DIR").map_or_else(
+        |_| Path::new(&std::env::var("HOME").unwrap_or_default()).join(".claude"),
+        std::path::PathBuf::from,
+    );
+    let slug: String = cwd
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    config.join("projects").join(slug).join(format!("{session}.jsonl"))
+}
+
 fn git(cwd: &Path, args: &[&str]) -> String {
     match Command::new("git").args(args).current_dir(cwd).output() {
         Ok(out) => format!(
@@ -151,7 +172,31 @@ pub fn main(args: &[String]) -> i32 {
         "haiku" => "claude-haiku-5",
         other => other,
     };
-    let session = flag(args, "--session-id").map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+    let resume = flag(args, "--resume");
+    let session = resume
+        .or(flag(args, "--session-id"))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+    let transcript = session_file(&cwd, &session);
+    let earlier_turns = std::fs::read_to_string(&transcript).map(|t| t.lines().count()).ok();
+    if resume.is_some() && earlier_turns.is_none() {
+        // As 2.1.197 does: no init line, one error result, the same text on stderr, exit 1.
+        let message = format!("No conversation found with session ID: {session}");
+        eprintln!("{message}");
+        let line = json!({"type": "result", "subtype": "error_during_execution", "duration_ms": 0, "duration_api_ms": 0,
+            "is_error": true, "num_turns": 0, "stop_reason": null, "session_id": session, "total_cost_usd": 0,
+            "usage": {"input_tokens": 0, "output_tokens": 0}, "modelUsage": {}, "permission_denials": [],
+            "uuid": uuid::Uuid::now_v7().to_string(), "errors": [message]});
+        println!("{line}");
+        return 1;
+    }
+    if let Some(dir) = transcript.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&transcript)
+        .and_then(|mut file| writeln!(file, "{}", json!({"type": "user", "prompt": prompt})));
     let mut run = Run {
         session: session.clone(),
         model,
@@ -163,6 +208,20 @@ pub fn main(args: &[String]) -> i32 {
         "tools": ["AskUserQuestion", "Bash", "Edit", "ExitPlanMode", "Read", "Write"], "mcp_servers": [],
         "model": model, "permissionMode": mode, "apiKeySource": "ANTHROPIC_API_KEY", "claude_code_version": "2.1.197 (fake)",
         "uuid": uuid::Uuid::now_v7().to_string()}));
+
+    if let Some(turns) = earlier_turns.filter(|_| resume.is_some()) {
+        run.text(&format!("Resuming our conversation ({turns} earlier turn(s))."));
+    }
+
+    let logged_in = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+    if !logged_in {
+        let text = "Not logged in · Please run /login";
+        run.text(text);
+        run.result(text, true, None);
+        return 1;
+    }
 
     if let Ok(status) = std::env::var("FAKE_CLAUDE_API_ERROR") {
         let code = status.parse().unwrap_or(529);
@@ -185,6 +244,19 @@ pub fn main(args: &[String]) -> i32 {
             &current,
             false,
         );
+        if prompt.to_lowercase().contains("write notes while planning") {
+            // A model that tries to change things while planning; the real CLI asks first.
+            let notes = cwd.join("NOTES.md");
+            let input = json!({"file_path": notes.display().to_string(), "content": "planning notes\n"});
+            if run.ask_permission("Write", input).is_some_and(|r| r["behavior"] == "allow") {
+                let _ = std::fs::write(&notes, "planning notes\n");
+            }
+            let commit = json!({"command": "git add -A && git commit -m notes"});
+            if run.ask_permission("Bash", commit).is_some_and(|r| r["behavior"] == "allow") {
+                git(&cwd, &["add", "-A"]);
+                git(&cwd, &["commit", "-qm", "notes"]);
+            }
+        }
         let mut answers = String::new();
         if prompt.to_lowercase().contains("ask me") && !prompt.contains("answered your questions") {
             let questions = json!({"questions": [{"question": "Where should the new section go?", "header": "Placement",
@@ -252,6 +324,12 @@ pub fn main(args: &[String]) -> i32 {
         "The file has been updated.",
         !wrote,
     );
+    if lower.contains("leave it uncommitted") {
+        let summary = format!("{message}; I did not commit it.");
+        run.text(&summary);
+        run.result(&summary, false, None);
+        return 0;
+    }
     let added = git(&cwd, &["add", "-A"]);
     run.tool("Bash", json!({"command": "git add -A"}), &added, false);
     let committed = git(&cwd, &["commit", "-m", message]);

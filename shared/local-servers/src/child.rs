@@ -178,6 +178,20 @@ pub fn signal_group(pid: u32, signal: i32) {
     }
 }
 
+/// Sends `signal` to one process we may not have started ourselves (an agent's leftover): a pid
+/// that was recycled in between gets it too, so callers find pids right before they signal.
+#[allow(unsafe_code)]
+pub fn signal_process(pid: u32, signal: i32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid)
+        && pid > 1
+    {
+        // SAFETY: kill(2) has no memory effects.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
 #[allow(unsafe_code)]
 fn signal(pid: u32, signal: i32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {

@@ -8,14 +8,16 @@ mod binaries;
 mod child;
 mod error;
 mod nats;
+mod placement;
 mod postgres;
 
 pub use binaries::{find_nats_server, find_postgres_bin_dir};
-pub use child::signal_group;
+pub use child::{signal_group, signal_process};
 pub use error::Error;
 /// Signal numbers for [`signal_group`].
-pub use libc::{SIGKILL, SIGTERM};
+pub use libc::{SIGINT, SIGKILL, SIGTERM};
 pub use nats::{NatsOptions, NatsServer};
+pub use placement::{OUTSIDE_ROOT, postgres_dir};
 pub use postgres::{Postgres, PostgresOptions, init_cluster};
 
 /// Asks the kernel for a free loopback port. Another process could take it before the server

@@ -49,22 +49,58 @@ pub struct AgentResult {
     pub permission_denials: usize,
 }
 
+/// What the agent's API refusing who we are looks like (no key, a bad key, a lapsed login).
+const LOGIN_ERRORS: &[&str] = &[
+    "not logged in",
+    "please run /login",
+    "invalid api key",
+    "invalid x-api-key",
+    "authentication_error",
+    "oauth token has expired",
+];
+
+/// The fix for a login error, named in the job's error.
+pub const LOGIN_FIX: &str = "the agent is not logged in: set ANTHROPIC_API_KEY (an API key) or CLAUDE_CODE_OAUTH_TOKEN (a Claude subscription, from `claude setup-token`) for mainloop";
+
 impl AgentResult {
     /// Worth another attempt: overload, rate limits and server errors.
     pub fn retryable(&self) -> bool {
-        matches!(self.api_error_status, Some(429 | 500..=599))
+        !self.is_login_error() && matches!(self.api_error_status, Some(429 | 500..=599))
     }
 
+    /// The API does not accept our credentials: no retry can help until a person fixes them.
+    pub fn is_login_error(&self) -> bool {
+        let said = format!("{} {}", self.text, self.errors.join(" ")).to_lowercase();
+        self.api_error_status == Some(401) || LOGIN_ERRORS.iter().any(|needle| said.contains(needle))
+    }
+
+    /// `--resume` named a session the CLI does not have (a new machine, a cleaned home).
+    pub fn resume_failed(&self) -> bool {
+        self.errors.iter().any(|e| e.starts_with("No conversation found"))
+    }
+
+    /// The error in the result's own words: "Claude API error 400: messages: text content blocks
+    /// must be non-empty" — never the `subtype`, which reads "success" even on API errors.
     pub fn describe(&self) -> String {
-        let mut parts = vec![format!("agent ended with {}", self.subtype)];
-        if let Some(status) = self.api_error_status {
-            parts.push(format!("API status {status}"));
+        if self.is_login_error() {
+            let said = if self.text.is_empty() { self.errors.join("; ") } else { self.text.clone() };
+            return format!("{LOGIN_FIX} (Claude Code said: {said})");
         }
+        let mut said: Vec<String> = Vec::new();
         if !self.text.is_empty() {
-            parts.push(self.text.clone());
+            said.push(self.text.clone());
         }
-        parts.extend(self.errors.iter().cloned());
-        parts.join(": ")
+        said.extend(self.errors.iter().cloned());
+        let said = said.join("; ");
+        match self.api_error_status {
+            Some(status) => {
+                let prefix = format!("API Error: {status}");
+                let message = said.strip_prefix(&prefix).map_or(said.as_str(), str::trim);
+                format!("Claude API error {status}: {message}")
+            }
+            None if said.is_empty() => format!("the agent ended with {}", self.subtype),
+            None => format!("the agent ended with an error: {said}"),
+        }
     }
 }
 

@@ -1,17 +1,21 @@
 //! One agent run: the CLI as a child process in its own process group, the prompt on stdin, its
-//! stdout read line by line, its permission prompts answered by policy, and one outcome.
+//! stdout read line by line, its permission prompts answered by policy, and one outcome. A run
+//! resumes the task's earlier agent session when it has one (a fresh session if the CLI no
+//! longer knows it). Stopping a run (cancel, timeout, or its end) interrupts the CLI first, so
+//! it cleans up its shells, then kills every process the run started, wherever it went.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use mainloop_events::v1::{JobMode, LogSource, Question};
-use mainloop_local_servers::{SIGKILL, SIGTERM, signal_group};
-use serde_json::Value;
+use mainloop_local_servers::{SIGINT, SIGKILL, signal_group, signal_process};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdin, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::policy::{self, Captured, WRITING_TOOLS};
+use super::process_tree;
 use super::protocol::{self, AgentLine, AgentResult};
 
 /// How to start the agent CLI.
@@ -24,6 +28,8 @@ pub struct AgentConfig {
     pub env: Vec<(String, String)>,
     pub model: String,
     pub timeout: Duration,
+    /// The unprivileged user the agent runs as (uid, gid), when the supervisor is root.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// One run's inputs.
@@ -34,6 +40,10 @@ pub struct AgentRun {
     pub cwd: PathBuf,
     /// The task's own HOME, kept across its jobs (sessions and plans live there).
     pub home: PathBuf,
+    /// The task's agent session to continue (`--resume`).
+    pub resume: Option<String>,
+    /// Marks every process of this run (see `process_tree`).
+    pub run_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,20 +64,8 @@ pub enum AgentOutcome {
     Cancelled,
 }
 
-const PLAN_CAPTURED: &str = "Plan captured by mainloop; the person will review it. Stop here.";
-const QUESTIONS_SENT: &str =
-    "Your questions were sent to the person; their answers come with the next planning round. Stop here.";
-const DECIDE_YOURSELF: &str =
-    "Nobody is watching this run; decide yourself and note the decision in your summary.";
-const NO_PUSH: &str = "Do not push; mainloop pushes the branch and opens the pull request.";
-
-fn mode_flag(mode: JobMode) -> &'static str {
-    if mode == JobMode::Plan {
-        "plan"
-    } else {
-        "acceptEdits"
-    }
-}
+/// How long the CLI gets to clean up after SIGINT before everything of the run is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
 
 /// Runs the agent to its end. `log` receives every line worth showing, already tagged.
 pub async fn run_agent(
@@ -76,31 +74,48 @@ pub async fn run_agent(
     cancel: &CancellationToken,
     mut log: impl FnMut(LogSource, String),
 ) -> AgentOutcome {
+    match run_once(config, run, cancel, &mut log).await {
+        Ended::ResumeFailed(error) => {
+            log(LogSource::System, format!("{error}; starting a fresh agent session"));
+            let fresh = AgentRun {
+                resume: None,
+                ..run.clone()
+            };
+            match run_once(config, &fresh, cancel, &mut log).await {
+                Ended::Outcome(outcome) => outcome,
+                Ended::ResumeFailed(error) => AgentOutcome::Failed { error, retryable: true },
+            }
+        }
+        Ended::Outcome(outcome) => outcome,
+    }
+}
+
+enum Ended {
+    Outcome(AgentOutcome),
+    ResumeFailed(String),
+}
+
+fn command(config: &AgentConfig, run: &AgentRun) -> Command {
     let mut command = Command::new(&config.program);
     command
         .args(&config.args_prefix)
-        .args([
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--permission-prompt-tool",
-            "stdio",
-        ])
-        .args([
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--model",
-            &config.model,
-        ])
-        .args(["--permission-mode", mode_flag(run.mode)])
-        .args([
-            "--allowedTools",
+        .args(["-p", "--input-format", "stream-json", "--permission-prompt-tool", "stdio"])
+        .args(["--output-format", "stream-json", "--verbose", "--model", &config.model]);
+    if run.mode == JobMode::Plan {
+        // The policy denies these too; switching them off spares the model the attempt.
+        command.args(["--permission-mode", "plan", "--disallowedTools"]).args(WRITING_TOOLS);
+    } else {
+        command.args(["--permission-mode", "acceptEdits", "--allowedTools"]).args([
             "Bash(git add:*)",
             "Bash(git commit:*)",
             "Bash(git status:*)",
             "Bash(git diff:*)",
-        ])
+        ]);
+    }
+    if let Some(session) = &run.resume {
+        command.args(["--resume", session]);
+    }
+    command
         .current_dir(&run.cwd)
         .env_clear()
         .env(
@@ -109,52 +124,69 @@ pub async fn run_agent(
         )
         .env("HOME", &run.home)
         .env("LANG", "C.UTF-8")
+        .env("GIT_TERMINAL_PROMPT", "0")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
         .env("DISABLE_AUTOUPDATER", "1")
+        .env(process_tree::MARKER, &run.run_id)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some((uid, gid)) = config.run_as {
+        command.uid(uid).gid(gid);
+    }
     die_with_supervisor(&mut command);
-    let mut child = match command.spawn() {
+    command
+}
+
+async fn run_once(
+    config: &AgentConfig,
+    run: &AgentRun,
+    cancel: &CancellationToken,
+    log: &mut impl FnMut(LogSource, String),
+) -> Ended {
+    let mut child = match command(config, run).spawn() {
         Ok(child) => child,
         Err(err) => {
-            return AgentOutcome::Failed {
+            return Ended::Outcome(AgentOutcome::Failed {
                 error: format!("cannot start {}: {err}", config.program.display()),
                 retryable: false,
-            };
+            });
         }
     };
     let pid = child.id().unwrap_or(0);
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return AgentOutcome::Failed {
+        stop(pid, &run.run_id, &mut child).await;
+        return Ended::Outcome(AgentOutcome::Failed {
             error: "agent pipes unavailable".into(),
             retryable: true,
-        };
+        });
     };
     let mut stdout = BufReader::new(stdout).lines();
     let mut stderr = BufReader::new(stderr).lines();
     let mut stdin_open = write_line(&mut stdin, &protocol::user_turn(&run.prompt)).await;
     let mut stdin = Some(stdin);
 
-    let (mut plan, mut questions, mut result, mut session) =
-        (String::new(), Vec::new(), None::<AgentResult>, String::new());
+    let (mut captured, mut result, mut session) = (Captured::default(), None::<AgentResult>, String::new());
     let deadline = tokio::time::sleep(config.timeout);
     tokio::pin!(deadline);
     let mut stderr_open = true;
     loop {
         tokio::select! {
             () = cancel.cancelled() => {
-                stop(pid, &mut child).await;
-                return AgentOutcome::Cancelled;
+                stop(pid, &run.run_id, &mut child).await;
+                return Ended::Outcome(AgentOutcome::Cancelled);
             }
             () = &mut deadline => {
-                stop(pid, &mut child).await;
-                return AgentOutcome::Failed { error: format!("the agent ran longer than {:?}", config.timeout), retryable: true };
+                stop(pid, &run.run_id, &mut child).await;
+                return Ended::Outcome(AgentOutcome::Failed {
+                    error: format!("the agent ran longer than {:?}", config.timeout),
+                    retryable: true,
+                });
             }
             line = stderr.next_line(), if stderr_open => match line {
                 Ok(Some(line)) => log(LogSource::Stderr, line),
@@ -172,14 +204,8 @@ pub async fn run_agent(
                             log(LogSource::System, format!("agent session {session_id} on {model}"));
                             session = session_id;
                         }
-                        AgentLine::Text(text) => log(LogSource::Agent, text),
-                        AgentLine::ToolUse { name, summary } => log(LogSource::Agent, format!("→ {name} {summary}")),
-                        AgentLine::ToolResult { is_error, summary } => {
-                            log(LogSource::Agent, format!("{} {summary}", if is_error { "✗" } else { "←" }));
-                        }
-                        AgentLine::ApiRetry(detail) => log(LogSource::System, format!("API retry: {detail}")),
                         AgentLine::Permission { request_id, tool_name, input } => {
-                            let answer = answer_permission(run.mode, &request_id, &tool_name, &input, &mut plan, &mut questions);
+                            let answer = policy::answer(run.mode, &request_id, &tool_name, &input, &mut captured);
                             if let Some(stdin) = stdin.as_mut() {
                                 stdin_open = stdin_open && write_line(stdin, &answer).await;
                             }
@@ -189,7 +215,7 @@ pub async fn run_agent(
                             stdin = None;
                             result = Some(done);
                         }
-                        AgentLine::Other => {}
+                        other => log_line(other, log),
                     }
                 }
             }
@@ -198,50 +224,35 @@ pub async fn run_agent(
     drop(stdin);
     let status = match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
         Ok(Ok(status)) => status.to_string(),
-        _ => {
-            stop(pid, &mut child).await;
-            "killed after its output ended".into()
-        }
+        _ => "killed after its output ended".into(),
     };
+    // What the run left running (a dev server started with `&`) ends with it.
+    stop(pid, &run.run_id, &mut child).await;
     if !stdin_open {
-        log(
-            LogSource::System,
-            "the agent stopped reading its input early".into(),
-        );
+        log(LogSource::System, "the agent stopped reading its input early".into());
     }
-    outcome(run.mode, result, plan, questions, session, &status)
+    if let Some(result) = result.as_ref().filter(|r| run.resume.is_some() && r.resume_failed()) {
+        return Ended::ResumeFailed(result.errors.join("; "));
+    }
+    Ended::Outcome(outcome(run.mode, result, captured, session, &status))
 }
 
-fn answer_permission(
-    mode: JobMode,
-    request_id: &str,
-    tool: &str,
-    input: &Value,
-    plan: &mut String,
-    questions: &mut Vec<Question>,
-) -> String {
-    match tool {
-        "ExitPlanMode" => {
-            *plan = input["plan"].as_str().unwrap_or_default().to_string();
-            protocol::deny(request_id, PLAN_CAPTURED)
+fn log_line(line: AgentLine, log: &mut impl FnMut(LogSource, String)) {
+    match line {
+        AgentLine::Text(text) => log(LogSource::Agent, text),
+        AgentLine::ToolUse { name, summary } => log(LogSource::Agent, format!("→ {name} {summary}")),
+        AgentLine::ToolResult { is_error, summary } => {
+            log(LogSource::Agent, format!("{} {summary}", if is_error { "✗" } else { "←" }));
         }
-        "AskUserQuestion" if mode == JobMode::Plan => {
-            *questions = protocol::questions(input);
-            protocol::deny(request_id, QUESTIONS_SENT)
-        }
-        "AskUserQuestion" => protocol::deny(request_id, DECIDE_YOURSELF),
-        "Bash" if input["command"].as_str().is_some_and(|c| c.contains("git push")) => {
-            protocol::deny(request_id, NO_PUSH)
-        }
-        _ => protocol::allow(request_id, input),
+        AgentLine::ApiRetry(detail) => log(LogSource::System, format!("API retry: {detail}")),
+        _ => {}
     }
 }
 
 fn outcome(
     mode: JobMode,
     result: Option<AgentResult>,
-    plan: String,
-    questions: Vec<Question>,
+    captured: Captured,
     session_id: String,
     status: &str,
 ) -> AgentOutcome {
@@ -257,16 +268,17 @@ fn outcome(
             retryable: result.retryable(),
         };
     }
+    let session_id = if session_id.is_empty() { result.session_id } else { session_id };
     match mode {
         JobMode::Plan => {
-            let plan_text = if plan.is_empty() && questions.is_empty() {
+            let plan_text = if captured.plan.is_empty() && captured.questions.is_empty() {
                 result.text
             } else {
-                plan
+                captured.plan
             };
             AgentOutcome::Plan {
                 plan_text,
-                questions,
+                questions: captured.questions,
                 session_id,
             }
         }
@@ -277,25 +289,35 @@ fn outcome(
     }
 }
 
-async fn write_line(stdin: &mut tokio::process::ChildStdin, line: &str) -> bool {
+async fn write_line(stdin: &mut ChildStdin, line: &str) -> bool {
     stdin.write_all(line.as_bytes()).await.is_ok()
         && stdin.write_all(b"\n").await.is_ok()
         && stdin.flush().await.is_ok()
 }
 
-/// SIGTERM to the whole group (the CLI leaves shell commands behind otherwise), then SIGKILL.
-async fn stop(pid: u32, child: &mut tokio::process::Child) {
-    if pid > 0 {
-        signal_group(pid, SIGTERM);
+/// SIGINT to the CLI first (it then stops its shells, which SIGTERM to the group does not do),
+/// then SIGKILL to everything the run started: its group, and every process carrying its marker
+/// or descending from it, wherever it went (`setsid`, `nohup`, a double fork).
+async fn stop(pid: u32, run_id: &str, child: &mut Child) {
+    if pid == 0 {
+        return;
     }
-    if tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .is_err()
-        && pid > 0
-    {
+    if child.try_wait().ok().flatten().is_none() {
+        signal_process(pid, SIGINT);
+        let _ = tokio::time::timeout(INTERRUPT_GRACE, child.wait()).await;
+    }
+    // Found again each round: a process may fork while we kill.
+    for _ in 0..5 {
+        let left = process_tree::find(run_id, pid);
         signal_group(pid, SIGKILL);
-        let _ = child.wait().await;
+        if left.is_empty() {
+            break;
+        }
+        process_tree::kill(&left);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 /// The agent gets SIGKILL from the kernel if the supervisor dies first (even by SIGKILL), so no

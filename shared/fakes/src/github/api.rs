@@ -137,10 +137,10 @@ async fn repo(
     Path((owner, name)): Path<(String, String)>,
 ) -> Reply {
     authorize(&gh, &headers, format!("GET /repos/{owner}/{name}"))?;
-    let bare = gh.root.join(&owner).join(format!("{name}.git"));
     let body = with_repo(&gh, &owner, &name, |repo, _| {
         json!({"id": 1, "node_id": "R_1", "name": repo.name, "full_name": format!("{}/{}", repo.owner, repo.name), "owner": user(&repo.owner),
-            "private": false, "html_url": format!("{}/{}/{}", gh.base(), repo.owner, repo.name), "clone_url": format!("file://{}", bare.display()),
+            "private": repo.private, "html_url": format!("{}/{}/{}", gh.base(), repo.owner, repo.name), "clone_url": format!("{}/{}/{}.git", gh.base(), repo.owner, repo.name),
+            "permissions": {"admin": true, "maintain": true, "push": true, "triage": true, "pull": true},
             "default_branch": repo.default_branch, "open_issues_count": repo.issues.values().filter(|i| i.state == "open").count()})
     })?;
     Ok(Json(body).into_response())

@@ -20,6 +20,7 @@ pub fn router() -> Router<FakeGitHub> {
     Router::new()
         .route("/_control/state", get(state))
         .route("/_control/repos", post(create_repo))
+        .route("/_control/faults", post(add_fault))
         .route(
             "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
             post(set_check),
@@ -119,6 +120,18 @@ struct NewRepo {
     files: BTreeMap<String, String>,
     #[serde(default)]
     ci: CiPolicy,
+    /// Private unless said otherwise: the fake is never friendlier than GitHub.
+    #[serde(default = "private_by_default")]
+    private: bool,
+}
+
+fn private_by_default() -> bool {
+    true
+}
+
+async fn add_fault(State(gh): State<FakeGitHub>, Json(spec): Json<super::FaultSpec>) -> Response {
+    gh.inject(spec);
+    StatusCode::CREATED.into_response()
 }
 
 fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
@@ -193,6 +206,7 @@ async fn create_repo(State(gh): State<FakeGitHub>, Json(new): Json<NewRepo>) -> 
         owner: new.owner,
         name: new.name,
         default_branch: "main".into(),
+        private: new.private,
         ci: new.ci,
         ..Default::default()
     };

@@ -1,11 +1,15 @@
 //! A stateful, local GitHub: the REST endpoints mainloop's github-watcher calls (repositories,
 //! issues, comments, pull requests, check runs, and the GraphQL mutation that marks a draft
 //! ready), in GitHub's JSON shapes and error format (`{"message", "documentation_url"}`), with
-//! bearer-token auth. Repositories are bare git repositories on disk, so clones and pushes are
-//! real. Tests steer it through `/_control/…`: create repositories, set CI results, merge.
+//! bearer-token auth. Repositories are bare git repositories on disk served over authenticated
+//! smart HTTP (`git http-backend`), so clones and pushes are real and need the token, as on
+//! GitHub. Tests steer it through `/_control/…`: create repositories, set CI results, merge,
+//! inject faults (server errors, rate limits, bad credentials).
 
 mod api;
 mod control;
+mod faults;
+mod git_http;
 mod model;
 
 use std::path::PathBuf;
@@ -13,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 
+pub use faults::FaultSpec;
 pub use model::{CiPolicy, Snapshot};
 
 #[derive(Clone)]
@@ -35,7 +40,11 @@ impl FakeGitHub {
     }
 
     pub fn router(&self) -> Router {
-        api::router().merge(control::router()).with_state(self.clone())
+        api::router()
+            .merge(git_http::router())
+            .merge(control::router())
+            .layer(axum::middleware::from_fn_with_state(self.clone(), faults::inject))
+            .with_state(self.clone())
     }
 
     /// Serves on `listener` until the task is dropped; returns the base URL.

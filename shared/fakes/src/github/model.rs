@@ -60,6 +60,8 @@ pub struct Repo {
     pub owner: String,
     pub name: String,
     pub default_branch: String,
+    /// Private repositories need credentials to clone, as on GitHub; pushing always does.
+    pub private: bool,
     pub ci: CiPolicy,
     pub issues: BTreeMap<u64, Issue>,
     pub pulls: BTreeMap<u64, Pull>,
@@ -74,6 +76,8 @@ pub struct State {
     pub next_id: u64,
     /// Every request that reached the REST API, as "METHOD path", for call counting.
     pub calls: Vec<String>,
+    /// Failures to answer instead of the real thing (see `faults`).
+    pub faults: Vec<super::faults::Fault>,
 }
 
 /// A copy of the fake's state.

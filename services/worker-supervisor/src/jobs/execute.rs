@@ -1,0 +1,212 @@
+//! One job from request to result: where the repository is, the task's workspace, the agent run
+//! (continuing the task's agent session), and what the run leaves: a plan, or commits pushed to
+//! the task's branch. Edits the agent left uncommitted are committed by the supervisor, never
+//! lost. Errors say whether another attempt can help: a repository that is gone or refuses our
+//! token cannot.
+
+use std::time::Duration;
+
+use mainloop_bus::request::{self, RequestError};
+use mainloop_events::Payload;
+use mainloop_events::v1::{
+    CodeOutcome, ErrorCode, JobCancelled, JobFailed, JobMode, JobRequested, JobSucceeded, LogSource, PlanOutcome,
+    RepoRef, job_succeeded,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::Jobs;
+use super::report::Reporter;
+use crate::agent::{AgentConfig, AgentOutcome, AgentRun, run_agent};
+use crate::workspace::Workspace;
+
+type Lines = UnboundedSender<(LogSource, String)>;
+
+/// Where the repository lives, as GitHub says.
+struct Remote {
+    clone_url: String,
+    default_branch: String,
+}
+
+fn failed(job: &JobRequested, error: String, retryable: bool) -> Payload {
+    Payload::JobFailed(JobFailed {
+        job_id: job.job_id.clone(),
+        attempt: job.attempt,
+        mode: job.mode,
+        error,
+        retryable,
+    })
+}
+
+impl Jobs {
+    pub(super) async fn execute(&self, reporter: &Reporter, job: &JobRequested, cancel: &CancellationToken) -> Payload {
+        let repo = job.repo.clone().unwrap_or_default();
+        let remote = match self.remote(reporter, &repo).await {
+            Ok(remote) => remote,
+            Err((error, retryable)) => return failed(job, error, retryable),
+        };
+        let branch = (job.mode() != JobMode::Plan)
+            .then_some(job.branch_name.as_str())
+            .filter(|b| !b.is_empty());
+        let prepared = self
+            .workspaces
+            .prepare(&reporter.task_id, &repo.owner, &repo.name, &remote.clone_url, &remote.default_branch, branch)
+            .await;
+        let workspace = match prepared {
+            Ok(workspace) => workspace,
+            Err(err) => {
+                let permanent = err.is_permanent();
+                return failed(job, format!("preparing the workspace failed: {err}"), !permanent);
+            }
+        };
+        let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
+        let outcome = self.run_the_agent(reporter, job, &workspace, &lines, cancel).await;
+        let result = match outcome {
+            AgentOutcome::Done { summary, session_id } => {
+                self.deliver(job, &repo, &workspace, branch, summary, session_id, &lines).await
+            }
+            other => self.report(job, other),
+        };
+        drop(lines);
+        let _ = publisher.await;
+        result
+    }
+
+    /// The clone URL and default branch, from the github-watcher (GitHub's own answer).
+    async fn remote(&self, reporter: &Reporter, repo: &RepoRef) -> Result<Remote, (String, bool)> {
+        let query = json!({"user_id": reporter.user_id, "owner": repo.owner, "name": repo.name});
+        let answer: Result<Value, _> =
+            request::send_json(&self.bus, "query.github.repo", &query, Duration::from_secs(30)).await;
+        match answer {
+            Ok(info) => Ok(Remote {
+                clone_url: info["clone_url"].as_str().unwrap_or_default().to_string(),
+                default_branch: info["default_branch"].as_str().unwrap_or("main").to_string(),
+            }),
+            Err(RequestError::Rejected { code: ErrorCode::NotFound | ErrorCode::Invalid, message }) => {
+                Err((format!("cannot use {}/{}: {message}", repo.owner, repo.name), false))
+            }
+            Err(err) => Err((format!("cannot look up {}/{}: {err}", repo.owner, repo.name), true)),
+        }
+    }
+
+    async fn run_the_agent(
+        &self,
+        reporter: &Reporter,
+        job: &JobRequested,
+        workspace: &Workspace,
+        lines: &Lines,
+        cancel: &CancellationToken,
+    ) -> AgentOutcome {
+        let resume = self.sessions.get(&reporter.task_id).await;
+        let mode_name = format!("{:?}", job.mode()).to_lowercase();
+        let _ = lines.send((
+            LogSource::System,
+            format!(
+                "{mode_name} job {} attempt {} in {}{}",
+                job.job_id,
+                job.attempt,
+                workspace.dir.display(),
+                resume.as_ref().map(|s| format!(", resuming agent session {s}")).unwrap_or_default()
+            ),
+        ));
+        let prompt = if job.context.is_empty() {
+            job.prompt.clone()
+        } else {
+            format!("{}\n\n{}", job.prompt, job.context)
+        };
+        let run = AgentRun {
+            mode: job.mode(),
+            prompt,
+            cwd: workspace.dir.clone(),
+            home: workspace.home.clone(),
+            resume,
+            run_id: format!("{}:{}", job.job_id, job.attempt),
+        };
+        let agent = AgentConfig {
+            model: if job.model.is_empty() { self.agent.model.clone() } else { job.model.clone() },
+            ..self.agent.clone()
+        };
+        let log_lines = lines.clone();
+        let outcome = run_agent(&agent, &run, cancel, move |source, line| {
+            let _ = log_lines.send((source, line));
+        })
+        .await;
+        if let AgentOutcome::Plan { session_id, .. } | AgentOutcome::Done { session_id, .. } = &outcome {
+            self.sessions.set(&reporter.task_id, session_id).await;
+        }
+        outcome
+    }
+
+    /// A code job's work reaches the repository: leftovers committed, the branch pushed.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        job: &JobRequested,
+        repo: &RepoRef,
+        workspace: &Workspace,
+        branch: Option<&str>,
+        summary: String,
+        session_id: String,
+        lines: &Lines,
+    ) -> Payload {
+        match self.workspaces.commit_leftovers(workspace, &summary).await {
+            Ok(0) => {}
+            Ok(files) => {
+                let _ = lines.send((
+                    LogSource::System,
+                    format!("the agent left {files} changed file(s) uncommitted; mainloop committed them"),
+                ));
+            }
+            Err(err) => return failed(job, format!("committing the agent's edits failed: {err}"), true),
+        }
+        let (commits, head) = match self.workspaces.commits_since(workspace).await {
+            Ok(done) => done,
+            Err(err) => return failed(job, format!("reading the job's commits failed: {err}"), true),
+        };
+        if let (Some(branch), true) = (branch, commits > 0)
+            && let Err(err) = self.workspaces.push(workspace, &repo.owner, &repo.name, branch).await
+        {
+            let permanent = err.is_permanent();
+            return failed(job, format!("pushing {branch} failed: {err}"), !permanent);
+        }
+        let _ = lines.send((LogSource::System, format!("{commits} commit(s), head {head}")));
+        Payload::JobSucceeded(JobSucceeded {
+            job_id: job.job_id.clone(),
+            attempt: job.attempt,
+            mode: job.mode,
+            outcome: Some(job_succeeded::Outcome::Code(CodeOutcome {
+                branch_name: branch.unwrap_or_default().to_string(),
+                head_sha: head,
+                commits,
+                summary,
+            })),
+            agent_session_id: session_id,
+        })
+    }
+
+    fn report(&self, job: &JobRequested, outcome: AgentOutcome) -> Payload {
+        match outcome {
+            AgentOutcome::Plan {
+                plan_text,
+                questions,
+                session_id,
+            } => Payload::JobSucceeded(JobSucceeded {
+                job_id: job.job_id.clone(),
+                attempt: job.attempt,
+                mode: job.mode,
+                outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+                    plan_text,
+                    questions,
+                    suggested_options: vec![],
+                })),
+                agent_session_id: session_id,
+            }),
+            AgentOutcome::Failed { error, retryable } => failed(job, error, retryable),
+            AgentOutcome::Cancelled | AgentOutcome::Done { .. } => Payload::JobCancelled(JobCancelled {
+                job_id: job.job_id.clone(),
+                attempt: job.attempt,
+            }),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Reports of a job: its JOBS events, and its log lines on LOGS (secrets redacted), each
+//! published however often it takes, under the same event id.
+
+use mainloop_bus::{Bus, Expect};
+use mainloop_events::v1::{LogSource, WorkerLog};
+use mainloop_events::{Envelope, Payload, subjects};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+#[derive(Clone)]
+pub struct Reporter {
+    pub bus: Bus,
+    pub user_id: String,
+    pub task_id: String,
+    pub causation: String,
+}
+
+impl Reporter {
+    pub fn for_request(bus: &Bus, request: &Envelope) -> Self {
+        Reporter {
+            bus: bus.clone(),
+            user_id: request.user_id.clone(),
+            task_id: request.correlation_id.clone(),
+            causation: request.id.clone(),
+        }
+    }
+
+    /// Publishes once, however often it has to try: a lost report would strand the task (the
+    /// work item was acked when the job was accepted). The event id stays the same across tries.
+    pub async fn publish(&self, subject: Result<String, mainloop_events::EventError>, payload: Payload) -> bool {
+        let event = Envelope::new(&self.user_id, &self.task_id, payload).caused_by(&self.causation);
+        let subject = match subject {
+            Ok(subject) => subject,
+            Err(err) => {
+                tracing::error!(error = %err, "job report has no valid subject");
+                return false;
+            }
+        };
+        let mut delay = std::time::Duration::from_millis(200);
+        for attempt in 1..=50 {
+            match self.bus.publish(&subject, &event, Expect::Any).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::warn!(error = %err, attempt, kind = %event.r#type, "job report not published yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
+        }
+        tracing::error!(kind = %event.r#type, "job report given up after 50 attempts");
+        false
+    }
+
+    pub async fn job(&self, payload: Payload) -> bool {
+        self.publish(subjects::job(&self.user_id, &self.task_id), payload)
+            .await
+    }
+
+    /// A sender for the job's log lines; they are published in order, redacted, until every
+    /// sender is dropped and the returned handle is awaited.
+    pub fn log_lines(
+        &self,
+        job_id: &str,
+        attempt: u32,
+        secrets: Vec<String>,
+    ) -> (mpsc::UnboundedSender<(LogSource, String)>, JoinHandle<()>) {
+        let (lines, mut to_publish) = mpsc::unbounded_channel::<(LogSource, String)>();
+        let (reporter, job_id) = (self.clone(), job_id.to_string());
+        let publisher = tokio::spawn(async move {
+            let mut line_no = 0;
+            while let Some((source, line)) = to_publish.recv().await {
+                line_no += 1;
+                let log = WorkerLog {
+                    job_id: job_id.clone(),
+                    attempt,
+                    source: source as i32,
+                    line: redact(&line, &secrets),
+                    line_no,
+                };
+                reporter
+                    .publish(
+                        subjects::log(&reporter.user_id, &reporter.task_id),
+                        Payload::WorkerLog(log),
+                    )
+                    .await;
+            }
+        });
+        (lines, publisher)
+    }
+}
+
+/// Replaces every secret value in a log line.
+pub fn redact(line: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 6)
+        .fold(line.to_string(), |line, secret| {
+            line.replace(secret.as_str(), "[redacted]")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_never_reach_a_log_line() {
+        let line = "cloning https://x-access-token:ghp_abcdef123@github.com/acme/widgets";
+        assert_eq!(
+            super::redact(line, &["ghp_abcdef123".into(), "".into()]),
+            "cloning https://x-access-token:[redacted]@github.com/acme/widgets"
+        );
+    }
+}
