@@ -36,8 +36,11 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path) -> anyhow::Result<()> {
     args.github.github_token = Some(Secret::new(TOKEN));
     args.agent.git_token = Some(Secret::new(TOKEN));
     args.github.github_poll_interval_ms = 1000;
-    args.llm.chat_api_url = llm_url;
+    args.llm.chat_api_url = llm_url.clone();
     args.llm.chat_api_key = Some(Secret::new(KEY));
+    // The fake CLI, like the real one, needs a key; it calls no API with it.
+    args.agent.anthropic_base_url = Some(llm_url);
+    args.agent.anthropic_api_key = Some(Secret::new(KEY));
     args.agent.agent_program = std::env::current_exe().context("cannot find the mainloop executable")?;
     args.agent.agent_args_prefix = vec!["fake-claude".into()];
     args.agent.agent_model = "sonnet".into();

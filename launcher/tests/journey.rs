@@ -1,5 +1,6 @@
 //! The whole journey through all six services, as `mainloop up` runs them, with the outside
-//! world faked at its real protocols: the fake GitHub (REST + git over file://), the fake Claude
+//! world faked at its real protocols: the fake GitHub (REST + git over authenticated smart HTTP
+//! on a private repository), the fake Claude
 //! Code CLI (`mainloop fake-claude`), the fake Anthropic API. Chat → confirm → spawn → plan → issue → approval in the inbox → implement →
 //! draft PR → red CI → fix → green CI → ready → merge → done, watched over HTTP and SSE.
 
@@ -8,7 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{FULL_HISTORY, Mainloop, status_history, until};
+use common::{ArgvWatch, FULL_HISTORY, Mainloop, status_history, until};
 use futures_util::StreamExt;
 use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
@@ -21,7 +22,9 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     mainloop_runtime::tls::install();
     let dir = tempfile::Builder::new().prefix("mainloop-journey-").tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh-test-token");
+    let token = "ghp_journey_token_0123456789abcdef";
+    let argv = ArgvWatch::start(token);
+    let github = FakeGitHub::new(dir.path().join("github"), token);
     let github_url = github
         .clone()
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
@@ -43,7 +46,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         &dir.path().join(".mainloop"),
         port,
         &github_url,
-        "gh-test-token",
+        token,
         &llm_url,
         "sk-ant-journey",
     )?;
@@ -223,5 +226,44 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .filter(|s| matches!(&s.event.payload, Some(Payload::CiFixStarted(_))))
         .count();
     assert_eq!(fix_jobs, 1, "one fix for one red CI");
+    assert!(
+        state
+            .calls
+            .iter()
+            .any(|c| c.starts_with("GIT POST /acme/widgets.git/git-receive-pack")),
+        "pushed over smart HTTP: {:?}",
+        state.calls
+    );
+
+    // The token went to GitHub and nowhere else: no command line, log line, event or file.
+    let (samples, argv_hits) = argv.finish();
+    assert!(samples > 10, "the command lines were sampled ({samples} times)");
+    assert!(
+        argv_hits.is_empty(),
+        "the token was in a command line: {argv_hits:?}"
+    );
+    let log = std::fs::read_to_string(Mainloop::log_path(&dir.path().join(".mainloop")))?;
+    assert!(log.contains("INFO"), "the log was captured");
+    assert!(!log.contains(token), "the token is in a log line");
+    let tail = std::process::Command::new(env!("CARGO_BIN_EXE_mainloop"))
+        .args(["events", "tail", "--once", "--nats-url", &nats_url])
+        .output()?;
+    let events = String::from_utf8_lossy(&tail.stdout);
+    assert!(events.lines().count() > 20, "the events were read: {events}");
+    assert!(!events.contains(token), "the token is in an event");
+    let work = dir.path().join(".mainloop/work");
+    let mut stack = vec![work.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| b.windows(token.len()).any(|w| w == token.as_bytes()))
+            {
+                anyhow::bail!("the token is in {}", path.display());
+            }
+        }
+    }
     Ok(())
 }

@@ -324,14 +324,21 @@ fn up_runs_from_a_checkout_under_a_private_home() -> anyhow::Result<()> {
     let outside = std::fs::read_link(&pg_data).ok();
     let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)?;
     if root {
-        let outside = outside.ok_or_else(|| anyhow::anyhow!("as root the cluster must be moved out of the 0700 home"))?;
+        let outside = outside
+            .ok_or_else(|| anyhow::anyhow!("as root the cluster must be moved out of the 0700 home"))?;
         assert!(outside.starts_with("/var/lib/mainloop"), "{outside:?}");
-        assert!(outside.join("PG_VERSION").is_file(), "the cluster lives at {outside:?}");
+        assert!(
+            outside.join("PG_VERSION").is_file(),
+            "the cluster lives at {outside:?}"
+        );
     } else {
         assert!(outside.is_none() && pg_data.join("PG_VERSION").is_file());
     }
     up.interrupt_and_wait()?;
-    if let Some(parent) = std::fs::read_link(&pg_data).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(parent) = std::fs::read_link(&pg_data)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         std::fs::remove_dir_all(parent)?;
     }
     Ok(())

@@ -56,7 +56,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
             }
             if path.is_dir() {
                 stack.push(path);
-            } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+            } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            {
                 found.push(path);
             }
         }
@@ -119,6 +120,7 @@ struct Setup {
 
 impl Setup {
     async fn start(api_key: Option<&str>) -> anyhow::Result<Setup> {
+        mainloop_runtime::tls::install();
         let dir = tempfile::tempdir()?;
         let github_root = dir.path().join("github");
         let github = fake_github(&github_root).await?;
@@ -155,7 +157,13 @@ impl Setup {
             }
         }));
         infra.ready(1).await?;
-        Ok(Setup { dir, infra, bus, github_root, shutdown })
+        Ok(Setup {
+            dir,
+            infra,
+            bus,
+            github_root,
+            shutdown,
+        })
     }
 
     fn bare(&self) -> std::path::PathBuf {
@@ -163,7 +171,10 @@ impl Setup {
     }
 
     async fn logs(&self) -> anyhow::Result<Vec<String>> {
-        let logs = self.bus.read_subject(subjects::LOGS, &subjects::log("u1", "t1")?, 0).await?;
+        let logs = self
+            .bus
+            .read_subject(subjects::LOGS, &subjects::log("u1", "t1")?, 0)
+            .await?;
         Ok(logs
             .iter()
             .filter_map(|s| match &s.event.payload {
@@ -181,7 +192,8 @@ impl Drop for Setup {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the test runs git against the fake GitHub, which serves on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> {
     let setup = Setup::start(Some("sk-test-secret-key")).await?;
     let bus = &setup.bus;
@@ -212,7 +224,11 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
     assert_eq!(result.causation_id, plan.id);
     let worktree = setup.dir.path().join("work/tasks/t1/repo");
     assert!(!worktree.join("NOTES.md").exists(), "planning wrote a file");
-    assert_eq!(git(&worktree, &["status", "--porcelain"])?, "", "planning changed the worktree");
+    assert_eq!(
+        git(&worktree, &["status", "--porcelain"])?,
+        "",
+        "planning changed the worktree"
+    );
 
     let implement = request(
         JobMode::Implement,
@@ -236,7 +252,10 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
     let Some(Payload::JobSucceeded(done)) = result.payload else {
         anyhow::bail!("{result:?}")
     };
-    assert_eq!(done.agent_session_id, plan_session, "the implement job continued the plan's session");
+    assert_eq!(
+        done.agent_session_id, plan_session,
+        "the implement job continued the plan's session"
+    );
     let Some(job_succeeded::Outcome::Code(code)) = done.outcome else {
         anyhow::bail!("not code")
     };
@@ -247,19 +266,37 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
     );
     let bare = setup.bare();
     let pushed = git(&bare, &["rev-parse", "refs/heads/docs/add-quick-start"])?;
-    assert_eq!(pushed, code.head_sha, "the branch was pushed over authenticated HTTP");
+    assert_eq!(
+        pushed, code.head_sha,
+        "the branch was pushed over authenticated HTTP"
+    );
     let readme = git(&bare, &["show", "docs/add-quick-start:README.md"])?;
     assert!(readme.contains("## Quick start"), "{readme}");
 
     let lines = setup.logs().await?;
-    assert!(lines.iter().any(|l| l.contains("I'll read the README first.")), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains(&format!("resuming agent session {plan_session}"))),
+        lines.iter().any(|l| l.contains("I'll read the README first.")),
         "{lines:?}"
     );
-    assert!(lines.iter().any(|l| l.contains("Resuming our conversation")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("mainloop committed them")), "{lines:?}");
-    assert!(lines.iter().all(|l| !l.contains("sk-test-secret-key") && !l.contains(TOKEN)));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("resuming agent session {plan_session}"))),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Resuming our conversation")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("mainloop committed them")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("sk-test-secret-key") && !l.contains(TOKEN))
+    );
 
     // The agent's git has no credentials: a push with the agent's environment is refused.
     let home = setup.dir.path().join("work/tasks/t1/home");
@@ -277,7 +314,13 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
         "{}",
         String::from_utf8_lossy(&agent_push.stderr)
     );
-    assert!(git(&bare, &["rev-parse", "--verify", "--quiet", "refs/heads/pushed-by-agent"]).is_err());
+    assert!(
+        git(
+            &bare,
+            &["rev-parse", "--verify", "--quiet", "refs/heads/pushed-by-agent"]
+        )
+        .is_err()
+    );
     let leaked = files_containing(&setup.dir.path().join("work"), TOKEN.as_bytes());
     assert!(leaked.is_empty(), "the token is in {leaked:?}");
 
@@ -297,8 +340,16 @@ async fn plan_and_implement_jobs_run_the_agent_and_push() -> anyhow::Result<()> 
 #[tokio::test]
 async fn no_agent_credentials_is_a_permanent_failure_naming_the_settings() -> anyhow::Result<()> {
     let setup = Setup::start(None).await?;
-    let plan = request(JobMode::Plan, "t1-job-1", "", "The request:\nadd a quick start section");
-    setup.bus.publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any).await?;
+    let plan = request(
+        JobMode::Plan,
+        "t1-job-1",
+        "",
+        "The request:\nadd a quick start section",
+    );
+    setup
+        .bus
+        .publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
+        .await?;
     let (_, result) = job_result(&setup.bus, 0).await?;
     let Some(Payload::JobFailed(failed)) = result.payload else {
         anyhow::bail!("{result:?}")

@@ -46,19 +46,17 @@ impl Mainloop {
                 "--agent-model",
                 "sonnet",
             ])
-            .args([
-                "--github-api-url",
-                github,
-                "--github-token",
-                github_token,
-                "--github-poll-interval-ms",
-                "150",
-            ])
-            .args(["--chat-api-url", llm, "--chat-api-key", llm_key])
+            .args(["--github-api-url", github, "--github-poll-interval-ms", "150"])
+            // Secrets come as the README says, in the environment, never on a command line.
+            .env("GITHUB_TOKEN", github_token)
+            .env("ANTHROPIC_BASE_URL", llm)
+            .env("ANTHROPIC_API_KEY", llm_key)
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
             .env_remove("NATS_URL")
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,async_nats=warn")
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(Self::log_path(data))?)
             .spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut up = Mainloop {
@@ -74,6 +72,11 @@ impl Mainloop {
             }
         }
         anyhow::bail!("mainloop up ended before it was running: {:?}", up.printed)
+    }
+
+    /// Where its log lines (stderr) go: beside the data dir.
+    pub fn log_path(data: &Path) -> std::path::PathBuf {
+        data.with_extension("log")
     }
 
     /// The NATS URL it printed.
@@ -156,3 +159,43 @@ pub const FULL_HISTORY: [&str; 7] = [
     "under_review",
     "completed",
 ];
+
+/// Watches every process's command line while a test runs, and collects any that contains
+/// `needle` (a secret that must never be an argument).
+pub struct ArgvWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl ArgvWatch {
+    pub fn start(needle: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, needle) = (stop.clone(), needle.as_bytes().to_vec());
+        let thread = std::thread::spawn(move || {
+            let (mut samples, mut seen) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                samples += 1;
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                        continue;
+                    };
+                    if cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                        seen.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (samples, seen)
+        });
+        ArgvWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many times every process was looked at, and the command lines that held the needle.
+    pub fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}

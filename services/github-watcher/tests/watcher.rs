@@ -159,7 +159,7 @@ async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<(
     assert!(
         info["clone_url"]
             .as_str()
-            .is_some_and(|u| u.starts_with("file://")),
+            .is_some_and(|u| u.starts_with("http://") && u.ends_with("/acme/widgets.git")),
         "{info}"
     );
     assert_eq!(info["default_branch"], "main");

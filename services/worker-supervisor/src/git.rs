@@ -75,7 +75,10 @@ impl Git {
 
     fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new("git");
-        command.args(args).current_dir(dir).env("GIT_TERMINAL_PROMPT", "0");
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_TERMINAL_PROMPT", "0");
         // Config given this way applies to this process only and leaves no file behind. The
         // empty helper first drops any helper the machine configured (a logged-in `gh`, say).
         let mut config = vec![("credential.helper", ""), ("safe.directory", "*")];

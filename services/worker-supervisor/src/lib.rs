@@ -47,7 +47,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             "mainloop@localhost".to_string(),
         ),
     ];
-    let mut secrets: Vec<String> = settings.git_token.iter().map(|t| t.expose().to_string()).collect();
+    let mut secrets: Vec<String> = settings
+        .git_token
+        .iter()
+        .map(|t| t.expose().to_string())
+        .collect();
     if let Some(url) = &settings.anthropic_base_url {
         env.push(("ANTHROPIC_BASE_URL".into(), url.clone()));
     }
@@ -65,7 +69,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         bus: foundation.bus.clone(),
         db: foundation.db.clone(),
         workspaces: Workspaces::new(work_dir, git::Git::new(settings.git_token.clone())),
-        sessions: sessions::Sessions { db: foundation.db.clone() },
+        sessions: sessions::Sessions {
+            db: foundation.db.clone(),
+        },
         agent: AgentConfig {
             program: settings.agent_program.clone(),
             args_prefix: settings.agent_args_prefix.clone(),

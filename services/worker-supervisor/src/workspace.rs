@@ -67,7 +67,10 @@ impl Workspaces {
                 // Only this task's worktree is thrown away; other tasks' worktrees live in the cache.
                 tracing::warn!(error = %err, task = task_id, "worktree broken; making it again");
                 let _ = tokio::fs::remove_dir_all(self.root.join("tasks").join(task_id).join("repo")).await;
-                let _ = self.git.run(&self.cache(owner, name), &["worktree", "prune"]).await;
+                let _ = self
+                    .git
+                    .run(&self.cache(owner, name), &["worktree", "prune"])
+                    .await;
                 self.try_prepare(task_id, owner, name, clone_url, default_branch, branch)
                     .await
             }
@@ -93,29 +96,31 @@ impl Workspaces {
             let _ = tokio::fs::remove_dir_all(&cache).await;
             let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
             tokio::fs::create_dir_all(&parent).await.map_err(io)?;
-            self.git.run(
-                &parent,
+            self.git
+                .run(
+                    &parent,
+                    &[
+                        "clone",
+                        "--bare",
+                        "--quiet",
+                        clone_url,
+                        &cache.display().to_string(),
+                    ],
+                )
+                .await?;
+        }
+        self.git
+            .run(
+                &cache,
                 &[
-                    "clone",
-                    "--bare",
+                    "fetch",
                     "--quiet",
-                    clone_url,
-                    &cache.display().to_string(),
+                    "--prune",
+                    "origin",
+                    "+refs/heads/*:refs/remotes/origin/*",
                 ],
             )
             .await?;
-        }
-        self.git.run(
-            &cache,
-            &[
-                "fetch",
-                "--quiet",
-                "--prune",
-                "origin",
-                "+refs/heads/*:refs/remotes/origin/*",
-            ],
-        )
-        .await?;
 
         let task_dir = self.root.join("tasks").join(task_id);
         let (dir, home) = (task_dir.join("repo"), task_dir.join("home"));
@@ -123,26 +128,31 @@ impl Workspaces {
         let base = format!("origin/{default_branch}");
         if !dir.join(".git").exists() {
             self.git.run(&cache, &["worktree", "prune"]).await?;
-            self.git.run(
-                &cache,
-                &[
-                    "worktree",
-                    "add",
-                    "--quiet",
-                    "--detach",
-                    &dir.display().to_string(),
-                    &base,
-                ],
-            )
-            .await?;
+            self.git
+                .run(
+                    &cache,
+                    &[
+                        "worktree",
+                        "add",
+                        "--quiet",
+                        "--detach",
+                        &dir.display().to_string(),
+                        &base,
+                    ],
+                )
+                .await?;
         }
         match branch {
             None => {
-                self.git.run(&dir, &["checkout", "--quiet", "--detach", &base]).await?;
+                self.git
+                    .run(&dir, &["checkout", "--quiet", "--detach", &base])
+                    .await?;
             }
             Some(branch) => {
                 let pushed = format!("origin/{branch}");
-                let from = if self.git.run(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
+                let from = if self
+                    .git
+                    .run(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
                     .await
                     .is_ok()
                 {
@@ -150,7 +160,9 @@ impl Workspaces {
                 } else {
                     base
                 };
-                self.git.run(&dir, &["checkout", "--quiet", "-B", branch, &from]).await?;
+                self.git
+                    .run(&dir, &["checkout", "--quiet", "-B", branch, &from])
+                    .await?;
             }
         }
         self.git.run(&dir, &["reset", "--quiet", "--hard"]).await?;
@@ -162,29 +174,42 @@ impl Workspaces {
     /// Commits what the agent changed but did not commit (new files too, but not what
     /// `.gitignore` leaves out); returns how many files that was.
     pub async fn commit_leftovers(&self, workspace: &Workspace, summary: &str) -> Result<usize, GitError> {
-        let status = self.git.run(&workspace.dir, &["status", "--porcelain", "--untracked-files=all"]).await?;
+        let status = self
+            .git
+            .run(
+                &workspace.dir,
+                &["status", "--porcelain", "--untracked-files=all"],
+            )
+            .await?;
         let files = status.lines().filter(|l| !l.trim().is_empty()).count();
         if files == 0 {
             return Ok(0);
         }
-        let title = summary.lines().find(|l| !l.trim().is_empty()).unwrap_or("Work of the agent");
+        let title = summary
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("Work of the agent");
         let title: String = title.chars().take(72).collect();
         let message = format!("{title}\n\nCommitted by mainloop: the agent left these changes uncommitted.");
         self.git.run(&workspace.dir, &["add", "-A"]).await?;
         let identity = ["-c", "user.name=mainloop", "-c", "user.email=mainloop@localhost"];
         let commit = ["commit", "--quiet", "--no-verify", "-m", &message];
-        self.git.run(&workspace.dir, &[&identity[..], &commit[..]].concat()).await?;
+        self.git
+            .run(&workspace.dir, &[&identity[..], &commit[..]].concat())
+            .await?;
         Ok(files)
     }
 
     /// Commits the job made, and the head they lead to.
     pub async fn commits_since(&self, workspace: &Workspace) -> Result<(u32, String), GitError> {
         let head = self.git.run(&workspace.dir, &["rev-parse", "HEAD"]).await?;
-        let count = self.git.run(
-            &workspace.dir,
-            &["rev-list", "--count", &format!("{}..HEAD", workspace.start)],
-        )
-        .await?;
+        let count = self
+            .git
+            .run(
+                &workspace.dir,
+                &["rev-list", "--count", &format!("{}..HEAD", workspace.start)],
+            )
+            .await?;
         Ok((count.parse().unwrap_or(0), head))
     }
 
@@ -203,11 +228,12 @@ impl Workspaces {
             .map(|mut caches| caches.entry(self.cache(owner, name)).or_default().clone())
             .unwrap_or_default();
         let _held = lock.lock().await;
-        self.git.run(
-            &workspace.dir,
-            &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")],
-        )
-        .await
-        .map(drop)
+        self.git
+            .run(
+                &workspace.dir,
+                &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")],
+            )
+            .await
+            .map(drop)
     }
 }

@@ -281,14 +281,25 @@ async fn cancel_stops_what_the_agent_started_in_another_session() -> anyhow::Res
     let replay = Replay::new()?;
     let pid_file = replay.dir.path().join("background.pid");
     let mut config = replay.config("text-simple", 0, Some(60));
-    config.env.push(("REPLAY_BACKGROUND".into(), pid_file.display().to_string()));
+    config
+        .env
+        .push(("REPLAY_BACKGROUND".into(), pid_file.display().to_string()));
     let cancel = CancellationToken::new();
     let (stopper, watched) = (cancel.clone(), pid_file.clone());
     let background = tokio::spawn(async move {
-        while !watched.is_file() || std::fs::read_to_string(&watched).unwrap_or_default().trim().is_empty() {
+        while !watched.is_file()
+            || std::fs::read_to_string(&watched)
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let pid: u32 = std::fs::read_to_string(&watched).unwrap_or_default().trim().parse().unwrap_or(0);
+        let pid: u32 = std::fs::read_to_string(&watched)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0);
         stopper.cancel();
         pid
     });
@@ -298,7 +309,10 @@ async fn cancel_stops_what_the_agent_started_in_another_session() -> anyhow::Res
     assert!(pid > 0, "the background process was started");
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while alive(pid) {
-        assert!(std::time::Instant::now() < deadline, "pid {pid} still alive 2 s after the cancel");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} still alive 2 s after the cancel"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
@@ -307,7 +321,13 @@ async fn cancel_stops_what_the_agent_started_in_another_session() -> anyhow::Res
 #[tokio::test]
 async fn an_api_error_reads_as_the_api_message_not_the_subtype() -> anyhow::Result<()> {
     let replay = Replay::new()?;
-    let outcome = run_agent(&replay.config("error-400", 1, None), &replay.run(JobMode::Implement), &CancellationToken::new(), |_, _| {}).await;
+    let outcome = run_agent(
+        &replay.config("error-400", 1, None),
+        &replay.run(JobMode::Implement),
+        &CancellationToken::new(),
+        |_, _| {},
+    )
+    .await;
     assert_eq!(
         outcome,
         AgentOutcome::Failed {
@@ -331,23 +351,43 @@ async fn a_resume_the_cli_refuses_falls_back_to_a_fresh_session() -> anyhow::Res
     let mut run = replay.run(JobMode::Implement);
     run.resume = Some("11111111-2222-4333-8444-555555555555".into());
     let mut logged = Vec::new();
-    let outcome = run_agent(&config, &run, &CancellationToken::new(), |_, line| logged.push(line)).await;
+    let outcome = run_agent(&config, &run, &CancellationToken::new(), |_, line| {
+        logged.push(line)
+    })
+    .await;
     assert!(matches!(&outcome, AgentOutcome::Done { .. }), "{outcome:?}");
     let args = std::fs::read_to_string(format!("{}.args", replay.received().display()))?;
     let runs: Vec<&str> = args.lines().collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs[0].contains("--resume 11111111-2222-4333-8444-555555555555"));
     assert!(!runs[1].contains("--resume"), "the second run is a fresh session");
-    assert!(logged.iter().any(|l| l.contains("starting a fresh agent session")), "{logged:?}");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("starting a fresh agent session")),
+        "{logged:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn plan_runs_switch_off_the_tools_that_write() -> anyhow::Result<()> {
     let replay = Replay::new()?;
-    run_agent(&replay.config("plan-sdk-deny", 0, None), &replay.run(JobMode::Plan), &CancellationToken::new(), |_, _| {}).await;
+    run_agent(
+        &replay.config("plan-sdk-deny", 0, None),
+        &replay.run(JobMode::Plan),
+        &CancellationToken::new(),
+        |_, _| {},
+    )
+    .await;
     let args = std::fs::read_to_string(format!("{}.args", replay.received().display()))?;
-    assert!(args.contains("--permission-mode plan --disallowedTools Bash Write Edit MultiEdit NotebookEdit"), "{args}");
-    assert!(!args.contains("git commit"), "nothing is pre-allowed while planning: {args}");
+    assert!(
+        args.contains("--permission-mode plan --disallowedTools Bash Write Edit MultiEdit NotebookEdit"),
+        "{args}"
+    );
+    assert!(
+        !args.contains("git commit"),
+        "nothing is pre-allowed while planning: {args}"
+    );
     Ok(())
 }

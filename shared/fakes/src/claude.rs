@@ -115,7 +115,10 @@ fn session_file(cwd: &Path, session: &str) -> std::path::PathBuf {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    config.join("projects").join(slug).join(format!("{session}.jsonl"))
+    config
+        .join("projects")
+        .join(slug)
+        .join(format!("{session}.jsonl"))
 }
 
 fn git(cwd: &Path, args: &[&str]) -> String {
@@ -177,7 +180,9 @@ pub fn main(args: &[String]) -> i32 {
         .or(flag(args, "--session-id"))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
     let transcript = session_file(&cwd, &session);
-    let earlier_turns = std::fs::read_to_string(&transcript).map(|t| t.lines().count()).ok();
+    let earlier_turns = std::fs::read_to_string(&transcript)
+        .map(|t| t.lines().count())
+        .ok();
     if resume.is_some() && earlier_turns.is_none() {
         // As 2.1.197 does: no init line, one error result, the same text on stderr, exit 1.
         let message = format!("No conversation found with session ID: {session}");
@@ -213,9 +218,13 @@ pub fn main(args: &[String]) -> i32 {
         run.text(&format!("Resuming our conversation ({turns} earlier turn(s))."));
     }
 
-    let logged_in = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+    let logged_in = [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
     if !logged_in {
         let text = "Not logged in · Please run /login";
         run.text(text);
@@ -248,11 +257,17 @@ pub fn main(args: &[String]) -> i32 {
             // A model that tries to change things while planning; the real CLI asks first.
             let notes = cwd.join("NOTES.md");
             let input = json!({"file_path": notes.display().to_string(), "content": "planning notes\n"});
-            if run.ask_permission("Write", input).is_some_and(|r| r["behavior"] == "allow") {
+            if run
+                .ask_permission("Write", input)
+                .is_some_and(|r| r["behavior"] == "allow")
+            {
                 let _ = std::fs::write(&notes, "planning notes\n");
             }
             let commit = json!({"command": "git add -A && git commit -m notes"});
-            if run.ask_permission("Bash", commit).is_some_and(|r| r["behavior"] == "allow") {
+            if run
+                .ask_permission("Bash", commit)
+                .is_some_and(|r| r["behavior"] == "allow")
+            {
                 git(&cwd, &["add", "-A"]);
                 git(&cwd, &["commit", "-qm", "notes"]);
             }

@@ -83,9 +83,11 @@ mod tests {
         let wanted = home.join("project/.mainloop/postgres");
         let other = RunAs { uid: 4242, gid: 4242 };
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(!can_reach(&wanted, other), "0700 stops others");
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o711)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o711))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(can_reach(&wanted, other), "o+x lets others through");
     }
 

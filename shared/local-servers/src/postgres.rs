@@ -157,8 +157,8 @@ impl Postgres {
         if String::from_utf8_lossy(&exists.stdout).trim() == "1" {
             return Ok(());
         }
-        let cwd = log.parent().unwrap_or(Path::new("/"));
-        let mut cmd = command(&bin.join("createdb"), run_as, cwd);
+        // Run as `postgres`, which may not be allowed into the directory of our log.
+        let mut cmd = command(&bin.join("createdb"), run_as, Path::new("/"));
         cmd.args([
             "-h",
             "127.0.0.1",

@@ -57,7 +57,9 @@ pub fn answer(mode: JobMode, request_id: &str, tool: &str, input: &Value, captur
             protocol::deny(request_id, QUESTIONS_SENT)
         }
         "AskUserQuestion" => protocol::deny(request_id, DECIDE_YOURSELF),
-        _ if mode == JobMode::Plan && !READ_ONLY_TOOLS.contains(&tool) => protocol::deny(request_id, READ_ONLY),
+        _ if mode == JobMode::Plan && !READ_ONLY_TOOLS.contains(&tool) => {
+            protocol::deny(request_id, READ_ONLY)
+        }
         "Bash" if input["command"].as_str().is_some_and(|c| c.contains("git push")) => {
             protocol::deny(request_id, NO_PUSH)
         }
@@ -74,13 +76,29 @@ mod tests {
     fn behavior(mode: JobMode, tool: &str, input: Value) -> String {
         let line: Value = serde_json::from_str(&answer(mode, "r1", tool, &input, &mut Captured::default()))
             .unwrap_or_default();
-        line["response"]["response"]["behavior"].as_str().unwrap_or_default().to_string()
+        line["response"]["response"]["behavior"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     #[test]
     fn planning_denies_every_tool_that_writes_or_runs_commands() {
-        for tool in ["Write", "Edit", "MultiEdit", "NotebookEdit", "Bash", "CronCreate", "EnterWorktree", "SomeNewTool"] {
-            assert_eq!(behavior(JobMode::Plan, tool, json!({"command": "ls"})), "deny", "{tool}");
+        for tool in [
+            "Write",
+            "Edit",
+            "MultiEdit",
+            "NotebookEdit",
+            "Bash",
+            "CronCreate",
+            "EnterWorktree",
+            "SomeNewTool",
+        ] {
+            assert_eq!(
+                behavior(JobMode::Plan, tool, json!({"command": "ls"})),
+                "deny",
+                "{tool}"
+            );
         }
         for tool in ["Read", "Grep", "Glob", "WebFetch"] {
             assert_eq!(behavior(JobMode::Plan, tool, json!({})), "allow", "{tool}");
@@ -89,10 +107,20 @@ mod tests {
 
     #[test]
     fn coding_may_edit_and_run_but_never_push() {
-        assert_eq!(behavior(JobMode::Implement, "Write", json!({"file_path": "a"})), "allow");
-        assert_eq!(behavior(JobMode::Fix, "Bash", json!({"command": "cargo test"})), "allow");
         assert_eq!(
-            behavior(JobMode::Implement, "Bash", json!({"command": "git commit -m x && git push origin HEAD"})),
+            behavior(JobMode::Implement, "Write", json!({"file_path": "a"})),
+            "allow"
+        );
+        assert_eq!(
+            behavior(JobMode::Fix, "Bash", json!({"command": "cargo test"})),
+            "allow"
+        );
+        assert_eq!(
+            behavior(
+                JobMode::Implement,
+                "Bash",
+                json!({"command": "git commit -m x && git push origin HEAD"})
+            ),
             "deny"
         );
     }
@@ -100,7 +128,13 @@ mod tests {
     #[test]
     fn the_plan_and_the_questions_are_captured_and_the_run_told_to_stop() {
         let mut captured = Captured::default();
-        let line = answer(JobMode::Plan, "r1", "ExitPlanMode", &json!({"plan": "# Plan"}), &mut captured);
+        let line = answer(
+            JobMode::Plan,
+            "r1",
+            "ExitPlanMode",
+            &json!({"plan": "# Plan"}),
+            &mut captured,
+        );
         assert!(line.contains("deny") && captured.plan == "# Plan");
         let questions = json!({"questions": [{"question": "Where?", "header": "Place", "options": [{"label": "Top", "description": ""}], "multiSelect": false}]});
         answer(JobMode::Plan, "r2", "AskUserQuestion", &questions, &mut captured);

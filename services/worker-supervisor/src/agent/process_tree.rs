@@ -82,7 +82,11 @@ mod tests {
     #[test]
     fn no_marker_and_no_root_finds_nothing() {
         assert_eq!(super::find("no-such-run", 0), Vec::<u32>::new());
-        assert_eq!(super::find("no-such-run", 1), Vec::<u32>::new(), "init's children are not ours");
+        assert_eq!(
+            super::find("no-such-run", 1),
+            Vec::<u32>::new(),
+            "init's children are not ours"
+        );
     }
 
     #[test]

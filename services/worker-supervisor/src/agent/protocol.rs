@@ -83,7 +83,11 @@ impl AgentResult {
     /// must be non-empty" — never the `subtype`, which reads "success" even on API errors.
     pub fn describe(&self) -> String {
         if self.is_login_error() {
-            let said = if self.text.is_empty() { self.errors.join("; ") } else { self.text.clone() };
+            let said = if self.text.is_empty() {
+                self.errors.join("; ")
+            } else {
+                self.text.clone()
+            };
             return format!("{LOGIN_FIX} (Claude Code said: {said})");
         }
         let mut said: Vec<String> = Vec::new();

@@ -76,14 +76,20 @@ pub async fn run_agent(
 ) -> AgentOutcome {
     match run_once(config, run, cancel, &mut log).await {
         Ended::ResumeFailed(error) => {
-            log(LogSource::System, format!("{error}; starting a fresh agent session"));
+            log(
+                LogSource::System,
+                format!("{error}; starting a fresh agent session"),
+            );
             let fresh = AgentRun {
                 resume: None,
                 ..run.clone()
             };
             match run_once(config, &fresh, cancel, &mut log).await {
                 Ended::Outcome(outcome) => outcome,
-                Ended::ResumeFailed(error) => AgentOutcome::Failed { error, retryable: true },
+                Ended::ResumeFailed(error) => AgentOutcome::Failed {
+                    error,
+                    retryable: true,
+                },
             }
         }
         Ended::Outcome(outcome) => outcome,
@@ -99,18 +105,34 @@ fn command(config: &AgentConfig, run: &AgentRun) -> Command {
     let mut command = Command::new(&config.program);
     command
         .args(&config.args_prefix)
-        .args(["-p", "--input-format", "stream-json", "--permission-prompt-tool", "stdio"])
-        .args(["--output-format", "stream-json", "--verbose", "--model", &config.model]);
+        .args([
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--permission-prompt-tool",
+            "stdio",
+        ])
+        .args([
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--model",
+            &config.model,
+        ]);
     if run.mode == JobMode::Plan {
         // The policy denies these too; switching them off spares the model the attempt.
-        command.args(["--permission-mode", "plan", "--disallowedTools"]).args(WRITING_TOOLS);
+        command
+            .args(["--permission-mode", "plan", "--disallowedTools"])
+            .args(WRITING_TOOLS);
     } else {
-        command.args(["--permission-mode", "acceptEdits", "--allowedTools"]).args([
-            "Bash(git add:*)",
-            "Bash(git commit:*)",
-            "Bash(git status:*)",
-            "Bash(git diff:*)",
-        ]);
+        command
+            .args(["--permission-mode", "acceptEdits", "--allowedTools"])
+            .args([
+                "Bash(git add:*)",
+                "Bash(git commit:*)",
+                "Bash(git status:*)",
+                "Bash(git diff:*)",
+            ]);
     }
     if let Some(session) = &run.resume {
         command.args(["--resume", session]);
@@ -229,9 +251,15 @@ async fn run_once(
     // What the run left running (a dev server started with `&`) ends with it.
     stop(pid, &run.run_id, &mut child).await;
     if !stdin_open {
-        log(LogSource::System, "the agent stopped reading its input early".into());
+        log(
+            LogSource::System,
+            "the agent stopped reading its input early".into(),
+        );
     }
-    if let Some(result) = result.as_ref().filter(|r| run.resume.is_some() && r.resume_failed()) {
+    if let Some(result) = result
+        .as_ref()
+        .filter(|r| run.resume.is_some() && r.resume_failed())
+    {
         return Ended::ResumeFailed(result.errors.join("; "));
     }
     Ended::Outcome(outcome(run.mode, result, captured, session, &status))
@@ -242,7 +270,10 @@ fn log_line(line: AgentLine, log: &mut impl FnMut(LogSource, String)) {
         AgentLine::Text(text) => log(LogSource::Agent, text),
         AgentLine::ToolUse { name, summary } => log(LogSource::Agent, format!("→ {name} {summary}")),
         AgentLine::ToolResult { is_error, summary } => {
-            log(LogSource::Agent, format!("{} {summary}", if is_error { "✗" } else { "←" }));
+            log(
+                LogSource::Agent,
+                format!("{} {summary}", if is_error { "✗" } else { "←" }),
+            );
         }
         AgentLine::ApiRetry(detail) => log(LogSource::System, format!("API retry: {detail}")),
         _ => {}
@@ -268,7 +299,11 @@ fn outcome(
             retryable: result.retryable(),
         };
     }
-    let session_id = if session_id.is_empty() { result.session_id } else { session_id };
+    let session_id = if session_id.is_empty() {
+        result.session_id
+    } else {
+        session_id
+    };
     match mode {
         JobMode::Plan => {
             let plan_text = if captured.plan.is_empty() && captured.questions.is_empty() {

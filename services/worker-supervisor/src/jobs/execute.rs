@@ -9,8 +9,8 @@ use std::time::Duration;
 use mainloop_bus::request::{self, RequestError};
 use mainloop_events::Payload;
 use mainloop_events::v1::{
-    CodeOutcome, ErrorCode, JobCancelled, JobFailed, JobMode, JobRequested, JobSucceeded, LogSource, PlanOutcome,
-    RepoRef, job_succeeded,
+    CodeOutcome, ErrorCode, JobCancelled, JobFailed, JobMode, JobRequested, JobSucceeded, LogSource,
+    PlanOutcome, RepoRef, job_succeeded,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
@@ -40,7 +40,12 @@ fn failed(job: &JobRequested, error: String, retryable: bool) -> Payload {
 }
 
 impl Jobs {
-    pub(super) async fn execute(&self, reporter: &Reporter, job: &JobRequested, cancel: &CancellationToken) -> Payload {
+    pub(super) async fn execute(
+        &self,
+        reporter: &Reporter,
+        job: &JobRequested,
+        cancel: &CancellationToken,
+    ) -> Payload {
         let repo = job.repo.clone().unwrap_or_default();
         let remote = match self.remote(reporter, &repo).await {
             Ok(remote) => remote,
@@ -51,7 +56,14 @@ impl Jobs {
             .filter(|b| !b.is_empty());
         let prepared = self
             .workspaces
-            .prepare(&reporter.task_id, &repo.owner, &repo.name, &remote.clone_url, &remote.default_branch, branch)
+            .prepare(
+                &reporter.task_id,
+                &repo.owner,
+                &repo.name,
+                &remote.clone_url,
+                &remote.default_branch,
+                branch,
+            )
             .await;
         let workspace = match prepared {
             Ok(workspace) => workspace,
@@ -61,10 +73,13 @@ impl Jobs {
             }
         };
         let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
-        let outcome = self.run_the_agent(reporter, job, &workspace, &lines, cancel).await;
+        let outcome = self
+            .run_the_agent(reporter, job, &workspace, &lines, cancel)
+            .await;
         let result = match outcome {
             AgentOutcome::Done { summary, session_id } => {
-                self.deliver(job, &repo, &workspace, branch, summary, session_id, &lines).await
+                self.deliver(job, &repo, &workspace, branch, summary, session_id, &lines)
+                    .await
             }
             other => self.report(job, other),
         };
@@ -83,10 +98,17 @@ impl Jobs {
                 clone_url: info["clone_url"].as_str().unwrap_or_default().to_string(),
                 default_branch: info["default_branch"].as_str().unwrap_or("main").to_string(),
             }),
-            Err(RequestError::Rejected { code: ErrorCode::NotFound | ErrorCode::Invalid, message }) => {
-                Err((format!("cannot use {}/{}: {message}", repo.owner, repo.name), false))
-            }
-            Err(err) => Err((format!("cannot look up {}/{}: {err}", repo.owner, repo.name), true)),
+            Err(RequestError::Rejected {
+                code: ErrorCode::NotFound | ErrorCode::Invalid,
+                message,
+            }) => Err((
+                format!("cannot use {}/{}: {message}", repo.owner, repo.name),
+                false,
+            )),
+            Err(err) => Err((
+                format!("cannot look up {}/{}: {err}", repo.owner, repo.name),
+                true,
+            )),
         }
     }
 
@@ -107,7 +129,10 @@ impl Jobs {
                 job.job_id,
                 job.attempt,
                 workspace.dir.display(),
-                resume.as_ref().map(|s| format!(", resuming agent session {s}")).unwrap_or_default()
+                resume
+                    .as_ref()
+                    .map(|s| format!(", resuming agent session {s}"))
+                    .unwrap_or_default()
             ),
         ));
         let prompt = if job.context.is_empty() {
@@ -124,7 +149,11 @@ impl Jobs {
             run_id: format!("{}:{}", job.job_id, job.attempt),
         };
         let agent = AgentConfig {
-            model: if job.model.is_empty() { self.agent.model.clone() } else { job.model.clone() },
+            model: if job.model.is_empty() {
+                self.agent.model.clone()
+            } else {
+                job.model.clone()
+            },
             ..self.agent.clone()
         };
         let log_lines = lines.clone();
@@ -165,7 +194,10 @@ impl Jobs {
             Err(err) => return failed(job, format!("reading the job's commits failed: {err}"), true),
         };
         if let (Some(branch), true) = (branch, commits > 0)
-            && let Err(err) = self.workspaces.push(workspace, &repo.owner, &repo.name, branch).await
+            && let Err(err) = self
+                .workspaces
+                .push(workspace, &repo.owner, &repo.name, branch)
+                .await
         {
             let permanent = err.is_permanent();
             return failed(job, format!("pushing {branch} failed: {err}"), !permanent);

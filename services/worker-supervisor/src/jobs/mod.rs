@@ -5,7 +5,6 @@
 mod execute;
 mod report;
 
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -190,4 +189,3 @@ impl Jobs {
         Ok(lost.len())
     }
 }
-

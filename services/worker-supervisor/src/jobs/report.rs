@@ -27,7 +27,11 @@ impl Reporter {
 
     /// Publishes once, however often it has to try: a lost report would strand the task (the
     /// work item was acked when the job was accepted). The event id stays the same across tries.
-    pub async fn publish(&self, subject: Result<String, mainloop_events::EventError>, payload: Payload) -> bool {
+    pub async fn publish(
+        &self,
+        subject: Result<String, mainloop_events::EventError>,
+        payload: Payload,
+    ) -> bool {
         let event = Envelope::new(&self.user_id, &self.task_id, payload).caused_by(&self.causation);
         let subject = match subject {
             Ok(subject) => subject,

@@ -53,7 +53,10 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(spec: FaultSpec) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         Fault {
             left: spec.times.or(if spec.for_ms.is_some() { None } else { Some(1) }),
             until: spec.for_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
@@ -72,7 +75,11 @@ impl Fault {
 
     fn response(&self) -> Response {
         let status = StatusCode::from_u16(self.spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let message = self.spec.message.clone().unwrap_or_else(|| default_message(self).into());
+        let message = self
+            .spec
+            .message
+            .clone()
+            .unwrap_or_else(|| default_message(self).into());
         let mut response = error(status, &message);
         let headers = response.headers_mut();
         let mut set = |name: &'static str, value: String| {

@@ -66,7 +66,9 @@ async fn serve(
         return not_found();
     };
     let push = uri.path().ends_with("git-receive-pack")
-        || query.as_deref().is_some_and(|q| q.contains("service=git-receive-pack"));
+        || query
+            .as_deref()
+            .is_some_and(|q| q.contains("service=git-receive-pack"));
     let private = match gh.state.lock() {
         Ok(state) => match state.repos.get(&format!("{owner}/{name}")) {
             Some(repo) => repo.private,
@@ -81,7 +83,17 @@ async fn serve(
     if let Ok(mut state) = gh.state.lock() {
         state.calls.push(format!("GIT {} {}", method, uri.path()));
     }
-    match backend(&gh, &method, uri.path(), query.as_deref(), &headers, body, signed_in).await {
+    match backend(
+        &gh,
+        &method,
+        uri.path(),
+        query.as_deref(),
+        &headers,
+        body,
+        signed_in,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(err) => {
             tracing::warn!(error = %err, "git http-backend failed");
@@ -120,7 +132,10 @@ async fn backend(
         .env("CONTENT_TYPE", header_str(header::CONTENT_TYPE))
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("HTTP_CONTENT_ENCODING", header_str(header::CONTENT_ENCODING))
-        .env("GIT_PROTOCOL", header_str(header::HeaderName::from_static("git-protocol")))
+        .env(
+            "GIT_PROTOCOL",
+            header_str(header::HeaderName::from_static("git-protocol")),
+        )
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
