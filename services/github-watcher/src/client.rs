@@ -1,13 +1,25 @@
 //! GitHub through octocrab, reading answers as JSON (octocrab's typed models reject some of what
-//! GitHub sends, such as `write` permissions). Lists follow every `Link: rel="next"` page.
+//! GitHub sends, such as `write` permissions). Lists follow every `Link: rel="next"` page. Errors
+//! keep what GitHub said and when to come back: rate limits (`retry-after`, `x-ratelimit-reset`)
+//! are told apart from final refusals (bad credentials, no permission, not found).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
     #[error("GitHub answered {status}: {message}")]
     Api { status: u16, message: String },
+    /// A primary or secondary rate limit: come back after `wait`.
+    #[error("GitHub rate limit ({status}): {message}; retrying in {}s", wait.as_secs())]
+    RateLimited {
+        status: u16,
+        message: String,
+        wait: Duration,
+    },
     #[error("GitHub request failed: {0}")]
     Transport(String),
     #[error("GitHub GraphQL: {0}")]
@@ -15,20 +27,32 @@ pub enum GitHubError {
 }
 
 impl GitHubError {
-    /// Worth retrying: rate limits, server errors, the network.
+    /// Worth retrying: rate limits, server errors, the network. Bad credentials, missing
+    /// permission, not found and validation errors are final.
     pub fn retryable(&self) -> bool {
         match self {
-            GitHubError::Api { status: 403, message } => message.to_lowercase().contains("rate limit"),
-            GitHubError::Api { status, .. } => matches!(status, 429 | 500..=599),
-            GitHubError::Transport(_) => true,
+            GitHubError::Api { status, .. } => matches!(status, 408 | 500..=599),
+            GitHubError::RateLimited { .. } | GitHubError::Transport(_) => true,
             GitHubError::Graphql(_) => false,
         }
     }
 
     pub fn status(&self) -> u32 {
         match self {
-            GitHubError::Api { status, .. } => u32::from(*status),
+            GitHubError::Api { status, .. } | GitHubError::RateLimited { status, .. } => u32::from(*status),
             _ => 0,
+        }
+    }
+
+    /// What a person must do about a final error, when we know.
+    pub fn fix(&self) -> Option<&'static str> {
+        match self.status() {
+            401 => Some("GitHub does not accept the token: set a valid GITHUB_TOKEN"),
+            403 => {
+                Some("the token may not do this: it needs write access to contents, issues and pull requests")
+            }
+            404 => Some("the repository does not exist, or the token cannot see it"),
+            _ => None,
         }
     }
 }
@@ -46,6 +70,44 @@ impl From<octocrab::Error> for GitHubError {
     }
 }
 
+/// Reads a non-2xx answer: GitHub's `{"message"}` and, for 403/429, its rate-limit headers
+/// (`retry-after`; `x-ratelimit-remaining: 0` with `x-ratelimit-reset`), as GitHub documents.
+pub fn classify(status: u16, headers: &http::HeaderMap, body: &str) -> GitHubError {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if matches!(status, 403 | 429) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let wait = if let Some(seconds) = header("retry-after") {
+            Some(seconds)
+        } else if header("x-ratelimit-remaining") == Some(0) {
+            Some(header("x-ratelimit-reset").map_or(60, |reset| reset.saturating_sub(now) + 1))
+        } else if message.to_lowercase().contains("rate limit") || status == 429 {
+            Some(60)
+        } else {
+            None
+        };
+        if let Some(seconds) = wait {
+            return GitHubError::RateLimited {
+                status,
+                message,
+                wait: Duration::from_secs(seconds.max(1)),
+            };
+        }
+    }
+    GitHubError::Api { status, message }
+}
+
 pub type Result<T, E = GitHubError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
@@ -54,14 +116,71 @@ pub struct GitHub {
 }
 
 impl GitHub {
+    /// No retries inside the client: a POST that GitHub applied before its answer was lost must
+    /// not be sent again blindly. Effects retry themselves, after looking for what they made.
     pub fn new(api_url: &str, token: &str) -> Result<Self, String> {
         let client = Octocrab::builder()
             .personal_token(token.to_string())
             .base_uri(api_url)
             .map_err(|e| e.to_string())?
+            .add_retry_config(RetryConfig::None)
             .build()
             .map_err(|e| e.to_string())?;
         Ok(GitHub { client })
+    }
+
+    /// Sends one request and reads the JSON answer, or the error GitHub gave.
+    async fn send(
+        &self,
+        method: http::Method,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, http::HeaderMap)> {
+        let response = match method {
+            http::Method::POST => self.client._post(route, body).await,
+            http::Method::PATCH => self.client._patch(route, body).await,
+            _ => self.client._get(route).await,
+        }
+        .map_err(GitHubError::from)?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let text = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(GitHubError::from)?;
+        if !status.is_success() {
+            return Err(classify(status.as_u16(), &headers, &text));
+        }
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| GitHubError::Transport(format!("{route}: {e}")))?
+        };
+        Ok((value, headers))
+    }
+
+    async fn get(&self, route: &str) -> Result<Value> {
+        Ok(self.send(http::Method::GET, route, None).await?.0)
+    }
+
+    async fn post(&self, route: &str, body: &Value) -> Result<Value> {
+        Ok(self.send(http::Method::POST, route, Some(body)).await?.0)
+    }
+
+    async fn patch(&self, route: &str, body: &Value) -> Result<Value> {
+        Ok(self.send(http::Method::PATCH, route, Some(body)).await?.0)
+    }
+
+    /// The signed-in user and the token's classic scopes (`x-oauth-scopes`; empty for
+    /// fine-grained tokens), for checking the token at start.
+    pub async fn user(&self) -> Result<(Value, String)> {
+        let (user, headers) = self.send(http::Method::GET, "/user", None).await?;
+        let scopes = headers
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((user, scopes))
     }
 
     fn repo_path(owner: &str, name: &str) -> String {
@@ -69,7 +188,7 @@ impl GitHub {
     }
 
     pub async fn repo(&self, owner: &str, name: &str) -> Result<Value> {
-        Ok(self.client.get(Self::repo_path(owner, name), None::<&()>).await?)
+        self.get(&Self::repo_path(owner, name)).await
     }
 
     pub async fn create_issue(
@@ -81,23 +200,18 @@ impl GitHub {
         labels: &[String],
     ) -> Result<Value> {
         let route = format!("{}/issues", Self::repo_path(owner, name));
-        Ok(self
-            .client
-            .post(
-                route,
-                Some(&json!({"title": title, "body": body, "labels": labels})),
-            )
-            .await?)
+        self.post(&route, &json!({"title": title, "body": body, "labels": labels}))
+            .await
     }
 
     pub async fn update_issue(&self, owner: &str, name: &str, number: u64, changes: &Value) -> Result<Value> {
         let route = format!("{}/issues/{number}", Self::repo_path(owner, name));
-        Ok(self.client.patch(route, Some(changes)).await?)
+        self.patch(&route, changes).await
     }
 
     pub async fn comment(&self, owner: &str, name: &str, number: u64, body: &str) -> Result<Value> {
         let route = format!("{}/issues/{number}/comments", Self::repo_path(owner, name));
-        Ok(self.client.post(route, Some(&json!({"body": body}))).await?)
+        self.post(&route, &json!({"body": body})).await
     }
 
     pub async fn react(&self, owner: &str, name: &str, comment_id: u64, content: &str) -> Result<Value> {
@@ -105,45 +219,33 @@ impl GitHub {
             "{}/issues/comments/{comment_id}/reactions",
             Self::repo_path(owner, name)
         );
-        Ok(self
-            .client
-            .post(route, Some(&json!({"content": content})))
-            .await?)
+        self.post(&route, &json!({"content": content})).await
     }
 
     pub async fn open_pull(&self, owner: &str, name: &str, pull: &Value) -> Result<Value> {
-        Ok(self
-            .client
-            .post(format!("{}/pulls", Self::repo_path(owner, name)), Some(pull))
-            .await?)
+        self.post(&format!("{}/pulls", Self::repo_path(owner, name)), pull)
+            .await
     }
 
     pub async fn pull(&self, owner: &str, name: &str, number: u64) -> Result<Value> {
-        Ok(self
-            .client
-            .get(
-                format!("{}/pulls/{number}", Self::repo_path(owner, name)),
-                None::<&()>,
-            )
-            .await?)
+        self.get(&format!("{}/pulls/{number}", Self::repo_path(owner, name)))
+            .await
     }
 
     pub async fn update_pull(&self, owner: &str, name: &str, number: u64, changes: &Value) -> Result<Value> {
-        Ok(self
-            .client
-            .patch(
-                format!("{}/pulls/{number}", Self::repo_path(owner, name)),
-                Some(changes),
-            )
-            .await?)
+        self.patch(
+            &format!("{}/pulls/{number}", Self::repo_path(owner, name)),
+            changes,
+        )
+        .await
     }
 
     pub async fn check_runs(&self, owner: &str, name: &str, sha: &str) -> Result<Value> {
-        let route = format!("{}/commits/{sha}/check-runs", Self::repo_path(owner, name));
-        Ok(self
-            .client
-            .get(route, Some(&json!({"per_page": 100, "filter": "latest"})))
-            .await?)
+        let route = format!(
+            "{}/commits/{sha}/check-runs?per_page=100&filter=latest",
+            Self::repo_path(owner, name)
+        );
+        self.get(&route).await
     }
 
     /// GitHub marks a draft ready only through GraphQL.
@@ -161,22 +263,14 @@ impl GitHub {
         let mut next = Some(format!("{route}?per_page=100{query}"));
         let mut items = Vec::new();
         while let Some(uri) = next.take() {
-            let response = self.client._get(uri.as_str()).await.map_err(GitHubError::from)?;
-            let response = octocrab::map_github_error(response)
-                .await
-                .map_err(GitHubError::from)?;
-            next = response
-                .headers()
+            let (page, headers) = self.send(http::Method::GET, &uri, None).await?;
+            next = headers
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = self
-                .client
-                .body_to_string(response)
-                .await
-                .map_err(GitHubError::from)?;
-            let page: Vec<Value> =
-                serde_json::from_str(&body).map_err(|e| GitHubError::Transport(e.to_string()))?;
+            let Value::Array(page) = page else {
+                return Err(GitHubError::Transport(format!("{uri}: not a list")));
+            };
             items.extend(page);
         }
         Ok(items)
@@ -219,6 +313,50 @@ fn next_link(header: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::{GitHubError, classify};
+
+    fn headers(pairs: &[(&'static str, String)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .filter_map(|(k, v)| Some((http::HeaderName::from_static(k), v.parse().ok()?)))
+            .collect()
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_come_back_and_refusals_are_final() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let primary = headers(&[
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", (now + 60).to_string()),
+        ]);
+        let err = classify(
+            403,
+            &primary,
+            r#"{"message":"API rate limit exceeded for user ID 1."}"#,
+        );
+        assert!(
+            matches!(err, GitHubError::RateLimited { wait, .. } if (59..=62).contains(&wait.as_secs())),
+            "{err:?}"
+        );
+        let secondary = headers(&[("retry-after", "30".into())]);
+        let err = classify(
+            429,
+            &secondary,
+            r#"{"message":"You have exceeded a secondary rate limit."}"#,
+        );
+        assert!(matches!(err, GitHubError::RateLimited { wait, .. } if wait == Duration::from_secs(30)));
+        for status in [401, 403, 404, 422] {
+            let err = classify(status, &headers(&[]), r#"{"message":"no"}"#);
+            assert!(!err.retryable(), "{status} is final: {err:?}");
+        }
+        assert!(classify(502, &headers(&[]), "<html>").retryable());
+    }
+
     #[test]
     fn the_next_page_is_read_from_the_link_header() {
         let header = "<https://api.github.com/repos/a/b/issues?page=2>; rel=\"next\", <https://api.github.com/repos/a/b/issues?page=5>; rel=\"last\"";

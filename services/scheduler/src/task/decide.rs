@@ -9,7 +9,7 @@ use mainloop_events::v1::{
 use super::state::status_name;
 use super::text::branch_name;
 use super::{Command, PlanAction, Rejection, Task};
-use crate::task::follow_ups::{CREATE_ISSUE, OPEN_PULL_REQUEST, effect_id};
+use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, effect_id};
 
 /// Attempts of one job before the task fails.
 pub const MAX_JOB_ATTEMPTS: u32 = 5;
@@ -361,6 +361,13 @@ fn effect_failed(task: &Task, effect: &str, error: &str) -> Vec<Payload> {
             task,
             FailureReason::GithubError,
             format!("could not open the pull request: {error}"),
+        )]
+    } else if effect == effect_id(task, MARK_READY) {
+        // Never "ready for your review" on a PR that is still a draft.
+        vec![failed(
+            task,
+            FailureReason::GithubError,
+            format!("could not mark the pull request ready for review: {error}"),
         )]
     } else {
         vec![]

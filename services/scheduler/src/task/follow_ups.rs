@@ -13,7 +13,7 @@ use super::text::{
 
 pub const CREATE_ISSUE: &str = "create-issue";
 pub const OPEN_PULL_REQUEST: &str = "open-pull-request";
-const MARK_READY: &str = "mark-ready";
+pub const MARK_READY: &str = "mark-ready";
 const CLOSE_ISSUE: &str = "close-issue";
 const CLOSE_PULL_REQUEST: &str = "close-pull-request";
 

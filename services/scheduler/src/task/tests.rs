@@ -533,3 +533,36 @@ fn a_task_that_ends_while_a_job_runs_cancels_the_job() {
     assert!(task.job.is_none());
     assert_eq!(follow_ups(&task), vec![]);
 }
+
+#[test]
+fn a_pull_request_github_will_not_mark_ready_fails_the_task_with_the_reason() {
+    let mut task = with_open_pr();
+    let head = task.head_sha.clone();
+    when(
+        &mut task,
+        Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: head,
+        }),
+    )
+    .ok();
+    assert_eq!(task.status, TaskStatus::UnderReview);
+    let refused = mainloop_events::v1::GitHubEffectFailed {
+        effect_id: "t1:mark-ready".into(),
+        error: "GitHub answered 403: Resource not accessible by personal access token".into(),
+        http_status: 403,
+        retryable: false,
+    };
+    assert_eq!(
+        when(&mut task, Command::GitHubEffectFailed(refused)).map(|e| types(&e)),
+        Ok(vec!["TaskFailed"])
+    );
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(
+        task.error
+            .contains("could not mark the pull request ready for review"),
+        "{}",
+        task.error
+    );
+    assert!(task.error.contains("403"));
+}
