@@ -263,3 +263,48 @@ async fn the_inbox_follows_a_task_from_spawn_to_plan_approval() -> anyhow::Resul
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A task that fails while its plan waits for review leaves no "Review plan" with Approve
+/// behind: only the failure, with retry.
+#[tokio::test]
+async fn a_failed_task_resolves_what_it_asked_before() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    report_plan(bus, "# Plan\nAdd it.").await?;
+    until(bus, "list-queue", json!({"user_id": "u1"}), |q| {
+        q.as_array()
+            .is_some_and(|a| a.iter().any(|i| i["item_type"] == "plan_review"))
+    })
+    .await?;
+    let refused = Envelope::new(
+        "u1",
+        "t1",
+        Payload::GithubEffectFailed(mainloop_events::v1::GitHubEffectFailed {
+            effect_id: "t1:create-issue".into(),
+            error: "GitHub answered 404: Not Found".into(),
+            http_status: 404,
+            retryable: false,
+        }),
+    );
+    bus.publish(&subjects::github("u1", "t1")?, &refused, Expect::Any)
+        .await?;
+    let queue = until(bus, "list-queue", json!({"user_id": "u1"}), |q| {
+        q.as_array()
+            .is_some_and(|a| a.iter().any(|i| i["item_type"] == "error"))
+    })
+    .await?;
+    let types: Vec<&str> = queue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["item_type"].as_str())
+        .collect();
+    assert_eq!(types, ["error"], "only the failure is left: {queue}");
+    world.shutdown.cancel();
+    Ok(())
+}

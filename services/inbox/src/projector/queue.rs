@@ -35,11 +35,13 @@ pub(super) async fn apply(
         Payload::TaskCompleted(_) | Payload::TaskCancelled(_) => {
             &["plan_review", "question", "code_ready", "error", "approval"]
         }
+        // A failed task asks one thing: retry or not. What it asked before can no longer be done.
+        Payload::TaskFailed(_) => &["plan_review", "question", "code_ready", "approval"],
         _ => &[],
     };
     if !moot.is_empty() {
         let resolution = match payload {
-            Payload::TaskCancelled(_) => "cancelled",
+            Payload::TaskCancelled(_) | Payload::TaskFailed(_) => "cancelled",
             Payload::NeedsApproval(_) => "superseded",
             _ => "responded",
         };

@@ -2,57 +2,70 @@
 //! runs commands in sessions of their own, so killing the CLI's process group leaves a test
 //! suite or dev server running in the worktree. Each agent run is started with a marker in its
 //! environment, which every process it starts inherits (a `setsid`, `nohup` or double fork does
-//! not drop it); the stop sweeps `/proc` for the marker, and for descendants by parent pid as a
-//! second net, and kills what it finds.
+//! not drop it); the stop sweeps `/proc` for the marker, and for descendants of the agent while
+//! it is still our unreaped child, and kills what it finds. A pid is only signalled if it still
+//! names the process that was found (same start time), so a recycled pid is never hit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use mainloop_local_servers::{SIGKILL, signal_process};
 
 /// The variable that marks an agent run's processes.
 pub const MARKER: &str = "MAINLOOP_AGENT_RUN";
 
-/// Processes carrying `MARKER=<run>` in their environment, or descending from `root` (the
-/// agent's pid; 0 for none). Never this process, never init.
-pub fn find(run: &str, root: u32) -> Vec<u32> {
+/// One process, named by its pid and its start time (pids are recycled; the pair is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Process {
+    pub pid: u32,
+    started: u64,
+}
+
+/// Processes carrying `MARKER=<run>` in their environment, and descendants of `root` (the
+/// agent's pid, only while it is not yet reaped; 0 for none). Never this process, never init.
+pub fn find(run: &str, root: u32) -> Vec<Process> {
     let wanted = format!("{MARKER}={run}");
-    let mut parents: HashMap<u32, u32> = HashMap::new();
-    let mut found: HashSet<u32> = HashSet::new();
     let own = std::process::id();
-    for pid in all_pids() {
-        if pid == own || pid <= 1 {
+    let mut parents: HashMap<u32, u32> = HashMap::new();
+    let mut found: HashMap<u32, u64> = HashMap::new();
+    let mut starts: HashMap<u32, u64> = HashMap::new();
+    for pid in all_pids().into_iter().filter(|pid| *pid > 1 && *pid != own) {
+        let Some((parent, started)) = stat(pid) else {
             continue;
-        }
-        if let Some(parent) = parent_of(pid) {
-            parents.insert(pid, parent);
-        }
+        };
+        parents.insert(pid, parent);
+        starts.insert(pid, started);
         let marked = std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()));
         if marked {
-            found.insert(pid);
+            found.insert(pid, started);
         }
     }
-    // Descendants of the agent by parent pid (a process that cleared its environment). Pid 0
-    // is the kernel's: every process descends from it.
+    // Pid 0 and 1 have every process below them.
     let mut frontier = if root > 1 { vec![root] } else { Vec::new() };
     while let Some(parent) = frontier.pop() {
         for (child, _) in parents.iter().filter(|(_, p)| **p == parent) {
-            if found.insert(*child) {
+            if let Some(started) = starts.get(child)
+                && found.insert(*child, *started).is_none()
+            {
                 frontier.push(*child);
             }
         }
     }
     found.remove(&root);
-    found.remove(&own);
-    let mut pids: Vec<u32> = found.into_iter().collect();
-    pids.sort_unstable();
-    pids
+    let mut processes: Vec<Process> = found
+        .into_iter()
+        .map(|(pid, started)| Process { pid, started })
+        .collect();
+    processes.sort_unstable();
+    processes
 }
 
-/// SIGKILL to each of `pids`.
-pub fn kill(pids: &[u32]) {
-    for pid in pids {
-        signal_process(*pid, SIGKILL);
+/// SIGKILL to each process that is still the one that was found.
+pub fn kill(processes: &[Process]) {
+    for process in processes {
+        if stat(process.pid).is_some_and(|(_, started)| started == process.started) {
+            signal_process(process.pid, SIGKILL);
+        }
     }
 }
 
@@ -67,11 +80,15 @@ fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The parent pid from `/proc/<pid>/stat` (the field after the parenthesised name).
-fn parent_of(pid: u32) -> Option<u32> {
+/// Parent pid and start time (clock ticks since boot) from `/proc/<pid>/stat`; the fields
+/// after the parenthesised name are state, ppid, … with starttime the 20th of them.
+fn stat(pid: u32) -> Option<(u32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -81,10 +98,10 @@ mod tests {
 
     #[test]
     fn no_marker_and_no_root_finds_nothing() {
-        assert_eq!(super::find("no-such-run", 0), Vec::<u32>::new());
+        assert_eq!(super::find("no-such-run", 0), Vec::new());
         assert_eq!(
             super::find("no-such-run", 1),
-            Vec::<u32>::new(),
+            Vec::new(),
             "init's children are not ours"
         );
     }
@@ -99,7 +116,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let pid = child.id();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !super::find(&run, 0).contains(&pid) {
+        while !super::find(&run, 0).iter().any(|p| p.pid == pid) {
             assert!(Instant::now() < deadline, "the marked process was not found");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -107,5 +124,18 @@ mod tests {
         let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
         assert!(!status.success(), "killed, not finished");
         assert!(super::find(&run, 0).is_empty());
+    }
+
+    #[test]
+    fn a_process_that_is_gone_is_not_signalled_again() {
+        let mut child = Command::new("true").spawn().unwrap_or_else(|e| panic!("{e}"));
+        let pid = child.id();
+        let _ = child.wait();
+        // A stale record (another start time) must not hit whatever has the pid now.
+        super::kill(&[super::Process { pid, started: 0 }]);
+        super::kill(&[super::Process {
+            pid: std::process::id(),
+            started: 1,
+        }]);
     }
 }

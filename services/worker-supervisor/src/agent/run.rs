@@ -332,27 +332,30 @@ async fn write_line(stdin: &mut ChildStdin, line: &str) -> bool {
 
 /// SIGINT to the CLI first (it then stops its shells, which SIGTERM to the group does not do),
 /// then SIGKILL to everything the run started: its group, and every process carrying its marker
-/// or descending from it, wherever it went (`setsid`, `nohup`, a double fork).
+/// or descending from it, wherever it went (`setsid`, `nohup`, a double fork). The CLI's pid and
+/// group are only signalled while it is our unreaped child, so a recycled pid is never hit.
 async fn stop(pid: u32, run_id: &str, child: &mut Child) {
-    if pid == 0 {
-        return;
-    }
-    if child.try_wait().ok().flatten().is_none() {
+    let running = pid > 0 && matches!(child.try_wait(), Ok(None));
+    if running {
+        let descendants = process_tree::find(run_id, pid);
         signal_process(pid, SIGINT);
-        let _ = tokio::time::timeout(INTERRUPT_GRACE, child.wait()).await;
+        if tokio::time::timeout(INTERRUPT_GRACE, child.wait()).await.is_err() {
+            // Still unreaped: its pid and group are still its own.
+            signal_group(pid, SIGKILL);
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        process_tree::kill(&descendants);
     }
     // Found again each round: a process may fork while we kill.
     for _ in 0..5 {
-        let left = process_tree::find(run_id, pid);
-        signal_group(pid, SIGKILL);
+        let left = process_tree::find(run_id, 0);
         if left.is_empty() {
             break;
         }
         process_tree::kill(&left);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
 }
 
 /// The agent gets SIGKILL from the kernel if the supervisor dies first (even by SIGKILL), so no
