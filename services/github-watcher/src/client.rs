@@ -248,6 +248,23 @@ impl GitHub {
         self.get(&route).await
     }
 
+    pub async fn check_suites(&self, owner: &str, name: &str, sha: &str) -> Result<Value> {
+        let route = format!(
+            "{}/commits/{sha}/check-suites?per_page=100",
+            Self::repo_path(owner, name)
+        );
+        self.get(&route).await
+    }
+
+    /// The combined commit status (the legacy Status API that some CI systems use).
+    pub async fn combined_status(&self, owner: &str, name: &str, sha: &str) -> Result<Value> {
+        let route = format!(
+            "{}/commits/{sha}/status?per_page=100",
+            Self::repo_path(owner, name)
+        );
+        self.get(&route).await
+    }
+
     /// GitHub marks a draft ready only through GraphQL.
     pub async fn mark_ready(&self, node_id: &str) -> Result<()> {
         let mutation = json!({

@@ -19,6 +19,13 @@ pub struct GitHubSettings {
     /// How often open pull requests are checked for CI results and merges.
     #[arg(long, env = "GITHUB_POLL_INTERVAL_MS", default_value_t = 15_000)]
     pub github_poll_interval_ms: u64,
+    /// A head on which nothing reports CI (no check suite, run or status) for this long goes to
+    /// review as "no CI".
+    #[arg(long, env = "CI_GRACE_SECS", default_value_t = 180)]
+    pub ci_grace_secs: u64,
+    /// CI still pending after this long ends the wait with a CI-timeout item (retry waits again).
+    #[arg(long, env = "CI_TIMEOUT_SECS", default_value_t = 3 * 3600)]
+    pub ci_timeout_secs: u64,
 }
 
 impl Config {

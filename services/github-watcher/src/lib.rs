@@ -3,6 +3,7 @@
 //! CI results and merges, and reports both on GITHUB (`github.<user>.<task>`). It also answers
 //! `query.github.repo` (clone URL and default branch) for the worker-supervisor.
 
+mod ci;
 pub mod client;
 mod config;
 mod effects;
@@ -64,12 +65,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         db: db.clone(),
         github: github.clone(),
     });
-    // A task waits for its effects: an outage or a rate limit is waited out (backoff up to
-    // five minutes, for weeks), never dead-lettered. Final refusals are reported, not retried.
+    // A task waits for its effects: an outage or a rate limit is waited out (backoff up to a
+    // minute, for as long as it takes), never dead-lettered. Final refusals are reported.
     let spec = ConsumerSpec {
         concurrency: 4,
         max_deliver: u32::MAX,
-        max_backoff: Duration::from_secs(300),
         ..ConsumerSpec::new(subjects::WORK, "github-effects", "work.github.>")
     };
     let (effects_bus, effects_shutdown) = (bus.clone(), shutdown.clone());
@@ -94,8 +94,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     if let Some(github) = github {
         let interval = Duration::from_millis(settings.github_poll_interval_ms.max(100));
         let (poll_bus, poll_db, poll_shutdown) = (bus.clone(), db.clone(), shutdown.clone());
+        let (ci_grace_secs, ci_timeout_secs) = (settings.ci_grace_secs, settings.ci_timeout_secs);
         tasks.spawn(async move {
-            poller::run(poll_bus, poll_db, github, interval, poll_shutdown).await;
+            let limits = ci::Limits {
+                grace: Duration::from_secs(ci_grace_secs),
+                timeout: Duration::from_secs(ci_timeout_secs),
+            };
+            let poller = poller::Poller {
+                bus: poll_bus,
+                db: poll_db,
+                github,
+                interval,
+                limits,
+            };
+            poller::run(poller, poll_shutdown).await;
             Ok(())
         });
     }

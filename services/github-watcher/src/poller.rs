@@ -1,19 +1,16 @@
-//! Polls the watched pull requests: merges, closes, and the CI state of the current head. Each
-//! change is reported once (the last report is stored with the watch). CI semantics: no checks
-//! yet is pending (never a false green after a push); cancelled, timed out, action required and
-//! stale count as failures.
+//! Polls the watched pull requests: merges, closes, and the CI state of the current head (see
+//! `ci`). Each change is reported once (the last report is stored with the watch), and the time a
+//! head was first seen is stored with it too, so "no CI" and "CI timed out" survive restarts.
 
 use std::time::Duration;
 
 use mainloop_bus::{Bus, Expect};
-use mainloop_events::v1::{
-    CheckFailure, CiFailed, CiPassed, CiPending, PullRequestClosed, PullRequestMerged,
-};
+use mainloop_events::v1::{PullRequestClosed, PullRequestMerged};
 use mainloop_events::{Envelope, Payload, subjects};
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::ci::{self, Limits, Observed};
 use crate::client::GitHub;
 
 #[derive(sqlx::FromRow)]
@@ -26,19 +23,34 @@ struct Watch {
     reported: Option<String>,
 }
 
-pub async fn run(bus: Bus, db: PgPool, github: GitHub, interval: Duration, shutdown: CancellationToken) {
+pub struct Poller {
+    pub bus: Bus,
+    pub db: PgPool,
+    pub github: GitHub,
+    pub interval: Duration,
+    pub limits: Limits,
+}
+
+pub async fn run(poller: Poller, shutdown: CancellationToken) {
+    let Poller {
+        bus,
+        db,
+        github,
+        interval,
+        limits,
+    } = &poller;
     loop {
-        if let Err(err) = poll_once(&bus, &db, &github).await {
+        if let Err(err) = poll_once(bus, db, github, *limits).await {
             tracing::warn!(error = %err, "polling GitHub failed; will try again");
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(*interval) => {}
         }
     }
 }
 
-async fn poll_once(bus: &Bus, db: &PgPool, github: &GitHub) -> Result<(), String> {
+async fn poll_once(bus: &Bus, db: &PgPool, github: &GitHub, limits: Limits) -> Result<(), String> {
     let watches: Vec<Watch> =
         sqlx::query_as("SELECT task_id, user_id, owner, name, pr_number, reported FROM watches WHERE active")
             .fetch_all(db)
@@ -47,14 +59,20 @@ async fn poll_once(bus: &Bus, db: &PgPool, github: &GitHub) -> Result<(), String
     for watch in watches {
         // One pull request GitHub will not show (gone, no access, rate limit) must not stop
         // the others from being watched.
-        if let Err(err) = poll_watch(bus, db, github, &watch).await {
+        if let Err(err) = poll_watch(bus, db, github, &watch, limits).await {
             tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
         }
     }
     Ok(())
 }
 
-async fn poll_watch(bus: &Bus, db: &PgPool, github: &GitHub, watch: &Watch) -> Result<(), String> {
+async fn poll_watch(
+    bus: &Bus,
+    db: &PgPool,
+    github: &GitHub,
+    watch: &Watch,
+    limits: Limits,
+) -> Result<(), String> {
     let number = u64::try_from(watch.pr_number).unwrap_or_default();
     let pull = github
         .pull(&watch.owner, &watch.name, number)
@@ -80,11 +98,11 @@ async fn poll_watch(bus: &Bus, db: &PgPool, github: &GitHub, watch: &Watch) -> R
         if head.is_empty() {
             return Ok(());
         }
-        let runs = github
-            .check_runs(&watch.owner, &watch.name, &head)
+        let age = head_age(db, &watch.task_id, &head).await?;
+        let observed = observe(github, &watch.owner, &watch.name, &head)
             .await
             .map_err(|e| e.to_string())?;
-        let (outcome, payload) = ci_state(number, &head, &runs);
+        let (outcome, payload) = ci::state(number, &head, &observed, age, limits);
         (format!("{head}:{outcome}"), payload, true)
     };
     if watch.reported.as_deref() == Some(report.as_str()) {
@@ -106,73 +124,25 @@ async fn poll_watch(bus: &Bus, db: &PgPool, github: &GitHub, watch: &Watch) -> R
     Ok(())
 }
 
-/// The CI state of `head` from its check runs.
-pub fn ci_state(pr_number: u64, head: &str, runs: &Value) -> (&'static str, Payload) {
-    let runs = runs["check_runs"].as_array().cloned().unwrap_or_default();
-    let pending = || {
-        Payload::CiPending(CiPending {
-            pr_number,
-            head_sha: head.to_string(),
-        })
-    };
-    if runs.is_empty() || runs.iter().any(|r| r["status"] != "completed") {
-        return ("pending", pending());
-    }
-    let failures: Vec<CheckFailure> = runs
-        .iter()
-        .filter(|r| !matches!(r["conclusion"].as_str(), Some("success" | "neutral" | "skipped")))
-        .map(|r| CheckFailure {
-            name: r["name"].as_str().unwrap_or_default().to_string(),
-            conclusion: r["conclusion"].as_str().unwrap_or("unknown").to_string(),
-            title: r["output"]["title"].as_str().unwrap_or_default().to_string(),
-            summary: r["output"]["summary"]
-                .as_str()
-                .unwrap_or_default()
-                .chars()
-                .take(4000)
-                .collect(),
-            details_url: r["details_url"].as_str().unwrap_or_default().to_string(),
-        })
-        .collect();
-    if failures.is_empty() {
-        (
-            "passed",
-            Payload::CiPassed(CiPassed {
-                pr_number,
-                head_sha: head.to_string(),
-            }),
-        )
-    } else {
-        (
-            "failed",
-            Payload::CiFailed(CiFailed {
-                pr_number,
-                head_sha: head.to_string(),
-                failures,
-            }),
-        )
-    }
+/// How long `head` has been the watched head; a new head starts the clock again.
+async fn head_age(db: &PgPool, task_id: &str, head: &str) -> Result<Duration, String> {
+    let seconds: f64 = sqlx::query_scalar(
+        "UPDATE watches SET head_sha = $2, \
+           head_seen_at = CASE WHEN head_sha IS DISTINCT FROM $2 OR head_seen_at IS NULL THEN now() ELSE head_seen_at END \
+         WHERE task_id = $1 RETURNING EXTRACT(EPOCH FROM now() - head_seen_at)::float8",
+    )
+    .bind(task_id)
+    .bind(head)
+    .fetch_one(db)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Duration::from_secs_f64(seconds.max(0.0)))
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::ci_state;
-
-    #[test]
-    fn ci_is_green_only_when_every_check_finished_well() {
-        assert_eq!(
-            ci_state(1, "s", &json!({"check_runs": []})).0,
-            "pending",
-            "no checks yet is not green"
-        );
-        let running = json!({"check_runs": [{"status": "completed", "conclusion": "success"}, {"status": "in_progress", "conclusion": null}]});
-        assert_eq!(ci_state(1, "s", &running).0, "pending");
-        let cancelled =
-            json!({"check_runs": [{"status": "completed", "conclusion": "cancelled", "name": "build"}]});
-        assert_eq!(ci_state(1, "s", &cancelled).0, "failed", "cancelled is a failure");
-        let green = json!({"check_runs": [{"status": "completed", "conclusion": "success"}, {"status": "completed", "conclusion": "skipped"}]});
-        assert_eq!(ci_state(1, "s", &green).0, "passed");
-    }
+async fn observe(github: &GitHub, owner: &str, name: &str, head: &str) -> crate::client::Result<Observed> {
+    Ok(Observed {
+        runs: github.check_runs(owner, name, head).await?,
+        suites: github.check_suites(owner, name, head).await?,
+        status: github.combined_status(owner, name, head).await?,
+    })
 }

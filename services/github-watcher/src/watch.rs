@@ -34,7 +34,7 @@ impl Handler for Watches {
                     .bind(&event.correlation_id)
             }
             Some(Payload::TaskRetried(_)) => {
-                sqlx::query("UPDATE watches SET active = true, reported = NULL WHERE task_id = $1")
+                sqlx::query("UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL WHERE task_id = $1")
                     .bind(&event.correlation_id)
             }
             _ => return Ok(()),

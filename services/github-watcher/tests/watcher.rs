@@ -51,6 +51,8 @@ async fn start() -> anyhow::Result<World> {
         github_api_url: base.clone(),
         github_token: Some(Secret::new("gh-token")),
         github_poll_interval_ms: 100,
+        ci_grace_secs: 2,
+        ci_timeout_secs: 4,
     };
     let shutdown = CancellationToken::new();
     let config = mainloop_github_watcher::Config {
@@ -496,6 +498,136 @@ async fn bad_credentials_and_missing_repositories_fail_at_once_with_the_fix() ->
     };
     assert_eq!(failed.http_status, 404);
     assert!(failed.error.contains("does not exist"), "{}", failed.error);
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// A repository `acme/<name>` with CI `policy`, a pull request from a pushed branch, and a
+/// task `task` watching it.
+async fn watched_pull(world: &World, task: &str, name: &str, policy: &str) -> anyhow::Result<()> {
+    world
+        .http
+        .post(format!("{}/_control/repos", world.base))
+        .json(&json!({"owner": "acme", "name": name, "ci": policy}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let bare = world._dir.path().join("github/acme").join(format!("{name}.git"));
+    let work = world._dir.path().join(format!("{name}-work"));
+    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    git(
+        world._dir.path(),
+        &[
+            "clone",
+            "-q",
+            &bare.display().to_string(),
+            &work.display().to_string(),
+        ],
+    )?;
+    git(&work, &["checkout", "-q", "-b", "change"])?;
+    std::fs::write(work.join("CHANGE.md"), "a change\n")?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-qm", "change"])?;
+    git(&work, &["push", "-q", "origin", "change"])?;
+    let pull: Value = world
+        .http
+        .post(format!("{}/repos/acme/{name}/pulls", world.base))
+        .bearer_auth("gh-token")
+        .json(&json!({"title": "Change", "head": "change", "base": "main", "draft": true}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let repo = RepoRef {
+        owner: "acme".into(),
+        name: name.into(),
+        html_url: String::new(),
+    };
+    let subject = subjects::task("u1", task)?;
+    let spawned = Payload::TaskSpawned(TaskSpawned {
+        task_id: task.into(),
+        repo: Some(repo),
+        description: "d".into(),
+        ..Default::default()
+    });
+    world
+        .bus
+        .publish(&subject, &Envelope::new("u1", task, spawned), Expect::Any)
+        .await?;
+    let linked = Payload::PullRequestLinked(PullRequestLinked {
+        pr_number: pull["number"].as_u64().unwrap_or_default(),
+        pr_url: String::new(),
+        head_branch: "change".into(),
+    });
+    world
+        .bus
+        .publish(&subject, &Envelope::new("u1", task, linked), Expect::Any)
+        .await?;
+    Ok(())
+}
+
+/// Waits for the first GITHUB event of `task` that is not CIPending.
+async fn ci_outcome(bus: &Bus, task: &str) -> anyhow::Result<Envelope> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = bus
+            .read_subject(subjects::GITHUB, &subjects::github("u1", task)?, 0)
+            .await?;
+        if let Some(found) = events
+            .into_iter()
+            .map(|s| s.event)
+            .find(|e| e.r#type != "CIPending")
+        {
+            return Ok(found);
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no CI outcome for {task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// CI through commit statuses only counts; a repository without CI reaches review after the
+/// grace (2 s here); CI that stays pending times out (4 s here), naming what was pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_count_no_ci_is_recognised_and_stuck_ci_times_out() -> anyhow::Result<()> {
+    let world = start().await?;
+    watched_pull(&world, "t2", "jenkins", "statuses_fail_then_pass").await?;
+    watched_pull(&world, "t3", "bare", "manual").await?;
+    watched_pull(&world, "t4", "stuck", "stuck").await?;
+
+    let statuses = ci_outcome(&world.bus, "t2").await?;
+    let Some(Payload::CiFailed(failed)) = &statuses.payload else {
+        anyhow::bail!("{statuses:?}")
+    };
+    assert_eq!(
+        failed.failures[0].name, "ci/jenkins",
+        "a red commit status is a CI failure"
+    );
+
+    let none = ci_outcome(&world.bus, "t3").await?;
+    assert!(
+        matches!(&none.payload, Some(Payload::CiPassed(passed)) if passed.no_ci),
+        "{none:?}"
+    );
+
+    let stuck = ci_outcome(&world.bus, "t4").await?;
+    let Some(Payload::CiTimedOut(timed_out)) = &stuck.payload else {
+        anyhow::bail!("{stuck:?}")
+    };
+    assert_eq!(timed_out.pending, ["test"]);
+    assert!(timed_out.waited_seconds >= 4);
     world.shutdown.cancel();
     Ok(())
 }

@@ -157,10 +157,17 @@ async fn new_item(
             priority: Priority::Normal,
             api_priority: "normal",
             title: format!("Code ready for review: {short}"),
-            content: format!(
-                "CI is green on pull request #{}. It is ready for your review.",
-                ready.pr_number
-            ),
+            content: if ready.note.is_empty() {
+                format!(
+                    "CI is green on pull request #{}. It is ready for your review.",
+                    ready.pr_number
+                )
+            } else {
+                format!(
+                    "Pull request #{} is ready for your review. {}",
+                    ready.pr_number, ready.note
+                )
+            },
             options: vec![],
             context: json!({"pr_url": if ready.pr_url.is_empty() { pr_url } else { Some(ready.pr_url.clone()) }}),
         },

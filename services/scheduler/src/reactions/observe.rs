@@ -19,6 +19,7 @@ fn command_for(payload: &Payload) -> Option<Command> {
         Payload::GithubEffectFailed(e) => Command::GitHubEffectFailed(e.clone()),
         Payload::CiPassed(e) => Command::CiPassed(e.clone()),
         Payload::CiFailed(e) => Command::CiFailed(e.clone()),
+        Payload::CiTimedOut(e) => Command::CiTimedOut(e.clone()),
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
         Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
         _ => return None,

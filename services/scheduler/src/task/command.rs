@@ -1,6 +1,6 @@
 use mainloop_events::v1::{
-    Answer, CiFailed, CiPassed, GitHubEffectFailed, IssueCreated, JobFailed, JobSucceeded, PullRequestClosed,
-    PullRequestMerged, PullRequestOpened, TaskSpawned,
+    Answer, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated, JobFailed, JobSucceeded,
+    PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
 };
 
 /// What the person decided about a plan in review.
@@ -40,6 +40,7 @@ pub enum Command {
     GitHubEffectFailed(GitHubEffectFailed),
     CiPassed(CiPassed),
     CiFailed(CiFailed),
+    CiTimedOut(CiTimedOut),
     PullRequestMerged(PullRequestMerged),
     PullRequestClosed(PullRequestClosed),
     /// Decides nothing; the caller appends whatever follow-ups are due.

@@ -81,7 +81,36 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
                     pr_number: task.pr_number,
                     pr_url: task.pr_url.clone(),
                     head_sha: task.head_sha.clone(),
+                    note: if ci.no_ci {
+                        "No CI ran on this repository: nothing reported checks or statuses for the change. Review it yourself.".into()
+                    } else {
+                        String::new()
+                    },
                 })]
+            } else {
+                vec![]
+            })
+        }
+        Command::CiTimedOut(ci) => {
+            let current = task.status == TaskStatus::Implementing
+                && task.job.is_none()
+                && ci.head_sha == task.head_sha
+                && ci.pr_number == task.pr_number;
+            Ok(if current {
+                let minutes = ci.waited_seconds / 60;
+                vec![failed(
+                    task,
+                    FailureReason::CiTimeout,
+                    format!(
+                        "CI did not finish within {minutes} min on {} (still pending: {}). Retry to wait again.",
+                        short_sha(&ci.head_sha),
+                        if ci.pending.is_empty() {
+                            "nothing named".to_string()
+                        } else {
+                            ci.pending.join(", ")
+                        }
+                    ),
+                )]
             } else {
                 vec![]
             })
@@ -99,6 +128,10 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         | Command::PullRequestMerged(_)
         | Command::PullRequestClosed(_) => Ok(vec![]),
     }
+}
+
+fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 fn require(task: &Task, status: TaskStatus, what: &str) -> Result<(), Rejection> {

@@ -225,6 +225,7 @@ fn the_whole_journey_in_order() {
         Command::CiPassed(CiPassed {
             pr_number: 3,
             head_sha: "sha2".into(),
+            no_ci: false,
         }),
     )
     .unwrap_or_default();
@@ -543,6 +544,7 @@ fn a_pull_request_github_will_not_mark_ready_fails_the_task_with_the_reason() {
         Command::CiPassed(CiPassed {
             pr_number: 3,
             head_sha: head,
+            no_ci: false,
         }),
     )
     .ok();
@@ -565,4 +567,56 @@ fn a_pull_request_github_will_not_mark_ready_fails_the_task_with_the_reason() {
         task.error
     );
     assert!(task.error.contains("403"));
+}
+
+#[test]
+fn a_repository_without_ci_goes_to_review_with_a_note() {
+    let mut task = with_open_pr();
+    let head = task.head_sha.clone();
+    let ready = when(
+        &mut task,
+        Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: head,
+            no_ci: true,
+        }),
+    )
+    .unwrap_or_default();
+    let Some(Payload::CodeReadyForReview(ready)) = ready.first() else {
+        panic!("{ready:?}")
+    };
+    assert!(ready.note.starts_with("No CI ran"), "{}", ready.note);
+    assert_eq!(task.status, TaskStatus::UnderReview);
+}
+
+#[test]
+fn ci_pending_too_long_fails_the_task_with_retry_and_only_for_the_current_head() {
+    let mut task = with_open_pr();
+    let stale = mainloop_events::v1::CiTimedOut {
+        pr_number: 3,
+        head_sha: "old".into(),
+        waited_seconds: 7200,
+        pending: vec!["test".into()],
+    };
+    assert_eq!(when(&mut task, Command::CiTimedOut(stale.clone())), Ok(vec![]));
+    let current = mainloop_events::v1::CiTimedOut {
+        head_sha: task.head_sha.clone(),
+        ..stale
+    };
+    assert_eq!(
+        when(&mut task, Command::CiTimedOut(current)).map(|e| types(&e)),
+        Ok(vec!["TaskFailed"])
+    );
+    assert!(
+        task.error.starts_with("CI did not finish within 120 min"),
+        "{}",
+        task.error
+    );
+    assert!(task.error.contains("test"));
+    when(&mut task, Command::Retry).ok();
+    assert_eq!(
+        task.status,
+        TaskStatus::Implementing,
+        "a retry waits for CI again"
+    );
 }

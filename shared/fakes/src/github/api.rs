@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::FakeGitHub;
-use super::model::{CheckRun, CiPolicy, Comment, Issue, Pull, Repo};
+use super::model::{Comment, Issue, Pull, Repo};
 
-type Reply = Result<Response, Response>;
+pub(crate) type Reply = Result<Response, Response>;
 
 pub fn router() -> Router<FakeGitHub> {
     Router::new()
@@ -33,7 +33,22 @@ pub fn router() -> Router<FakeGitHub> {
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
         )
-        .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs))
+        .route(
+            "/repos/{owner}/{repo}/commits/{sha}/check-runs",
+            get(super::ci::check_runs),
+        )
+        .route(
+            "/repos/{owner}/{repo}/commits/{sha}/check-suites",
+            get(super::ci::check_suites),
+        )
+        .route(
+            "/repos/{owner}/{repo}/commits/{sha}/status",
+            get(super::ci::combined_status),
+        )
+        .route(
+            "/repos/{owner}/{repo}/statuses/{sha}",
+            post(super::ci::create_status),
+        )
         .route("/graphql", post(graphql))
 }
 
@@ -46,7 +61,7 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// Checks the bearer token and records the call.
-fn authorize(gh: &FakeGitHub, headers: &HeaderMap, call: String) -> Result<(), Response> {
+pub(crate) fn authorize(gh: &FakeGitHub, headers: &HeaderMap, call: String) -> Result<(), Response> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -69,7 +84,7 @@ fn user(login: &str) -> Value {
         "type": "User", "site_admin": false})
 }
 
-fn with_repo<T>(
+pub(crate) fn with_repo<T>(
     gh: &FakeGitHub,
     owner: &str,
     name: &str,
@@ -465,62 +480,6 @@ async fn update_pull(
     })?;
     body.map(|b| Json(b).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
-}
-
-async fn check_runs(
-    State(gh): State<FakeGitHub>,
-    headers: HeaderMap,
-    Path((owner, name, sha)): Path<(String, String, String)>,
-) -> Reply {
-    authorize(
-        &gh,
-        &headers,
-        format!("GET /repos/{owner}/{name}/commits/{sha}/check-runs"),
-    )?;
-    let runs = with_repo(&gh, &owner, &name, |repo, id| {
-        if repo.ci == CiPolicy::FailThenPass && !repo.checks.iter().any(|c| c.head_sha == sha) {
-            let heads: Vec<(u64, String)> = repo.pulls.values().map(|p| (p.number, p.head.clone())).collect();
-            for (number, head) in heads {
-                if head_sha(&gh, repo, &head).as_deref() == Some(sha.as_str())
-                    && let Some(pull) = repo.pulls.get_mut(&number)
-                {
-                    pull.ci_heads.push(sha.clone());
-                    let first = pull.ci_heads.len() == 1;
-                    repo.checks.push(CheckRun {
-                        id,
-                        name: "test".into(),
-                        head_sha: sha.clone(),
-                        status: "completed".into(),
-                        conclusion: Some(if first { "failure" } else { "success" }.into()),
-                        title: if first {
-                            "1 test failed"
-                        } else {
-                            "All tests passed"
-                        }
-                        .into(),
-                        summary: if first {
-                            "test readme_mentions_make_test ... FAILED: README must say how to run the tests"
-                                .into()
-                        } else {
-                            String::new()
-                        },
-                    });
-                }
-            }
-        }
-        repo.checks
-            .iter()
-            .filter(|c| c.head_sha == sha)
-            .cloned()
-            .collect::<Vec<_>>()
-    })?;
-    let base = gh.base();
-    let items: Vec<Value> = runs
-        .iter()
-        .map(|c| json!({"id": c.id, "name": c.name, "head_sha": c.head_sha, "status": c.status, "conclusion": c.conclusion,
-            "output": {"title": c.title, "summary": c.summary}, "details_url": format!("{base}/runs/{}", c.id)}))
-        .collect();
-    Ok(Json(json!({"total_count": items.len(), "check_runs": items})).into_response())
 }
 
 /// Only `markPullRequestReadyForReview`, the one mutation GitHub offers no REST route for.

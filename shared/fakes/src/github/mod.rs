@@ -7,6 +7,7 @@
 //! inject faults (server errors, rate limits, bad credentials).
 
 mod api;
+mod ci;
 mod control;
 mod faults;
 mod git_http;

@@ -9,8 +9,12 @@ pub enum CiPolicy {
     /// No checks until a test sets them.
     #[default]
     Manual,
-    /// The first head of each PR fails its "test" check; later heads pass (the demo).
+    /// The first head of each PR fails its "test" check run; later heads pass (the demo).
     FailThenPass,
+    /// The same through commit statuses (the legacy Status API, as some CI systems still use).
+    StatusesFailThenPass,
+    /// A "test" check run that starts on each head and never finishes.
+    Stuck,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -55,6 +59,17 @@ pub struct CheckRun {
     pub summary: String,
 }
 
+/// A commit status (`POST /repos/{o}/{r}/statuses/{sha}`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CommitStatus {
+    pub id: u64,
+    pub sha: String,
+    pub context: String,
+    /// pending, success, failure or error.
+    pub state: String,
+    pub description: String,
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Repo {
     pub owner: String,
@@ -66,6 +81,7 @@ pub struct Repo {
     pub issues: BTreeMap<u64, Issue>,
     pub pulls: BTreeMap<u64, Pull>,
     pub checks: Vec<CheckRun>,
+    pub statuses: Vec<CommitStatus>,
     /// Issues and pull requests share one sequence, as on GitHub.
     pub next_number: u64,
 }
