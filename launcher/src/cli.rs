@@ -52,6 +52,8 @@ pub struct UpArgs {
     pub github: mainloop_github_watcher::GitHubSettings,
     #[command(flatten)]
     pub llm: mainloop_conversation::LlmSettings,
+    #[command(flatten)]
+    pub scheduling: mainloop_scheduler::SchedulingSettings,
     /// Run against built-in fakes of GitHub, Claude Code and the Anthropic API, so the whole
     /// journey can be walked in a browser without accounts. Starts fresh every time.
     #[arg(long)]

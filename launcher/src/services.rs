@@ -21,6 +21,7 @@ pub fn spawn_all(
     agent: &mainloop_worker_supervisor::AgentSettings,
     github: &mainloop_github_watcher::GitHubSettings,
     llm: &mainloop_conversation::LlmSettings,
+    scheduling: &mainloop_scheduler::SchedulingSettings,
     shutdown: &CancellationToken,
 ) -> JoinSet<ServiceExit> {
     let mut services = JoinSet::new();
@@ -42,6 +43,7 @@ pub fn spawn_all(
     ));
     let scheduler = mainloop_scheduler::Config {
         common: common.clone(),
+        scheduling: scheduling.clone(),
     };
     services.spawn(named(
         mainloop_scheduler::NAME,

@@ -95,7 +95,15 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         stream_replicas: 1,
         health: health.clone(),
     };
-    let mut running = services::spawn_all(&common, &args.http, &agent, &args.github, &args.llm, &shutdown);
+    let mut running = services::spawn_all(
+        &common,
+        &args.http,
+        &agent,
+        &args.github,
+        &args.llm,
+        &args.scheduling,
+        &shutdown,
+    );
 
     let mut failure = None;
     tokio::select! {

@@ -55,6 +55,8 @@ impl Mainloop {
             .env_remove("NATS_URL")
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "info,async_nats=warn")
+            // A job lost in a crash is retried after a short wait here, not the default 30 s.
+            .env("JOB_RETRY_BASE_MS", "200")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(Self::log_path(data))?)
             .spawn()?;

@@ -38,6 +38,7 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
             common: infra.common(),
+            scheduling: Default::default(),
         },
         shutdown.clone(),
     ));

@@ -24,6 +24,7 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
             common: infra.common(),
+            scheduling: Default::default(),
         },
         shutdown.clone(),
     ));

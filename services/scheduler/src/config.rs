@@ -4,6 +4,37 @@ use mainloop_runtime::{CommonConfig, Health};
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
+    #[command(flatten)]
+    pub scheduling: SchedulingSettings,
+}
+
+/// How the scheduler paces retries; `mainloop up` takes the same flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulingSettings {
+    /// Wait before a failed job's second attempt; doubles per attempt (±20 % jitter).
+    #[arg(long, env = "JOB_RETRY_BASE_MS", default_value_t = 30_000)]
+    pub job_retry_base_ms: u64,
+    /// The longest wait between two attempts of a job.
+    #[arg(long, env = "JOB_RETRY_MAX_MS", default_value_t = 600_000)]
+    pub job_retry_max_ms: u64,
+}
+
+impl Default for SchedulingSettings {
+    fn default() -> Self {
+        SchedulingSettings {
+            job_retry_base_ms: 30_000,
+            job_retry_max_ms: 600_000,
+        }
+    }
+}
+
+impl SchedulingSettings {
+    pub fn backoff(&self) -> crate::task::Backoff {
+        crate::task::Backoff {
+            base: std::time::Duration::from_millis(self.job_retry_base_ms),
+            max: std::time::Duration::from_millis(self.job_retry_max_ms.max(self.job_retry_base_ms)),
+        }
+    }
 }
 
 impl Config {

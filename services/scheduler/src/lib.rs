@@ -2,7 +2,8 @@
 //! completed): the only writer of TASKS (`task.<user>.<task>`). It answers the people's commands
 //! (`cmd.scheduler.*`), turns agent results (JOBS) and GitHub observations (GITHUB) into task
 //! events, and hands the jobs and GitHub effects a task needs to the WORK queue. Nothing waits in
-//! a loop: a task waiting on a person or on CI is just its events.
+//! a loop: a task waiting on a person or on CI is just its events, and one waiting to retry a job
+//! is a row in its `timers` table.
 
 mod commands;
 mod config;
@@ -10,6 +11,7 @@ mod error;
 mod reactions;
 pub mod store;
 pub mod task;
+mod timers;
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, SchedulingSettings};
 pub use error::Error;
 
 use crate::reactions::{Dispatch, Observe};
@@ -46,7 +48,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .await
         .map_err(|e| Error::Serve(e.to_string()))?;
 
-    let observe = Arc::new(Observe { store: store.clone() });
+    let observe = Arc::new(Observe {
+        store: store.clone(),
+        backoff: config.scheduling.backoff(),
+    });
     for (stream, durable, filter) in [
         (subjects::JOBS, "scheduler-jobs", "job.>"),
         (subjects::GITHUB, "scheduler-github", "github.>"),
@@ -63,9 +68,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 .map_err(|e| e.to_string())
         });
     }
+    let (timer_db, timer_store, timer_shutdown) = (foundation.db.clone(), store.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        timers::run(timer_db, timer_store, timer_shutdown).await;
+        Ok(())
+    });
     let dispatch = Arc::new(Dispatch {
         bus: bus.clone(),
         store,
+        db: foundation.db.clone(),
     });
     let spec = ConsumerSpec {
         max_deliver: PATIENT,

@@ -26,6 +26,7 @@ async fn start() -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let config = mainloop_scheduler::Config {
         common: infra.common(),
+        scheduling: Default::default(),
     };
     let service = tokio::spawn(mainloop_scheduler::run(config, shutdown.clone()));
     infra.ready(1).await?;
@@ -269,5 +270,82 @@ async fn malformed_and_invalid_commands_are_refused_without_storing_anything() -
     assert_eq!(stream.info().await?.state.messages, 0);
     running.shutdown.cancel();
     running.service.await??;
+    Ok(())
+}
+
+/// A retryable failure waits for its timer, which lives in Postgres: a scheduler stopped before
+/// it is due fires it after its restart, once.
+#[tokio::test]
+async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> anyhow::Result<()> {
+    let infra = Infra::start()?;
+    let scheduling = mainloop_scheduler::SchedulingSettings {
+        job_retry_base_ms: 1500,
+        job_retry_max_ms: 1500,
+    };
+    let start = |shutdown: CancellationToken| {
+        tokio::spawn(mainloop_scheduler::run(
+            mainloop_scheduler::Config {
+                common: infra.common(),
+                scheduling: scheduling.clone(),
+            },
+            shutdown,
+        ))
+    };
+    let first = CancellationToken::new();
+    let service = start(first.clone());
+    infra.ready(1).await?;
+    let bus = infra.bus().await?;
+    let _: TaskAccepted = request::send(
+        &bus,
+        "cmd.scheduler.spawn-task",
+        &spawn_command(),
+        Duration::from_secs(5),
+    )
+    .await?;
+    let events = task_events(&bus, 3).await?;
+    let Some(Payload::JobRequested(job)) = &events[2].payload else {
+        anyhow::bail!("{:?}", types(&events))
+    };
+    let failed = Envelope::new(
+        "u1",
+        "t1",
+        Payload::JobFailed(mainloop_events::v1::JobFailed {
+            job_id: job.job_id.clone(),
+            attempt: 1,
+            mode: JobMode::Plan as i32,
+            error: "Claude API error 529: Overloaded".into(),
+            retryable: true,
+        }),
+    );
+    let failed_at = tokio::time::Instant::now();
+    bus.publish(&subjects::job("u1", "t1")?, &failed, Expect::Any)
+        .await?;
+    let events = task_events(&bus, 4).await?;
+    let Some(Payload::JobRetryScheduled(retry)) = &events[3].payload else {
+        anyhow::bail!("{:?}", types(&events))
+    };
+    assert_eq!(retry.attempt, 2);
+    assert!((1200..=1800).contains(&retry.delay_ms), "{}", retry.delay_ms);
+
+    // Stopped before the timer is due, started again.
+    first.cancel();
+    service.await??;
+    let second = CancellationToken::new();
+    let service = start(second.clone());
+    let events = task_events(&bus, 5).await?;
+    let Some(Payload::JobRequested(again)) = &events[4].payload else {
+        anyhow::bail!("{:?}", types(&events))
+    };
+    assert_eq!((again.job_id.as_str(), again.attempt), (job.job_id.as_str(), 2));
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(1100),
+        "requested only after the backoff ({:?})",
+        failed_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let events = task_events(&bus, 5).await?;
+    assert_eq!(events.len(), 5, "the timer fired once: {:?}", types(&events));
+    second.cancel();
+    service.await??;
     Ok(())
 }

@@ -5,11 +5,12 @@ use crate::store::TaskStore;
 use crate::task::Command;
 
 /// Reads the scheduler's own TASKS events: hands job and GitHub requests to the WORK queue (the
-/// same envelope, so a repeat is deduplicated by its id), and reconciles the task, which repairs
-/// a crash between an event and its follow-ups.
+/// same envelope, so a repeat is deduplicated by its id), stores the timers events ask for, and
+/// reconciles the task, which repairs a crash between an event and its follow-ups.
 pub struct Dispatch {
     pub bus: Bus,
     pub store: TaskStore,
+    pub db: sqlx::PgPool,
 }
 
 impl Handler for Dispatch {
@@ -23,6 +24,11 @@ impl Handler for Dispatch {
             Some(Payload::GithubEffectRequested(_)) => Some(subjects::github_work(user, task)),
             _ => None,
         };
+        if let Some(Payload::JobRetryScheduled(retry)) = &event.payload {
+            crate::timers::schedule_retry(&self.db, event, retry)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        }
         if let Some(subject) = work_subject {
             let subject = subject.map_err(|e| HandlerError::Permanent(e.to_string()))?;
             self.bus

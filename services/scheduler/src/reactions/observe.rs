@@ -2,18 +2,22 @@ use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
 
 use crate::store::TaskStore;
-use crate::task::Command;
+use crate::task::{Backoff, Command};
 
 /// Turns JOBS and GITHUB events about a task into commands on it. The task decides whether an
 /// observation still matters (the current job and attempt, the current head commit, …).
 pub struct Observe {
     pub store: TaskStore,
+    pub backoff: Backoff,
 }
 
-fn command_for(payload: &Payload) -> Option<Command> {
+fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
     Some(match payload {
         Payload::JobSucceeded(e) => Command::JobSucceeded(e.clone()),
-        Payload::JobFailed(e) => Command::JobFailed(e.clone()),
+        Payload::JobFailed(e) => Command::JobFailed {
+            result: e.clone(),
+            backoff,
+        },
         Payload::IssueCreated(e) => Command::IssueCreated(e.clone()),
         Payload::PullRequestOpened(e) => Command::PullRequestOpened(e.clone()),
         Payload::GithubEffectFailed(e) => Command::GitHubEffectFailed(e.clone()),
@@ -29,7 +33,7 @@ fn command_for(payload: &Payload) -> Option<Command> {
 impl Handler for Observe {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let event = &delivery.event;
-        let Some(command) = event.payload.as_ref().and_then(command_for) else {
+        let Some(command) = event.payload.as_ref().and_then(|p| command_for(p, self.backoff)) else {
             return Ok(());
         };
         match self

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use mainloop_events::v1::{
     Answer, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated, JobFailed, JobSucceeded,
     PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
@@ -34,7 +36,16 @@ pub enum Command {
     },
     Retry,
     JobSucceeded(JobSucceeded),
-    JobFailed(JobFailed),
+    JobFailed {
+        result: JobFailed,
+        /// How long a retryable failure waits before the next attempt.
+        backoff: Backoff,
+    },
+    /// A scheduled retry's timer fired.
+    RetryDue {
+        job_id: String,
+        attempt: u32,
+    },
     IssueCreated(IssueCreated),
     PullRequestOpened(PullRequestOpened),
     GitHubEffectFailed(GitHubEffectFailed),
@@ -45,6 +56,40 @@ pub enum Command {
     PullRequestClosed(PullRequestClosed),
     /// Decides nothing; the caller appends whatever follow-ups are due.
     Reconcile,
+}
+
+/// Exponential backoff between a job's attempts, with jitter so that many tasks failing at
+/// once (an outage) do not come back at once. The jitter is derived from the job, so deciding
+/// stays a pure function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `attempt` failed: base × 2^(attempt−1), at most `max`, ±20 %.
+    pub fn delay(&self, job_id: &str, attempt: u32) -> Duration {
+        let doubled = self.base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+        let capped = doubled.min(self.max);
+        let hash = format!("{job_id}:{attempt}")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        // 0.8 ..= 1.2
+        let factor = 0.8 + (hash % 401) as f64 / 1000.0;
+        capped.mul_f64(factor)
+    }
 }
 
 /// Why a command was refused. Maps to HTTP 404 / 409 / 400 at the gateway.

@@ -1,14 +1,14 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
     CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason, FeedbackAddressed,
-    ImplementationStarted, IssueLinked, JobMode, JobRequested, PlanApproved, PlanProposed,
+    ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled, PlanApproved, PlanProposed,
     PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, TaskCancelled,
     TaskCompleted, TaskFailed, TaskRetried, TaskStatus, job_succeeded,
 };
 
 use super::state::status_name;
 use super::text::branch_name;
-use super::{Command, PlanAction, Rejection, Task};
+use super::{Backoff, Command, PlanAction, Rejection, Task};
 use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, effect_id};
 
 /// Attempts of one job before the task fails.
@@ -51,7 +51,8 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         }
         Command::Retry => retry(task),
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
-        Command::JobFailed(result) => Ok(job_failed(task, result)),
+        Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
+        Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
         Command::IssueCreated(created)
             if created.effect_id == effect_id(task, CREATE_ISSUE) && task.issue_number == 0 =>
         {
@@ -357,14 +358,21 @@ fn job_succeeded(task: &Task, result: &mainloop_events::v1::JobSucceeded) -> Vec
     }
 }
 
-fn job_failed(task: &Task, result: &mainloop_events::v1::JobFailed) -> Vec<Payload> {
+fn job_failed(task: &Task, result: &mainloop_events::v1::JobFailed, backoff: Backoff) -> Vec<Payload> {
     let Some(job) = is_current(task, &result.job_id, result.attempt) else {
         return vec![];
     };
+    if task.retry_due.is_some() {
+        // The same failure reported again: its retry is already scheduled.
+        return vec![];
+    }
     if result.retryable && job.attempt < MAX_JOB_ATTEMPTS {
-        return vec![Payload::JobRequested(JobRequested {
+        let delay = backoff.delay(&job.job_id, job.attempt);
+        return vec![Payload::JobRetryScheduled(JobRetryScheduled {
+            job_id: job.job_id.clone(),
             attempt: job.attempt + 1,
-            ..job.clone()
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            reason: result.error.clone(),
         })];
     }
     let reason = if result.retryable {
@@ -377,6 +385,24 @@ fn job_failed(task: &Task, result: &mainloop_events::v1::JobFailed) -> Vec<Paylo
         reason,
         format!("{} (job {}, attempt {})", result.error, job.job_id, job.attempt),
     )]
+}
+
+/// A retry's timer fired: the next attempt of the same job, if the task still wants it.
+fn retry_due(task: &Task, job_id: &str, attempt: u32) -> Vec<Payload> {
+    match (&task.job, &task.retry_due) {
+        (Some(job), Some((due_job, due_attempt)))
+            if !task.is_terminal()
+                && job.job_id == job_id
+                && due_job == job_id
+                && *due_attempt == attempt =>
+        {
+            vec![Payload::JobRequested(JobRequested {
+                attempt,
+                ..job.clone()
+            })]
+        }
+        _ => vec![],
+    }
 }
 
 fn effect_failed(task: &Task, effect: &str, error: &str) -> Vec<Payload> {

@@ -13,7 +13,7 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Command, PlanAction, Rejection};
+pub use command::{Backoff, Command, PlanAction, Rejection};
 pub use decide::{MAX_CI_FIXES, MAX_JOB_ATTEMPTS, decide};
 pub use follow_ups::follow_ups;
 pub use state::{Task, evolve};

@@ -40,6 +40,8 @@ pub struct Task {
 
     /// The agent run in flight, if any. Results naming another (job, attempt) are ignored.
     pub job: Option<JobRequested>,
+    /// A failed job's next attempt, waiting for its timer: (job id, attempt).
+    pub retry_due: Option<(String, u32)>,
     pub jobs_requested: u32,
     /// Idempotency keys of the GitHub effects already requested.
     pub effects: BTreeSet<String>,
@@ -161,9 +163,14 @@ pub fn evolve(task: &mut Task, event: &Payload) {
                 task.plan_round += 1;
             }
             task.job = Some(e.clone());
+            task.retry_due = None;
             task.jobs_requested += 1;
         }
-        Payload::JobCancellationRequested(_) => task.job = None,
+        Payload::JobRetryScheduled(e) => task.retry_due = Some((e.job_id.clone(), e.attempt)),
+        Payload::JobCancellationRequested(_) => {
+            task.job = None;
+            task.retry_due = None;
+        }
         Payload::GithubEffectRequested(e) => {
             task.effects.insert(e.effect_id.clone());
         }

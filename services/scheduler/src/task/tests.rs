@@ -310,14 +310,19 @@ fn commands_are_checked_against_state() {
 fn job_results_must_name_the_current_job_and_attempt() {
     let mut task = given(&[spawn()]);
     let (job_id, _) = current_job(&task);
-    let failure = |attempt: u32, retryable: bool| {
-        Command::JobFailed(JobFailed {
+    let failure = |attempt: u32, retryable: bool| Command::JobFailed {
+        result: JobFailed {
             job_id: job_id.clone(),
             attempt,
             mode: JobMode::Plan as i32,
             error: "overloaded".into(),
             retryable,
-        })
+        },
+        backoff: Backoff::default(),
+    };
+    let due = |attempt: u32| Command::RetryDue {
+        job_id: job_id.clone(),
+        attempt,
     };
     assert_eq!(
         when(&mut task, failure(2, true)),
@@ -326,8 +331,16 @@ fn job_results_must_name_the_current_job_and_attempt() {
     );
     assert_eq!(
         when(&mut task, failure(1, true)).map(|e| types(&e)),
+        Ok(vec!["JobRetryScheduled"]),
+        "a retry waits for its timer"
+    );
+    assert_eq!(when(&mut task, failure(1, true)), Ok(vec![]), "scheduled once");
+    assert_eq!(when(&mut task, due(3)), Ok(vec![]), "a timer for another attempt");
+    assert_eq!(
+        when(&mut task, due(2)).map(|e| types(&e)),
         Ok(vec!["JobRequested"])
     );
+    assert_eq!(when(&mut task, due(2)), Ok(vec![]), "a timer fires once");
     assert_eq!(current_job(&task), (job_id.clone(), 2));
     assert_eq!(
         when(&mut task, failure(1, true)),
@@ -336,6 +349,7 @@ fn job_results_must_name_the_current_job_and_attempt() {
     );
     for attempt in 2..MAX_JOB_ATTEMPTS {
         when(&mut task, failure(attempt, true)).ok();
+        when(&mut task, due(attempt + 1)).ok();
     }
     let last = when(&mut task, failure(MAX_JOB_ATTEMPTS, true)).unwrap_or_default();
     assert_eq!(types(&last), ["TaskFailed"]);
@@ -346,6 +360,48 @@ fn job_results_must_name_the_current_job_and_attempt() {
         ["TaskRetried", "PlanningStarted", "JobRequested"]
     );
     assert!(task.error.is_empty());
+}
+
+#[test]
+fn retries_back_off_exponentially_with_bounded_jitter() {
+    let backoff = Backoff::default();
+    let waits: Vec<u64> = (1..=6)
+        .map(|attempt| backoff.delay("t1-job-1", attempt).as_secs())
+        .collect();
+    for (attempt, (wait, nominal)) in waits.iter().zip([30u64, 60, 120, 240, 480, 600]).enumerate() {
+        assert!(
+            (nominal * 8 / 10..=nominal * 12 / 10).contains(wait),
+            "attempt {}: {wait}s not within 20% of {nominal}s",
+            attempt + 1
+        );
+    }
+    assert_ne!(
+        backoff.delay("t1-job-1", 1),
+        backoff.delay("t2-job-1", 1),
+        "jobs that failed together do not come back together"
+    );
+}
+
+#[test]
+fn a_cancelled_task_drops_its_scheduled_retry() {
+    let mut task = given(&[spawn()]);
+    let (job_id, _) = current_job(&task);
+    let failed = Command::JobFailed {
+        result: JobFailed {
+            job_id: job_id.clone(),
+            attempt: 1,
+            mode: JobMode::Plan as i32,
+            error: "overloaded".into(),
+            retryable: true,
+        },
+        backoff: Backoff::default(),
+    };
+    when(&mut task, failed).ok();
+    when(&mut task, Command::Cancel { by: "person".into() }).ok();
+    assert_eq!(
+        when(&mut task, Command::RetryDue { job_id, attempt: 2 }),
+        Ok(vec![])
+    );
 }
 
 #[test]

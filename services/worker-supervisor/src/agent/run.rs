@@ -149,6 +149,9 @@ fn command(config: &AgentConfig, run: &AgentRun) -> Command {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
         .env("DISABLE_AUTOUPDATER", "1")
+        // A few quick retries inside a run; longer outages are paced by the scheduler's durable
+        // backoff between attempts, not by one run retrying for three minutes.
+        .env("CLAUDE_CODE_MAX_RETRIES", "3")
         .env(process_tree::MARKER, &run.run_id)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())

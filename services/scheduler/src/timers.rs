@@ -1,0 +1,122 @@
+//! Durable timers in the scheduler's own tables. A TASKS event that asks for something later
+//! (`JobRetryScheduled`) becomes a row with a due time, written idempotently by the TASKS
+//! consumer; a loop fires due rows (`FOR UPDATE SKIP LOCKED`, so replicas share the work and
+//! none fires a timer another holds) by executing the command on the task, and deletes a row
+//! once the task has been told. A crash before the delete fires it again; the task ignores a
+//! timer it no longer waits for, so each fires once in effect. Restarts lose nothing: the rows
+//! are the timers.
+
+use std::time::Duration;
+
+use mainloop_events::Envelope;
+use mainloop_events::v1::JobRetryScheduled;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{ExecuteError, TaskStore};
+use crate::task::Command;
+
+pub const JOB_RETRY: &str = "job-retry";
+/// How often due timers are looked for; the delays they keep are seconds to minutes.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Stores the timer a `JobRetryScheduled` asks for: due `delay_ms` after the event.
+pub async fn schedule_retry(
+    db: &PgPool,
+    event: &Envelope,
+    retry: &JobRetryScheduled,
+) -> Result<(), sqlx::Error> {
+    let delay_ms = i64::try_from(retry.delay_ms).unwrap_or(i64::MAX);
+    let occurred = event
+        .occurred_at
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .unwrap_or_else(chrono::Utc::now);
+    sqlx::query(
+        "INSERT INTO timers (task_id, user_id, kind, key, due_at) \
+         VALUES ($1, $2, $3, $4, $5 + make_interval(secs => $6::float8 / 1000)) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.correlation_id)
+    .bind(&event.user_id)
+    .bind(JOB_RETRY)
+    .bind(format!("{}:{}", retry.job_id, retry.attempt))
+    .bind(occurred)
+    .bind(delay_ms as f64)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    task_id: String,
+    user_id: String,
+    kind: String,
+    key: String,
+}
+
+/// Fires due timers until `shutdown`.
+pub async fn run(db: PgPool, store: TaskStore, shutdown: CancellationToken) {
+    loop {
+        if let Err(err) = fire_due(&db, &store).await {
+            tracing::warn!(error = %err, "firing timers failed; will try again");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+async fn fire_due(db: &PgPool, store: &TaskStore) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let due: Vec<Due> = sqlx::query_as(
+        "SELECT task_id, user_id, kind, key FROM timers WHERE due_at <= now() \
+         ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for timer in due {
+        let Some(command) = command_for(&timer) else {
+            tracing::error!(kind = %timer.kind, key = %timer.key, "unknown timer; dropped");
+            delete(&mut tx, &timer).await?;
+            continue;
+        };
+        let causation = format!("timer:{}:{}", timer.kind, timer.key);
+        match store
+            .execute(&timer.user_id, &timer.task_id, command, &causation)
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Rejected(_)) => {
+                delete(&mut tx, &timer).await?;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, task = %timer.task_id, "timer not fired yet; will try again")
+            }
+        }
+    }
+    tx.commit().await
+}
+
+fn command_for(timer: &Due) -> Option<Command> {
+    match timer.kind.as_str() {
+        JOB_RETRY => {
+            let (job_id, attempt) = timer.key.rsplit_once(':')?;
+            Some(Command::RetryDue {
+                job_id: job_id.to_string(),
+                attempt: attempt.parse().ok()?,
+            })
+        }
+        _ => None,
+    }
+}
+
+async fn delete(tx: &mut sqlx::PgConnection, timer: &Due) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM timers WHERE task_id = $1 AND kind = $2 AND key = $3")
+        .bind(&timer.task_id)
+        .bind(&timer.kind)
+        .bind(&timer.key)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
