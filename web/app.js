@@ -97,6 +97,9 @@ function taskCard(task) {
         el("button", { text: "Revise", onclick: () => revision.value.trim() &&
           act(`/tasks/${task.id}/approve-plan?action=revise&plan_revision=${task.plan_revision}&revision_text=${encodeURIComponent(revision.value)}`) })));
   }
+  if (task.waiting_for) {
+    card.append(el("div", { class: "row muted", "data-testid": "waiting-for", text: "⏳ " + task.waiting_for }));
+  }
   if (task.status === "waiting_questions" && task.pending_questions) card.append(questions(task));
   if (task.status === "failed") {
     card.append(el("div", { class: "row" }, el("span", { class: "muted", text: task.error || "" }),

@@ -5,8 +5,8 @@
 
 use mainloop_bus::{Bus, Delivery, Expect, Handler, HandlerError};
 use mainloop_events::v1::{
-    CommentPosted, GitHubEffectFailed, GitHubEffectRequested, IssueClosed, IssueCreated, IssueUpdated,
-    PullRequestClosedByUs, PullRequestMarkedReady, PullRequestOpened, ReactionAdded,
+    CommentPosted, GitHubEffectFailed, GitHubEffectRequested, GitHubRateLimited, IssueClosed, IssueCreated,
+    IssueUpdated, PullRequestClosedByUs, PullRequestMarkedReady, PullRequestOpened, ReactionAdded,
     git_hub_effect_requested::Effect,
 };
 use mainloop_events::{Envelope, Payload, subjects};
@@ -72,8 +72,11 @@ impl Handler for Effects {
             Ok(payload) => payload,
             // Waiting on GitHub is never failing: the effect comes back when GitHub said, or
             // with backoff, for as long as it takes (the consumer never dead-letters these).
-            Err(GitHubError::RateLimited { wait, .. }) => {
+            Err(GitHubError::RateLimited { wait, message, .. }) => {
                 tracing::warn!(effect = %effect.effect_id, ?wait, "GitHub rate limit; waiting");
+                drop(tx);
+                self.tell_waiting(&subject, &request, &effect.effect_id, message, wait)
+                    .await;
                 return Err(HandlerError::RetryAfter {
                     reason: "GitHub rate limit".into(),
                     after: wait,
@@ -105,6 +108,31 @@ impl Handler for Effects {
 }
 
 impl Effects {
+    /// Says that the effect waits for GitHub, so the task card can say until when. Best effort:
+    /// the wait itself does not depend on it.
+    async fn tell_waiting(
+        &self,
+        subject: &str,
+        request: &Envelope,
+        effect_id: &str,
+        message: String,
+        wait: std::time::Duration,
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let retry_at_ms = u64::try_from((now + wait).as_millis()).unwrap_or(u64::MAX);
+        let payload = Payload::GithubRateLimited(GitHubRateLimited {
+            effect_id: effect_id.to_string(),
+            message,
+            retry_at_ms,
+        });
+        let event = Envelope::new(&request.user_id, &request.correlation_id, payload).caused_by(&request.id);
+        if let Err(err) = self.bus.publish(subject, &event, Expect::Any).await {
+            tracing::warn!(error = %err, "could not report the rate limit wait");
+        }
+    }
+
     async fn report(&self, subject: &str, event: &Envelope) -> Result<(), HandlerError> {
         self.bus
             .publish(subject, event, Expect::Any)

@@ -309,3 +309,72 @@ async fn a_failed_task_resolves_what_it_asked_before() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// The task card says what the task waits for: a job's next attempt, a GitHub rate limit.
+#[tokio::test]
+async fn the_card_says_what_the_task_waits_for() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    let events = bus
+        .read_subject(subjects::TASKS, &subjects::task("u1", "t1")?, 0)
+        .await?;
+    let job = events
+        .iter()
+        .find_map(|s| match &s.event.payload {
+            Some(Payload::JobRequested(job)) => Some(job.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("no job"))?;
+    let failed = Payload::JobFailed(mainloop_events::v1::JobFailed {
+        job_id: job.job_id,
+        attempt: 1,
+        mode: JobMode::Plan as i32,
+        error: "Claude API error 529: Overloaded".into(),
+        retryable: true,
+    });
+    bus.publish(
+        &subjects::job("u1", "t1")?,
+        &Envelope::new("u1", "t1", failed),
+        Expect::Any,
+    )
+    .await?;
+    let tasks = until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        !t[0]["waiting_for"].is_null()
+    })
+    .await?;
+    let waiting = tasks[0]["waiting_for"].as_str().unwrap_or_default();
+    assert!(
+        waiting.starts_with("The agent failed (Claude API error 529: Overloaded); attempt 2 at ")
+            && waiting.ends_with(" UTC"),
+        "{waiting}"
+    );
+
+    let limited = Payload::GithubRateLimited(mainloop_events::v1::GitHubRateLimited {
+        effect_id: "t1:create-issue".into(),
+        message: "API rate limit exceeded".into(),
+        retry_at_ms: 1_800_000_000_000,
+    });
+    bus.publish(
+        &subjects::github("u1", "t1")?,
+        &Envelope::new("u1", "t1", limited),
+        Expect::Any,
+    )
+    .await?;
+    let tasks = until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("GitHub rate limit"))
+    })
+    .await?;
+    assert_eq!(
+        tasks[0]["waiting_for"],
+        "GitHub rate limit, retrying at 08:00:00 UTC"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

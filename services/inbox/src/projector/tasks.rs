@@ -56,7 +56,7 @@ pub(super) async fn apply(
         sqlx::query(
             "UPDATE tasks SET status = $2, updated_at = $3, \
              started_at = CASE WHEN $2 IN ('planning', 'implementing') THEN COALESCE(started_at, $3) ELSE started_at END, \
-             completed_at = CASE WHEN $4 THEN $3 ELSE NULL END \
+             completed_at = CASE WHEN $4 THEN $3 ELSE NULL END, waiting_for = NULL \
              WHERE id = $1",
         )
         .bind(task_id)
@@ -121,19 +121,21 @@ pub(super) async fn apply(
                 .bind(&e.branch_name),
         ),
         Payload::IssueLinked(e) => Some(
-            sqlx::query("UPDATE tasks SET issue_url = $2, issue_number = $3 WHERE id = $1")
-                .bind(task_id)
-                .bind(&e.issue_url)
-                .bind(i64::try_from(e.issue_number).unwrap_or(i64::MAX)),
+            sqlx::query(
+                "UPDATE tasks SET issue_url = $2, issue_number = $3, waiting_for = NULL WHERE id = $1",
+            )
+            .bind(task_id)
+            .bind(&e.issue_url)
+            .bind(i64::try_from(e.issue_number).unwrap_or(i64::MAX)),
         ),
         Payload::PullRequestLinked(e) => Some(
-            sqlx::query("UPDATE tasks SET pr_url = $2, pr_number = $3 WHERE id = $1")
+            sqlx::query("UPDATE tasks SET pr_url = $2, pr_number = $3, waiting_for = NULL WHERE id = $1")
                 .bind(task_id)
                 .bind(&e.pr_url)
                 .bind(i64::try_from(e.pr_number).unwrap_or(i64::MAX)),
         ),
         Payload::CodePushed(e) => Some(
-            sqlx::query("UPDATE tasks SET commit_sha = $2 WHERE id = $1")
+            sqlx::query("UPDATE tasks SET commit_sha = $2, waiting_for = NULL WHERE id = $1")
                 .bind(task_id)
                 .bind(&e.head_sha),
         ),
@@ -144,6 +146,38 @@ pub(super) async fn apply(
         ),
         Payload::TaskRetried(_) => {
             Some(sqlx::query("UPDATE tasks SET error = NULL WHERE id = $1").bind(task_id))
+        }
+        Payload::JobRetryScheduled(retry) => {
+            let at =
+                at + chrono::Duration::milliseconds(i64::try_from(retry.delay_ms).unwrap_or(i64::MAX / 2));
+            let reason: String = retry.reason.chars().take(200).collect();
+            Some(
+                sqlx::query("UPDATE tasks SET waiting_for = $2 WHERE id = $1")
+                    .bind(task_id)
+                    .bind(format!(
+                        "The agent failed ({reason}); attempt {} at {} UTC",
+                        retry.attempt,
+                        at.format("%H:%M:%S")
+                    )),
+            )
+        }
+        Payload::TaskWaiting(waiting) => {
+            let until = i64::try_from(waiting.until_ms)
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .unwrap_or(at);
+            Some(
+                sqlx::query("UPDATE tasks SET waiting_for = $2 WHERE id = $1")
+                    .bind(task_id)
+                    .bind(format!(
+                        "{}, retrying at {} UTC",
+                        waiting.reason,
+                        until.format("%H:%M:%S")
+                    )),
+            )
+        }
+        Payload::JobRequested(_) => {
+            Some(sqlx::query("UPDATE tasks SET waiting_for = NULL WHERE id = $1").bind(task_id))
         }
         _ => None,
     };
@@ -162,6 +196,7 @@ struct CardRow {
     issue_url: Option<String>,
     pr_url: Option<String>,
     error: Option<String>,
+    waiting_for: Option<String>,
 }
 
 /// The task card as browsers show it.
@@ -170,7 +205,7 @@ pub(super) async fn card(
     task_id: &str,
 ) -> Result<Option<TaskCardUpdated>, sqlx::Error> {
     let row: Option<CardRow> = sqlx::query_as(
-        "SELECT t.status, t.description, p.full_name, t.issue_url, t.pr_url, t.error \
+        "SELECT t.status, t.description, p.full_name, t.issue_url, t.pr_url, t.error, t.waiting_for \
          FROM tasks t LEFT JOIN projects p ON p.id = t.project_id WHERE t.id = $1",
     )
     .bind(task_id)
@@ -184,6 +219,7 @@ pub(super) async fn card(
         issue_url: row.issue_url.unwrap_or_default(),
         pr_url: row.pr_url.unwrap_or_default(),
         error: row.error.unwrap_or_default(),
+        waiting_for: row.waiting_for.unwrap_or_default(),
     }))
 }
 

@@ -24,6 +24,10 @@ fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
         Payload::CiPassed(e) => Command::CiPassed(e.clone()),
         Payload::CiFailed(e) => Command::CiFailed(e.clone()),
         Payload::CiTimedOut(e) => Command::CiTimedOut(e.clone()),
+        Payload::GithubRateLimited(e) => Command::Wait {
+            reason: "GitHub rate limit".into(),
+            until_ms: e.retry_at_ms,
+        },
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
         Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
         _ => return None,

@@ -41,6 +41,11 @@ pub enum Command {
         /// How long a retryable failure waits before the next attempt.
         backoff: Backoff,
     },
+    /// Something outside (GitHub) asked the task to wait until `until_ms`.
+    Wait {
+        reason: String,
+        until_ms: u64,
+    },
     /// A scheduled retry's timer fired.
     RetryDue {
         job_id: String,

@@ -3,7 +3,7 @@ use mainloop_events::v1::{
     CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason, FeedbackAddressed,
     ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled, PlanApproved, PlanProposed,
     PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, TaskCancelled,
-    TaskCompleted, TaskFailed, TaskRetried, TaskStatus, job_succeeded,
+    TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
 };
 
 use super::state::status_name;
@@ -53,6 +53,14 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
         Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
         Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
+        Command::Wait { reason, until_ms } => Ok(if task.is_terminal() || task.waiting_until == *until_ms {
+            vec![]
+        } else {
+            vec![Payload::TaskWaiting(TaskWaiting {
+                reason: reason.clone(),
+                until_ms: *until_ms,
+            })]
+        }),
         Command::IssueCreated(created)
             if created.effect_id == effect_id(task, CREATE_ISSUE) && task.issue_number == 0 =>
         {

@@ -42,6 +42,8 @@ pub struct Task {
     pub job: Option<JobRequested>,
     /// A failed job's next attempt, waiting for its timer: (job id, attempt).
     pub retry_due: Option<(String, u32)>,
+    /// Until when the task was last said to wait for GitHub (Unix ms), so it is said once.
+    pub waiting_until: u64,
     pub jobs_requested: u32,
     /// Idempotency keys of the GitHub effects already requested.
     pub effects: BTreeSet<String>,
@@ -167,6 +169,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.jobs_requested += 1;
         }
         Payload::JobRetryScheduled(e) => task.retry_due = Some((e.job_id.clone(), e.attempt)),
+        Payload::TaskWaiting(e) => task.waiting_until = e.until_ms,
         Payload::JobCancellationRequested(_) => {
             task.job = None;
             task.retry_due = None;
