@@ -440,9 +440,20 @@ async fn a_rate_limit_is_waited_out_and_never_fails_the_effect() -> anyhow::Resu
             Expect::Any,
         )
         .await?;
-    let events = github_events(&world.bus, 1).await?;
+    let events = github_events(&world.bus, 2).await?;
+    let Some(Payload::GithubRateLimited(limited)) = &events[0].payload else {
+        anyhow::bail!("{events:?}")
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let until = u128::from(limited.retry_at_ms);
     assert!(
-        matches!(events[0].payload, Some(Payload::IssueCreated(_))),
+        until > now_ms.saturating_sub(5000) && until < now_ms + 5000,
+        "told when: {limited:?}"
+    );
+    assert!(
+        matches!(events[1].payload, Some(Payload::IssueCreated(_))),
         "{events:?}"
     );
     assert!(
