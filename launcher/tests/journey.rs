@@ -183,9 +183,17 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .unwrap_or_default()
         .to_string();
     assert!(pr_url.ends_with("/acme/widgets/pull/2"), "{pr_url}");
+    // The inbox says "ready" when CI passed; marking the PR ready on GitHub follows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while github.snapshot().repos["acme/widgets"].pulls[&2].draft {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the PR was never marked ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let state = github.snapshot();
     let widgets = &state.repos["acme/widgets"];
-    assert!(!widgets.pulls[&2].draft, "the PR was marked ready once CI passed");
     assert_eq!(
         widgets.pulls[&2].ci_heads.len(),
         2,
@@ -235,6 +243,21 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         state.calls
     );
 
+    // The finished task's worktree and agent home are gone; the cache clone stays.
+    let work = dir.path().join(".mainloop/work");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while work.join("tasks").join(&task_id).exists() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the task's workspace was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        work.join("repos/acme/widgets.git/HEAD").is_file(),
+        "the cache clone stays"
+    );
+
     // The token went to GitHub and nowhere else: no command line, log line, event or file.
     let (samples, argv_hits) = argv.finish();
     assert!(samples > 10, "the command lines were sampled ({samples} times)");
@@ -251,7 +274,6 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
     let events = String::from_utf8_lossy(&tail.stdout);
     assert!(events.lines().count() > 20, "the events were read: {events}");
     assert!(!events.contains(token), "the token is in an event");
-    let work = dir.path().join(".mainloop/work");
     let mut stack = vec![work.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

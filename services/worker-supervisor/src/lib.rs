@@ -4,6 +4,7 @@
 //! (`job.<user>.<task>`) and LOGS (`log.<user>.<task>`). Only running agents take a slot.
 
 pub mod agent;
+mod cleanup;
 mod config;
 mod error;
 pub mod git;
@@ -95,8 +96,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         prefetch: 4,
         ..ConsumerSpec::new(subjects::WORK, "worker-supervisor-jobs", "work.jobs.>")
     };
+    let cleanup = Arc::new(cleanup::Cleanup {
+        db: foundation.db.clone(),
+        workspaces: jobs.workspaces.clone(),
+    });
+    let cleanup_spec = ConsumerSpec {
+        max_deliver: u32::MAX,
+        ..ConsumerSpec::new(subjects::TASKS, "worker-supervisor-cleanup", "task.>")
+    };
+    let (cleanup_bus, cleanup_shutdown) = (foundation.bus.clone(), shutdown.clone());
+    let cleaning = tokio::spawn(async move {
+        if let Err(err) = consumer::run(&cleanup_bus, cleanup_spec, cleanup, cleanup_shutdown).await {
+            tracing::error!(error = %err, "workspace cleanup stopped");
+        }
+    });
     foundation.readiness.ready();
     let result = consumer::run(&foundation.bus, spec, Arc::new(JobQueue(jobs)), shutdown.clone()).await;
+    let _ = cleaning.await;
     foundation.stop().await;
     result.map_err(|e| Error::Setup(e.to_string()))
 }

@@ -171,6 +171,16 @@ impl Workspaces {
         Ok(Workspace { dir, home, start })
     }
 
+    /// Removes a finished task's worktree and agent home; the cache clone stays (its stale
+    /// worktree entry is pruned the next time a worktree is added to it).
+    pub async fn remove(&self, task_id: &str) -> std::io::Result<()> {
+        let task_dir = self.root.join("tasks").join(task_id);
+        match tokio::fs::remove_dir_all(&task_dir).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+
     /// Commits what the agent changed but did not commit (new files too, but not what
     /// `.gitignore` leaves out); returns how many files that was.
     pub async fn commit_leftovers(&self, workspace: &Workspace, summary: &str) -> Result<usize, GitError> {
