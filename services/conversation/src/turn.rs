@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use mainloop_bus::request::RequestError;
 use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{
-    AssistantMessagePosted, CommandError, ErrorCode, SpawnTask, TaskAccepted, UserMessagePosted,
+    AssistantMessagePosted, CommandError, ErrorCode, RepoRef, SpawnTask, TaskAccepted, UserMessagePosted,
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use serde::Deserialize;
@@ -241,6 +242,9 @@ impl Turns {
             Ok(repo) => repo,
             Err(reason) => return (reason, true),
         };
+        if let Err(problem) = self.check_repository(user, &repo).await {
+            return (problem, true);
+        }
         let task_id = uuid::Uuid::now_v7().to_string();
         let command = SpawnTask {
             user_id: user.to_string(),
@@ -263,6 +267,38 @@ impl Turns {
                 false,
             ),
             Err(err) => (format!("the task could not be spawned: {err}"), true),
+        }
+    }
+}
+
+impl Turns {
+    /// Before a task is spawned: the repository exists, our token can see it and may push to
+    /// it. What is wrong goes back to the person now, not at the first job. When GitHub cannot
+    /// be asked (no watcher running, an outage) the task is spawned; its jobs ask again.
+    async fn check_repository(&self, user: &str, repo: &RepoRef) -> Result<(), String> {
+        let query = json!({"user_id": user, "owner": repo.owner, "name": repo.name});
+        let answer: Result<Value, RequestError> =
+            request::send_json(&self.bus, "query.github.repo", &query, Duration::from_secs(15)).await;
+        let full_name = format!("{}/{}", repo.owner, repo.name);
+        match answer {
+            Ok(info) if info["can_push"] == false => Err(format!(
+                "The GitHub token can see {full_name} but cannot push to it. Give it write access \
+                 (contents, issues and pull requests), then ask again."
+            )),
+            Ok(_) => Ok(()),
+            Err(RequestError::Rejected {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Err(format!(
+                "{full_name} is not on GitHub, or the GitHub token cannot see it. Check the name, or give the token access to it."
+            )),
+            Err(RequestError::Rejected { message, .. }) if message.contains("GITHUB_TOKEN") => Err(format!(
+                "GitHub is not set up: {message}. Set GITHUB_TOKEN (or log in with `gh auth login`) and restart mainloop."
+            )),
+            Err(err) => {
+                tracing::warn!(error = %err, repo = %full_name, "could not check the repository; spawning anyway");
+                Ok(())
+            }
         }
     }
 }

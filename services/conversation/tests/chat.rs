@@ -254,3 +254,43 @@ async fn without_an_api_key_the_reply_says_so() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A repository that does not exist, or that the token cannot push to, is named in the reply
+/// at spawn time; nothing is spawned.
+#[tokio::test]
+async fn a_repository_we_cannot_use_is_refused_at_spawn_with_the_reason() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    // The github-watcher's answers, as GitHub would give them.
+    let lookup = request::Server::bind(&world.bus, "query.github.repo", "test").await?;
+    tokio::spawn(
+        lookup.run_json(world.shutdown.clone(), |query: Value| async move {
+            match query["name"].as_str() {
+                Some("readonly") => {
+                    Ok(json!({"clone_url": "x", "default_branch": "main", "can_push": false}))
+                }
+                _ => Err(mainloop_events::v1::CommandError::not_found("Not Found")),
+            }
+        }),
+    );
+    for (repo, expected) in [
+        (
+            "nope",
+            "acme/nope is not on GitHub, or the GitHub token cannot see it",
+        ),
+        ("readonly", "can see acme/readonly but cannot push to it"),
+    ] {
+        let asked = say(
+            &world,
+            None,
+            &format!("add a quick start section to the README of https://github.com/acme/{repo}"),
+        )
+        .await?;
+        let conversation = asked["conversation_id"].as_str().unwrap_or_default().to_string();
+        let reply = say(&world, Some(&conversation), "yes").await?;
+        let said = reply["message"]["content"].as_str().unwrap_or_default();
+        assert!(said.contains(expected), "{said}");
+    }
+    assert!(spawned_tasks(&world.bus).await?.is_empty(), "nothing was spawned");
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! `query.github.repo`: what the worker-supervisor needs to clone a repository, from GitHub's
-//! own answer (its `clone_url`, never a URL built from a host name).
+//! own answer (its `clone_url`, never a URL built from a host name), and whether our token may
+//! push to it (the conversation checks that before it spawns a task).
 
 use mainloop_events::v1::{CommandError, ErrorCode};
 use serde::Deserialize;
@@ -21,8 +22,11 @@ pub async fn answer(github: Option<GitHub>, query: RepoQuery) -> Result<Value, C
         ));
     };
     match github.repo(&query.owner, &query.name).await {
+        // `permissions` is there for an authenticated caller; without it, assume nothing.
         Ok(repo) => Ok(
-            json!({"clone_url": repo["clone_url"], "default_branch": repo["default_branch"], "html_url": repo["html_url"]}),
+            json!({"clone_url": repo["clone_url"], "default_branch": repo["default_branch"],
+            "html_url": repo["html_url"], "private": repo["private"],
+            "can_push": repo["permissions"]["push"].as_bool().unwrap_or(false)}),
         ),
         Err(GitHubError::Api { status: 404, .. }) => Err(CommandError::not_found(format!(
             "{}/{} is not on GitHub (or not visible)",
