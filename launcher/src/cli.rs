@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// journey can be walked in a browser without accounts. Starts fresh every time.
     #[arg(long)]
     pub demo: bool,
+    /// Use the built-in fake of some outside services and the real rest, e.g. `--fake github`
+    /// to try the real agent and model on a fake repository first. `--demo` fakes all three.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub fake: Vec<Fake>,
     /// Data of the private servers; kept across restarts.
     #[arg(long, env = "MAINLOOP_DATA_DIR", default_value = ".mainloop")]
     pub data_dir: PathBuf,
@@ -104,4 +108,15 @@ pub struct TailArgs {
     /// Print what is stored and exit, instead of following.
     #[arg(long, conflicts_with = "new")]
     pub once: bool,
+}
+
+/// An outside service `mainloop up` can replace with its built-in fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fake {
+    /// GitHub: REST, GraphQL and git over authenticated HTTP, repository acme/widgets.
+    Github,
+    /// The Claude Code CLI (`mainloop fake-claude`), making real commits.
+    Claude,
+    /// The Anthropic Messages API for the chat.
+    Llm,
 }

@@ -1,7 +1,8 @@
-//! `mainloop up --demo`: the outside world replaced by the fakes the tests use, each speaking
-//! the real protocol, so the real clients run: a GitHub with the repository `acme/widgets` (whose
-//! CI fails once, then passes), the Claude Code CLI (`mainloop fake-claude`), and the Anthropic
-//! Messages API.
+//! Built-in fakes for `mainloop up`: `--demo` replaces the whole outside world, `--fake` some of
+//! it (say, a fake GitHub with the real agent and model). Each fake is the one the tests use and
+//! speaks the real protocol, so the real clients run: a GitHub with the private repository
+//! `acme/widgets` (whose CI fails once, then passes), the Claude Code CLI (`mainloop
+//! fake-claude`), the Anthropic Messages API.
 
 use std::path::Path;
 
@@ -11,13 +12,55 @@ use mainloop_fakes::github::FakeGitHub;
 use mainloop_runtime::Secret;
 use serde_json::json;
 
-use crate::cli::UpArgs;
+use crate::cli::{Fake, UpArgs};
 
 const TOKEN: &str = "demo-github-token";
 const KEY: &str = "demo-anthropic-key";
 
-pub async fn start(args: &mut UpArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let github = FakeGitHub::new(data_dir.join("github"), TOKEN);
+/// Starts the fakes in `fakes` (their data fresh under `data_dir`) and points `args` at them.
+pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow::Result<()> {
+    let all = fakes.len() == 3;
+    if all {
+        println!("DEMO MODE: nothing leaves this machine.");
+    }
+    if fakes.contains(&Fake::Github) {
+        fake_github(args, &data_dir.join("fake-github")).await?;
+    }
+    if fakes.contains(&Fake::Llm) {
+        let llm_url = FakeAnthropic::new(KEY)
+            .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+            .await?;
+        args.llm.chat_api_url = llm_url.clone();
+        args.llm.chat_api_key = Some(Secret::new(KEY));
+        println!("  Chat LLM:  FAKE Anthropic API that asks before it spawns, at {llm_url}");
+        if fakes.contains(&Fake::Claude) {
+            // The fake CLI, like the real one, needs a key; it calls no API with it.
+            args.agent.anthropic_base_url = Some(llm_url);
+            args.agent.anthropic_api_key = Some(Secret::new(KEY));
+        }
+    }
+    if fakes.contains(&Fake::Claude) {
+        args.agent.agent_program = std::env::current_exe().context("cannot find the mainloop executable")?;
+        args.agent.agent_args_prefix = vec!["fake-claude".into()];
+        args.agent.agent_model = "sonnet".into();
+        if args.agent.anthropic_api_key.is_none() && args.agent.claude_code_oauth_token.is_none() {
+            args.agent.anthropic_api_key = Some(Secret::new(KEY));
+        }
+        println!("  Claude:    FAKE Claude Code CLI (mainloop fake-claude), making real commits");
+    }
+    if fakes.contains(&Fake::Github) && fakes.contains(&Fake::Llm) {
+        println!(
+            "  Try: \"add a quick start section to the README of https://github.com/acme/widgets\", then \"yes\"."
+        );
+    }
+    Ok(())
+}
+
+async fn fake_github(args: &mut UpArgs, root: &Path) -> anyhow::Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root).with_context(|| format!("cannot reset {}", root.display()))?;
+    }
+    let github = FakeGitHub::new(root.to_path_buf(), TOKEN);
     let github_url = github
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
@@ -27,29 +70,13 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path) -> anyhow::Result<()> {
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .context("the demo GitHub did not create acme/widgets")?;
-    let llm_url = FakeAnthropic::new(KEY)
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-
+        .context("the fake GitHub did not create acme/widgets")?;
     args.github.github_api_url = github_url.clone();
     args.github.github_token = Some(Secret::new(TOKEN));
-    args.agent.git_token = Some(Secret::new(TOKEN));
     args.github.github_poll_interval_ms = 1000;
-    args.llm.chat_api_url = llm_url.clone();
-    args.llm.chat_api_key = Some(Secret::new(KEY));
-    // The fake CLI, like the real one, needs a key; it calls no API with it.
-    args.agent.anthropic_base_url = Some(llm_url);
-    args.agent.anthropic_api_key = Some(Secret::new(KEY));
-    args.agent.agent_program = std::env::current_exe().context("cannot find the mainloop executable")?;
-    args.agent.agent_args_prefix = vec!["fake-claude".into()];
-    args.agent.agent_model = "sonnet".into();
-    println!("DEMO MODE: nothing leaves this machine.");
-    println!("  GitHub:    fake, at {github_url} (repository acme/widgets; its CI fails once, then passes)");
-    println!("  Claude:    fake Claude Code CLI (mainloop fake-claude), making real commits");
-    println!("  Chat LLM:  fake Anthropic API that asks before it spawns");
+    args.agent.git_token = Some(Secret::new(TOKEN));
     println!(
-        "  Try: \"add a quick start section to the README of https://github.com/acme/widgets\", then \"yes\"."
+        "  GitHub:    FAKE, at {github_url} (private repository acme/widgets, pages at {github_url}/acme/widgets/pull/N; its CI fails once, then passes)"
     );
     Ok(())
 }

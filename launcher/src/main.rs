@@ -7,6 +7,7 @@ mod demo;
 mod events_tail;
 mod run_one;
 mod services;
+mod setup_check;
 mod up;
 
 use clap::Parser;

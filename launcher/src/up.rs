@@ -8,7 +8,7 @@ use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions}
 use mainloop_runtime::{CommonConfig, Health, Secret};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::UpArgs;
+use crate::cli::{Fake, UpArgs};
 use crate::services::{self, ServiceExit};
 
 /// How long services get to drain after Ctrl-C before we stop the servers under them.
@@ -17,17 +17,21 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut data_dir = std::path::absolute(&args.data_dir).context("data dir")?;
     if args.demo {
+        args.fake = vec![Fake::Github, Fake::Claude, Fake::Llm];
         data_dir = data_dir.join("demo");
         if data_dir.exists() {
             std::fs::remove_dir_all(&data_dir)
                 .with_context(|| format!("cannot reset {}", data_dir.display()))?;
         }
-        crate::demo::start(&mut args, &data_dir).await?;
     }
-    if !args.demo {
-        let token_source = crate::credentials::github_token(&mut args);
-        report_setup(&args, token_source);
-    }
+    let fakes = args.fake.clone();
+    crate::demo::start(&mut args, &data_dir, &fakes).await?;
+    let token_source = if fakes.contains(&Fake::Github) {
+        Some("the fake")
+    } else {
+        crate::credentials::github_token(&mut args)
+    };
+    crate::setup_check::report(&args, token_source).await;
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
 
@@ -179,47 +183,4 @@ fn shown(path: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     path.strip_prefix(&cwd)
         .map_or_else(|_| path.display().to_string(), |p| format!("./{}", p.display()))
-}
-
-/// Says what was found and what is missing, before anything starts.
-fn report_setup(args: &UpArgs, token_source: Option<&str>) {
-    let found = |present: bool, ok: &str, missing: &str| {
-        if present {
-            ok.to_string()
-        } else {
-            format!("MISSING: {missing}")
-        }
-    };
-    println!(
-        "Chat LLM:  {}",
-        found(
-            args.llm.chat_api_key.is_some(),
-            &format!("Anthropic at {}", args.llm.chat_api_url),
-            "set ANTHROPIC_API_KEY (or try --demo)"
-        )
-    );
-    println!(
-        "GitHub:    {}",
-        found(
-            args.github.github_token.is_some(),
-            &format!(
-                "{} with the token from {}",
-                args.github.github_api_url,
-                token_source.unwrap_or("GITHUB_TOKEN")
-            ),
-            "set GITHUB_TOKEN or log in with `gh auth login` (or try --demo)"
-        )
-    );
-    let program = &args.agent.agent_program;
-    let on_path = program.is_absolute() && program.is_file()
-        || std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
-    println!(
-        "Agent:     {}",
-        found(
-            on_path,
-            &format!("{} (model {})", program.display(), args.agent.agent_model),
-            "install Claude Code (npm install -g @anthropic-ai/claude-code) or set AGENT_PROGRAM"
-        )
-    );
 }

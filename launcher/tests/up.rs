@@ -71,10 +71,16 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &Path) -> anyhow::Result<Up> {
+        Self::start_with(data_dir, &[], &[])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Up> {
         let port = free_port()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_mainloop"))
             .args(["up", "--http-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
+            .args(args)
+            .envs(env.iter().copied())
             .env_remove("NATS_URL")
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
@@ -344,5 +350,39 @@ fn up_runs_from_a_checkout_under_a_private_home() -> anyhow::Result<()> {
     {
         std::fs::remove_dir_all(parent)?;
     }
+    Ok(())
+}
+
+/// `up` checks each credential for real before it starts: a GitHub token GitHub refuses is
+/// named, a good model key and the agent CLI's version and login are reported.
+#[test]
+fn up_checks_each_credential_for_real() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dir = data_dir()?;
+    let github = mainloop_fakes::github::FakeGitHub::new(dir.path().join("github"), "the-right-token");
+    let github_url = runtime.block_on(async {
+        github
+            .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+            .await
+    })?;
+    let up = Up::start_with(
+        &dir.path().join(".mainloop"),
+        &["--fake", "claude,llm", "--github-api-url", &github_url],
+        &[("GITHUB_TOKEN", "a-wrong-token")],
+    )?;
+    let github_line = up.wait_printed("GitHub:")?;
+    assert!(
+        github_line.contains("REFUSED") && github_line.contains("401"),
+        "{github_line}"
+    );
+    let chat_line = up.wait_printed("Chat LLM:")?;
+    assert!(chat_line.contains("key accepted"), "{chat_line}");
+    let agent_line = up.wait_printed("Agent:")?;
+    assert!(
+        agent_line.contains("2.1.197 (Claude Code)") && agent_line.contains("logs in with ANTHROPIC_API_KEY"),
+        "{agent_line}"
+    );
+    up.interrupt_and_wait()?;
+    drop(runtime);
     Ok(())
 }

@@ -33,6 +33,7 @@ impl FakeAnthropic {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/messages", post(messages))
+            .route("/v1/models", axum::routing::get(models))
             .route("/_control/fail", post(script_failure))
             .with_state(self.clone())
     }
@@ -65,6 +66,24 @@ async fn script_failure(State(fake): State<FakeAnthropic>, Json(body): Json<Valu
         failures.push((status, kind));
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /v1/models`: what a key check asks; 401 for a wrong key, as the real API answers.
+async fn models(State(fake): State<FakeAnthropic>, headers: HeaderMap) -> Response {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if key != fake.key {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        );
+    }
+    Json(json!({"data": [{"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
+        "created_at": "2025-09-29T00:00:00Z"}], "has_more": false, "first_id": "claude-sonnet-4-5", "last_id": "claude-sonnet-4-5"}))
+    .into_response()
 }
 
 const CONFIRMATIONS: &[&str] = &[

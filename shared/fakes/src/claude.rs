@@ -135,6 +135,10 @@ fn git(cwd: &Path, args: &[&str]) -> String {
 /// Runs the fake CLI with `args` (without the program name); returns the exit code.
 pub fn main(args: &[String]) -> i32 {
     let has = |name: &str| args.iter().any(|a| a == name);
+    if has("--version") || has("-v") {
+        println!("2.1.197 (Claude Code)");
+        return 0;
+    }
     if !has("-p") && !has("--print") {
         eprintln!("Error: this fake only runs headless (-p)");
         return 1;

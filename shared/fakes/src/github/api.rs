@@ -15,6 +15,7 @@ pub(crate) type Reply = Result<Response, Response>;
 
 pub fn router() -> Router<FakeGitHub> {
     Router::new()
+        .route("/user", get(signed_in_user))
         .route("/repos/{owner}/{repo}", get(repo))
         .route(
             "/repos/{owner}/{repo}/issues",
@@ -144,6 +145,17 @@ fn pull_json(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
         "head": {"ref": pull.head, "sha": sha, "label": format!("{}:{}", repo.owner, pull.head)},
         "base": {"ref": pull.base, "label": format!("{}:{}", repo.owner, pull.base)},
         "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+}
+
+/// The token's user, with the classic scopes header GitHub sends for classic tokens.
+async fn signed_in_user(State(gh): State<FakeGitHub>, headers: HeaderMap) -> Reply {
+    authorize(&gh, &headers, "GET /user".into())?;
+    let mut response = Json(user("mainloop-bot")).into_response();
+    response.headers_mut().insert(
+        "x-oauth-scopes",
+        axum::http::HeaderValue::from_static("repo, workflow"),
+    );
+    Ok(response)
 }
 
 async fn repo(
