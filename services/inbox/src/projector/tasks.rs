@@ -176,14 +176,15 @@ pub(super) async fn apply(
                     )),
             )
         }
-        Payload::JobRequested(_) => {
-            Some(sqlx::query("UPDATE tasks SET waiting_for = NULL WHERE id = $1").bind(task_id))
-        }
+        // Only a card that said it was waiting changes.
+        Payload::JobRequested(_) => Some(
+            sqlx::query("UPDATE tasks SET waiting_for = NULL WHERE id = $1 AND waiting_for IS NOT NULL")
+                .bind(task_id),
+        ),
         _ => None,
     };
     if let Some(query) = update {
-        query.execute(&mut *tx).await?;
-        changed = true;
+        changed |= query.execute(&mut *tx).await?.rows_affected() > 0;
     }
     Ok(changed)
 }
