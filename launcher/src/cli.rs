@@ -24,7 +24,7 @@ pub enum Command {
     /// Run one service in this process (the production shape: one service per process).
     Run {
         #[command(subcommand)]
-        service: ServiceCommand,
+        service: Box<ServiceCommand>,
         /// Serves /health, /readyz and /healthz; empty turns it off.
         #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9090", global = true)]
         health_addr: String,

@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
             match cli.command {
                 Command::Up(args) => up::up(*args, shutdown).await,
                 Command::Run { service, health_addr } => {
-                    run_one::run_one(service, &health_addr, shutdown).await
+                    run_one::run_one(*service, &health_addr, shutdown).await
                 }
                 Command::Events {
                     command: EventsCommand::Tail(args),
