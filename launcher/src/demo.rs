@@ -32,7 +32,7 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow
             .await?;
         args.llm.chat_api_url = llm_url.clone();
         args.llm.chat_api_key = Some(Secret::new(KEY));
-        println!("  Chat LLM:  FAKE Anthropic API that asks before it spawns, at {llm_url}");
+        println!("  Chat LLM:  fake Anthropic API that asks before it spawns, at {llm_url}");
         if fakes.contains(&Fake::Claude) {
             // The fake CLI, like the real one, needs a key; it calls no API with it.
             args.agent.anthropic_base_url = Some(llm_url);
@@ -46,7 +46,7 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow
         if args.agent.anthropic_api_key.is_none() && args.agent.claude_code_oauth_token.is_none() {
             args.agent.anthropic_api_key = Some(Secret::new(KEY));
         }
-        println!("  Claude:    FAKE Claude Code CLI (mainloop fake-claude), making real commits");
+        println!("  Claude:    fake Claude Code CLI (mainloop fake-claude), making real commits");
     }
     if fakes.contains(&Fake::Github) && fakes.contains(&Fake::Llm) {
         println!(
@@ -76,7 +76,7 @@ async fn fake_github(args: &mut UpArgs, root: &Path) -> anyhow::Result<()> {
     args.github.github_poll_interval_ms = 1000;
     args.agent.git_token = Some(Secret::new(TOKEN));
     println!(
-        "  GitHub:    FAKE, at {github_url} (private repository acme/widgets, pages at {github_url}/acme/widgets/pull/N; its CI fails once, then passes)"
+        "  GitHub:    fake, at {github_url} (private repository acme/widgets, pages at {github_url}/acme/widgets/pull/N; its CI fails once, then passes)"
     );
     Ok(())
 }
