@@ -43,6 +43,9 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow
         args.agent.agent_program = std::env::current_exe().context("cannot find the mainloop executable")?;
         args.agent.agent_args_prefix = vec!["fake-claude".into()];
         args.agent.agent_model = "sonnet".into();
+        // The fake CLI is mainloop itself, which another user may not be able to reach; it is
+        // our own code, so it runs as us.
+        args.agent.agent_user = Some(String::new());
         if args.agent.anthropic_api_key.is_none() && args.agent.claude_code_oauth_token.is_none() {
             args.agent.anthropic_api_key = Some(Secret::new(KEY));
         }

@@ -4,6 +4,7 @@
 //! implement job continues the plan's agent session, its uncommitted edits are committed, the
 //! branch is pushed with the supervisor's credentials, and the agent's own git has none.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -120,14 +121,29 @@ struct Setup {
 
 impl Setup {
     async fn start(api_key: Option<&str>) -> anyhow::Result<Setup> {
+        Self::start_as(api_key, None).await
+    }
+
+    /// With `agent_user`, agents run as that user, from a copy of the fake CLI it can reach.
+    async fn start_as(api_key: Option<&str>, agent_user: Option<&str>) -> anyhow::Result<Setup> {
         mainloop_runtime::tls::install();
         let dir = tempfile::tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let program = match agent_user {
+            Some(_) => {
+                let copy = dir.path().join("bin/mainloop");
+                std::fs::create_dir_all(dir.path().join("bin"))?;
+                std::fs::copy(env!("CARGO_BIN_EXE_mainloop"), &copy)?;
+                copy
+            }
+            None => env!("CARGO_BIN_EXE_mainloop").into(),
+        };
         let github_root = dir.path().join("github");
         let github = fake_github(&github_root).await?;
         let infra = Infra::start()?;
         let agent = mainloop_worker_supervisor::AgentSettings {
             work_dir: dir.path().join("work"),
-            agent_program: env!("CARGO_BIN_EXE_mainloop").into(),
+            agent_program: program,
             agent_args_prefix: vec!["fake-claude".into()],
             agent_model: "sonnet".into(),
             agent_slots: 2,
@@ -136,6 +152,8 @@ impl Setup {
             anthropic_api_key: api_key.map(Secret::new),
             claude_code_oauth_token: None,
             git_token: Some(Secret::new(TOKEN)),
+            // The fake CLI is this test build's binary, which another user may not reach.
+            agent_user: Some(agent_user.unwrap_or_default().to_string()),
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(mainloop_worker_supervisor::run(
@@ -360,5 +378,67 @@ async fn no_agent_credentials_is_a_permanent_failure_naming_the_settings() -> an
         "{}",
         failed.error
     );
+    Ok(())
+}
+
+/// As root, agents run as an unprivileged user: the task's clone is theirs, the supervisor's
+/// environment (where the GitHub token lives) is not readable to them, and the work still gets
+/// committed and pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_the_agent_runs_as_its_own_user_and_cannot_read_the_supervisor() -> anyhow::Result<()> {
+    let root = std::fs::metadata("/proc/self")?.uid() == 0;
+    let Some((nobody, _)) = mainloop_local_servers::user_ids("nobody")? else {
+        anyhow::bail!("this machine has no `nobody` user")
+    };
+    let setup = Setup::start_as(Some("sk-test-secret-key"), Some("nobody")).await?;
+    let bus = &setup.bus;
+    let implement = request(
+        JobMode::Implement,
+        "t1-job-1",
+        "docs/add-quick-start",
+        "Implement the quick start section (peek at your parent's environment)",
+    );
+    bus.publish(&subjects::job_work("u1", "t1")?, &implement, Expect::Any)
+        .await?;
+    let (_, result) = job_result(bus, 0).await?;
+    let Some(Payload::JobSucceeded(done)) = result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    let Some(job_succeeded::Outcome::Code(code)) = done.outcome else {
+        anyhow::bail!("not code")
+    };
+    assert_eq!(code.commits, 1);
+    let pushed = git(&setup.bare(), &["rev-parse", "refs/heads/docs/add-quick-start"])?;
+    assert_eq!(
+        pushed, code.head_sha,
+        "the agent's commit was pushed by the supervisor"
+    );
+    let lines = setup.logs().await?;
+    let ran_as = if root {
+        nobody
+    } else {
+        std::fs::metadata("/proc/self")?.uid()
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("fake-claude: running as uid {ran_as}")),
+        "{lines:?}"
+    );
+    if root {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("parent environment: not readable")),
+            "the agent read the supervisor's environment: {lines:?}"
+        );
+        let repo = setup.dir.path().join("work/tasks/t1/repo");
+        assert_eq!(
+            std::fs::metadata(repo.join("README.md"))?.uid(),
+            nobody,
+            "the clone is the agent's"
+        );
+        assert_eq!(std::fs::metadata(repo.join(".git/index"))?.uid(), nobody);
+    }
     Ok(())
 }

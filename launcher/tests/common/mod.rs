@@ -57,6 +57,8 @@ impl Mainloop {
             .env("RUST_LOG", "info,async_nats=warn")
             // A job lost in a crash is retried after a short wait here, not the default 30 s.
             .env("JOB_RETRY_BASE_MS", "200")
+            // The fake CLI is this test build's binary, which another user may not reach.
+            .env("AGENT_USER", "")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(Self::log_path(data))?)
             .spawn()?;

@@ -29,6 +29,10 @@ pub struct AgentSettings {
     pub agent_args_prefix: Vec<String>,
     #[arg(long, env = "AGENT_MODEL", default_value = "opus")]
     pub agent_model: String,
+    /// The Unix user agents run as when mainloop runs as root (default `nobody`), so an agent
+    /// cannot read mainloop's environment or files; empty: as mainloop's own user.
+    #[arg(long, env = "AGENT_USER")]
+    pub agent_user: Option<String>,
     /// Agents running at once; waiting tasks hold no slot.
     #[arg(long, env = "AGENT_SLOTS", default_value_t = 3)]
     pub agent_slots: usize,

@@ -65,11 +65,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             secrets.push(secret.expose().to_string());
         }
     }
-    let work_dir = std::path::absolute(&settings.work_dir).map_err(|e| Error::Setup(e.to_string()))?;
+    let run_as = agent_user(settings)?;
+    let mut work_dir = std::path::absolute(&settings.work_dir).map_err(|e| Error::Setup(e.to_string()))?;
+    if let Some((uid, gid)) = run_as {
+        // The agent's user must be able to walk down to its task's directory.
+        work_dir = mainloop_local_servers::reachable_dir(&work_dir, uid, gid)
+            .map_err(|e| Error::Setup(format!("no work dir the agent's user can reach: {e}")))?;
+        tracing::info!(uid, work_dir = %work_dir.display(), "agents run as their own user");
+    }
     let jobs = Arc::new(Jobs {
         bus: foundation.bus.clone(),
         db: foundation.db.clone(),
-        workspaces: Workspaces::new(work_dir, git::Git::new(settings.git_token.clone())),
+        workspaces: Workspaces::new(work_dir, git::Git::new(settings.git_token.clone()), run_as),
         sessions: sessions::Sessions {
             db: foundation.db.clone(),
         },
@@ -79,7 +86,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             env,
             model: settings.agent_model.clone(),
             timeout: Duration::from_secs(settings.agent_timeout_secs),
-            run_as: None,
+            run_as,
         },
         slots: Arc::new(Semaphore::new(settings.agent_slots.max(1))),
         running: Mutex::new(HashMap::new()),
@@ -115,4 +122,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let _ = cleaning.await;
     foundation.stop().await;
     result.map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// Who agents run as: as root, an unprivileged user (`AGENT_USER`, default `nobody`) so an agent
+/// cannot read the supervisor's environment (the GitHub token) or files; otherwise as us.
+fn agent_user(settings: &AgentSettings) -> Result<Option<(u32, u32)>, Error> {
+    if !mainloop_local_servers::is_root() {
+        return Ok(None);
+    }
+    let name = settings.agent_user.as_deref().unwrap_or("nobody").trim();
+    if name.is_empty() {
+        tracing::warn!("AGENT_USER is empty: agents run as root and can read everything mainloop can");
+        return Ok(None);
+    }
+    match mainloop_local_servers::user_ids(name) {
+        Ok(Some(ids)) => Ok(Some(ids)),
+        Ok(None) => Err(Error::Setup(format!(
+            "AGENT_USER {name} does not exist; create it or name another unprivileged user"
+        ))),
+        Err(err) => Err(Error::Setup(format!("cannot look up AGENT_USER {name}: {err}"))),
+    }
 }

@@ -222,6 +222,26 @@ pub fn main(args: &[String]) -> i32 {
         run.text(&format!("Resuming our conversation ({turns} earlier turn(s))."));
     }
 
+    // Which user it runs as, on stderr (as the real CLI's diagnostics go), for tests of isolation.
+    if let Ok(meta) = std::fs::metadata("/proc/self") {
+        eprintln!(
+            "fake-claude: running as uid {}",
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        );
+    }
+    if prompt
+        .to_lowercase()
+        .contains("peek at your parent's environment")
+    {
+        // What a curious agent could try: the supervisor's environment holds its secrets.
+        let parent = std::os::unix::process::parent_id();
+        let peek = match std::fs::read(format!("/proc/{parent}/environ")) {
+            Ok(bytes) => format!("parent environment: readable ({} bytes)", bytes.len()),
+            Err(err) => format!("parent environment: not readable ({err})"),
+        };
+        run.text(&peek);
+    }
+
     let logged_in = [
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",

@@ -44,7 +44,8 @@ impl RunAs {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     // The owner of a file we just created is our effective uid; this avoids an unsafe geteuid().
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)

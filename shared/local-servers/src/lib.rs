@@ -6,6 +6,7 @@
 
 mod binaries;
 mod child;
+pub use child::is_root;
 mod error;
 mod nats;
 mod placement;
@@ -17,7 +18,7 @@ pub use error::Error;
 /// Signal numbers for [`signal_group`].
 pub use libc::{SIGINT, SIGKILL, SIGTERM};
 pub use nats::{NatsOptions, NatsServer};
-pub use placement::{OUTSIDE_ROOT, postgres_dir};
+pub use placement::{OUTSIDE_ROOT, postgres_dir, reachable_dir, user_ids};
 pub use postgres::{Postgres, PostgresOptions, init_cluster};
 
 /// Asks the kernel for a free loopback port. Another process could take it before the server

@@ -16,16 +16,41 @@ pub const OUTSIDE_ROOT: &str = "/var/lib/mainloop";
 /// The directory Postgres should use for `wanted` (which it may not be able to reach), made and
 /// owned by the user Postgres runs as. Not root: `wanted` itself.
 pub fn postgres_dir(wanted: &Path) -> Result<PathBuf, Error> {
-    let Some(user) = RunAs::postgres_if_root()? else {
-        return Ok(wanted.to_path_buf());
-    };
+    match RunAs::postgres_if_root()? {
+        None => Ok(wanted.to_path_buf()),
+        Some(user) => place(wanted, user, true),
+    }
+}
+
+/// A directory for `wanted` that the user `uid`/`gid` can reach (it stays root's; what the user
+/// needs below it is given to it by the caller): `wanted` itself when every directory on the way
+/// lets that user through, else a place under [`OUTSIDE_ROOT`].
+pub fn reachable_dir(wanted: &Path, uid: u32, gid: u32) -> Result<PathBuf, Error> {
+    place(wanted, RunAs { uid, gid }, false)
+}
+
+/// The uid and gid of the user `name` (from /etc/passwd).
+pub fn user_ids(name: &str) -> Result<Option<(u32, u32)>, Error> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(Error::Io)?;
+    Ok(passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            [user, _, uid, gid, ..] if *user == name => Some((uid.parse().ok()?, gid.parse().ok()?)),
+            _ => None,
+        }
+    }))
+}
+
+fn place(wanted: &Path, user: RunAs, give_to_user: bool) -> Result<PathBuf, Error> {
     let link_target = std::fs::read_link(wanted).ok();
     if link_target.is_none() && can_reach(wanted, user) {
         return Ok(wanted.to_path_buf());
     }
     let outside = link_target.unwrap_or_else(|| outside_dir(wanted));
     std::fs::create_dir_all(&outside).map_err(Error::Io)?;
-    user.chown(&outside)?;
+    if give_to_user {
+        user.chown(&outside)?;
+    }
     if !wanted.exists() {
         if let Some(parent) = wanted.parent() {
             std::fs::create_dir_all(parent).map_err(Error::Io)?;

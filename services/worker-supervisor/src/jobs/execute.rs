@@ -78,7 +78,7 @@ impl Jobs {
             .await;
         let result = match outcome {
             AgentOutcome::Done { summary, session_id } => {
-                self.deliver(job, &repo, &workspace, branch, summary, session_id, &lines)
+                self.deliver(job, &workspace, branch, summary, session_id, &lines)
                     .await
             }
             other => self.report(job, other),
@@ -168,11 +168,9 @@ impl Jobs {
     }
 
     /// A code job's work reaches the repository: leftovers committed, the branch pushed.
-    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         job: &JobRequested,
-        repo: &RepoRef,
         workspace: &Workspace,
         branch: Option<&str>,
         summary: String,
@@ -194,10 +192,7 @@ impl Jobs {
             Err(err) => return failed(job, format!("reading the job's commits failed: {err}"), true),
         };
         if let (Some(branch), true) = (branch, commits > 0)
-            && let Err(err) = self
-                .workspaces
-                .push(workspace, &repo.owner, &repo.name, branch)
-                .await
+            && let Err(err) = self.workspaces.push(workspace, branch).await
         {
             let permanent = err.is_permanent();
             return failed(job, format!("pushing {branch} failed: {err}"), !permanent);
