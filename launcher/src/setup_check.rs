@@ -129,8 +129,17 @@ async fn agent(args: &UpArgs) -> String {
         }
     };
     let login = login(&agent.anthropic_api_key, &agent.claude_code_oauth_token);
+    let user = if !mainloop_local_servers::is_root() {
+        String::new()
+    } else {
+        match agent.agent_user.as_deref().map(str::trim) {
+            Some("") => ", runs as root (AGENT_USER is empty)".to_string(),
+            Some(name) => format!(", runs as user {name}"),
+            None => ", runs as user nobody".to_string(),
+        }
+    };
     format!(
-        "{} {version} (model {}), {login}",
+        "{} {version} (model {}), {login}{user}",
         agent.agent_program.display(),
         agent.agent_model
     )
