@@ -1,5 +1,5 @@
 //! Finished tasks leave nothing behind: when a task completes, fails or is cancelled (TASKS),
-//! its worktree and agent home are removed and its agent session forgotten; the repository's
+//! its clone and agent home are removed and its agent session forgotten; the repository's
 //! cache clone stays for the next task. A task whose job is still being stopped is cleaned once
 //! the job is over (the event comes back later), so an agent never loses its directory under it.
 

@@ -13,7 +13,7 @@ pub struct Config {
 /// How agents are run; `mainloop up` takes the same flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentSettings {
-    /// Cache clones and task worktrees live here.
+    /// Cache clones and task clones live here.
     #[arg(long, env = "WORK_DIR", default_value = ".mainloop/work")]
     pub work_dir: PathBuf,
     /// The agent CLI.

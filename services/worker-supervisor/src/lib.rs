@@ -1,5 +1,5 @@
 //! The worker-supervisor runs coding agents: it takes job requests from the WORK queue
-//! (`work.jobs.>`), prepares the task's workspace (a worktree of a cached clone), runs the agent
+//! (`work.jobs.>`), prepares the task's workspace (a clone sharing the cached repository's objects), runs the agent
 //! (Claude Code headless) in it, pushes what it committed, and reports on JOBS
 //! (`job.<user>.<task>`) and LOGS (`log.<user>.<task>`). Only running agents take a slot.
 

@@ -1,6 +1,6 @@
 //! Every process an agent started, found again when the agent must stop. The CLI's Bash tool
 //! runs commands in sessions of their own, so killing the CLI's process group leaves a test
-//! suite or dev server running in the worktree. Each agent run is started with a marker in its
+//! suite or dev server running in the task's clone. Each agent run is started with a marker in its
 //! environment, which every process it starts inherits (a `setsid`, `nohup` or double fork does
 //! not drop it); the stop sweeps `/proc` for the marker, and for descendants of the agent while
 //! it is still our unreaped child, and kills what it finds. A pid is only signalled if it still

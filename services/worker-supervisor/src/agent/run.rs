@@ -362,7 +362,7 @@ async fn stop(pid: u32, run_id: &str, child: &mut Child) {
 }
 
 /// The agent gets SIGKILL from the kernel if the supervisor dies first (even by SIGKILL), so no
-/// orphaned agent keeps editing a worktree that a restarted supervisor hands to the next attempt.
+/// orphaned agent keeps editing a clone that a restarted supervisor hands to the next attempt.
 #[allow(unsafe_code)]
 fn die_with_supervisor(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of ours; it runs in the child
