@@ -27,6 +27,19 @@ impl Mainloop {
         llm: &str,
         llm_key: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(data, port, github, github_token, llm, llm_key, &[])
+    }
+
+    /// The same with more settings in the environment.
+    pub fn start_with(
+        data: &Path,
+        port: u16,
+        github: &str,
+        github_token: &str,
+        llm: &str,
+        llm_key: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let exe = env!("CARGO_BIN_EXE_mainloop");
         let mut child = Command::new(exe)
             .args([
@@ -59,6 +72,7 @@ impl Mainloop {
             .env("JOB_RETRY_BASE_MS", "200")
             // The fake CLI is this test build's binary, which another user may not reach.
             .env("AGENT_USER", "")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(Self::log_path(data))?)
             .spawn()?;
@@ -116,7 +130,18 @@ pub async fn until(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    until_within(http, url, what, Duration::from_secs(60), check).await
+}
+
+/// [`until`] with its own time limit.
+pub async fn until_within(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
     let mut last = Value::Null;
     loop {
         if let Ok(response) = http.get(url).header("x-user-id", "alice").send().await
