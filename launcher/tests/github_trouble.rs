@@ -257,6 +257,20 @@ async fn an_outage_and_a_rate_limit_are_waited_out() -> anyhow::Result<()> {
         (1, 1),
         "one issue, one PR"
     );
+    let number = widgets.pulls.keys().next().copied().unwrap_or_default();
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/widgets/pulls/{number}/merge",
+            world.github_url
+        ))
+        .send()
+        .await?
+        .error_for_status()?;
+    until(&world.http, &url, "the task done after the merge", |t| {
+        t["status"] == "completed"
+    })
+    .await?;
     let bus = world.bus().await?;
     let events = bus
         .read_subject(subjects::TASKS, &subjects::task("alice", &task)?, 0)
@@ -271,5 +285,48 @@ async fn an_outage_and_a_rate_limit_are_waited_out() -> anyhow::Result<()> {
     );
     let dead = mainloop_bus::dead_letter::list(&bus, "dead.>").await?;
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    Ok(())
+}
+
+/// GitHub refusing our token (401) while the plan's issue is due fails the task at once, with
+/// what to fix; a retry after the fix goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_fails_the_task_at_once_naming_the_fix() -> anyhow::Result<()> {
+    let world = start(&[("widgets", "manual")], &[]).await?;
+    world
+        .inject(json!({"route": "GET /repos/acme/widgets/issues", "status": 401, "times": 1}))
+        .await?;
+    let task = world.spawn("widgets").await?;
+    let failed = world.queue_item(&task, "error").await?;
+    let said = failed["content"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("could not create the issue: GitHub answered 401")
+            && said.contains("set a valid GITHUB_TOKEN"),
+        "{said}"
+    );
+    let bus = world.bus().await?;
+    let events = bus
+        .read_subject(subjects::TASKS, &subjects::task("alice", &task)?, 0)
+        .await?;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.event.payload, Some(Payload::JobRetryScheduled(_)))),
+        "nothing retried"
+    );
+    let retried = world
+        .http
+        .post(format!("{}/tasks/{task}/retry", world.base))
+        .header("x-user-id", "alice")
+        .send()
+        .await?;
+    assert!(retried.status().is_success(), "{:?}", retried.text().await);
+    until(
+        &world.http,
+        &format!("{}/tasks/{task}", world.base),
+        "the plan again, with its issue",
+        |t| t["status"] == "waiting_plan_review" && !t["issue_url"].is_null(),
+    )
+    .await?;
     Ok(())
 }
