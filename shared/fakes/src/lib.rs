@@ -2,7 +2,9 @@
 //! client code runs against it: a `claude` CLI that replays the recorded stream-json protocol and
 //! makes real git commits; a stateful GitHub REST server whose repositories are real bare git
 //! repositories (so pushes are real) with a control API for tests; an Anthropic Messages API that
-//! plays a main thread which asks before it spawns. Used by tests and, clearly labelled, by `mainloop up --demo`.
+//! plays a main thread which asks before it spawns; a Messages API whose model follows a script,
+//! streaming, for running the real Claude Code CLI in tests. Used by tests and, clearly labelled,
+//! by `mainloop up --demo`.
 
 // Handlers answer `Result<Response, Response>`: both sides are HTTP answers, and boxing the
 // error side would only add noise to a test double.
@@ -11,3 +13,4 @@
 pub mod anthropic;
 pub mod claude;
 pub mod github;
+pub mod scripted_model;
