@@ -1,7 +1,7 @@
 //! The real-world edges of the journey, through `mainloop up` with the fake GitHub: CI through
-//! commit statuses only, no CI at all, CI that never finishes; and GitHub in trouble (an outage
-//! of the issues API for two minutes, a rate limit with its reset a minute away) waited out
-//! without a failed attempt or a dead letter.
+//! commit statuses only, no CI at all, CI that never finishes; and GitHub in trouble (down for
+//! two minutes, a rate limit with its reset a minute away, a refused token): waited out without a
+//! failed attempt or a dead letter, or failed at once with what to fix.
 
 mod common;
 
@@ -211,23 +211,29 @@ async fn statuses_only_no_ci_and_stuck_ci_each_end_clearly() -> anyhow::Result<(
     Ok(())
 }
 
-/// The issues API is down for two minutes while the plan's issue is due, and opening the pull
-/// request hits a rate limit whose reset is a minute away: the task waits both out (its card says
-/// so) and finishes, with one issue, one PR, no failed attempt and nothing dead-lettered.
+/// GitHub is down entirely for two minutes as the task starts, and opening the pull request then
+/// hits a rate limit whose reset is a minute away: the task waits both out (its card says so) and
+/// finishes, with one issue, one PR, no failed attempt and nothing dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_and_a_rate_limit_are_waited_out() -> anyhow::Result<()> {
     let world = start(&[("widgets", "manual")], &[("CI_GRACE_SECS", "2")]).await?;
-    for method in ["GET", "POST"] {
-        world
-            .inject(json!({"route": format!("{method} /repos/acme/widgets/issues"), "status": 503, "for_ms": 120_000}))
-            .await?;
-    }
     world
         .inject(json!({"route": "POST /repos/acme/widgets/pulls", "status": 403, "reset_in_secs": 60, "times": 1}))
         .await?;
     let task = world.spawn("widgets").await?;
+    // GitHub goes down entirely (REST and git) for two minutes, as the task starts.
+    world
+        .inject(json!({"route": "", "status": 503, "for_ms": 120_000}))
+        .await?;
     let url = format!("{}/tasks/{task}", world.base);
-    // The plan waits for review while its issue cannot be made; approving does not need it.
+    until_within(
+        &world.http,
+        &url,
+        "a plan to review",
+        Duration::from_secs(240),
+        |t| t["status"] == "waiting_plan_review",
+    )
+    .await?;
     world.approve(&task).await?;
     until_within(
         &world.http,

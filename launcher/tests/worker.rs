@@ -116,6 +116,7 @@ struct Setup {
     infra: Infra,
     bus: Bus,
     github_root: std::path::PathBuf,
+    github_url: String,
     shutdown: CancellationToken,
 }
 
@@ -180,6 +181,7 @@ impl Setup {
             infra,
             bus,
             github_root,
+            github_url: github,
             shutdown,
         })
     }
@@ -440,5 +442,41 @@ async fn as_root_the_agent_runs_as_its_own_user_and_cannot_read_the_supervisor()
         );
         assert_eq!(std::fs::metadata(repo.join(".git/index"))?.uid(), nobody);
     }
+    Ok(())
+}
+
+/// GitHub's git endpoint is down when a job starts: the job waits it out (saying so in its log)
+/// instead of failing an attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_github_outage_at_the_start_of_a_job_costs_no_attempt() -> anyhow::Result<()> {
+    let setup = Setup::start(Some("sk-test-secret-key")).await?;
+    reqwest::Client::new()
+        .post(format!("{}/_control/faults", setup.github_url))
+        .json(&json!({"route": "GIT", "status": 503, "for_ms": 2500}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let plan = request(
+        JobMode::Plan,
+        "t1-job-1",
+        "",
+        "The request:\nadd a quick start section",
+    );
+    setup
+        .bus
+        .publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
+        .await?;
+    let (_, result) = job_result(&setup.bus, 0).await?;
+    assert!(
+        matches!(result.payload, Some(Payload::JobSucceeded(_))),
+        "{result:?}"
+    );
+    let lines = setup.logs().await?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GitHub unavailable (preparing the workspace failed")),
+        "{lines:?}"
+    );
     Ok(())
 }

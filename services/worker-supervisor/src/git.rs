@@ -35,6 +35,33 @@ impl GitError {
     }
 }
 
+impl GitError {
+    /// The error, with what a person can do about it when we know.
+    pub fn explained(&self) -> String {
+        let output = self.output.to_lowercase();
+        let fix = if output.contains("could not read username")
+            || output.contains("authentication failed")
+            || output.contains("invalid username or token")
+        {
+            Some("GitHub did not accept the token: set a valid GITHUB_TOKEN")
+        } else if output.contains("permission to") || output.contains("403") {
+            Some("the token may not push here: it needs write access to the repository's contents")
+        } else if output.contains("repository not found") {
+            Some("the repository does not exist, or the token cannot see it")
+        } else if output.contains("protected branch") {
+            Some("the branch is protected on GitHub")
+        } else if output.contains("[rejected]") {
+            Some("the branch on GitHub has commits the task does not have")
+        } else {
+            None
+        };
+        match fix {
+            Some(fix) => format!("{self} ({fix})"),
+            None => self.to_string(),
+        }
+    }
+}
+
 /// Where the token lives while git runs; only the helper below reads it.
 const TOKEN_VARIABLE: &str = "MAINLOOP_GIT_TOKEN";
 /// Answers git's `get` with the token as the password (GitHub takes any user name).

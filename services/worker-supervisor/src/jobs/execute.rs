@@ -23,6 +23,44 @@ use crate::workspace::Workspace;
 
 type Lines = UnboundedSender<(LogSource, String)>;
 
+/// How long a job waits out GitHub being unreachable (an outage, a rate limit on the lookup)
+/// before the failure counts as an attempt; the scheduler's backoff takes over after that.
+const GITHUB_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Runs `attempt` until it succeeds, fails for good, or GitHub stayed unreachable for
+/// [`GITHUB_PATIENCE`]; each wait is said in the job's log.
+async fn patiently<T, F, Fut>(
+    cancel: &CancellationToken,
+    lines: &Lines,
+    mut attempt: F,
+) -> Result<T, (String, bool)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, (String, bool)>>,
+{
+    let deadline = tokio::time::Instant::now() + GITHUB_PATIENCE;
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match attempt().await {
+            Err((error, true)) if tokio::time::Instant::now() + delay < deadline => {
+                let _ = lines.send((
+                    LogSource::System,
+                    format!(
+                        "GitHub unavailable ({error}); trying again in {}s",
+                        delay.as_secs()
+                    ),
+                ));
+                tokio::select! {
+                    () = cancel.cancelled() => return Err((error, true)),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Where the repository lives, as GitHub says.
 struct Remote {
     clone_url: String,
@@ -46,46 +84,60 @@ impl Jobs {
         job: &JobRequested,
         cancel: &CancellationToken,
     ) -> Payload {
+        let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
+        let result = self.execute_with_logs(reporter, job, cancel, &lines).await;
+        drop(lines);
+        let _ = publisher.await;
+        result
+    }
+
+    async fn execute_with_logs(
+        &self,
+        reporter: &Reporter,
+        job: &JobRequested,
+        cancel: &CancellationToken,
+        lines: &Lines,
+    ) -> Payload {
         let repo = job.repo.clone().unwrap_or_default();
-        let remote = match self.remote(reporter, &repo).await {
+        let remote = match patiently(cancel, lines, || self.remote(reporter, &repo)).await {
             Ok(remote) => remote,
             Err((error, retryable)) => return failed(job, error, retryable),
         };
         let branch = (job.mode() != JobMode::Plan)
             .then_some(job.branch_name.as_str())
             .filter(|b| !b.is_empty());
-        let prepared = self
-            .workspaces
-            .prepare(
-                &reporter.task_id,
-                &repo.owner,
-                &repo.name,
-                &remote.clone_url,
-                &remote.default_branch,
-                branch,
-            )
-            .await;
+        let prepared = patiently(cancel, lines, || async {
+            self.workspaces
+                .prepare(
+                    &reporter.task_id,
+                    &repo.owner,
+                    &repo.name,
+                    &remote.clone_url,
+                    &remote.default_branch,
+                    branch,
+                )
+                .await
+                .map_err(|err| {
+                    let permanent = err.is_permanent();
+                    (
+                        format!("preparing the workspace failed: {}", err.explained()),
+                        !permanent,
+                    )
+                })
+        })
+        .await;
         let workspace = match prepared {
             Ok(workspace) => workspace,
-            Err(err) => {
-                let permanent = err.is_permanent();
-                return failed(job, format!("preparing the workspace failed: {err}"), !permanent);
-            }
+            Err((error, retryable)) => return failed(job, error, retryable),
         };
-        let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
-        let outcome = self
-            .run_the_agent(reporter, job, &workspace, &lines, cancel)
-            .await;
-        let result = match outcome {
+        let outcome = self.run_the_agent(reporter, job, &workspace, lines, cancel).await;
+        match outcome {
             AgentOutcome::Done { summary, session_id } => {
-                self.deliver(job, &workspace, branch, summary, session_id, &lines)
+                self.deliver(job, &workspace, branch, summary, session_id, lines)
                     .await
             }
             other => self.report(job, other),
-        };
-        drop(lines);
-        let _ = publisher.await;
-        result
+        }
     }
 
     /// The clone URL and default branch, from the github-watcher (GitHub's own answer).
@@ -195,7 +247,11 @@ impl Jobs {
             && let Err(err) = self.workspaces.push(workspace, branch).await
         {
             let permanent = err.is_permanent();
-            return failed(job, format!("pushing {branch} failed: {err}"), !permanent);
+            return failed(
+                job,
+                format!("pushing {branch} failed: {}", err.explained()),
+                !permanent,
+            );
         }
         let _ = lines.send((LogSource::System, format!("{commits} commit(s), head {head}")));
         Payload::JobSucceeded(JobSucceeded {

@@ -32,7 +32,8 @@ pub struct FaultSpec {
     /// How long the fault lasts.
     #[serde(default)]
     pub for_ms: Option<u64>,
-    /// A primary rate limit: `x-ratelimit-remaining: 0` and a reset this many seconds away.
+    /// A primary rate limit: `x-ratelimit-remaining: 0` and a reset this many seconds after the
+    /// first request it answers.
     #[serde(default)]
     pub reset_in_secs: Option<u64>,
     /// A secondary rate limit: `retry-after`.
@@ -48,19 +49,16 @@ pub struct Fault {
     spec: FaultSpec,
     left: Option<u32>,
     until: Option<Instant>,
-    reset_at: u64,
+    /// Unix seconds; set when the fault first answers.
+    reset_at: Option<u64>,
 }
 
 impl Fault {
     pub fn new(spec: FaultSpec) -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         Fault {
             left: spec.times.or(if spec.for_ms.is_some() { None } else { Some(1) }),
             until: spec.for_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
-            reset_at: now + spec.reset_in_secs.unwrap_or(0),
+            reset_at: None,
             spec,
         }
     }
@@ -73,7 +71,14 @@ impl Fault {
         self.live() && call.starts_with(&self.spec.route)
     }
 
-    fn response(&self) -> Response {
+    fn response(&mut self) -> Response {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let reset_at = *self
+            .reset_at
+            .get_or_insert(now + self.spec.reset_in_secs.unwrap_or(0));
         let status = StatusCode::from_u16(self.spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = self
             .spec
@@ -91,7 +96,7 @@ impl Fault {
             set("x-ratelimit-limit", "5000".into());
             set("x-ratelimit-remaining", "0".into());
             set("x-ratelimit-used", "5000".into());
-            set("x-ratelimit-reset", self.reset_at.to_string());
+            set("x-ratelimit-reset", reset_at.to_string());
             set("x-ratelimit-resource", "core".into());
         }
         if let Some(secs) = self.spec.retry_after_secs {
