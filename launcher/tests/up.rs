@@ -327,6 +327,7 @@ fn up_runs_from_a_checkout_under_a_private_home() -> anyhow::Result<()> {
     let home = tempfile::Builder::new().prefix("mainloop-home-").tempdir()?;
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700))?;
     let data_dir = home.path().join("project").join(".mainloop");
+    let _cleanup = OutsideData(data_dir.join("postgres"));
     let mut up = Up::start(&data_dir)?;
     up.wait_healthy(Duration::from_secs(60))?;
     let pg_data = data_dir.join("postgres");
@@ -344,13 +345,23 @@ fn up_runs_from_a_checkout_under_a_private_home() -> anyhow::Result<()> {
         assert!(outside.is_none() && pg_data.join("PG_VERSION").is_file());
     }
     up.interrupt_and_wait()?;
-    if let Some(parent) = std::fs::read_link(&pg_data)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        std::fs::remove_dir_all(parent)?;
-    }
     Ok(())
+}
+
+/// Removes what a run placed under /var/lib/mainloop for a data dir (found by the link at the
+/// path it holds), whether the test passed or not.
+struct OutsideData(std::path::PathBuf);
+
+impl Drop for OutsideData {
+    fn drop(&mut self) {
+        if let Some(parent) = std::fs::read_link(&self.0)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            && parent.starts_with("/var/lib/mainloop")
+        {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
 }
 
 /// `up` checks each credential for real before it starts: a GitHub token GitHub refuses is
