@@ -48,7 +48,8 @@ pub fn state(
     let statuses = list(&observed.status, "statuses");
     let suites = list(&observed.suites, "check_suites");
     let head_sha = head.to_string();
-    if runs.is_empty() && statuses.is_empty() && suites.is_empty() {
+    let only_empty_suites = runs.is_empty() && statuses.is_empty() && age >= limits.grace;
+    if (runs.is_empty() && statuses.is_empty() && suites.is_empty()) || only_empty_suites {
         return if age >= limits.grace {
             (
                 "no-ci",
@@ -102,8 +103,10 @@ pub fn state(
                 .map(|s| text(s, "context")),
         )
         .collect();
-    // A suite that was asked for but has no runs yet is CI about to start.
-    if runs.is_empty() {
+    // A suite that was asked for but has no runs yet is CI about to start, during the grace;
+    // after it, a suite that never made a run (an app that never reports, Actions with no
+    // matching workflow) is not CI.
+    if runs.is_empty() && age < limits.grace {
         pending.extend(
             suites
                 .iter()
@@ -211,9 +214,14 @@ mod tests {
             ..observed(json!([]), json!([]))
         };
         assert_eq!(
-            name(&queued, 600),
+            name(&queued, 60),
             "pending",
             "a requested suite is CI about to start"
+        );
+        assert_eq!(
+            name(&queued, 600),
+            "no-ci",
+            "a suite that never made a run is not CI"
         );
     }
 

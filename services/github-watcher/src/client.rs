@@ -101,7 +101,8 @@ pub fn classify(status: u16, headers: &http::HeaderMap, body: &str) -> GitHubErr
             return GitHubError::RateLimited {
                 status,
                 message,
-                wait: Duration::from_secs(seconds.max(1)),
+                // A reset already past (clocks differ) still waits a little, never a busy loop.
+                wait: Duration::from_secs(seconds.max(5)),
             };
         }
     }
@@ -265,14 +266,30 @@ impl GitHub {
         self.get(&route).await
     }
 
-    /// GitHub marks a draft ready only through GraphQL.
+    /// GitHub marks a draft ready only through GraphQL. GraphQL answers errors with 200 and an
+    /// `errors` list; a `RATE_LIMITED` one is a rate limit like any other.
     pub async fn mark_ready(&self, node_id: &str) -> Result<()> {
         let mutation = json!({
             "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
             "variables": {"id": node_id},
         });
-        let _: Value = self.client.graphql(&mutation).await?;
-        Ok(())
+        let (answer, _) = self.send(http::Method::POST, "/graphql", Some(&mutation)).await?;
+        let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) else {
+            return Ok(());
+        };
+        let message = errors
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if errors.iter().any(|e| e["type"] == "RATE_LIMITED") {
+            return Err(GitHubError::RateLimited {
+                status: 200,
+                message,
+                wait: Duration::from_secs(60),
+            });
+        }
+        Err(GitHubError::Graphql(message))
     }
 
     /// Every item of a list route, page by page (100 a page).

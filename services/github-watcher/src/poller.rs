@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::ci::{self, Limits, Observed};
-use crate::client::GitHub;
+use crate::client::{GitHub, GitHubError};
 
 #[derive(sqlx::FromRow)]
 struct Watch {
@@ -40,30 +40,47 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         limits,
     } = &poller;
     loop {
-        if let Err(err) = poll_once(bus, db, github, *limits).await {
-            tracing::warn!(error = %err, "polling GitHub failed; will try again");
-        }
+        let pause = match poll_once(bus, db, github, *limits).await {
+            Ok(pause) => pause.unwrap_or(*interval).max(*interval),
+            Err(err) => {
+                tracing::warn!(error = %err, "polling GitHub failed; will try again");
+                *interval
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(*interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
 
-async fn poll_once(bus: &Bus, db: &PgPool, github: &GitHub, limits: Limits) -> Result<(), String> {
+/// Polls every watched pull request once; `Some(wait)` when GitHub asked to wait that long.
+async fn poll_once(
+    bus: &Bus,
+    db: &PgPool,
+    github: &GitHub,
+    limits: Limits,
+) -> Result<Option<Duration>, String> {
     let watches: Vec<Watch> =
         sqlx::query_as("SELECT task_id, user_id, owner, name, pr_number, reported FROM watches WHERE active")
             .fetch_all(db)
             .await
             .map_err(|e| e.to_string())?;
     for watch in watches {
-        // One pull request GitHub will not show (gone, no access, rate limit) must not stop
-        // the others from being watched.
-        if let Err(err) = poll_watch(bus, db, github, &watch, limits).await {
-            tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
+        // One pull request GitHub will not show (gone, no access) must not stop the others from
+        // being watched; a rate limit stops all polling until its reset.
+        match poll_watch(bus, db, github, &watch, limits).await {
+            Ok(()) => {}
+            Err(PollError::RateLimited(wait)) => {
+                tracing::warn!(?wait, "GitHub rate limit; polling pauses");
+                return Ok(Some(wait));
+            }
+            Err(PollError::Failed(err)) => {
+                tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn poll_watch(
@@ -72,12 +89,9 @@ async fn poll_watch(
     github: &GitHub,
     watch: &Watch,
     limits: Limits,
-) -> Result<(), String> {
+) -> Result<(), PollError> {
     let number = u64::try_from(watch.pr_number).unwrap_or_default();
-    let pull = github
-        .pull(&watch.owner, &watch.name, number)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pull = github.pull(&watch.owner, &watch.name, number).await?;
     let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
         (
             "merged".to_string(),
@@ -98,21 +112,22 @@ async fn poll_watch(
         if head.is_empty() {
             return Ok(());
         }
-        let age = head_age(db, &watch.task_id, &head).await?;
-        let observed = observe(github, &watch.owner, &watch.name, &head)
+        let age = head_age(db, &watch.task_id, &head)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(PollError::Failed)?;
+        let observed = observe(github, &watch.owner, &watch.name, &head).await?;
         let (outcome, payload) = ci::state(number, &head, &observed, age, limits);
         (format!("{head}:{outcome}"), payload, true)
     };
     if watch.reported.as_deref() == Some(report.as_str()) {
         return Ok(());
     }
-    let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| e.to_string())?;
+    let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
+    let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| failed(&e))?;
     let event = Envelope::new(&watch.user_id, &watch.task_id, payload);
     bus.publish(&subject, &event, Expect::Any)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     // Only ever switches a watch off: a task that ended meanwhile stays unwatched.
     sqlx::query("UPDATE watches SET reported = $2, active = active AND $3 WHERE task_id = $1")
         .bind(&watch.task_id)
@@ -120,8 +135,25 @@ async fn poll_watch(
         .bind(keep_watching)
         .execute(db)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     Ok(())
+}
+
+/// Why one pull request could not be polled: GitHub asked us to wait (then every poll waits),
+/// or anything else (then only this one is skipped this round).
+#[derive(Debug)]
+enum PollError {
+    RateLimited(Duration),
+    Failed(String),
+}
+
+impl From<GitHubError> for PollError {
+    fn from(err: GitHubError) -> Self {
+        match err {
+            GitHubError::RateLimited { wait, .. } => PollError::RateLimited(wait),
+            other => PollError::Failed(other.to_string()),
+        }
+    }
 }
 
 /// How long `head` has been the watched head; a new head starts the clock again.
@@ -139,10 +171,17 @@ async fn head_age(db: &PgPool, task_id: &str, head: &str) -> Result<Duration, St
     Ok(Duration::from_secs_f64(seconds.max(0.0)))
 }
 
+/// What GitHub reports on `head`; check suites are asked for only when nothing else reported
+/// (they only tell "CI about to start" from "no CI"), to spend fewer calls of the rate limit.
 async fn observe(github: &GitHub, owner: &str, name: &str, head: &str) -> crate::client::Result<Observed> {
-    Ok(Observed {
-        runs: github.check_runs(owner, name, head).await?,
-        suites: github.check_suites(owner, name, head).await?,
-        status: github.combined_status(owner, name, head).await?,
-    })
+    let runs = github.check_runs(owner, name, head).await?;
+    let status = github.combined_status(owner, name, head).await?;
+    let nothing = runs["check_runs"].as_array().is_none_or(Vec::is_empty)
+        && status["statuses"].as_array().is_none_or(Vec::is_empty);
+    let suites = if nothing {
+        github.check_suites(owner, name, head).await?
+    } else {
+        serde_json::Value::Null
+    };
+    Ok(Observed { runs, suites, status })
 }

@@ -32,6 +32,18 @@ pub async fn answer(github: Option<GitHub>, query: RepoQuery) -> Result<Value, C
             "{}/{} is not on GitHub (or not visible)",
             query.owner, query.name
         ))),
+        // A rate limit says how long to wait, in words the supervisor reads (`retry after N s`).
+        Err(GitHubError::RateLimited { wait, message, .. }) => Err(CommandError::new(
+            ErrorCode::Unavailable,
+            format!("GitHub rate limit ({message}); retry after {} s", wait.as_secs()),
+        )),
+        Err(err) if !err.retryable() => Err(CommandError::new(
+            ErrorCode::Invalid,
+            match err.fix() {
+                Some(fix) => format!("{err} ({fix})"),
+                None => err.to_string(),
+            },
+        )),
         Err(err) => Err(CommandError::new(ErrorCode::Unavailable, err.to_string())),
     }
 }

@@ -73,10 +73,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             .map_err(|e| Error::Setup(format!("no work dir the agent's user can reach: {e}")))?;
         tracing::info!(uid, work_dir = %work_dir.display(), "agents run as their own user");
     }
+    let git = git::Git::new(settings.git_token.clone())
+        .with_global_config(&work_dir)
+        .map_err(|e| {
+            Error::Setup(format!(
+                "cannot write git's config in {}: {e}",
+                work_dir.display()
+            ))
+        })?;
     let jobs = Arc::new(Jobs {
         bus: foundation.bus.clone(),
         db: foundation.db.clone(),
-        workspaces: Workspaces::new(work_dir, git::Git::new(settings.git_token.clone()), run_as),
+        workspaces: Workspaces::new(work_dir, git, run_as),
         sessions: sessions::Sessions {
             db: foundation.db.clone(),
         },

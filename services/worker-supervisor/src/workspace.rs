@@ -1,21 +1,23 @@
-//! Workspaces: one bare cache clone per repository, and one clone per task that lives across the
-//! task's jobs (its branch, its agent HOME). The task's clone borrows the cache's objects
-//! (`git clone --shared`; the cache never collects garbage, so what it lends stays) and belongs
-//! to the agent's user, so an agent running as its own unprivileged user can commit in it and
-//! touch nothing else. The supervisor, not the agent, fetches and pushes.
+//! Workspaces: one bare cache clone per repository, ours, which alone talks to GitHub; and one
+//! clone per task that lives across the task's jobs (its branch, its agent HOME), the agent's.
+//! The task's clone borrows the cache's objects (`git clone --shared`; the cache never collects
+//! garbage, so what it lends stays) and belongs to the agent's user: every git command in it runs
+//! as that user, without the token and with hooks off, so nothing the agent writes into it runs
+//! with more rights than the agent has. To push, the cache fetches the task's branch from the
+//! clone and pushes it to GitHub's own clone URL, never to a URL the agent could have changed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::git::{Git, GitError};
+use crate::git::{AsAgent, Git, GitError};
 
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
     git: Git,
-    /// The agent's user (uid, gid): task directories are handed to it. `None`: ours.
+    /// The agent's user (uid, gid): task directories are given to it. `None`: ours.
     owner: Option<(u32, u32)>,
-    /// One lock per cached repository: a clone or fetch of two jobs on the same repository must
-    /// not interleave.
+    /// One lock per cached repository: its fetches and pushes must not interleave.
     caches: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     >,
@@ -28,6 +30,9 @@ pub struct Workspace {
     pub home: PathBuf,
     /// The commit the job starts from; commits after it are the job's.
     pub start: String,
+    task_id: String,
+    cache: PathBuf,
+    clone_url: String,
 }
 
 fn io_error(action: &str) -> impl Fn(std::io::Error) -> GitError + '_ {
@@ -55,6 +60,22 @@ impl Workspaces {
         self.root.join("tasks").join(task_id)
     }
 
+    fn as_agent<'a>(&self, home: &'a Path) -> AsAgent<'a> {
+        AsAgent {
+            user: self.owner,
+            home,
+        }
+    }
+
+    async fn lock(&self, cache: &Path) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .caches
+            .lock()
+            .map(|mut caches| caches.entry(cache.to_path_buf()).or_default().clone())
+            .unwrap_or_default();
+        lock.lock_owned().await
+    }
+
     /// Fetches the repository into its cache and checks out the task's clone: detached at the
     /// default branch for planning, on `branch` (created from the default branch, or from its
     /// pushed state) for code jobs. Workspaces are disposable (what matters is pushed): one that
@@ -68,50 +89,64 @@ impl Workspaces {
         default_branch: &str,
         branch: Option<&str>,
     ) -> Result<Workspace, GitError> {
-        let lock = self
-            .caches
-            .lock()
-            .map(|mut caches| caches.entry(self.cache(owner, name)).or_default().clone())
-            .unwrap_or_default();
-        let held = lock.lock().await;
         let cache = self.cache(owner, name);
+        let held = self.lock(&cache).await;
         self.refresh_cache(&cache, clone_url).await?;
         drop(held);
-        let prepared = match self
-            .checkout(task_id, &cache, clone_url, default_branch, branch)
-            .await
-        {
-            Ok(workspace) => Ok(workspace),
+        let workspace = Workspace {
+            dir: self.task_dir(task_id).join("repo"),
+            home: self.task_dir(task_id).join("home"),
+            start: String::new(),
+            task_id: task_id.to_string(),
+            cache,
+            clone_url: clone_url.to_string(),
+        };
+        match self.checkout(&workspace, default_branch, branch).await {
+            Ok(start) => Ok(Workspace { start, ..workspace }),
             Err(err) if err.is_permanent() => Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, task = task_id, "task checkout broken; making it again");
-                let _ = tokio::fs::remove_dir_all(self.task_dir(task_id).join("repo")).await;
-                self.checkout(task_id, &cache, clone_url, default_branch, branch)
-                    .await
+                let _ = tokio::fs::remove_dir_all(&workspace.dir).await;
+                let start = self.checkout(&workspace, default_branch, branch).await?;
+                Ok(Workspace { start, ..workspace })
             }
-        }?;
-        self.hand_over(&self.task_dir(task_id)).await?;
-        Ok(prepared)
+        }
     }
 
     /// The cache: a bare clone, fetched from GitHub before each job. It lends its objects to
-    /// the task clones, so it must never drop one (`gc.auto 0`).
+    /// the task clones, so it must never drop one (no gc, no background maintenance).
     async fn refresh_cache(&self, cache: &Path, clone_url: &str) -> Result<(), GitError> {
         if !cache.join("HEAD").is_file() {
             // A clone a crash cut short is started over.
             let _ = tokio::fs::remove_dir_all(cache).await;
             let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
-            tokio::fs::create_dir_all(&parent)
-                .await
-                .map_err(io_error("mkdir"))?;
+            shared_dirs(&self.root, &parent).await?;
             let target = cache.display().to_string();
             self.git
-                .run(&parent, &["clone", "--bare", "--quiet", clone_url, &target])
+                .remote(
+                    &parent,
+                    &[
+                        "clone",
+                        "--bare",
+                        "--quiet",
+                        "--config",
+                        "core.sharedRepository=world",
+                        clone_url,
+                        &target,
+                    ],
+                )
                 .await?;
-            self.git.run(cache, &["config", "gc.auto", "0"]).await?;
         }
+        // Readable by every task's agent, whatever the umask (their clones borrow its objects).
         self.git
-            .run(
+            .remote(cache, &["config", "core.sharedRepository", "world"])
+            .await?;
+        self.git.remote(cache, &["config", "gc.auto", "0"]).await?;
+        self.git
+            .remote(cache, &["config", "maintenance.auto", "false"])
+            .await?;
+        self.git
+            .remote(
                 cache,
                 &[
                     "fetch",
@@ -125,43 +160,44 @@ impl Workspaces {
             .map(drop)
     }
 
+    /// The task's directory (the agent's), its clone, and the commit the job starts from.
     async fn checkout(
         &self,
-        task_id: &str,
-        cache: &Path,
-        clone_url: &str,
+        workspace: &Workspace,
         default_branch: &str,
         branch: Option<&str>,
-    ) -> Result<Workspace, GitError> {
-        let task_dir = self.task_dir(task_id);
-        let (dir, home) = (task_dir.join("repo"), task_dir.join("home"));
-        tokio::fs::create_dir_all(&home)
-            .await
-            .map_err(io_error("mkdir"))?;
+    ) -> Result<String, GitError> {
+        let task_dir = self.task_dir(&workspace.task_id);
+        shared_dirs(&self.root, &self.root.join("tasks")).await?;
+        self.owned_dir(&task_dir).await?;
+        self.owned_dir(&workspace.home).await?;
+        let (dir, agent) = (&workspace.dir, self.as_agent(&workspace.home));
         if !dir.join(".git").is_dir() {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            let (from, to) = (cache.display().to_string(), dir.display().to_string());
+            let _ = tokio::fs::remove_dir_all(dir).await;
+            let (from, to) = (workspace.cache.display().to_string(), dir.display().to_string());
             self.git
-                .run(
+                .in_clone(
                     &task_dir,
+                    agent,
                     &["clone", "--shared", "--no-checkout", "--quiet", &from, &to],
                 )
                 .await?;
             // `origin` is GitHub, as in any clone: an agent's `git push origin` goes there, and
             // fails, having no credentials. Objects come from the cache.
             self.git
-                .run(&dir, &["remote", "set-url", "origin", clone_url])
+                .in_clone(dir, agent, &["remote", "set-url", "origin", &workspace.clone_url])
                 .await?;
         }
-        let cache_path = cache.display().to_string();
+        let cache = workspace.cache.display().to_string();
         self.git
-            .run(
-                &dir,
+            .in_clone(
+                dir,
+                agent,
                 &[
                     "fetch",
                     "--quiet",
                     "--prune",
-                    &cache_path,
+                    &cache,
                     "+refs/remotes/origin/*:refs/remotes/origin/*",
                 ],
             )
@@ -170,46 +206,46 @@ impl Workspaces {
         match branch {
             None => {
                 self.git
-                    .run(&dir, &["checkout", "--quiet", "--force", "--detach", &base])
+                    .in_clone(dir, agent, &["checkout", "--quiet", "--force", "--detach", &base])
                     .await?;
             }
             Some(branch) => {
                 let pushed = format!("origin/{branch}");
-                let from = if self
+                let exists = self
                     .git
-                    .run(&dir, &["rev-parse", "--verify", "--quiet", &pushed])
+                    .in_clone(dir, agent, &["rev-parse", "--verify", "--quiet", &pushed])
                     .await
-                    .is_ok()
-                {
-                    pushed
-                } else {
-                    base
-                };
+                    .is_ok();
+                let from = if exists { pushed } else { base };
                 self.git
-                    .run(&dir, &["checkout", "--quiet", "--force", "-B", branch, &from])
+                    .in_clone(
+                        dir,
+                        agent,
+                        &["checkout", "--quiet", "--force", "-B", branch, &from],
+                    )
                     .await?;
             }
         }
-        self.git.run(&dir, &["reset", "--quiet", "--hard"]).await?;
-        self.git.run(&dir, &["clean", "--quiet", "-fd"]).await?;
-        let start = self.git.run(&dir, &["rev-parse", "HEAD"]).await?;
-        Ok(Workspace { dir, home, start })
+        self.git
+            .in_clone(dir, agent, &["reset", "--quiet", "--hard"])
+            .await?;
+        self.git
+            .in_clone(dir, agent, &["clean", "--quiet", "-fd"])
+            .await?;
+        self.git.in_clone(dir, agent, &["rev-parse", "HEAD"]).await
     }
 
-    /// Gives a task's directory to the agent's user (what the supervisor's git wrote in it
-    /// included), so the agent can work in it; no-op when agents run as us.
-    async fn hand_over(&self, dir: &Path) -> Result<(), GitError> {
-        let Some((uid, gid)) = self.owner else {
-            return Ok(());
-        };
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid))
+    /// A directory of the task's, made by us and given to the agent's user (only this one
+    /// directory: nothing the agent made is followed or changed).
+    async fn owned_dir(&self, dir: &Path) -> Result<(), GitError> {
+        tokio::fs::create_dir_all(dir).await.map_err(io_error("mkdir"))?;
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .await
-            .map_err(|e| GitError {
-                args: "chown".into(),
-                output: e.to_string(),
-            })?
-            .map_err(io_error("chown"))
+            .map_err(io_error("chmod"))?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(io_error("chown"))?;
+        }
+        Ok(())
     }
 
     /// Removes a finished task's clone and agent home; the cache clone stays.
@@ -223,12 +259,10 @@ impl Workspaces {
     /// Commits what the agent changed but did not commit (new files too, but not what
     /// `.gitignore` leaves out); returns how many files that was.
     pub async fn commit_leftovers(&self, workspace: &Workspace, summary: &str) -> Result<usize, GitError> {
+        let (dir, agent) = (&workspace.dir, self.as_agent(&workspace.home));
         let status = self
             .git
-            .run(
-                &workspace.dir,
-                &["status", "--porcelain", "--untracked-files=all"],
-            )
+            .in_clone(dir, agent, &["status", "--porcelain", "--untracked-files=all"])
             .await?;
         let files = status.lines().filter(|l| !l.trim().is_empty()).count();
         if files == 0 {
@@ -240,52 +274,57 @@ impl Workspaces {
             .unwrap_or("Work of the agent");
         let title: String = title.chars().take(72).collect();
         let message = format!("{title}\n\nCommitted by mainloop: the agent left these changes uncommitted.");
-        self.git.run(&workspace.dir, &["add", "-A"]).await?;
+        self.git.in_clone(dir, agent, &["add", "-A"]).await?;
         let identity = ["-c", "user.name=mainloop", "-c", "user.email=mainloop@localhost"];
         let commit = ["commit", "--quiet", "--no-verify", "-m", &message];
         self.git
-            .run(&workspace.dir, &[&identity[..], &commit[..]].concat())
+            .in_clone(dir, agent, &[&identity[..], &commit[..]].concat())
             .await?;
-        self.hand_over(&workspace.dir).await?;
         Ok(files)
     }
 
     /// Commits the job made, and the head they lead to.
     pub async fn commits_since(&self, workspace: &Workspace) -> Result<(u32, String), GitError> {
-        let head = self.git.run(&workspace.dir, &["rev-parse", "HEAD"]).await?;
+        let (dir, agent) = (&workspace.dir, self.as_agent(&workspace.home));
+        let head = self.git.in_clone(dir, agent, &["rev-parse", "HEAD"]).await?;
+        let range = format!("{}..HEAD", workspace.start);
         let count = self
             .git
-            .run(
-                &workspace.dir,
-                &["rev-list", "--count", &format!("{}..HEAD", workspace.start)],
-            )
+            .in_clone(dir, agent, &["rev-list", "--count", &range])
             .await?;
         Ok((count.parse().unwrap_or(0), head))
     }
 
-    /// Pushes the branch to GitHub (fast-forward only: a task's branch is its own).
+    /// Pushes the task's branch to GitHub (fast-forward only: a task's branch is its own): the
+    /// cache takes the commits from the task's clone, then pushes them to GitHub's clone URL.
     pub async fn push(&self, workspace: &Workspace, branch: &str) -> Result<(), GitError> {
-        let refspec = format!("HEAD:refs/heads/{branch}");
+        let _held = self.lock(&workspace.cache).await;
+        let taken = format!("refs/mainloop/tasks/{}", workspace.task_id);
+        let from = workspace.dir.display().to_string();
         self.git
-            .run(&workspace.dir, &["push", "--quiet", "origin", &refspec])
+            .remote(
+                &workspace.cache,
+                &["fetch", "--quiet", &from, &format!("+HEAD:{taken}")],
+            )
             .await?;
-        self.hand_over(&workspace.dir).await
+        let refspec = format!("{taken}:refs/heads/{branch}");
+        self.git
+            .remote(
+                &workspace.cache,
+                &["push", "--quiet", &workspace.clone_url, &refspec],
+            )
+            .await
+            .map(drop)
     }
 }
 
-/// `chown -R` without following symlinks.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            }
-        }
+/// Directories every task's agent must be able to walk through (0755 whatever the umask).
+async fn shared_dirs(root: &Path, dir: &Path) -> Result<(), GitError> {
+    tokio::fs::create_dir_all(dir).await.map_err(io_error("mkdir"))?;
+    for ancestor in dir.ancestors().take_while(|a| a.starts_with(root)) {
+        tokio::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(0o755))
+            .await
+            .map_err(io_error("chmod"))?;
     }
     Ok(())
 }

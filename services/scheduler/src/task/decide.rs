@@ -53,14 +53,18 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
         Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
         Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
-        Command::Wait { reason, until_ms } => Ok(if task.is_terminal() || task.waiting_until == *until_ms {
-            vec![]
-        } else {
-            vec![Payload::TaskWaiting(TaskWaiting {
-                reason: reason.clone(),
-                until_ms: *until_ms,
-            })]
-        }),
+        // Each redelivery of the waiting effect says "until" anew; a minute's difference is the
+        // same wait, said once.
+        Command::Wait { reason, until_ms } => Ok(
+            if task.is_terminal() || task.waiting_until.abs_diff(*until_ms) < 60_000 {
+                vec![]
+            } else {
+                vec![Payload::TaskWaiting(TaskWaiting {
+                    reason: reason.clone(),
+                    until_ms: *until_ms,
+                })]
+            },
+        ),
         Command::IssueCreated(created)
             if created.effect_id == effect_id(task, CREATE_ISSUE) && task.issue_number == 0 =>
         {

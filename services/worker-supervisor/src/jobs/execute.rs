@@ -27,6 +27,13 @@ type Lines = UnboundedSender<(LogSource, String)>;
 /// before the failure counts as an attempt; the scheduler's backoff takes over after that.
 const GITHUB_PATIENCE: Duration = Duration::from_secs(300);
 
+/// The wait a `retry after N s` in the github-watcher's answer asks for (its rate limits).
+fn retry_after(message: &str) -> Option<Duration> {
+    let rest = &message[message.find("retry after ")? + "retry after ".len()..];
+    let seconds: u64 = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or GitHub stayed unreachable for
 /// [`GITHUB_PATIENCE`]; each wait is said in the job's log.
 async fn patiently<T, F, Fut>(
@@ -38,10 +45,22 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, (String, bool)>>,
 {
-    let deadline = tokio::time::Instant::now() + GITHUB_PATIENCE;
+    let mut deadline = tokio::time::Instant::now() + GITHUB_PATIENCE;
     let mut delay = Duration::from_secs(1);
     loop {
         match attempt().await {
+            // A rate limit says how long; that wait does not use up the patience (up to an hour).
+            Err((error, true)) if retry_after(&error).is_some() => {
+                let wait = retry_after(&error)
+                    .unwrap_or_default()
+                    .min(Duration::from_secs(3600));
+                let _ = lines.send((LogSource::System, format!("{error}; waiting {}s", wait.as_secs())));
+                tokio::select! {
+                    () = cancel.cancelled() => return Err((error, true)),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                deadline += wait;
+            }
             Err((error, true)) if tokio::time::Instant::now() + delay < deadline => {
                 let _ = lines.send((
                     LogSource::System,
@@ -85,7 +104,14 @@ impl Jobs {
         cancel: &CancellationToken,
     ) -> Payload {
         let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
-        let result = self.execute_with_logs(reporter, job, cancel, &lines).await;
+        let mut result = self.execute_with_logs(reporter, job, cancel, &lines).await;
+        if cancel.is_cancelled() && matches!(result, Payload::JobFailed(_)) {
+            // Stopped while it waited for GitHub: a cancel, not a failed attempt.
+            result = Payload::JobCancelled(JobCancelled {
+                job_id: job.job_id.clone(),
+                attempt: job.attempt,
+            });
+        }
         drop(lines);
         let _ = publisher.await;
         result

@@ -167,6 +167,10 @@ impl Jobs {
             let Some(Payload::JobRequested(job)) = &request.payload else {
                 continue;
             };
+            // Whatever the lost run left behind (a dev server its Bash tool started in its own
+            // session) must not keep working in the task's clone under the next attempt.
+            let run_id = format!("{}:{}", job.job_id, job.attempt);
+            crate::agent::process_tree::kill(&crate::agent::process_tree::find(&run_id, 0));
             let reporter = Reporter::for_request(&self.bus, &request);
             reporter
                 .job(Payload::JobFailed(JobFailed {
