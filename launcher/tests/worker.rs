@@ -480,3 +480,73 @@ async fn a_short_github_outage_at_the_start_of_a_job_costs_no_attempt() -> anyho
     );
     Ok(())
 }
+
+/// What an agent writes into its clone's `.git` (a hook, an fsmonitor command, a push URL)
+/// never runs with the supervisor's rights or redirects the push: the supervisor's git in the
+/// clone has hooks and fsmonitor off, and the push goes from the cache to GitHub's clone URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_the_agent_writes_into_git_runs_or_redirects_the_push() -> anyhow::Result<()> {
+    let setup = Setup::start(Some("sk-test-secret-key")).await?;
+    let bus = &setup.bus;
+    let plan = request(
+        JobMode::Plan,
+        "t1-job-1",
+        "",
+        "The request:\nadd a quick start section",
+    );
+    bus.publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
+        .await?;
+    let (seq, _) = job_result(bus, 0).await?;
+
+    // The agent (anyone with its rights) plants things in its clone.
+    let clone = setup.dir.path().join("work/tasks/t1/repo");
+    let ran = setup.dir.path().join("ran");
+    let marker = |what: &str| format!("sh -c 'echo {what} >> {}'", ran.display());
+    git(&clone, &["config", "core.fsmonitor", &marker("fsmonitor")])?;
+    git(
+        &clone,
+        &[
+            "config",
+            "remote.origin.pushurl",
+            "http://127.0.0.1:9/elsewhere.git",
+        ],
+    )?;
+    let hooks = clone.join(".git/hooks");
+    std::fs::create_dir_all(&hooks)?;
+    for hook in [
+        "post-commit",
+        "pre-push",
+        "post-checkout",
+        "reference-transaction",
+    ] {
+        std::fs::write(hooks.join(hook), format!("#!/bin/sh\n{}\n", marker(hook)))?;
+        std::fs::set_permissions(hooks.join(hook), std::fs::Permissions::from_mode(0o755))?;
+    }
+
+    let implement = request(
+        JobMode::Implement,
+        "t1-job-2",
+        "docs/add-quick-start",
+        "Implement the quick start section, but leave it uncommitted",
+    );
+    bus.publish(&subjects::job_work("u1", "t1")?, &implement, Expect::Any)
+        .await?;
+    let (_, result) = job_result(bus, seq).await?;
+    let Some(Payload::JobSucceeded(done)) = result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    let Some(job_succeeded::Outcome::Code(code)) = done.outcome else {
+        anyhow::bail!("not code")
+    };
+    let pushed = git(&setup.bare(), &["rev-parse", "refs/heads/docs/add-quick-start"])?;
+    assert_eq!(
+        pushed, code.head_sha,
+        "pushed to GitHub, not to the planted push URL"
+    );
+    assert!(
+        !ran.exists(),
+        "something the agent planted ran: {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    Ok(())
+}
