@@ -2,8 +2,8 @@
 //!
 //! - `local` (the default for `mainloop up`, which listens on loopback only): everyone is the one
 //!   local user, `local-dev-user`.
-//! - `token`: `Authorization: Bearer <token>` or, for EventSource which cannot send headers, a
-//!   `token` query parameter; the user is `MAINLOOP_USER` (default `local-dev-user`).
+//! - `token`: `Authorization: Bearer <token>` or, on the SSE routes only (EventSource cannot send
+//!   headers), a `token` query parameter; the user is `MAINLOOP_USER` (default `local-dev-user`).
 //! - `test`: the original test contract: `X-User-ID` header, or `user_id_query` for SSE. Never
 //!   the default; a client-chosen identity is only for test setups.
 
@@ -46,7 +46,9 @@ impl FromRequestParts<AppState> for User {
                     .get("authorization")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "));
-                let presented = bearer.or_else(|| query_param(parts, "token"));
+                // Only where a browser API cannot send a header (EventSource).
+                let sse = parts.uri.path() == "/events" || parts.uri.path().ends_with("/logs/stream");
+                let presented = bearer.or_else(|| sse.then(|| query_param(parts, "token")).flatten());
                 let expected = state.auth.token.as_ref().map(|t| t.expose());
                 match (presented, expected) {
                     (Some(given), Some(expected))
@@ -62,13 +64,16 @@ impl FromRequestParts<AppState> for User {
                     }
                 }
             }
-            AuthMode::Test => parts
-                .headers
-                .get("x-user-id")
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| query_param(parts, "user_id_query"))
-                .unwrap_or(LOCAL_USER)
-                .to_string(),
+            AuthMode::Test => match parts.headers.get("x-user-id") {
+                // A header that is there but unreadable is refused, never the shared default.
+                Some(given) => given
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("X-User-ID must be visible ASCII"))?
+                    .to_string(),
+                None => query_param(parts, "user_id_query")
+                    .unwrap_or(LOCAL_USER)
+                    .to_string(),
+            },
         };
         mainloop_events::subjects::token("user id", &user)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;

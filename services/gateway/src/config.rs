@@ -19,9 +19,17 @@ pub struct HttpConfig {
     /// local: one user, no login (loopback only); token: a bearer token; test: X-User-ID.
     #[arg(long, env = "AUTH_MODE", value_enum, default_value = "local")]
     pub auth_mode: AuthMode,
-    /// The token for `--auth-mode token`.
-    #[arg(long, env = "MAINLOOP_API_TOKEN", hide_env_values = true)]
+    /// The token for `--auth-mode token`, from the environment only (never a command line,
+    /// where `ps` shows it); or see `--api-token-file`.
+    #[arg(skip = std::env::var("MAINLOOP_API_TOKEN").ok().filter(|t| !t.is_empty()).map(Secret::new))]
     pub api_token: Option<Secret>,
+    /// A file holding the token for `--auth-mode token`.
+    #[arg(long, env = "MAINLOOP_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+    /// Host names the gateway answers to besides loopback (its public name behind a proxy),
+    /// comma-separated. Requests for any other `Host` are refused (DNS rebinding).
+    #[arg(long, env = "PUBLIC_HOSTS", value_delimiter = ',')]
+    pub public_hosts: Vec<String>,
     /// The user that local and token modes act as.
     #[arg(long, env = "MAINLOOP_USER", default_value = crate::auth::LOCAL_USER)]
     pub user: String,
@@ -33,5 +41,75 @@ pub struct HttpConfig {
 impl Config {
     pub fn health(&self) -> Health {
         self.common.health.clone()
+    }
+}
+
+impl HttpConfig {
+    /// Refuses settings that would be unsafe or silently ignored: local mode (no login) on an
+    /// address other than loopback, a token without token mode, token mode without a token.
+    pub fn checked(mut self) -> Result<Self, String> {
+        if let Some(file) = &self.api_token_file {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the API token from {}: {e}", file.display()))?;
+            self.api_token = Some(Secret::new(token.trim()));
+        }
+        let addr: std::net::SocketAddr = self
+            .http_addr
+            .parse()
+            .map_err(|e| format!("HTTP_ADDR {} is not an address: {e}", self.http_addr))?;
+        match self.auth_mode {
+            AuthMode::Local if !addr.ip().is_loopback() => Err(format!(
+                "local mode has no login, so it serves loopback only; {} is not. Use --auth-mode token \
+                 (with MAINLOOP_API_TOKEN) to listen there",
+                self.http_addr
+            )),
+            AuthMode::Local | AuthMode::Test if self.api_token.is_some() => Err(
+                "an API token was given, but the auth mode is not `token`; set --auth-mode token (or AUTH_MODE=token)".into(),
+            ),
+            AuthMode::Token if self.api_token.is_none() => {
+                Err("--auth-mode token needs MAINLOOP_API_TOKEN or --api-token-file".into())
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// The host names the gateway serves besides loopback: its own address and the public ones.
+    pub fn served_hosts(&self) -> Vec<String> {
+        let own = self.http_addr.rsplit_once(':').map(|(host, _)| host.to_string());
+        own.into_iter().chain(self.public_hosts.iter().cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpConfig;
+    use crate::auth::AuthMode;
+    use mainloop_runtime::Secret;
+
+    fn config(addr: &str, mode: AuthMode, token: Option<&str>) -> HttpConfig {
+        HttpConfig {
+            http_addr: addr.into(),
+            auth_mode: mode,
+            api_token: token.map(Secret::new),
+            api_token_file: None,
+            public_hosts: vec![],
+            user: "u".into(),
+            cors_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn unsafe_or_ignored_settings_are_refused() {
+        assert!(config("127.0.0.1:8080", AuthMode::Local, None).checked().is_ok());
+        let open = config("0.0.0.0:8080", AuthMode::Local, None).checked();
+        assert!(open.is_err_and(|e| e.contains("loopback only")));
+        let ignored = config("127.0.0.1:8080", AuthMode::Local, Some("t")).checked();
+        assert!(ignored.is_err_and(|e| e.contains("--auth-mode token")));
+        assert!(config("0.0.0.0:8080", AuthMode::Token, None).checked().is_err());
+        assert!(
+            config("0.0.0.0:8080", AuthMode::Token, Some("t"))
+                .checked()
+                .is_ok()
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! CORS for the original web client, which may be served from another local port: origins on
-//! localhost / 127.0.0.1 are allowed (plus any listed in `CORS_ORIGINS`), with any header, and
-//! preflights are answered.
+//! CORS: only the origins listed in `CORS_ORIGINS` may call the API from another origin; in test
+//! mode also any localhost / 127.0.0.1 port, so the original web client's own test set-up (served
+//! from another local port) keeps working. Preflights are answered for those origins only.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -9,13 +9,18 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
-fn allowed(origin: &str, extra: &[String]) -> bool {
-    let local = ["http://localhost:", "http://127.0.0.1:"].iter().any(|prefix| {
+/// Whether a browser page at `origin` may call the API.
+pub fn allowed(origin: &str, state: &AppState) -> bool {
+    let test_mode = state.auth.mode == crate::auth::AuthMode::Test;
+    (test_mode && local_origin(origin)) || state.cors_origins.iter().any(|o| o == origin)
+}
+
+fn local_origin(origin: &str) -> bool {
+    ["http://localhost:", "http://127.0.0.1:"].iter().any(|prefix| {
         origin
             .strip_prefix(prefix)
             .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-    });
-    local || extra.iter().any(|o| o == origin)
+    })
 }
 
 pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -23,7 +28,7 @@ pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
-        .filter(|o| allowed(o, &state.cors_origins))
+        .filter(|o| allowed(o, &state))
         .and_then(|o| HeaderValue::from_str(o).ok());
     let preflight = request.method() == Method::OPTIONS;
     let mut response = if preflight && origin.is_some() {
@@ -56,17 +61,13 @@ pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -
 
 #[cfg(test)]
 mod tests {
-    use super::allowed;
+    use super::local_origin;
 
     #[test]
-    fn local_origins_and_listed_ones_only() {
-        assert!(allowed("http://localhost:5173", &[]));
-        assert!(allowed("http://127.0.0.1:8080", &[]));
-        assert!(!allowed("http://localhost:5173.evil.com", &[]));
-        assert!(!allowed("https://evil.com", &[]));
-        assert!(allowed(
-            "https://mainloop.example",
-            &["https://mainloop.example".into()]
-        ));
+    fn local_origins_are_exactly_loopback_ports() {
+        assert!(local_origin("http://localhost:5173"));
+        assert!(local_origin("http://127.0.0.1:8080"));
+        assert!(!local_origin("http://localhost:5173.evil.com"));
+        assert!(!local_origin("https://evil.com"));
     }
 }

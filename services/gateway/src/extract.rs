@@ -14,11 +14,49 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => {
+                refuse_hostile_text(&value)?;
+                serde_json::from_value(value).map(Body).map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("invalid JSON body: {e}"),
+                    )
+                })
+            }
             Err(rejection) => Err(json_refusal(rejection)),
         }
     }
+}
+
+/// Text Postgres cannot store (NUL) or that has no business in an API request (other C0 control
+/// characters but tab, newline and carriage return) is refused before it goes anywhere.
+fn hostile(text: &str) -> bool {
+    text.chars()
+        .any(|c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}')
+}
+
+fn refuse_hostile_text(value: &serde_json::Value) -> Result<(), ApiError> {
+    let bad = match value {
+        serde_json::Value::String(text) => hostile(text),
+        serde_json::Value::Array(items) => return items.iter().try_for_each(refuse_hostile_text),
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                if hostile(key) {
+                    return Err(ApiError::bad_request("a field name contains control characters"));
+                }
+                refuse_hostile_text(field)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if bad {
+        return Err(ApiError::bad_request(
+            "text may not contain NUL or other control characters",
+        ));
+    }
+    Ok(())
 }
 
 fn json_refusal(rejection: JsonRejection) -> ApiError {
@@ -35,6 +73,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let decoded: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+        if decoded.iter().any(|(k, v)| hostile(k) || hostile(v)) {
+            return Err(ApiError::bad_request(
+                "query parameters may not contain NUL or other control characters",
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Params(value)),
             Err(rejection) => Err(query_refusal(rejection)),

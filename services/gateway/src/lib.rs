@@ -8,6 +8,7 @@ mod config;
 mod cors;
 mod error;
 mod extract;
+mod guard;
 mod routes;
 mod services;
 mod state;
@@ -26,7 +27,8 @@ pub const SCHEMA: &str = "gateway";
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Serves HTTP until `shutdown` is cancelled, then finishes open requests and returns.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    config.http = config.http.checked().map_err(Error::Config)?;
     let http = |source| Error::Http {
         addr: config.http.http_addr.clone(),
         source,
@@ -46,6 +48,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             user: config.http.user.clone(),
         },
         cors_origins: config.http.cors_origins.clone(),
+        served_hosts: config.http.served_hosts(),
     };
     axum::serve(listener, routes::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -20,6 +20,8 @@ pub struct AppState {
     pub bus: Bus,
     pub health: Health,
     pub auth: Auth,
-    /// Extra origins allowed to call the API from a browser (besides localhost).
+    /// Origins allowed to call the API from a browser page elsewhere.
     pub cors_origins: Vec<String>,
+    /// Host names this gateway answers to besides the loopback names.
+    pub served_hosts: Vec<String>,
 }

@@ -31,6 +31,8 @@ async fn start() -> anyhow::Result<World> {
         http_addr: format!("127.0.0.1:{port}"),
         auth_mode: AuthMode::Test,
         api_token: None,
+        api_token_file: None,
+        public_hosts: vec![],
         user: "local-dev-user".into(),
         cors_origins: vec![],
     };
@@ -363,6 +365,114 @@ async fn browsers_on_other_local_ports_pass_cors_and_others_do_not() -> anyhow::
         .send()
         .await?;
     assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// A page elsewhere cannot drive the API through the person's browser, a rebinding page cannot
+/// read it, and bad bytes get a 400; the app itself keeps working.
+#[tokio::test]
+async fn browsers_cannot_be_turned_against_the_person() -> anyhow::Result<()> {
+    let world = start().await?;
+    spawn_and_plan(&world).await?;
+    world
+        .until("/tasks/t1", |t| t["status"] == "waiting_plan_review")
+        .await?;
+    let url = format!("{}/tasks/t1/cancel", world.base);
+
+    // A form on another site (what a browser sends for it).
+    let form = world
+        .http
+        .post(&url)
+        .header("x-user-id", "alice")
+        .header("origin", "https://attacker.test")
+        .header("sec-fetch-site", "cross-site")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("confirm=yes")
+        .send()
+        .await?;
+    assert_eq!(form.status(), StatusCode::FORBIDDEN);
+    assert!(
+        form.json::<Value>().await?["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("attacker.test"))
+    );
+    // A fetch from another origin, JSON or not, and a cross-site request without Origin.
+    for (origin, site, kind) in [
+        (
+            Some("https://attacker.test"),
+            Some("cross-site"),
+            Some("application/json"),
+        ),
+        (None, Some("cross-site"), None),
+        (None, None, Some("text/plain")),
+    ] {
+        let mut request = world.http.post(&url).header("x-user-id", "alice");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        if let Some(kind) = kind {
+            request = request.header("content-type", kind).body("{}");
+        }
+        let answer = request.send().await?;
+        assert!(
+            answer.status().is_client_error(),
+            "{origin:?} {site:?} {kind:?}: {}",
+            answer.status()
+        );
+    }
+    // DNS rebinding: the right address under a foreign name.
+    let rebound = world
+        .http
+        .get(format!("{}/tasks", world.base))
+        .header("host", "attacker.test:8080")
+        .header("x-user-id", "alice")
+        .send()
+        .await?;
+    assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        world.get("/tasks/t1", "alice").await?.1["status"],
+        "waiting_plan_review",
+        "nothing changed"
+    );
+
+    // Bad bytes: a 400 with the reason, nothing stored.
+    let (status, body) = world
+        .post("/chat", "alice", Some(json!({"message": "hi\u{0}there"})))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("NUL")));
+    let (status, _) = world.get("/tasks?status=planning%00", "alice").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let non_ascii = world
+        .http
+        .get(format!("{}/tasks", world.base))
+        .header(
+            "x-user-id",
+            reqwest::header::HeaderValue::from_bytes(b"al\xe9ce")?,
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        non_ascii.status(),
+        StatusCode::BAD_REQUEST,
+        "never the shared default user"
+    );
+
+    // The app itself: same origin, same-origin fetch metadata.
+    let own = world
+        .http
+        .post(&url)
+        .header("x-user-id", "alice")
+        .header("origin", world.base.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await?;
+    assert_eq!(own.status(), StatusCode::OK);
+    world.until("/tasks/t1", |t| t["status"] == "cancelled").await?;
     world.shutdown.cancel();
     Ok(())
 }

@@ -35,6 +35,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            crate::guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::cors::cors,
         ))
         .with_state(state)
