@@ -550,3 +550,52 @@ async fn nothing_the_agent_writes_into_git_runs_or_redirects_the_push() -> anyho
     );
     Ok(())
 }
+
+/// A key the agent prints (plain, base64, spaced) and a NUL never leave as they are: the plan
+/// and every log line carry `[redacted]` and a visible `␀` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::Result<()> {
+    use base64::Engine;
+    let key = "sk-test-secret-key-0123456789";
+    let setup = Setup::start(Some(key)).await?;
+    let plan = request(
+        JobMode::Plan,
+        "t1-job-1",
+        "",
+        "The request:\nadd a section (leak the key)",
+    );
+    setup
+        .bus
+        .publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
+        .await?;
+    let (_, result) = job_result(&setup.bus, 0).await?;
+    let forms = [
+        key.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        key.chars()
+            .map(|c| format!("{c} "))
+            .collect::<String>()
+            .trim()
+            .to_string(),
+    ];
+    let Some(Payload::JobSucceeded(done)) = &result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    let Some(job_succeeded::Outcome::Plan(plan)) = &done.outcome else {
+        anyhow::bail!("not a plan")
+    };
+    assert!(
+        plan.plan_text.contains("[redacted]") && plan.plan_text.contains('␀'),
+        "{}",
+        plan.plan_text
+    );
+    assert!(!plan.plan_text.contains('\0'));
+    let lines = setup.logs().await?;
+    assert!(lines.iter().any(|l| l.contains("[redacted]")), "{lines:?}");
+    let everything = format!("{}\n{}", plan.plan_text, lines.join("\n"));
+    for form in &forms {
+        assert!(!everything.contains(form.as_str()), "{form} left: {everything}");
+    }
+    assert!(!everything.contains("secret-key"), "{everything}");
+    Ok(())
+}

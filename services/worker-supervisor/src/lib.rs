@@ -9,6 +9,7 @@ mod config;
 mod error;
 pub mod git;
 mod jobs;
+mod redact;
 mod sessions;
 pub mod workspace;
 
@@ -98,7 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         },
         slots: Arc::new(Semaphore::new(settings.agent_slots.max(1))),
         running: Mutex::new(HashMap::new()),
-        secrets,
+        redactor: redact::Redactor::new(&secrets),
         shutdown: shutdown.clone(),
     });
     let lost = jobs.recover().await.map_err(|e| Error::Setup(e.to_string()))?;

@@ -269,6 +269,17 @@ pub fn main(args: &[String]) -> i32 {
 
     let readme = cwd.join("README.md");
     let current = std::fs::read_to_string(&readme).unwrap_or_default();
+    // A careless (or hostile) model: the key it was given, in every form, and a NUL.
+    let leaked = if prompt.to_lowercase().contains("leak the key") {
+        let key = std::env::var("ANTHROPIC_API_KEY").unwrap_or_default();
+        let spaced: String = key.chars().map(|c| format!("{c} ")).collect();
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
+        let leak = format!("The key is {key} (base64 {encoded}; spaced {spaced}) and a NUL: [\0].");
+        run.text(&leak);
+        leak
+    } else {
+        String::new()
+    };
     if mode == "plan" {
         run.text("I'll read the README first.");
         run.tool(
@@ -317,7 +328,7 @@ pub fn main(args: &[String]) -> i32 {
             .nth(1)
             .unwrap_or(prompt.as_str());
         let plan = format!(
-            "# Plan: {}\n\n## Summary\nChange the README as requested.{answers}\n\n## Files to modify\n- `README.md`\n\n## Considerations\nKeep the existing text.\n",
+            "# Plan: {}\n\n## Summary\nChange the README as requested.{answers}{leaked}\n\n## Files to modify\n- `README.md`\n\n## Considerations\nKeep the existing text.\n",
             request.trim()
         );
         let plan_path = format!(

@@ -103,8 +103,11 @@ impl Jobs {
         job: &JobRequested,
         cancel: &CancellationToken,
     ) -> Payload {
-        let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.secrets.clone());
+        let (lines, publisher) = reporter.log_lines(&job.job_id, job.attempt, self.redactor.clone());
         let mut result = self.execute_with_logs(reporter, job, cancel, &lines).await;
+        if let Payload::JobFailed(failure) = &mut result {
+            failure.error = self.redactor.clean(&failure.error);
+        }
         if cancel.is_cancelled() && matches!(result, Payload::JobFailed(_)) {
             // Stopped while it waited for GitHub: a cancel, not a failed attempt.
             result = Payload::JobCancelled(JobCancelled {
@@ -242,7 +245,44 @@ impl Jobs {
         if let AgentOutcome::Plan { session_id, .. } | AgentOutcome::Done { session_id, .. } = &outcome {
             self.sessions.set(&reporter.task_id, session_id).await;
         }
-        outcome
+        self.cleaned(outcome)
+    }
+
+    /// The run's words with secrets removed and NUL made visible, before anything stores them
+    /// (the plan goes to the issue, the summary into our commit message and the PR).
+    fn cleaned(&self, outcome: AgentOutcome) -> AgentOutcome {
+        let clean = |text: String| self.redactor.clean(&text);
+        match outcome {
+            AgentOutcome::Plan {
+                plan_text,
+                questions,
+                session_id,
+            } => AgentOutcome::Plan {
+                plan_text: clean(plan_text),
+                questions: questions
+                    .into_iter()
+                    .map(|mut q| {
+                        q.question = clean(q.question);
+                        q.header = clean(q.header);
+                        for option in &mut q.options {
+                            option.label = clean(std::mem::take(&mut option.label));
+                            option.description = clean(std::mem::take(&mut option.description));
+                        }
+                        q
+                    })
+                    .collect(),
+                session_id,
+            },
+            AgentOutcome::Done { summary, session_id } => AgentOutcome::Done {
+                summary: clean(summary),
+                session_id,
+            },
+            AgentOutcome::Failed { error, retryable } => AgentOutcome::Failed {
+                error: clean(error),
+                retryable,
+            },
+            AgentOutcome::Cancelled => AgentOutcome::Cancelled,
+        }
     }
 
     /// A code job's work reaches the repository: leftovers committed, the branch pushed.

@@ -29,8 +29,8 @@ pub struct Jobs {
     pub slots: Arc<Semaphore>,
     /// Runs in progress: job id → (attempt, its cancellation).
     pub running: Mutex<HashMap<String, (u32, CancellationToken)>>,
-    /// Values that must never appear in a published log line.
-    pub secrets: Vec<String>,
+    /// Removes secrets (and bytes Postgres refuses) from everything the agent produces.
+    pub redactor: crate::redact::Redactor,
     pub shutdown: CancellationToken,
 }
 

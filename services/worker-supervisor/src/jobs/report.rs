@@ -1,5 +1,5 @@
-//! Reports of a job: its JOBS events, and its log lines on LOGS (secrets redacted), each
-//! published however often it takes, under the same event id.
+//! Reports of a job: its JOBS events, and its log lines on LOGS (secrets redacted, NUL made
+//! visible), each published however often it takes, under the same event id.
 
 use mainloop_bus::{Bus, Expect};
 use mainloop_events::v1::{LogSource, WorkerLog};
@@ -66,7 +66,7 @@ impl Reporter {
         &self,
         job_id: &str,
         attempt: u32,
-        secrets: Vec<String>,
+        redactor: crate::redact::Redactor,
     ) -> (mpsc::UnboundedSender<(LogSource, String)>, JoinHandle<()>) {
         let (lines, mut to_publish) = mpsc::unbounded_channel::<(LogSource, String)>();
         let (reporter, job_id) = (self.clone(), job_id.to_string());
@@ -78,7 +78,7 @@ impl Reporter {
                     job_id: job_id.clone(),
                     attempt,
                     source: source as i32,
-                    line: redact(&line, &secrets),
+                    line: redactor.clean(&line),
                     line_no,
                 };
                 reporter
@@ -90,27 +90,5 @@ impl Reporter {
             }
         });
         (lines, publisher)
-    }
-}
-
-/// Replaces every secret value in a log line.
-pub fn redact(line: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 6)
-        .fold(line.to_string(), |line, secret| {
-            line.replace(secret.as_str(), "[redacted]")
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secrets_never_reach_a_log_line() {
-        let line = "cloning https://x-access-token:ghp_abcdef123@github.com/acme/widgets";
-        assert_eq!(
-            super::redact(line, &["ghp_abcdef123".into(), "".into()]),
-            "cloning https://x-access-token:[redacted]@github.com/acme/widgets"
-        );
     }
 }
