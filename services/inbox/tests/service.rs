@@ -378,3 +378,59 @@ async fn the_card_says_what_the_task_waits_for() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A plan with a NUL (which Postgres refuses) reaches TASKS: that one event is dead-lettered and
+/// noted on its task, and another user's task spawned afterwards still reaches the inbox.
+#[tokio::test]
+async fn one_poison_event_stops_one_task_never_everyone() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    report_plan(bus, "# Plan\nAdd it.\u{0} Then more.").await?;
+    let other = SpawnTask {
+        user_id: "u2".into(),
+        task_id: "t2".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "gadgets".into(),
+            html_url: "https://github.com/acme/gadgets".into(),
+        }),
+        description: "another person's task".into(),
+        ..Default::default()
+    };
+    let _: TaskAccepted =
+        request::send(bus, "cmd.scheduler.spawn-task", &other, Duration::from_secs(5)).await?;
+    let started = tokio::time::Instant::now();
+    until(bus, "list-tasks", json!({"user_id": "u2"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let tasks = until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        !t[0]["history_error"].is_null()
+    })
+    .await?;
+    let note = tasks[0]["history_error"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("this task's history could not be applied: ")
+            && note.contains("invalid byte sequence"),
+        "{note}"
+    );
+    // The events carrying the plan (PlanProposed, NeedsApproval): dead-lettered, all of task t1.
+    let dead = mainloop_bus::dead_letter::list(bus, "dead.>").await?;
+    assert!(!dead.is_empty() && dead.len() <= 2, "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d.subject == "task.u1.t1"),
+        "only the poisoned task's events"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

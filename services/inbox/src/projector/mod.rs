@@ -1,7 +1,9 @@
 //! The projection of TASKS into the inbox's read models. Events are applied one at a time in
 //! stream order; each transaction checks and advances the checkpoint with its rows, so a
 //! redelivered event is skipped and the tables always equal some prefix of the stream. The INBOX
-//! feed events an event causes go to the outbox in the same transaction.
+//! feed events an event causes go to the outbox in the same transaction. An event the database
+//! refuses as data (bad bytes, a broken constraint) is dead-lettered and noted on its task, and
+//! the projection goes on: one bad event stops one task's history, never everyone's.
 
 mod queue;
 mod tasks;
@@ -39,9 +41,19 @@ impl Handler for Projector {
         if checkpoint.is_some_and(|applied| sequence <= applied) {
             return Ok(());
         }
-        let applied = apply(&mut tx, &delivery.event, sequence)
-            .await
-            .map_err(transient)?;
+        let applied = match apply(&mut tx, &delivery.event, sequence).await {
+            Ok(applied) => applied,
+            Err(err) if refused_data(&err) => {
+                drop(tx);
+                self.note_unapplied(&delivery.event, &err).await;
+                // Dead-lettered; the projection goes on with the next event, for everyone.
+                return Err(HandlerError::Permanent(format!(
+                    "event {} cannot be applied: {err}",
+                    delivery.event.id
+                )));
+            }
+            Err(err) => return Err(transient(err)),
+        };
         let subject =
             subjects::inbox(&delivery.event.user_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
         for payload in applied.feed {
@@ -64,6 +76,38 @@ impl Handler for Projector {
         tx.commit().await.map_err(transient)?;
         self.outbox.flush().await;
         Ok(())
+    }
+}
+
+impl Projector {
+    /// Says on the task that part of its history could not be applied (best effort).
+    async fn note_unapplied(&self, event: &Envelope, err: &sqlx::Error) {
+        let note = format!(
+            "this task's history could not be applied: {} ({err})",
+            event.r#type
+        )
+        .replace('\0', "␀");
+        let noted = sqlx::query("UPDATE tasks SET history_error = $2 WHERE id = $1")
+            .bind(&event.correlation_id)
+            .bind(&note)
+            .execute(&self.db)
+            .await;
+        if let Err(noted) = noted {
+            tracing::error!(error = %noted, task = %event.correlation_id, "could not note the unapplied event");
+        }
+        tracing::error!(event = %event.id, kind = %event.r#type, error = %err, "event refused by the database; dead-lettered");
+    }
+}
+
+/// The database refused the data itself (SQLSTATE class 22: bad bytes, out of range; class 23:
+/// a broken constraint): trying again cannot help. Anything else (a lost connection) can.
+fn refused_data(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
     }
 }
 
