@@ -16,12 +16,7 @@ pub fn parse(url: &str, web_base: &str) -> Result<RepoRef, String> {
         return Err(format!("{url:?} does not name a repository ({base}/OWNER/NAME)"));
     };
     let name = name.strip_suffix(".git").unwrap_or(name);
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    if !valid(owner) || !valid(name) {
+    if !mainloop_events::repo_names::valid_owner(owner) || !mainloop_events::repo_names::valid_name(name) {
         return Err(format!("{owner}/{name} is not a valid repository name"));
     }
     Ok(RepoRef {
@@ -55,5 +50,8 @@ mod tests {
         assert!(ok("https://gitlab.com/acme/widgets").is_err());
         assert!(ok("https://github.com/acme").is_err());
         assert!(ok("https://github.com/ac me/x").is_err());
+        assert!(ok("https://github.com/../acme").is_err());
+        assert!(ok("https://github.com/-u/x").is_err());
+        assert!(ok("https://github.com/acme/..").is_err());
     }
 }

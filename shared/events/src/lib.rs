@@ -6,6 +6,7 @@
 mod command_error;
 mod envelope_ext;
 mod error;
+pub mod repo_names;
 pub mod subjects;
 mod task_status;
 

@@ -188,6 +188,14 @@ fn spawn_task(task: &Task, spawn: &mainloop_events::v1::TaskSpawned) -> Result<V
             "the task needs a repository (owner/name)".into(),
         ));
     }
+    if !mainloop_events::repo_names::valid_owner(&repo.owner)
+        || !mainloop_events::repo_names::valid_name(&repo.name)
+    {
+        return Err(Rejection::Invalid(format!(
+            "{}/{} is not a valid GitHub repository name",
+            repo.owner, repo.name
+        )));
+    }
     Ok(vec![Payload::TaskSpawned(spawn.clone())])
 }
 

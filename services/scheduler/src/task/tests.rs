@@ -156,6 +156,23 @@ fn a_repeated_spawn_is_a_no_op_and_a_bad_one_is_refused() {
     });
     assert!(matches!(when(&mut fresh, empty), Err(Rejection::Invalid(_))));
     assert!(!fresh.exists());
+    for (owner, name) in [("..", "acme"), ("-u", "widgets"), ("acme", ".."), ("acme", "a/b")] {
+        let hostile = Command::Spawn(TaskSpawned {
+            task_id: "t3".into(),
+            description: "d".into(),
+            repo: Some(mainloop_events::v1::RepoRef {
+                owner: owner.into(),
+                name: name.into(),
+                html_url: String::new(),
+            }),
+            ..Default::default()
+        });
+        assert!(
+            matches!(when(&mut fresh, hostile), Err(Rejection::Invalid(reason)) if reason.contains("not a valid")),
+            "{owner}/{name}"
+        );
+    }
+    assert!(!fresh.exists());
 }
 
 #[test]
