@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod guard;
 mod routes;
+mod server;
 mod services;
 mod state;
 
@@ -50,10 +51,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         cors_origins: config.http.cors_origins.clone(),
         served_hosts: config.http.served_hosts(),
     };
-    axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(http)?;
+    server::serve(listener, routes::app(state), shutdown.clone()).await;
     foundation.stop().await;
     Ok(())
 }

@@ -476,3 +476,34 @@ async fn browsers_cannot_be_turned_against_the_person() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// 2,000 idle sockets do not stop the gateway from answering, and a socket that never sends a
+/// request is closed after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_starve_the_gateway() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let world = start().await?;
+    let addr = world.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await?);
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = world.get("/tasks", "alice").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    let mut silent = idle.pop().ok_or_else(|| anyhow::anyhow!("no socket"))?;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent socket is closed after the header timeout: {closed:?}"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
