@@ -69,3 +69,29 @@ impl IntoResponse for ApiError {
         (self.status, Json(json!({ "detail": self.detail }))).into_response()
     }
 }
+
+/// Every refusal has the API's shape: an error answer that is not JSON (axum's own 405, a bad
+/// path parameter, a timeout) gets `{"detail"}` with its text or the status's reason.
+pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/event-stream"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    tracing::warn!(%status, %detail, "request refused");
+    (status, Json(json!({"detail": detail}))).into_response()
+}

@@ -462,6 +462,16 @@ async fn browsers_cannot_be_turned_against_the_person() -> anyhow::Result<()> {
         "never the shared default user"
     );
 
+    // Refusals from the framework itself keep the API's shape too.
+    let wrong_method = world
+        .http
+        .delete(format!("{}/tasks", world.base))
+        .header("x-user-id", "alice")
+        .send()
+        .await?;
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.json::<Value>().await?["detail"].is_string());
+
     // The app itself: same origin, same-origin fetch metadata.
     let own = world
         .http

@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(crate::api_error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::guard::guard,
