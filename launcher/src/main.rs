@@ -5,6 +5,7 @@ mod cli;
 mod credentials;
 mod demo;
 mod events_tail;
+mod keeper;
 mod run_one;
 mod services;
 mod setup_check;

@@ -44,18 +44,19 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
             (url, None)
         }
         None => {
-            let server = NatsServer::start(&NatsOptions {
+            let options = NatsOptions {
                 data_dir: data_dir.join("nats"),
                 log_file: logs.join("nats.log"),
                 port: 0,
-            })?;
+            };
+            let server = NatsServer::start(&options)?;
             println!(
                 "NATS:      started nats-server at {} (pid {}), data in {}",
                 server.url(),
                 server.pid(),
                 shown(&data_dir.join("nats"))
             );
-            (server.url(), Some(server))
+            (server.url(), Some((server, options)))
         }
     };
     let (database_url, postgres) = match database_given {
@@ -66,20 +67,21 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         None => {
             // As root, Postgres runs as `postgres`, which may not reach a dir under a 0700 home.
             let pg_data = mainloop_local_servers::postgres_dir(&data_dir.join("postgres"))?;
-            let server = Postgres::start(&PostgresOptions {
+            let options = PostgresOptions {
                 data_dir: pg_data.clone(),
                 socket_dir: mainloop_local_servers::postgres_dir(&data_dir.join("run"))?,
                 log_file: logs.join("postgres.log"),
                 port: 0,
                 durable: true,
-            })?;
+            };
+            let server = Postgres::start(&options)?;
             println!(
                 "Postgres:  started postgres on port {} (pid {}), data in {}",
                 server.port(),
                 server.pid(),
                 shown(&pg_data)
             );
-            (Secret::new(server.url()), Some(server))
+            (Secret::new(server.url()), Some((server, options)))
         }
     };
 
@@ -93,6 +95,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         agent.work_dir = data_dir.join("work");
     }
     let health = Health::default();
+    let mut servers = crate::keeper::Servers::new(&health, nats, postgres);
     let common = CommonConfig {
         nats_url,
         database_url,
@@ -118,10 +121,13 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),
         () = shutdown.cancelled() => {}
     }
-    if failure.is_none() && !shutdown.is_cancelled() {
+    // Running: watch the services and keep the servers under them alive.
+    let mut watch = tokio::time::interval(Duration::from_millis(100));
+    while failure.is_none() && !shutdown.is_cancelled() {
         tokio::select! {
             Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),
             () = shutdown.cancelled() => {}
+            _ = watch.tick() => servers.keep_alive(),
         }
     }
 
@@ -139,12 +145,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         running.abort_all();
     }
     // Servers stop last, after every service let go of them.
-    if let Some(server) = postgres {
-        server.stop();
-    }
-    if let Some(server) = nats {
-        server.stop();
-    }
+    servers.stop();
     println!("mainloop stopped.");
     failure.map_or(Ok(()), Err)
 }

@@ -397,3 +397,81 @@ fn up_checks_each_credential_for_real() -> anyhow::Result<()> {
     drop(runtime);
     Ok(())
 }
+
+/// The direct child of `parent` named `name`.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    descendants(parent).into_iter().find(|pid| {
+        command_name(*pid) == name
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat[stat.rfind(')')? + 2..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(parent)
+    })
+}
+
+/// Kill nats-server, then Postgres, under `up`: `/health` turns 503, each is started again, and
+/// requests that need both work again.
+#[test]
+fn up_starts_a_dead_server_again_and_health_says_so_meanwhile() -> anyhow::Result<()> {
+    let dir = data_dir()?;
+    let mut up = Up::start(&dir.path().join(".mainloop"))?;
+    up.wait_healthy(Duration::from_secs(60))?;
+    let port = up.port;
+    for name in ["nats-server", "postgres"] {
+        let old = child_named(up.child.id(), name).ok_or_else(|| anyhow::anyhow!("no {name} child"))?;
+        // Watch /health closely while the server is down.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (watching, flag) = (
+            stop.clone(),
+            std::thread::spawn({
+                let stop = stop.clone();
+                move || {
+                    let mut seen = std::collections::BTreeSet::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Some(code) = http_status(port, "/health") {
+                            seen.insert(code);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    seen
+                }
+            }),
+        );
+        let status = Command::new("kill").args(["-KILL", &old.to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill failed");
+        up.wait_printed("started again")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let new = loop {
+            if let Some(pid) = child_named(up.child.id(), name).filter(|pid| *pid != old) {
+                break pid;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{name} was not started again");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        up.wait_healthy(Duration::from_secs(60))?;
+        watching.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = flag.join().map_err(|_| anyhow::anyhow!("watcher panicked"))?;
+        assert!(
+            seen.contains(&503),
+            "/health never said 503 while {name} was down: {seen:?}"
+        );
+        assert!(alive(new) && !alive(old));
+    }
+    // The services reconnected: a request through the gateway, NATS, the inbox and Postgres.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_status(port, "/tasks") != Some(200) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "/tasks did not answer after the restarts"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    up.interrupt_and_wait()?;
+    Ok(())
+}

@@ -82,6 +82,11 @@ impl NatsServer {
         self.process.pid()
     }
 
+    /// `Some(status)` once the server has exited (died, or was killed).
+    pub fn exited(&mut self) -> Option<String> {
+        self.process.exited()
+    }
+
     /// Lets JetStream flush and close its files.
     pub fn stop(mut self) {
         self.process.stop(Duration::from_secs(10));

@@ -184,6 +184,11 @@ impl Postgres {
         self.process.pid()
     }
 
+    /// `Some(status)` once the server has exited (died, or was killed).
+    pub fn exited(&mut self) -> Option<String> {
+        self.process.exited()
+    }
+
     /// A fast shutdown: open transactions roll back, data is flushed.
     pub fn stop(mut self) {
         self.process.stop(Duration::from_secs(15));
