@@ -11,7 +11,7 @@ use mainloop_runtime::health::Readiness;
 struct Kept<S, O> {
     server: S,
     options: O,
-    readiness: Readiness,
+    readiness: Option<Readiness>,
 }
 
 pub struct Servers {
@@ -21,15 +21,9 @@ pub struct Servers {
 
 impl Servers {
     pub fn new(
-        health: &Health,
         nats: Option<(NatsServer, NatsOptions)>,
         postgres: Option<(Postgres, PostgresOptions)>,
     ) -> Self {
-        let kept = |name: &str| {
-            let readiness = health.register(name);
-            readiness.ready();
-            readiness
-        };
         Servers {
             nats: nats.map(|(server, options)| Kept {
                 options: NatsOptions {
@@ -37,7 +31,7 @@ impl Servers {
                     ..options
                 },
                 server,
-                readiness: kept("nats-server"),
+                readiness: None,
             }),
             postgres: postgres.map(|(server, options)| Kept {
                 options: PostgresOptions {
@@ -45,8 +39,24 @@ impl Servers {
                     ..options
                 },
                 server,
-                readiness: kept("postgres"),
+                readiness: None,
             }),
+        }
+    }
+
+    /// From now on the servers have their lines in `health` (registered only once the services
+    /// are ready, so that two ready servers never make a system of starting services "healthy").
+    pub fn report_to(&mut self, health: &Health) {
+        let ready = |name: &str| {
+            let readiness = health.register(name);
+            readiness.ready();
+            Some(readiness)
+        };
+        if let Some(kept) = &mut self.nats {
+            kept.readiness = ready("nats-server");
+        }
+        if let Some(kept) = &mut self.postgres {
+            kept.readiness = ready("postgres");
         }
     }
 
@@ -55,7 +65,7 @@ impl Servers {
         if let Some(kept) = &mut self.nats
             && let Some(status) = kept.server.exited()
         {
-            kept.readiness.not_ready();
+            kept.readiness.iter().for_each(Readiness::not_ready);
             tracing::error!(%status, "nats-server exited; starting it again");
             match NatsServer::start(&kept.options) {
                 Ok(server) => {
@@ -64,7 +74,7 @@ impl Servers {
                         server.pid()
                     );
                     kept.server = server;
-                    kept.readiness.ready();
+                    kept.readiness.iter().for_each(Readiness::ready);
                 }
                 Err(err) => tracing::error!(error = %err, "nats-server did not start again; will retry"),
             }
@@ -72,7 +82,7 @@ impl Servers {
         if let Some(kept) = &mut self.postgres
             && let Some(status) = kept.server.exited()
         {
-            kept.readiness.not_ready();
+            kept.readiness.iter().for_each(Readiness::not_ready);
             tracing::error!(%status, "postgres exited; starting it again");
             match Postgres::start(&kept.options) {
                 Ok(server) => {
@@ -81,7 +91,7 @@ impl Servers {
                         server.pid()
                     );
                     kept.server = server;
-                    kept.readiness.ready();
+                    kept.readiness.iter().for_each(Readiness::ready);
                 }
                 Err(err) => tracing::error!(error = %err, "postgres did not start again; will retry"),
             }

@@ -6,6 +6,16 @@ use tokio_util::sync::CancellationToken;
 
 pub type ServiceExit = (&'static str, anyhow::Result<()>);
 
+/// Every service `up` runs, by the name each registers its health under.
+pub const NAMES: [&str; 6] = [
+    mainloop_gateway::NAME,
+    mainloop_conversation::NAME,
+    mainloop_scheduler::NAME,
+    mainloop_worker_supervisor::NAME,
+    mainloop_github_watcher::NAME,
+    mainloop_inbox::NAME,
+];
+
 async fn named<E>(name: &'static str, run: impl Future<Output = Result<(), E>>) -> ServiceExit
 where
     E: std::error::Error + Send + Sync + 'static,

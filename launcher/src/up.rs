@@ -95,7 +95,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         agent.work_dir = data_dir.join("work");
     }
     let health = Health::default();
-    let mut servers = crate::keeper::Servers::new(&health, nats, postgres);
+    let mut servers = crate::keeper::Servers::new(nats, postgres);
     let common = CommonConfig {
         nats_url,
         database_url,
@@ -115,7 +115,10 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     let mut failure = None;
     tokio::select! {
         ready = wait_until_ready(&health) => match ready {
-            Ok(()) => println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr)),
+            Ok(()) => {
+                servers.report_to(&health);
+                println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
+            }
             Err(err) => failure = Some(err),
         },
         Some(exit) = running.join_next() => failure = early_exit(exit, &shutdown),
@@ -150,9 +153,18 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     failure.map_or(Ok(()), Err)
 }
 
+/// The six services, each registered and ready (a service that has not registered yet would
+/// otherwise count as nothing missing).
 async fn wait_until_ready(health: &Health) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while health.report().status != "healthy" {
+    let all_six = || {
+        let report = health.report();
+        report.status == "healthy"
+            && services::NAMES
+                .iter()
+                .all(|name| report.components.contains_key(*name))
+    };
+    while !all_six() {
         if tokio::time::Instant::now() > deadline {
             anyhow::bail!("services not ready after 90s: {:?}", health.report().components);
         }

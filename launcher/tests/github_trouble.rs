@@ -85,7 +85,12 @@ impl World {
             .json()
             .await?;
         let said = confirmed["message"]["content"].as_str().unwrap_or_default();
-        anyhow::ensure!(said.contains(&format!("spawned on acme/{repo}")), "{said}");
+        if !said.contains(&format!("spawned on acme/{repo}")) {
+            let log = std::fs::read_to_string(Mainloop::log_path(&self._dir.path().join(".mainloop")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            anyhow::bail!("{confirmed}\nlast log lines (newest first):\n{}", tail.join("\n"));
+        }
         let task_id = said
             .split_whitespace()
             .nth(1)
