@@ -9,6 +9,7 @@ mod cors;
 mod error;
 mod extract;
 mod guard;
+mod limits;
 mod routes;
 mod server;
 mod services;
@@ -50,6 +51,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         },
         cors_origins: config.http.cors_origins.clone(),
         served_hosts: config.http.served_hosts(),
+        limits: limits::Limits::default(),
     };
     server::serve(listener, routes::app(state), shutdown.clone()).await;
     foundation.stop().await;

@@ -24,4 +24,6 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Host names this gateway answers to besides the loopback names.
     pub served_hosts: Vec<String>,
+    /// Per-person rate limits.
+    pub limits: crate::limits::Limits,
 }

@@ -529,3 +529,54 @@ async fn idle_connections_cannot_starve_the_gateway() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A person who floods the chat gets 429 with Retry-After once their bucket is empty; another
+/// person is not affected, and reads are never limited.
+#[tokio::test]
+async fn a_flood_of_chat_turns_meets_a_per_person_limit() -> anyhow::Result<()> {
+    let world = start().await?;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..12 {
+        let answer = world
+            .http
+            .post(format!("{}/chat", world.base))
+            .header("x-user-id", "carol")
+            .json(&json!({"message": "hello"}))
+            .send()
+            .await?;
+        statuses.push(answer.status());
+        last = Some(answer);
+    }
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        limited, 2,
+        "ten go through, then the bucket is empty: {statuses:?}"
+    );
+    let last = last.ok_or_else(|| anyhow::anyhow!("no answer"))?;
+    assert!(last.headers().contains_key("retry-after"));
+    assert!(
+        last.json::<Value>().await?["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("too many chat"))
+    );
+    let other = world
+        .post("/chat", "dave", Some(json!({"message": "hello"})))
+        .await?
+        .0;
+    assert_ne!(
+        other,
+        StatusCode::TOO_MANY_REQUESTS,
+        "another person has their own bucket"
+    );
+    assert_eq!(
+        world.get("/tasks", "carol").await?.0,
+        StatusCode::OK,
+        "reads are not limited"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -27,7 +27,11 @@ pub fn app(state: AppState) -> Router {
         .merge(queue::router())
         .merge(projects::router())
         .merge(events::router())
-        .fallback(|| async { crate::api_error::ApiError::not_found("no such route") });
+        .fallback(|| async { crate::api_error::ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::limit,
+        ));
     Router::new()
         .merge(health::router(state.health.clone()))
         .merge(web::router())
