@@ -32,9 +32,12 @@ pub const CHAT: Rate = Rate {
     every: Duration::from_secs(3),
 };
 
+/// (person, kind) → (requests left, when it was last counted).
+type Buckets = HashMap<(String, &'static str), (f64, Instant)>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Limits {
-    buckets: Arc<Mutex<HashMap<(String, &'static str), (f64, Instant)>>>,
+    buckets: Arc<Mutex<Buckets>>,
 }
 
 impl Limits {
