@@ -91,6 +91,13 @@ test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 
     await page.getByTestId("task-badge").getByText("DONE").waitFor({ timeout: 60_000 });
     await page.locator('[data-testid="queue-item"]').first().waitFor({ state: "detached" });
     await page.screenshot({ path: join(tmpdir(), "mainloop-journey-done.png"), fullPage: true });
+  } catch (error) {
+    // Say what the page and the API showed, so a failure can be understood from the log.
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    const shown = pages.length ? await pages[0].locator("body").innerText().catch(() => "?") : "no page";
+    const tasks = await fetch(`http://127.0.0.1:${port}/tasks`).then((r) => r.text()).catch((e) => String(e));
+    console.error(`page showed:\n${shown}\n/tasks: ${tasks}`);
+    throw error;
   } finally {
     await browser.close();
     child.kill("SIGINT");
