@@ -181,7 +181,8 @@ async function refresh() {
 
 function listen() {
   const events = new EventSource("/events");
-  events.addEventListener("task:updated", () => refresh());
+  // A new task may bring a new project, which the inbox records a moment after the chat's reply.
+  events.addEventListener("task:updated", () => { refresh(); refreshProjects().catch(() => {}); });
   events.addEventListener("inbox:updated", () => refresh());
 }
 
