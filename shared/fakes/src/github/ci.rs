@@ -79,6 +79,23 @@ fn run_ci(gh: &FakeGitHub, repo: &mut Repo, sha: &str, id: u64) {
     }
 }
 
+/// The check runs on `sha`, after the repository's CI had its look at it.
+fn runs_for(
+    gh: &FakeGitHub,
+    owner: &str,
+    name: &str,
+    sha: &str,
+) -> Result<Vec<CheckRun>, axum::response::Response> {
+    with_repo(gh, owner, name, |repo, id| {
+        run_ci(gh, repo, sha, id);
+        repo.checks
+            .iter()
+            .filter(|c| c.head_sha == sha)
+            .cloned()
+            .collect()
+    })
+}
+
 pub async fn check_runs(
     State(gh): State<FakeGitHub>,
     headers: HeaderMap,
@@ -89,14 +106,7 @@ pub async fn check_runs(
         &headers,
         format!("GET /repos/{owner}/{name}/commits/{sha}/check-runs"),
     )?;
-    let runs = with_repo(&gh, &owner, &name, |repo, id| {
-        run_ci(&gh, repo, &sha, id);
-        repo.checks
-            .iter()
-            .filter(|c| c.head_sha == sha)
-            .cloned()
-            .collect::<Vec<_>>()
-    })?;
+    let runs = runs_for(&gh, &owner, &name, &sha)?;
     let base = gh.base();
     let items: Vec<Value> = runs
         .iter()
@@ -117,14 +127,7 @@ pub async fn check_suites(
         &headers,
         format!("GET /repos/{owner}/{name}/commits/{sha}/check-suites"),
     )?;
-    let runs = with_repo(&gh, &owner, &name, |repo, id| {
-        run_ci(&gh, repo, &sha, id);
-        repo.checks
-            .iter()
-            .filter(|c| c.head_sha == sha)
-            .cloned()
-            .collect::<Vec<_>>()
-    })?;
+    let runs = runs_for(&gh, &owner, &name, &sha)?;
     let suites: Vec<Value> = if runs.is_empty() {
         vec![]
     } else {
