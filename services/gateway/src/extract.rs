@@ -1,5 +1,7 @@
 //! Extractors that refuse bad input the way the rest of the API does: 4xx with `{"detail"}`.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -7,14 +9,32 @@ use serde::de::DeserializeOwned;
 
 use crate::api_error::ApiError;
 
-/// A JSON body; malformed, mistyped or oversized bodies are a 4xx with the reason.
+/// How long a request body may take to arrive once its head has: a client that trickles a body
+/// (or announces more than it sends) gets 408 instead of holding a handler forever.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A JSON body; malformed, mistyped, oversized or too slow bodies are a 4xx with the reason.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+        let arrived = tokio::time::timeout(
+            BODY_TIMEOUT,
+            axum::Json::<serde_json::Value>::from_request(req, state),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+        match arrived {
             Ok(axum::Json(value)) => {
                 refuse_hostile_text(&value)?;
                 serde_json::from_value(value).map(Body).map_err(|e| {

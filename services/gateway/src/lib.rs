@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::AuthMode;
 pub use config::{Config, HttpConfig};
 pub use error::Error;
+pub use extract::BODY_TIMEOUT;
 
 pub const NAME: &str = "gateway";
 /// The Postgres schema this service owns; no other service touches it.

@@ -530,6 +530,40 @@ async fn idle_connections_cannot_starve_the_gateway() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client that announces a body and then stops sending gets 408 with `{"detail"}` once the
+/// body timeout passes, instead of holding a handler open.
+#[tokio::test]
+async fn a_body_that_stops_halfway_gets_408() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = start().await?;
+    let addr = world.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST /chat HTTP/1.1\r\nHost: {addr}\r\nX-User-ID: erin\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"message\": \"hel"
+    );
+    socket.write_all(head.as_bytes()).await?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        mainloop_gateway::BODY_TIMEOUT + Duration::from_secs(10),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer to a stalled body: {answer:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a stalled body is 408: {answer:?}"
+    );
+    assert!(
+        answer.contains(r#"{"detail":"the request body did not arrive"#),
+        "{answer}"
+    );
+    assert_eq!(world.get("/tasks", "erin").await?.0, StatusCode::OK);
+    world.shutdown.cancel();
+    Ok(())
+}
+
 /// A person who floods the chat gets 429 with Retry-After once their bucket is empty; another
 /// person is not affected, and reads are never limited.
 #[tokio::test]
