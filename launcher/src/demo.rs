@@ -4,6 +4,7 @@
 //! `acme/widgets` (whose CI fails once, then passes), the Claude Code CLI (`mainloop
 //! fake-claude`), the Anthropic Messages API.
 
+use crate::console::say;
 use std::path::Path;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ const KEY: &str = "demo-anthropic-key";
 pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow::Result<()> {
     let all = fakes.len() == 3;
     if all {
-        println!("DEMO MODE: nothing leaves this machine.");
+        say!("DEMO MODE: nothing leaves this machine.");
     }
     if fakes.contains(&Fake::Github) {
         fake_github(args, &data_dir.join("fake-github")).await?;
@@ -32,7 +33,7 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow
             .await?;
         args.llm.chat_api_url = llm_url.clone();
         args.llm.chat_api_key = Some(Secret::new(KEY));
-        println!("  Chat LLM:  fake Anthropic API that asks before it spawns, at {llm_url}");
+        say!("  Chat LLM:  fake Anthropic API that asks before it spawns, at {llm_url}");
         if fakes.contains(&Fake::Claude) {
             // The fake CLI, like the real one, needs a key; it calls no API with it.
             args.agent.anthropic_base_url = Some(llm_url);
@@ -49,10 +50,10 @@ pub async fn start(args: &mut UpArgs, data_dir: &Path, fakes: &[Fake]) -> anyhow
         if args.agent.anthropic_api_key.is_none() && args.agent.claude_code_oauth_token.is_none() {
             args.agent.anthropic_api_key = Some(Secret::new(KEY));
         }
-        println!("  Claude:    fake Claude Code CLI (mainloop fake-claude), making real commits");
+        say!("  Claude:    fake Claude Code CLI (mainloop fake-claude), making real commits");
     }
     if fakes.contains(&Fake::Github) && fakes.contains(&Fake::Llm) {
-        println!(
+        say!(
             "  Try: \"add a quick start section to the README of https://github.com/acme/widgets\", then \"yes\"."
         );
     }
@@ -78,7 +79,7 @@ async fn fake_github(args: &mut UpArgs, root: &Path) -> anyhow::Result<()> {
     args.github.github_token = Some(Secret::new(TOKEN));
     args.github.github_poll_interval_ms = 1000;
     args.agent.git_token = Some(Secret::new(TOKEN));
-    println!(
+    say!(
         "  GitHub:    fake, at {github_url} (private repository acme/widgets, pages at {github_url}/acme/widgets/pull/N; its CI fails once, then passes)"
     );
     Ok(())

@@ -3,6 +3,7 @@
 //! data, after the old one is fully gone; the services reconnect by themselves. Servers are
 //! restarted from the thread that started them, which their parent-death signal is bound to.
 
+use crate::console::say;
 use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions};
 use mainloop_runtime::Health;
 use mainloop_runtime::health::Readiness;
@@ -69,7 +70,7 @@ impl Servers {
             tracing::error!(%status, "nats-server exited; starting it again");
             match NatsServer::start(&kept.options) {
                 Ok(server) => {
-                    println!(
+                    say!(
                         "NATS:      nats-server exited ({status}); started again (pid {})",
                         server.pid()
                     );
@@ -86,7 +87,7 @@ impl Servers {
             tracing::error!(%status, "postgres exited; starting it again");
             match Postgres::start(&kept.options) {
                 Ok(server) => {
-                    println!(
+                    say!(
                         "Postgres:  postgres exited ({status}); started again (pid {})",
                         server.pid()
                     );

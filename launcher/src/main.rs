@@ -2,6 +2,7 @@
 //! the event streams (`events tail`).
 
 mod cli;
+mod console;
 mod credentials;
 mod demo;
 mod events_tail;

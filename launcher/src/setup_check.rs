@@ -3,6 +3,7 @@
 //! classic ones), the chat model's key (`GET /v1/models`), the agent CLI (its version, and a
 //! key or subscription token to log in with). Each line says what works or what to do.
 
+use crate::console::say;
 use std::time::Duration;
 
 use mainloop_runtime::Secret;
@@ -18,9 +19,9 @@ pub async fn report(args: &UpArgs, token_source: Option<&str>) {
         .timeout(TIMEOUT)
         .build()
         .unwrap_or_default();
-    println!("GitHub:    {}", github(&http, args, token_source).await);
-    println!("Chat LLM:  {}", chat(&http, args).await);
-    println!("Agent:     {}", agent(args).await);
+    say!("GitHub:    {}", github(&http, args, token_source).await);
+    say!("Chat LLM:  {}", chat(&http, args).await);
+    say!("Agent:     {}", agent(args).await);
 }
 
 async fn github(http: &reqwest::Client, args: &UpArgs, source: Option<&str>) -> String {

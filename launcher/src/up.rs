@@ -1,5 +1,6 @@
 //! `mainloop up`: everything on one machine with nothing configured.
 
+use crate::console::say;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     let database_given = args.database_url.filter(|url| !url.expose().trim().is_empty());
     let (nats_url, nats) = match nats_given {
         Some(url) => {
-            println!("NATS:      using {url}");
+            say!("NATS:      using {url}");
             (url, None)
         }
         None => {
@@ -50,7 +51,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 port: 0,
             };
             let server = NatsServer::start(&options)?;
-            println!(
+            say!(
                 "NATS:      started nats-server at {} (pid {}), data in {}",
                 server.url(),
                 server.pid(),
@@ -61,7 +62,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     };
     let (database_url, postgres) = match database_given {
         Some(url) => {
-            println!("Postgres:  using DATABASE_URL");
+            say!("Postgres:  using DATABASE_URL");
             (url, None)
         }
         None => {
@@ -75,7 +76,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 durable: true,
             };
             let server = Postgres::start(&options)?;
-            println!(
+            say!(
                 "Postgres:  started postgres on port {} (pid {}), data in {}",
                 server.port(),
                 server.pid(),
@@ -117,7 +118,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         ready = wait_until_ready(&health) => match ready {
             Ok(()) => {
                 servers.report_to(&health);
-                println!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
+                say!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
             }
             Err(err) => failure = Some(err),
         },
@@ -149,7 +150,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     // Servers stop last, after every service let go of them.
     servers.stop();
-    println!("mainloop stopped.");
+    say!("mainloop stopped.");
     failure.map_or(Ok(()), Err)
 }
 

@@ -1,6 +1,8 @@
 //! Nothing lost: `mainloop up` is killed with SIGKILL twice in the middle of a task (while the
 //! plan waits for review, and right after approval while the agent works), restarted on the same
-//! data, and the task still ends merged, with one issue and one pull request on GitHub.
+//! data, and the task still ends merged, with one issue and one pull request on GitHub. And under
+//! a running `up`, its nats-server and then its Postgres are killed mid-task: `up` starts them
+//! again, the services reconnect, and the task still ends merged, nothing done twice.
 
 mod common;
 
@@ -106,6 +108,100 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
     let widgets = &state.repos["acme/widgets"];
     assert_eq!(widgets.issues.len(), 1, "one issue, whatever crashed");
     assert_eq!(widgets.pulls.len(), 1, "one pull request, whatever crashed");
+    assert!(widgets.pulls[&2].merged);
+    assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
+    Ok(())
+}
+
+/// nats-server dies right after the spawn (the plan job is queued or running), Postgres dies
+/// while the implementation job runs; `up` restarts each and the task finishes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new()
+        .prefix("mainloop-servers-")
+        .keep(true)
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let data = dir.path().join(".mainloop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    up.kill_server("nats-server").await?;
+
+    let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
+        q[0]["item_type"] == "plan_review"
+    })
+    .await?;
+    let tasks = until(&http, &format!("{base}/tasks"), "the issue", |t| {
+        !t[0]["issue_url"].is_null()
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
+    let item = queue[0]["id"].as_str().unwrap_or_default();
+    let approved = http
+        .post(format!("{base}/queue/{item}/respond"))
+        .header("x-user-id", "alice")
+        .json(&json!({"response": "Approve"}))
+        .send()
+        .await?;
+    assert_eq!(approved.status(), reqwest::StatusCode::OK);
+    until(&http, &format!("{base}/tasks/{task_id}"), "implementing", |t| {
+        t["status"] == "implementing"
+    })
+    .await?;
+    up.kill_server("postgres").await?;
+
+    let ready = until(&http, &format!("{base}/queue"), "code ready", |q| {
+        q[0]["item_type"] == "code_ready"
+    })
+    .await?;
+    assert!(
+        ready[0]["context"]["pr_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/pull/2"))
+    );
+    http.post(format!("{github_url}/_control/repos/acme/widgets/pulls/2/merge"))
+        .send()
+        .await?
+        .error_for_status()?;
+    until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
+        t["status"] == "completed"
+    })
+    .await?;
+    let state = github.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    assert_eq!(widgets.issues.len(), 1, "one issue, whatever restarted");
+    assert_eq!(widgets.pulls.len(), 1, "one pull request, whatever restarted");
     assert!(widgets.pulls[&2].merged);
     assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
     Ok(())

@@ -86,6 +86,8 @@ impl Mainloop {
             let running = line.contains("mainloop is running");
             up.printed.push(line);
             if running {
+                // Stdout is closed from here on, as a closed terminal would: whatever `up`
+                // says later (a server started again) must not stop it.
                 return Ok(up);
             }
         }
@@ -104,6 +106,28 @@ impl Mainloop {
                 .find(|w| w.starts_with("nats://"))
                 .map(str::to_string)
         })
+    }
+
+    /// The `mainloop up` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILLs the server `name` (`nats-server`, `postgres`) that `up` started and waits until
+    /// `up` has started a new one.
+    pub async fn kill_server(&self, name: &str) -> anyhow::Result<()> {
+        let old = child_named(self.pid(), name).ok_or_else(|| anyhow::anyhow!("no {name} child"))?;
+        let status = Command::new("kill").args(["-KILL", &old.to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {name} failed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while child_named(self.pid(), name).is_none_or(|pid| pid == old) {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{name} was not started again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// SIGKILL: no draining, no clean shutdown; its servers die with it.
@@ -227,4 +251,59 @@ impl ArgvWatch {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
     }
+}
+
+/// Every live descendant of `pid`, from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            let parent = after_name.split_whitespace().nth(1)?.parse().ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let current = found[i];
+        found.extend(parents.iter().filter(|(_, p)| *p == current).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+pub fn command_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The direct child of `parent` named `name`.
+pub fn child_named(parent: u32, name: &str) -> Option<u32> {
+    descendants(parent).into_iter().find(|pid| {
+        command_name(*pid) == name
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat[stat.rfind(')')? + 2..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(parent)
+    })
 }
