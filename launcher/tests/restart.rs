@@ -118,10 +118,7 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()> {
     mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new()
-        .prefix("mainloop-servers-")
-        .keep(true)
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("mainloop-servers-").tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     let github = FakeGitHub::new(dir.path().join("github"), "gh");
     let github_url = github
