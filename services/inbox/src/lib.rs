@@ -13,7 +13,7 @@ mod queries;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mainloop_bus::{ConsumerSpec, consumer};
+use mainloop_bus::{KeyedSpec, keyed};
 use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
@@ -31,8 +31,21 @@ pub const NAME: &str = "inbox";
 pub const SCHEMA: &str = "inbox";
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// The projection's name in logs and dead letters (`dead.TASKS.inbox-tasks`).
+const PROJECTION: &str = "inbox-tasks";
+
 /// How often leftovers in the outbox (a publish that failed) are retried.
 const OUTBOX_RETRY: Duration = Duration::from_secs(2);
+
+/// Before order was kept per task, the projection read through a durable consumer of this name;
+/// the keyed reader keeps its own place, so that consumer is removed (once; absent is fine).
+async fn forget_stream_wide_consumer(bus: &mainloop_bus::Bus) {
+    if let Ok(stream) = bus.jetstream().get_stream(subjects::TASKS).await
+        && stream.delete_consumer(PROJECTION).await.is_ok()
+    {
+        tracing::info!("removed the stream-wide consumer of the earlier projection");
+    }
+}
 
 /// Runs until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
@@ -59,13 +72,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         db: db.clone(),
         outbox: outbox.clone(),
     });
-    let spec = ConsumerSpec {
-        ordered: true,
-        ..ConsumerSpec::new(subjects::TASKS, "inbox-tasks", "task.>")
-    };
+    forget_stream_wide_consumer(&bus).await;
+    let spec = KeyedSpec::new(subjects::TASKS, PROJECTION, "task.>");
     let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
-        consumer::run(&consumer_bus, spec, projector, consumer_shutdown)
+        keyed::run(&consumer_bus, spec, projector, consumer_shutdown)
             .await
             .map_err(|e| e.to_string())
     });

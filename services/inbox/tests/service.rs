@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
-    _infra: Infra,
+    infra: Infra,
     bus: Bus,
     shutdown: CancellationToken,
 }
@@ -36,11 +36,7 @@ async fn start() -> anyhow::Result<World> {
     ));
     infra.ready(2).await?;
     let bus = infra.bus().await?;
-    Ok(World {
-        _infra: infra,
-        bus,
-        shutdown,
-    })
+    Ok(World { infra, bus, shutdown })
 }
 
 async fn query(bus: &Bus, name: &str, body: Value) -> Result<Value, request::RequestError> {
@@ -431,6 +427,58 @@ async fn one_poison_event_stops_one_task_never_everyone() -> anyhow::Result<()> 
         dead.iter().all(|d| d.subject == "task.u1.t1"),
         "only the poisoned task's events"
     );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// Order is kept per task, not for everyone: while one task's rows are held (a lock on its
+/// checkpoint, as a slow transaction or a stuck event would), its next event waits, and another
+/// person's task spawned afterwards still reaches the inbox at once. Released, the held task
+/// catches up.
+#[tokio::test]
+async fn a_task_held_back_holds_back_only_itself() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    let db = sqlx::PgPool::connect(&world.infra.pg.url()).await?;
+    let mut hold = db.begin().await?;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT stream_sequence FROM inbox.task_checkpoints WHERE subject = 'task.u1.t1' FOR UPDATE",
+    )
+    .fetch_one(&mut *hold)
+    .await?;
+    assert!(held > 0, "t1's events were applied");
+    report_plan(bus, "# Plan\nAdd it.").await?;
+
+    let other = SpawnTask {
+        user_id: "u2".into(),
+        task_id: "t2".into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "gadgets".into(),
+            html_url: "https://github.com/acme/gadgets".into(),
+        }),
+        description: "another person's task".into(),
+        ..Default::default()
+    };
+    let _: TaskAccepted =
+        request::send(bus, "cmd.scheduler.spawn-task", &other, Duration::from_secs(5)).await?;
+    until(bus, "list-tasks", json!({"user_id": "u2"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    let waiting = query(bus, "list-tasks", json!({"user_id": "u1"})).await?;
+    assert_eq!(waiting[0]["status"], "planning", "t1's plan waits for its lock");
+
+    hold.rollback().await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "waiting_plan_review"
+    })
+    .await?;
     world.shutdown.cancel();
     Ok(())
 }

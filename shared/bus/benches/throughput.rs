@@ -7,6 +7,12 @@
 //! Two baselines: raw async-nats publishing the same bytes with a `Nats-Msg-Id` header (the same
 //! job: deduplicated storage, which costs the server work) and raw async-nats with no header at
 //! all. The goal (bus >= 80% of raw) is judged against the first; both are printed.
+//!
+//! Then projections: `BENCH_PROJECTION_EVENTS` (default 4000) events spread over 100 tasks,
+//! applied by a handler that awaits `work` per event (0, and 1 ms standing in for a database
+//! transaction), once through the stream-wide ordered consumer (one event at a time) and once
+//! through the keyed projection (order per task, tasks side by side); prints the keyed/ordered
+//! ratio of the rates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
-use mainloop_bus::{Bus, ConsumerSpec, Delivery, Expect, Handler, HandlerError, consumer};
+use mainloop_bus::{
+    Bus, ConsumerSpec, Delivery, Expect, Handler, HandlerError, KeyedHandler, KeyedSpec, consumer, keyed,
+};
 use mainloop_events::v1::WorkerLog;
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_testkit::TestNats;
@@ -158,6 +166,106 @@ async fn consume_bus(bus: &Bus, durable: &str, n: usize) -> anyhow::Result<Durat
     Ok(took)
 }
 
+/// Counts applied events after awaiting `work` for each, as a projection's transaction would.
+struct Apply {
+    count: Count,
+    work: Duration,
+    resume_after: u64,
+}
+
+impl Handler for Apply {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        self.count.handle(delivery).await
+    }
+}
+
+impl KeyedHandler for Apply {
+    async fn resume_after(&self) -> Result<u64, HandlerError> {
+        Ok(self.resume_after)
+    }
+
+    async fn checkpoint(&self, _: u64) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// Publishes `n` events spread over 100 tasks; returns the sequence before the first.
+async fn publish_tasks(bus: &Bus, n: usize) -> anyhow::Result<u64> {
+    let mut tasks = bus.jetstream().get_stream(subjects::TASKS).await?;
+    tasks.purge().await?;
+    let before = tasks.info().await?.state.last_sequence;
+    let mut publishing = JoinSet::new();
+    for p in 0..PUBLISHERS {
+        let bus = bus.clone();
+        publishing.spawn(async move {
+            for i in (p..n).step_by(PUBLISHERS) {
+                let task = format!("t{}", i % 100);
+                let Some(payload) = event(i).payload else {
+                    anyhow::bail!("a log event without payload")
+                };
+                let event = Envelope::new("bench", &task, payload);
+                bus.publish(&subjects::task("bench", &task)?, &event, Expect::Any)
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = publishing.join_next().await {
+        done??;
+    }
+    Ok(before)
+}
+
+/// Applies the `n` events after `after` with a stream-wide ordered consumer or keyed lanes.
+async fn project(
+    bus: &Bus,
+    name: &str,
+    keyed_lanes: bool,
+    n: usize,
+    after: u64,
+    work: Duration,
+) -> anyhow::Result<Duration> {
+    let apply = Arc::new(Apply {
+        count: Count {
+            seen: AtomicU64::new(0),
+            target: n as u64,
+            done: Notify::new(),
+        },
+        work,
+        resume_after: after,
+    });
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let running = tokio::spawn({
+        let (bus, apply, shutdown, name) = (bus.clone(), apply.clone(), shutdown.clone(), name.to_string());
+        async move {
+            if keyed_lanes {
+                keyed::run(
+                    &bus,
+                    KeyedSpec::new(subjects::TASKS, &name, "task.>"),
+                    apply,
+                    shutdown,
+                )
+                .await
+            } else {
+                let spec = ConsumerSpec {
+                    ordered: true,
+                    ..ConsumerSpec::new(subjects::TASKS, &name, "task.>")
+                };
+                consumer::run(&bus, spec, apply, shutdown).await
+            }
+        }
+    });
+    apply.count.done.notified().await;
+    let took = started.elapsed();
+    shutdown.cancel();
+    running.await??;
+    Ok(took)
+}
+
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
@@ -199,6 +307,26 @@ fn main() -> anyhow::Result<()> {
             );
         }
         logs.info().await?;
+
+        let n = env_usize("BENCH_PROJECTION_EVENTS", 4000);
+        println!("projections: {n} events over 100 tasks, {rounds} alternating rounds, medians (events/s)");
+        for work in [Duration::ZERO, Duration::from_millis(1)] {
+            let mut rates: [Vec<f64>; 2] = Default::default();
+            for round in 0..rounds {
+                for (side, keyed_lanes) in [(0, false), (1, true)] {
+                    let after = publish_tasks(&bus, n).await?;
+                    let name = format!("projection-{side}-{round}-{}", work.as_micros());
+                    let took = project(&bus, &name, keyed_lanes, n, after, work).await?;
+                    rates[side].push(n as f64 / took.as_secs_f64());
+                }
+            }
+            let (ordered, lanes) = (median(rates[0].clone()), median(rates[1].clone()));
+            println!(
+                "  {:>4} µs per event: stream-wide ordered {ordered:>8.0} | keyed per task {lanes:>8.0} | ratio {:.2}",
+                work.as_micros(),
+                lanes / ordered
+            );
+        }
         anyhow::Ok(())
     })
 }

@@ -8,6 +8,8 @@
 //! - [`consumer::run`] drives a durable pull consumer: bounded concurrency, ack only after the
 //!   handler succeeded, nak with backoff on transient errors, and a dead letter (stream
 //!   DEADLETTER) for a message that keeps failing, so nothing vanishes silently.
+//! - [`keyed::run`] drives a projection that keeps order per aggregate (per subject) instead of
+//!   for the whole stream, so one slow or failing task holds back only itself.
 //! - W3C `traceparent` travels in message headers ([`trace`]), so one trace spans services.
 //! - [`request`] carries commands with typed errors over NATS request/reply.
 
@@ -15,6 +17,7 @@ mod bus;
 pub mod consumer;
 pub mod dead_letter;
 mod error;
+pub mod keyed;
 mod publish;
 mod read;
 pub mod request;
@@ -24,5 +27,6 @@ pub mod trace;
 pub use bus::Bus;
 pub use consumer::{ConsumerSpec, Delivery, Handler, HandlerError};
 pub use error::BusError;
+pub use keyed::{KeyedHandler, KeyedSpec};
 pub use publish::{Expect, Published};
 pub use read::Stored;

@@ -1,15 +1,17 @@
-//! The projection of TASKS into the inbox's read models. Events are applied one at a time in
-//! stream order; each transaction checks and advances the checkpoint with its rows, so a
-//! redelivered event is skipped and the tables always equal some prefix of the stream. The INBOX
-//! feed events an event causes go to the outbox in the same transaction. An event the database
-//! refuses as data (bad bytes, a broken constraint) is dead-lettered and noted on its task, and
-//! the projection goes on: one bad event stops one task's history, never everyone's.
+//! The projection of TASKS into the inbox's read models, in order per task (`mainloop_bus::keyed`):
+//! tasks are applied side by side, and one slow or failing task holds back only itself. Each
+//! transaction checks and advances its task's checkpoint with the task's rows, so an event handed
+//! over again after a restart is skipped, and each task's rows always equal some prefix of its
+//! history. The INBOX feed events an event causes go to the outbox in the same transaction. An
+//! event the database refuses as data (bad bytes, a broken constraint) is dead-lettered and noted
+//! on its task, and the projection goes on: one bad event stops one task's history, never
+//! everyone's. The low-water mark of the whole stream is kept in `checkpoints`.
 
 mod queue;
 mod tasks;
 
 use chrono::{DateTime, Utc};
-use mainloop_bus::{Delivery, Handler, HandlerError};
+use mainloop_bus::{Delivery, Handler, HandlerError, KeyedHandler};
 use mainloop_events::{Envelope, Payload, subjects};
 use sqlx::{PgConnection, PgPool};
 
@@ -31,14 +33,12 @@ impl Handler for Projector {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let transient = |e: sqlx::Error| HandlerError::Transient(e.to_string());
         let mut tx = self.db.begin().await.map_err(transient)?;
-        let checkpoint: Option<i64> =
-            sqlx::query_scalar("SELECT stream_sequence FROM checkpoints WHERE projection = $1 FOR UPDATE")
-                .bind(TASKS_PROJECTION)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(transient)?;
         let sequence = i64::try_from(delivery.stream_sequence).unwrap_or(i64::MAX);
-        if checkpoint.is_some_and(|applied| sequence <= applied) {
+        if task_applied(&mut tx, &delivery.subject)
+            .await
+            .map_err(transient)?
+            >= sequence
+        {
             return Ok(());
         }
         let applied = match apply(&mut tx, &delivery.event, sequence).await {
@@ -64,19 +64,58 @@ impl Handler for Projector {
                 .await
                 .map_err(transient)?;
         }
-        sqlx::query(
-            "INSERT INTO checkpoints (projection, stream_sequence) VALUES ($1, $2) \
-             ON CONFLICT (projection) DO UPDATE SET stream_sequence = excluded.stream_sequence",
-        )
-        .bind(TASKS_PROJECTION)
-        .bind(sequence)
-        .execute(&mut *tx)
-        .await
-        .map_err(transient)?;
+        sqlx::query("UPDATE task_checkpoints SET stream_sequence = $2 WHERE subject = $1")
+            .bind(&delivery.subject)
+            .bind(sequence)
+            .execute(&mut *tx)
+            .await
+            .map_err(transient)?;
         tx.commit().await.map_err(transient)?;
         self.outbox.flush().await;
         Ok(())
     }
+}
+
+impl KeyedHandler for Projector {
+    async fn resume_after(&self) -> Result<u64, HandlerError> {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT stream_sequence FROM checkpoints WHERE projection = $1")
+                .bind(TASKS_PROJECTION)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        Ok(done.and_then(|d| u64::try_from(d).ok()).unwrap_or(0))
+    }
+
+    async fn checkpoint(&self, sequence: u64) -> Result<(), HandlerError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (projection, stream_sequence) VALUES ($1, $2) \
+             ON CONFLICT (projection) DO UPDATE \
+             SET stream_sequence = GREATEST(checkpoints.stream_sequence, excluded.stream_sequence)",
+        )
+        .bind(TASKS_PROJECTION)
+        .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+        .execute(&self.db)
+        .await
+        .map(drop)
+        .map_err(|e| HandlerError::Transient(e.to_string()))
+    }
+}
+
+/// The last sequence applied to the task of `subject`, locked until the transaction ends, so
+/// two replicas never apply the same task's events at once.
+async fn task_applied(tx: &mut PgConnection, subject: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO task_checkpoints (subject, stream_sequence) VALUES ($1, 0) \
+         ON CONFLICT (subject) DO NOTHING",
+    )
+    .bind(subject)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_scalar("SELECT stream_sequence FROM task_checkpoints WHERE subject = $1 FOR UPDATE")
+        .bind(subject)
+        .fetch_one(&mut *tx)
+        .await
 }
 
 impl Projector {

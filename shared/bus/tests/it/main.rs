@@ -2,6 +2,7 @@
 
 mod consumer;
 mod helpers;
+mod keyed;
 mod publish;
 mod request;
 mod trace;

@@ -1,0 +1,233 @@
+//! Keyed projections: order per aggregate, one stuck aggregate holds back only itself, and a
+//! restart resumes after the low-water mark without losing or re-applying anything.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mainloop_bus::{
+    Bus, Delivery, Expect, Handler, HandlerError, KeyedHandler, KeyedSpec, dead_letter, keyed,
+};
+use mainloop_events::subjects;
+use mainloop_testkit::TestNats;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{connect, eventually, spawned};
+
+/// What a projection's database would hold: the low-water mark and, per aggregate, the last
+/// sequence applied and every sequence applied, in order.
+#[derive(Default)]
+struct Store {
+    mark: u64,
+    applied: BTreeMap<String, Vec<u64>>,
+}
+
+/// Applies events to a shared [`Store`], skipping what an aggregate already has, and fails
+/// transiently for the subjects in `blocked`.
+struct Projection {
+    store: Arc<Mutex<Store>>,
+    blocked: Mutex<HashSet<String>>,
+}
+
+impl Projection {
+    fn new(store: &Arc<Mutex<Store>>, blocked: &[&str]) -> Arc<Self> {
+        Arc::new(Projection {
+            store: store.clone(),
+            blocked: Mutex::new(blocked.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+
+    fn unblock(&self, subject: &str) {
+        if let Ok(mut blocked) = self.blocked.lock() {
+            blocked.remove(subject);
+        }
+    }
+}
+
+impl Handler for Projection {
+    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+        if self.blocked.lock().is_ok_and(|b| b.contains(&delivery.subject)) {
+            return Err(HandlerError::Transient("row locked".into()));
+        }
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| HandlerError::Permanent("poisoned".into()))?;
+        let applied = store.applied.entry(delivery.subject).or_default();
+        if applied
+            .last()
+            .is_some_and(|last| *last >= delivery.stream_sequence)
+        {
+            return Ok(());
+        }
+        applied.push(delivery.stream_sequence);
+        Ok(())
+    }
+}
+
+impl KeyedHandler for Projection {
+    async fn resume_after(&self) -> Result<u64, HandlerError> {
+        Ok(self.store.lock().map(|s| s.mark).unwrap_or(0))
+    }
+
+    async fn checkpoint(&self, sequence: u64) -> Result<(), HandlerError> {
+        if let Ok(mut store) = self.store.lock() {
+            store.mark = store.mark.max(sequence);
+        }
+        Ok(())
+    }
+}
+
+fn spec() -> KeyedSpec {
+    KeyedSpec {
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+        checkpoint_every: Duration::from_millis(20),
+        ..KeyedSpec::new(subjects::TASKS, "test-projection", "task.>")
+    }
+}
+
+/// Publishes one event per task in `tasks`, in that order; returns their sequences.
+async fn publish(bus: &Bus, tasks: &[&str]) -> anyhow::Result<Vec<u64>> {
+    let mut sequences = Vec::new();
+    for task in tasks {
+        let published = bus
+            .publish(&subjects::task("u1", task)?, &spawned(task), Expect::Any)
+            .await?;
+        sequences.push(published.stream_sequence);
+    }
+    Ok(sequences)
+}
+
+fn applied(store: &Arc<Mutex<Store>>, task: &str) -> Vec<u64> {
+    store
+        .lock()
+        .ok()
+        .and_then(|s| s.applied.get(&format!("task.u1.{task}")).cloned())
+        .unwrap_or_default()
+}
+
+fn mark(store: &Arc<Mutex<Store>>) -> u64 {
+    store.lock().map(|s| s.mark).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_failing_aggregate_holds_back_only_itself_and_order_holds_per_aggregate() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    let order = ["a", "b", "c", "a", "b", "c", "a", "b", "c"];
+    let sequences = publish(&bus, &order).await?;
+    let store = Arc::new(Mutex::new(Store::default()));
+    let projection = Projection::new(&store, &["task.u1.a"]);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, projection, shutdown) = (bus.clone(), projection.clone(), shutdown.clone());
+        async move { keyed::run(&bus, spec(), projection, shutdown).await }
+    });
+
+    let of = |task: &str| -> Vec<u64> {
+        order
+            .iter()
+            .zip(&sequences)
+            .filter(|(t, _)| **t == task)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    eventually("b and c applied while a is stuck", || async {
+        Ok(applied(&store, "b") == of("b") && applied(&store, "c") == of("c"))
+    })
+    .await?;
+    assert!(applied(&store, "a").is_empty(), "a waits for its first event");
+    assert!(
+        mark(&store) < sequences[0],
+        "the mark stays below a's first event"
+    );
+
+    projection.unblock("task.u1.a");
+    eventually("a catches up, in order", || async {
+        Ok(applied(&store, "a") == of("a"))
+    })
+    .await?;
+    eventually("the mark reaches the end", || async {
+        Ok(mark(&store) == sequences[sequences.len() - 1])
+    })
+    .await?;
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restart_resumes_after_the_low_water_mark_and_applies_each_event_once() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    let order = ["b", "b", "a", "b", "a", "b"];
+    let sequences = publish(&bus, &order).await?;
+    let store = Arc::new(Mutex::new(Store::default()));
+
+    // First run: a is stuck, so the mark stops before its first event.
+    let first = Projection::new(&store, &["task.u1.a"]);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, first, shutdown) = (bus.clone(), first.clone(), shutdown.clone());
+        async move { keyed::run(&bus, spec(), first, shutdown).await }
+    });
+    eventually("b applied", || async { Ok(applied(&store, "b").len() == 4) }).await?;
+    shutdown.cancel();
+    running.await??;
+    assert_eq!(mark(&store), sequences[1], "done through the two b's before a");
+
+    // Second run, nothing stuck: reading resumes after the mark; b's later events come again
+    // and are skipped; a is applied in order.
+    let second = Projection::new(&store, &[]);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, second, shutdown) = (bus.clone(), second.clone(), shutdown.clone());
+        async move { keyed::run(&bus, spec(), second, shutdown).await }
+    });
+    eventually("a applied", || async {
+        Ok(applied(&store, "a") == vec![sequences[2], sequences[4]])
+    })
+    .await?;
+    eventually("the mark reaches the end", || async {
+        Ok(mark(&store) == sequences[5])
+    })
+    .await?;
+    assert_eq!(
+        applied(&store, "b"),
+        vec![sequences[0], sequences[1], sequences[3], sequences[5]],
+        "each of b's events once"
+    );
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_an_event_is_dead_lettered_and_its_lane_goes_on() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    publish(&bus, &["a"]).await?;
+    bus.jetstream()
+        .publish(subjects::task("u1", "a")?, "not an envelope".into())
+        .await?
+        .await?;
+    let last = publish(&bus, &["a"]).await?;
+    let store = Arc::new(Mutex::new(Store::default()));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, projection, shutdown) = (bus.clone(), Projection::new(&store, &[]), shutdown.clone());
+        async move { keyed::run(&bus, spec(), projection, shutdown).await }
+    });
+    eventually("a's events on both sides applied", || async {
+        Ok(applied(&store, "a").len() == 2 && mark(&store) == last[0])
+    })
+    .await?;
+    let dead = dead_letter::list(&bus, "dead.>").await?;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].subject, "task.u1.a");
+    assert_eq!(dead[0].payload, b"not an envelope");
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
