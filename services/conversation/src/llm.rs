@@ -68,11 +68,17 @@ impl Anthropic {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let value: Value = response
+            let mut value: Value = response
                 .json()
                 .await
                 .map_err(|e| LlmError::Transport(e.to_string()))?;
             if (200..300).contains(&status) {
+                // The model's text (replies, tool inputs such as a task description) is made
+                // storable where it enters: a NUL would fail its row or poison the task.
+                let cleaned = mainloop_events::text::make_storable(&mut value);
+                if cleaned > 0 {
+                    tracing::warn!(cleaned, "the chat model's reply held NUL characters; shown as ␀");
+                }
                 return Ok(value);
             }
             let error = LlmError::Api {

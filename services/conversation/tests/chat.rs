@@ -294,3 +294,43 @@ async fn a_repository_we_cannot_use_is_refused_at_spawn_with_the_reason() -> any
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A model that garbles (a NUL in its reply, a NUL in the task description it writes): the
+/// text is stored and shown with `␀`, the turn works, and the task is spawned with the cleaned
+/// description, so nothing downstream can be poisoned by it.
+#[tokio::test]
+async fn a_nul_from_the_model_is_shown_not_stored_or_passed_on() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    let reply = say(&world, None, "answer me, garbled please").await?;
+    assert_eq!(
+        reply["message"]["content"], "Here is your answer:␀ (garbled)",
+        "{reply}"
+    );
+    let conversation = reply["conversation_id"].as_str().unwrap_or_default().to_string();
+    let got: Value = request::send_json(
+        &world.bus,
+        "query.conversation.get",
+        &json!({"user_id": "alice", "conversation_id": conversation}),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(got["messages"][1]["content"], "Here is your answer:␀ (garbled)");
+
+    let asked = say(
+        &world,
+        None,
+        "garbled: add a quick start to https://github.com/acme/widgets",
+    )
+    .await?;
+    let conversation = asked["conversation_id"].as_str().unwrap_or_default().to_string();
+    say(&world, Some(&conversation), "yes").await?;
+    let tasks = spawned_tasks(&world.bus).await?;
+    assert_eq!(tasks.len(), 1);
+    assert!(
+        tasks[0].description.ends_with("␀ (garbled)") && !tasks[0].description.contains('\0'),
+        "{:?}",
+        tasks[0].description
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -152,11 +152,17 @@ impl GitHub {
         if !status.is_success() {
             return Err(classify(status.as_u16(), &headers, &text));
         }
-        let value = if text.trim().is_empty() {
+        let mut value = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|e| GitHubError::Transport(format!("{route}: {e}")))?
         };
+        // Anything people or CI systems wrote (titles, check summaries, comments) may hold a
+        // NUL; it is made storable here, where it enters, so it cannot poison a projection.
+        let cleaned = mainloop_events::text::make_storable(&mut value);
+        if cleaned > 0 {
+            tracing::warn!(%route, cleaned, "GitHub's answer held NUL characters; shown as ␀");
+        }
         Ok((value, headers))
     }
 

@@ -281,7 +281,8 @@ async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<(
             "{}/_control/repos/acme/widgets/pulls/2/checks",
             world.base
         ))
-        .json(&json!({"conclusion": "failure", "title": "1 failed", "summary": "test_readme FAILED"}))
+        // CI systems write what they like; a NUL in a summary must not poison anything.
+        .json(&json!({"conclusion": "failure", "title": "1 failed", "summary": "test_readme FAILED\u{0} at line 3"}))
         .send()
         .await?
         .error_for_status()?;
@@ -294,7 +295,7 @@ async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<(
             failed.failures[0].name.as_str(),
             failed.failures[0].summary.as_str()
         ),
-        ("test", "test_readme FAILED")
+        ("test", "test_readme FAILED␀ at line 3")
     );
 
     // A new head: pending again, then green.

@@ -33,7 +33,7 @@ impl Redactor {
 
     /// `text` with every form of every secret replaced, and NUL made visible.
     pub fn clean(&self, text: &str) -> String {
-        let mut text = text.replace('\0', "␀");
+        let mut text = mainloop_events::text::storable(text).into_owned();
         for form in &self.forms {
             if text.contains(form.as_str()) {
                 text = text.replace(form.as_str(), REDACTED);

@@ -9,6 +9,7 @@ mod error;
 pub mod repo_names;
 pub mod subjects;
 mod task_status;
+pub mod text;
 
 pub use envelope_ext::{EventId, new_event_id, now};
 pub use error::EventError;

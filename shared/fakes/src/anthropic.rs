@@ -224,11 +224,21 @@ fn decide(history: &[Value], last: &Value) -> Vec<Value> {
         && let Some(request) = earlier_request
     {
         let repo = github_repo(&request).unwrap_or_default();
+        // A model that garbles: the task description it writes carries a NUL.
+        let request = if request.contains("garbled") {
+            format!("{request}\u{0} (garbled)")
+        } else {
+            request
+        };
         return vec![
             json!({"type": "text", "text": "Spawning the worker now."}),
             json!({"type": "tool_use", "id": format!("toolu_{}", uuid::Uuid::now_v7().simple()), "name": "spawn_task",
                 "input": {"repo_url": repo, "task_description": request, "skip_planning": false}}),
         ];
+    }
+    // A model that garbles its reply: a NUL in the text, which no row may refuse.
+    if said.contains("garbled") && github_repo(&said).is_none() {
+        return text("Here is your answer:\u{0} (garbled)");
     }
     // A reckless model, for tests of the confirmation rule: it spawns without asking.
     if let Some(repo) = github_repo(&said).filter(|_| said.contains("without asking")) {

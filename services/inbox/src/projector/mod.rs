@@ -124,11 +124,11 @@ impl Projector {
         let note = format!(
             "this task's history could not be applied: {} ({err})",
             event.r#type
-        )
-        .replace('\0', "␀");
+        );
+        let note = mainloop_events::text::storable(&note);
         let noted = sqlx::query("UPDATE tasks SET history_error = $2 WHERE id = $1")
             .bind(&event.correlation_id)
-            .bind(&note)
+            .bind(note.as_ref())
             .execute(&self.db)
             .await;
         if let Err(noted) = noted {
