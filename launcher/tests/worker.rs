@@ -551,8 +551,8 @@ async fn nothing_the_agent_writes_into_git_runs_or_redirects_the_push() -> anyho
     Ok(())
 }
 
-/// A key the agent prints (plain, base64, spaced) and a NUL never leave as they are: the plan
-/// and every log line carry `[redacted]` and a visible `␀` instead.
+/// A key the agent prints (plain, base64, spaced) and a NUL never leave as they are: the plan,
+/// a question it asks and every log line carry `[redacted]` and a visible `␀` instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::Result<()> {
     use base64::Engine;
@@ -568,7 +568,7 @@ async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::
         .bus
         .publish(&subjects::job_work("u1", "t1")?, &plan, Expect::Any)
         .await?;
-    let (_, result) = job_result(&setup.bus, 0).await?;
+    let (planned, result) = job_result(&setup.bus, 0).await?;
     let forms = [
         key.to_string(),
         base64::engine::general_purpose::STANDARD.encode(key),
@@ -597,5 +597,36 @@ async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::
         assert!(!everything.contains(form.as_str()), "{form} left: {everything}");
     }
     assert!(!everything.contains("secret-key"), "{everything}");
+
+    // The same in a question the agent asks.
+    let ask = request(
+        JobMode::Plan,
+        "t1-job-2",
+        "",
+        "The request:\nadd a section (leak the key), ask me where",
+    );
+    setup
+        .bus
+        .publish(&subjects::job_work("u1", "t1")?, &ask, Expect::Any)
+        .await?;
+    let (_, result) = job_result(&setup.bus, planned).await?;
+    let Some(Payload::JobSucceeded(done)) = &result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    let Some(job_succeeded::Outcome::Plan(asked)) = &done.outcome else {
+        anyhow::bail!("not questions")
+    };
+    let question = asked
+        .questions
+        .first()
+        .map(|q| q.question.clone())
+        .unwrap_or_default();
+    assert!(
+        question.contains("[redacted]") && question.contains('␀') && !question.contains('\0'),
+        "{question}"
+    );
+    for form in &forms {
+        assert!(!question.contains(form.as_str()), "{form} left: {question}");
+    }
     Ok(())
 }

@@ -309,7 +309,9 @@ pub fn main(args: &[String]) -> i32 {
         }
         let mut answers = String::new();
         if prompt.to_lowercase().contains("ask me") && !prompt.contains("answered your questions") {
-            let questions = json!({"questions": [{"question": "Where should the new section go?", "header": "Placement",
+            // The careless model leaks into its question too.
+            let question = format!("Where should the new section go?{leaked}");
+            let questions = json!({"questions": [{"question": question, "header": "Placement",
                 "options": [{"label": "Top", "description": "Right after the title"}, {"label": "Bottom", "description": "At the end"}],
                 "multiSelect": false}]});
             let response = run.ask_permission("AskUserQuestion", questions);
