@@ -643,3 +643,38 @@ async fn statuses_count_no_ci_is_recognised_and_stuck_ci_times_out() -> anyhow::
     world.shutdown.cancel();
     Ok(())
 }
+
+/// What people write on GitHub may hold a NUL (a comment, a title): whatever the watcher reads
+/// through its client comes out with `␀` instead, so no row or event downstream can refuse it.
+#[tokio::test]
+async fn a_nul_in_a_github_comment_is_shown_not_passed_on() -> anyhow::Result<()> {
+    let world = start().await?;
+    let github = mainloop_github_watcher::client::GitHub::new(&world.base, "gh-token")
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let issue = github
+        .create_issue("acme", "widgets", "Plan\u{0}", "body", &[])
+        .await?;
+    let number = issue["number"].as_u64().unwrap_or_default();
+    // A person comments through GitHub's REST API with a NUL in the text.
+    world
+        .http
+        .post(format!(
+            "{}/repos/acme/widgets/issues/{number}/comments",
+            world.base
+        ))
+        .bearer_auth("gh-token")
+        .json(&json!({"body": "looks good\u{0} ship it"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let comments = github.comments("acme", "widgets", number).await?;
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["body"], "looks good␀ ship it");
+    assert_eq!(
+        github.issues("acme", "widgets").await?[0]["title"],
+        "Plan␀",
+        "titles too"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
