@@ -552,7 +552,8 @@ async fn nothing_the_agent_writes_into_git_runs_or_redirects_the_push() -> anyho
 }
 
 /// A key the agent prints (plain, base64, spaced) and a NUL never leave as they are: the plan,
-/// a question it asks and every log line carry `[redacted]` and a visible `␀` instead.
+/// a question it asks and every log line carry `[redacted]` and a visible `␀` instead, and a
+/// commit holding the key is never pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::Result<()> {
     use base64::Engine;
@@ -609,7 +610,7 @@ async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::
         .bus
         .publish(&subjects::job_work("u1", "t1")?, &ask, Expect::Any)
         .await?;
-    let (_, result) = job_result(&setup.bus, planned).await?;
+    let (asked_at, result) = job_result(&setup.bus, planned).await?;
     let Some(Payload::JobSucceeded(done)) = &result.payload else {
         anyhow::bail!("{result:?}")
     };
@@ -627,6 +628,35 @@ async fn secrets_the_agent_prints_never_leave_and_nul_is_made_safe() -> anyhow::
     );
     for form in &forms {
         assert!(!question.contains(form.as_str()), "{form} left: {question}");
+    }
+
+    // A commit that holds the key (its message, here) is never pushed: the job fails for good,
+    // with the reason and without the key.
+    let implement = request(
+        JobMode::Implement,
+        "t1-job-3",
+        "docs/leaky",
+        "Implement the quick start section (leak the key)",
+    );
+    setup
+        .bus
+        .publish(&subjects::job_work("u1", "t1")?, &implement, Expect::Any)
+        .await?;
+    let (_, result) = job_result(&setup.bus, asked_at).await?;
+    let Some(Payload::JobFailed(refused)) = &result.payload else {
+        anyhow::bail!("{result:?}")
+    };
+    assert!(
+        refused.error.contains("contain a configured secret") && !refused.retryable,
+        "{refused:?}"
+    );
+    assert!(
+        git(&setup.bare(), &["rev-parse", "--verify", "refs/heads/docs/leaky"]).is_err(),
+        "nothing was pushed"
+    );
+    let lines = setup.logs().await?.join("\n");
+    for form in &forms {
+        assert!(!lines.contains(form.as_str()), "{form} in the logs");
     }
     Ok(())
 }

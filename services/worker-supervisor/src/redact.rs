@@ -3,7 +3,9 @@
 //! questions and summary before they are stored or published (so from PR and issue bodies and
 //! the commit messages mainloop writes): as written, base64 (standard and URL-safe, with or
 //! without padding), percent-encoded, hex, and with whitespace between its characters. The same
-//! pass makes text safe to store: NUL, which Postgres refuses, becomes a visible `␀`.
+//! pass makes text safe to store: NUL, which Postgres refuses, becomes a visible `␀`. What the
+//! agent committed cannot be rewritten, so it is checked instead ([`Redactor::finds_secret`]):
+//! commits holding a secret are never pushed.
 
 use base64::Engine;
 
@@ -29,6 +31,15 @@ impl Redactor {
             forms,
             secrets: secrets.iter().map(|s| s.chars().collect()).collect(),
         }
+    }
+
+    /// Whether `text` holds any form of any secret.
+    pub fn finds_secret(&self, text: &str) -> bool {
+        self.forms.iter().any(|form| text.contains(form.as_str()))
+            || self
+                .secrets
+                .iter()
+                .any(|secret| without_spaced(text, secret) != text)
     }
 
     /// `text` with every form of every secret replaced, and NUL made visible.
@@ -130,6 +141,18 @@ mod tests {
         );
         assert_eq!(clean.matches("[redacted]").count(), 6, "{clean}");
         assert!(clean.ends_with("short stays"), "too short to be a secret");
+    }
+
+    #[test]
+    fn a_secret_is_found_in_any_form_and_nothing_else_is() {
+        let key = "sk-ant-api03-SECRETvalue+/=42";
+        let redactor = Redactor::new(&[key.to_string()]);
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        let spaced: String = key.chars().map(|c| format!("{c} ")).collect();
+        for text in [format!("+key = {key}"), format!("diff: {hex}"), format!("msg {spaced}")] {
+            assert!(redactor.finds_secret(&text), "{text}");
+        }
+        assert!(!redactor.finds_secret("+key = sk-ant-api03-[redacted]\0"));
     }
 
     #[test]

@@ -295,6 +295,20 @@ impl Workspaces {
         Ok((count.parse().unwrap_or(0), head))
     }
 
+    /// Everything the job's commits say: each message and its patch (text files; binary files
+    /// show only that they changed), for the secret check before a push.
+    pub async fn commits_text(&self, workspace: &Workspace) -> Result<String, GitError> {
+        let (dir, agent) = (&workspace.dir, self.as_agent(&workspace.home));
+        let range = format!("{}..HEAD", workspace.start);
+        self.git
+            .in_clone(
+                dir,
+                agent,
+                &["log", "--patch", "--no-color", "--format=%H%n%B", &range],
+            )
+            .await
+    }
+
     /// Pushes the task's branch to GitHub (fast-forward only: a task's branch is its own): the
     /// cache takes the commits from the task's clone, then pushes them to GitHub's clone URL.
     pub async fn push(&self, workspace: &Workspace, branch: &str) -> Result<(), GitError> {

@@ -384,6 +384,13 @@ pub fn main(args: &[String]) -> i32 {
     }
     let added = git(&cwd, &["add", "-A"]);
     run.tool("Bash", json!({"command": "git add -A"}), &added, false);
+    // The careless model writes the key into its commit message too (a NUL cannot be an argument).
+    let message = if leaked.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message}\n\n{}", leaked.replace('\0', ""))
+    };
+    let message = message.as_str();
     let committed = git(&cwd, &["commit", "-m", message]);
     run.tool(
         "Bash",

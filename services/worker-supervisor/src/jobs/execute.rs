@@ -309,6 +309,12 @@ impl Jobs {
             Ok(done) => done,
             Err(err) => return failed(job, format!("reading the job's commits failed: {err}"), true),
         };
+        if commits > 0
+            && let Err((refusal, retryable)) = self.free_of_secrets(workspace).await
+        {
+            let _ = lines.send((LogSource::System, refusal.clone()));
+            return failed(job, refusal, retryable);
+        }
         if let (Some(branch), true) = (branch, commits > 0)
             && let Err(err) = self.workspaces.push(workspace, branch).await
         {
@@ -332,6 +338,27 @@ impl Jobs {
             })),
             agent_session_id: session_id,
         })
+    }
+
+    /// The job's commits may be pushed only if none holds a configured secret (in a message or a
+    /// patch). They cannot be cleaned without rewriting the agent's work, so nothing is pushed
+    /// and the person is told (a final failure); a check that could not run is retried.
+    async fn free_of_secrets(&self, workspace: &Workspace) -> Result<(), (String, bool)> {
+        let text = self.workspaces.commits_text(workspace).await.map_err(|err| {
+            (
+                format!("reading the job's commits for secrets failed: {err}"),
+                true,
+            )
+        })?;
+        if self.redactor.finds_secret(&text) {
+            return Err((
+                "the agent's commits contain a configured secret (an API key or token); nothing was \
+                 pushed. Retry the task, or tell the agent not to write credentials."
+                    .into(),
+                false,
+            ));
+        }
+        Ok(())
     }
 
     fn report(&self, job: &JobRequested, outcome: AgentOutcome) -> Payload {
