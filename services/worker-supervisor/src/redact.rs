@@ -149,7 +149,11 @@ mod tests {
         let redactor = Redactor::new(&[key.to_string()]);
         let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
         let spaced: String = key.chars().map(|c| format!("{c} ")).collect();
-        for text in [format!("+key = {key}"), format!("diff: {hex}"), format!("msg {spaced}")] {
+        for text in [
+            format!("+key = {key}"),
+            format!("diff: {hex}"),
+            format!("msg {spaced}"),
+        ] {
             assert!(redactor.finds_secret(&text), "{text}");
         }
         assert!(!redactor.finds_secret("+key = sk-ant-api03-[redacted]\0"));
