@@ -60,6 +60,7 @@ impl Mainloop {
                 "sonnet",
             ])
             .args(["--github-api-url", github, "--github-poll-interval-ms", "150"])
+            .args(["--github-poll-max-interval-ms", "600"])
             // Secrets come as the README says, in the environment, never on a command line.
             .env("GITHUB_TOKEN", github_token)
             .env("ANTHROPIC_BASE_URL", llm)

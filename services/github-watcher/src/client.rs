@@ -1,7 +1,9 @@
 //! GitHub through octocrab, reading answers as JSON (octocrab's typed models reject some of what
 //! GitHub sends, such as `write` permissions). Lists follow every `Link: rel="next"` page. Errors
 //! keep what GitHub said and when to come back: rate limits (`retry-after`, `x-ratelimit-reset`)
-//! are told apart from final refusals (bad credentials, no permission, not found).
+//! are told apart from final refusals (bad credentials, no permission, not found). Every `GET`
+//! is conditional (`etags`): an unchanged answer is a 304, served from memory, free of the rate
+//! limit, and told apart as unchanged so polling can slow down.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -114,6 +116,13 @@ pub type Result<T, E = GitHubError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct GitHub {
     client: Octocrab,
+    etags: crate::etags::Etags,
+}
+
+/// A `GET` answer and whether it changed since the last time it was asked for.
+pub struct Fetched {
+    pub value: Value,
+    pub changed: bool,
 }
 
 impl GitHub {
@@ -127,23 +136,34 @@ impl GitHub {
             .add_retry_config(RetryConfig::None)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(GitHub { client })
+        Ok(GitHub {
+            client,
+            etags: crate::etags::Etags::default(),
+        })
     }
 
-    /// Sends one request and reads the JSON answer, or the error GitHub gave.
+    /// Sends one request and reads the JSON answer, or the error GitHub gave. A `GET` is
+    /// conditional; the third value says whether its answer changed (always, for the others).
     async fn send(
         &self,
         method: http::Method,
         route: &str,
         body: Option<&Value>,
-    ) -> Result<(Value, http::HeaderMap)> {
+    ) -> Result<(Value, http::HeaderMap, bool)> {
+        let conditional = method == http::Method::GET;
         let response = match method {
             http::Method::POST => self.client._post(route, body).await,
             http::Method::PATCH => self.client._patch(route, body).await,
-            _ => self.client._get(route).await,
+            _ => self.client._get_with_headers(route, self.etags.ask(route)).await,
         }
         .map_err(GitHubError::from)?;
         let (status, headers) = (response.status(), response.headers().clone());
+        if conditional
+            && status == http::StatusCode::NOT_MODIFIED
+            && let Some((value, headers)) = self.etags.unchanged(route)
+        {
+            return Ok((value, headers, false));
+        }
         let text = self
             .client
             .body_to_string(response)
@@ -163,7 +183,16 @@ impl GitHub {
         if cleaned > 0 {
             tracing::warn!(%route, cleaned, "GitHub's answer held NUL characters; shown as ␀");
         }
-        Ok((value, headers))
+        if conditional {
+            self.etags.keep(route, &value, &headers);
+        }
+        Ok((value, headers, true))
+    }
+
+    /// A `GET`, saying whether the answer changed since it was last asked for.
+    pub async fn fetch(&self, route: &str) -> Result<Fetched> {
+        let (value, _, changed) = self.send(http::Method::GET, route, None).await?;
+        Ok(Fetched { value, changed })
     }
 
     async fn get(&self, route: &str) -> Result<Value> {
@@ -181,7 +210,7 @@ impl GitHub {
     /// The signed-in user and the token's classic scopes (`x-oauth-scopes`; empty for
     /// fine-grained tokens), for checking the token at start.
     pub async fn user(&self) -> Result<(Value, String)> {
-        let (user, headers) = self.send(http::Method::GET, "/user", None).await?;
+        let (user, headers, _) = self.send(http::Method::GET, "/user", None).await?;
         let scopes = headers
             .get("x-oauth-scopes")
             .and_then(|v| v.to_str().ok())
@@ -239,6 +268,13 @@ impl GitHub {
             .await
     }
 
+    /// The pull request, and whether it changed since it was last asked for (a new head, a
+    /// merge, a review or a comment all change it).
+    pub async fn pull_fetched(&self, owner: &str, name: &str, number: u64) -> Result<Fetched> {
+        self.fetch(&format!("{}/pulls/{number}", Self::repo_path(owner, name)))
+            .await
+    }
+
     pub async fn update_pull(&self, owner: &str, name: &str, number: u64, changes: &Value) -> Result<Value> {
         self.patch(
             &format!("{}/pulls/{number}", Self::repo_path(owner, name)),
@@ -279,7 +315,7 @@ impl GitHub {
             "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }",
             "variables": {"id": node_id},
         });
-        let (answer, _) = self.send(http::Method::POST, "/graphql", Some(&mutation)).await?;
+        let (answer, _, _) = self.send(http::Method::POST, "/graphql", Some(&mutation)).await?;
         let Some(errors) = answer["errors"].as_array().filter(|e| !e.is_empty()) else {
             return Ok(());
         };
@@ -303,7 +339,7 @@ impl GitHub {
         let mut next = Some(format!("{route}?per_page=100{query}"));
         let mut items = Vec::new();
         while let Some(uri) = next.take() {
-            let (page, headers) = self.send(http::Method::GET, &uri, None).await?;
+            let (page, headers, _) = self.send(http::Method::GET, &uri, None).await?;
             next = headers
                 .get("link")
                 .and_then(|v| v.to_str().ok())

@@ -16,9 +16,13 @@ pub struct GitHubSettings {
     pub github_api_url: String,
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<Secret>,
-    /// How often open pull requests are checked for CI results and merges.
+    /// How often open pull requests are checked for CI results and merges after something
+    /// happened or while CI runs.
     #[arg(long, env = "GITHUB_POLL_INTERVAL_MS", default_value_t = 15_000)]
     pub github_poll_interval_ms: u64,
+    /// While nothing happens on a pull request its interval doubles, up to this.
+    #[arg(long, env = "GITHUB_POLL_MAX_INTERVAL_MS", default_value_t = 240_000)]
+    pub github_poll_max_interval_ms: u64,
     /// A head on which nothing reports CI (no check suite, run or status) for this long goes to
     /// review as "no CI".
     #[arg(long, env = "CI_GRACE_SECS", default_value_t = 180)]

@@ -8,6 +8,7 @@ pub mod client;
 mod config;
 mod effects;
 mod error;
+mod etags;
 mod poller;
 mod repo_query;
 mod watch;
@@ -92,7 +93,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     });
 
     if let Some(github) = github {
-        let interval = Duration::from_millis(settings.github_poll_interval_ms.max(100));
+        let pace = poller::Pace {
+            base: Duration::from_millis(settings.github_poll_interval_ms.max(100)),
+            max: Duration::from_millis(settings.github_poll_max_interval_ms),
+        };
         let (poll_bus, poll_db, poll_shutdown) = (bus.clone(), db.clone(), shutdown.clone());
         let (ci_grace_secs, ci_timeout_secs) = (settings.ci_grace_secs, settings.ci_timeout_secs);
         tasks.spawn(async move {
@@ -104,7 +108,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 bus: poll_bus,
                 db: poll_db,
                 github,
-                interval,
+                pace,
                 limits,
             };
             poller::run(poller, poll_shutdown).await;

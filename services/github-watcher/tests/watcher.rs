@@ -51,6 +51,7 @@ async fn start() -> anyhow::Result<World> {
         github_api_url: base.clone(),
         github_token: Some(Secret::new("gh-token")),
         github_poll_interval_ms: 100,
+        github_poll_max_interval_ms: 400,
         ci_grace_secs: 2,
         ci_timeout_secs: 4,
     };

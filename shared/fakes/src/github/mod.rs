@@ -8,6 +8,7 @@
 
 mod api;
 mod ci;
+mod conditional;
 mod control;
 mod faults;
 mod git_http;
@@ -42,6 +43,10 @@ impl FakeGitHub {
 
     pub fn router(&self) -> Router {
         api::router()
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                conditional::etags,
+            ))
             .merge(git_http::router())
             .merge(control::router())
             .layer(axum::middleware::from_fn_with_state(self.clone(), faults::inject))

@@ -92,6 +92,8 @@ pub struct State {
     pub next_id: u64,
     /// Every request that reached the REST API, as "METHOD path", for call counting.
     pub calls: Vec<String>,
+    /// The calls among them answered `304 Not Modified` (free of the rate limit on GitHub).
+    pub not_modified: Vec<String>,
     /// Failures to answer instead of the real thing (see `faults`).
     pub faults: Vec<super::faults::Fault>,
 }
@@ -101,6 +103,7 @@ pub struct State {
 pub struct Snapshot {
     pub repos: BTreeMap<String, Repo>,
     pub calls: Vec<String>,
+    pub not_modified: Vec<String>,
 }
 
 impl State {
@@ -113,6 +116,7 @@ impl State {
         Snapshot {
             repos: self.repos.clone(),
             calls: self.calls.clone(),
+            not_modified: self.not_modified.clone(),
         }
     }
 }

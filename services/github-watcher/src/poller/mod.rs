@@ -1,7 +1,15 @@
 //! Polls the watched pull requests: merges, closes, and the CI state of the current head (see
 //! `ci`). Each change is reported once (the last report is stored with the watch), and the time a
 //! head was first seen is stored with it too, so "no CI" and "CI timed out" survive restarts.
+//!
+//! Polling is cheap when nothing happens: every `GET` is conditional (an unchanged pull request
+//! is a 304, free of the rate limit), a head whose CI result is final is not asked about again,
+//! and each pull request has its own pace (`pace`): the base interval after a change or while CI
+//! runs, doubling up to the maximum while it waits quietly for its reviewers.
 
+mod pace;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use mainloop_bus::{Bus, Expect};
@@ -12,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ci::{self, Limits, Observed};
 use crate::client::{GitHub, GitHubError};
+
+use pace::Due;
+pub use pace::Pace;
 
 #[derive(sqlx::FromRow)]
 struct Watch {
@@ -27,24 +38,19 @@ pub struct Poller {
     pub bus: Bus,
     pub db: PgPool,
     pub github: GitHub,
-    pub interval: Duration,
+    pub pace: Pace,
     pub limits: Limits,
 }
 
+/// Polls until `shutdown`. New watches are picked up within the base interval.
 pub async fn run(poller: Poller, shutdown: CancellationToken) {
-    let Poller {
-        bus,
-        db,
-        github,
-        interval,
-        limits,
-    } = &poller;
+    let mut schedule: HashMap<String, Due> = HashMap::new();
     loop {
-        let pause = match poll_once(bus, db, github, *limits).await {
-            Ok(pause) => pause.unwrap_or(*interval).max(*interval),
+        let pause = match poll_due(&poller, &mut schedule).await {
+            Ok(pause) => pause,
             Err(err) => {
                 tracing::warn!(error = %err, "polling GitHub failed; will try again");
-                *interval
+                poller.pace.base
             }
         };
         tokio::select! {
@@ -54,44 +60,66 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
     }
 }
 
-/// Polls every watched pull request once; `Some(wait)` when GitHub asked to wait that long.
-async fn poll_once(
-    bus: &Bus,
-    db: &PgPool,
-    github: &GitHub,
-    limits: Limits,
-) -> Result<Option<Duration>, String> {
+/// Polls every watched pull request that is due; returns how long to sleep: until the next one
+/// is due (at most the base interval), or as long as GitHub asked to wait.
+async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Result<Duration, String> {
     let watches: Vec<Watch> =
         sqlx::query_as("SELECT task_id, user_id, owner, name, pr_number, reported FROM watches WHERE active")
-            .fetch_all(db)
+            .fetch_all(&poller.db)
             .await
             .map_err(|e| e.to_string())?;
+    schedule.retain(|task, _| watches.iter().any(|w| &w.task_id == task));
     for watch in watches {
+        let now = tokio::time::Instant::now();
+        let due = *schedule
+            .entry(watch.task_id.clone())
+            .or_insert_with(|| poller.pace.first(now));
+        if due.at > now {
+            continue;
+        }
         // One pull request GitHub will not show (gone, no access) must not stop the others from
         // being watched; a rate limit stops all polling until its reset.
-        match poll_watch(bus, db, github, &watch, limits).await {
-            Ok(()) => {}
+        let busy = match poll_watch(poller, &watch).await {
+            Ok(busy) => busy,
             Err(PollError::RateLimited(wait)) => {
                 tracing::warn!(?wait, "GitHub rate limit; polling pauses");
-                return Ok(Some(wait));
+                return Ok(wait.max(poller.pace.base));
             }
             Err(PollError::Failed(err)) => {
                 tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
+                false
             }
-        }
+        };
+        schedule.insert(watch.task_id.clone(), poller.pace.after(due, now, busy));
     }
-    Ok(None)
+    let now = tokio::time::Instant::now();
+    let next = schedule
+        .values()
+        .map(|d| d.at)
+        .min()
+        .unwrap_or(now + poller.pace.base);
+    Ok(next.saturating_duration_since(now).min(poller.pace.base))
 }
 
-async fn poll_watch(
-    bus: &Bus,
-    db: &PgPool,
-    github: &GitHub,
-    watch: &Watch,
-    limits: Limits,
-) -> Result<(), PollError> {
+/// A CI outcome that will not change on the same head: not asked about again.
+fn final_outcome(outcome: &str) -> bool {
+    matches!(outcome, "passed" | "failed" | "no-ci" | "timed-out")
+}
+
+/// Polls one pull request and reports what changed; `Ok(true)` when it is busy (it changed, or
+/// CI is still running on its head), so it is polled again at the base interval.
+async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
+    let Poller {
+        bus,
+        db,
+        github,
+        limits,
+        ..
+    } = poller;
     let number = u64::try_from(watch.pr_number).unwrap_or_default();
-    let pull = github.pull(&watch.owner, &watch.name, number).await?;
+    let fetched = github.pull_fetched(&watch.owner, &watch.name, number).await?;
+    let pull = fetched.value;
+    let mut busy = fetched.changed;
     let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
         (
             "merged".to_string(),
@@ -110,17 +138,26 @@ async fn poll_watch(
     } else {
         let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
         if head.is_empty() {
-            return Ok(());
+            return Ok(busy);
+        }
+        let settled = watch
+            .reported
+            .as_deref()
+            .and_then(|r| r.split_once(':'))
+            .is_some_and(|(seen, outcome)| seen == head && final_outcome(outcome));
+        if settled {
+            return Ok(busy);
         }
         let age = head_age(db, &watch.task_id, &head)
             .await
             .map_err(PollError::Failed)?;
         let observed = observe(github, &watch.owner, &watch.name, &head).await?;
-        let (outcome, payload) = ci::state(number, &head, &observed, age, limits);
+        let (outcome, payload) = ci::state(number, &head, &observed, age, *limits);
+        busy |= !final_outcome(outcome);
         (format!("{head}:{outcome}"), payload, true)
     };
     if watch.reported.as_deref() == Some(report.as_str()) {
-        return Ok(());
+        return Ok(busy);
     }
     let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
     let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| failed(&e))?;
@@ -136,7 +173,7 @@ async fn poll_watch(
         .execute(db)
         .await
         .map_err(|e| failed(&e))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Why one pull request could not be polled: GitHub asked us to wait (then every poll waits),
