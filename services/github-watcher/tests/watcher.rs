@@ -679,3 +679,63 @@ async fn a_nul_in_a_github_comment_is_shown_not_passed_on() -> anyhow::Result<()
     world.shutdown.cancel();
     Ok(())
 }
+
+/// A pull request waiting quietly for its reviewers costs conditional calls only: after its CI
+/// passed, each poll is one `GET` of the pull request answered 304 (no CI calls for a head
+/// whose result is final), and the polls thin out (the base interval here is 100 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_pull_request_is_polled_with_304s_and_ever_more_rarely() -> anyhow::Result<()> {
+    let world = start().await?;
+    watched_pull(&world, "t5", "quiet", "manual").await?;
+    world
+        .http
+        .post(format!("{}/_control/repos/acme/quiet/pulls/1/checks", world.base))
+        .json(&json!({"conclusion": "success"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let passed = ci_outcome(&world.bus, "t5").await?;
+    assert_eq!(passed.r#type, "CIPassed");
+    let before = world.fake.snapshot();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while world.fake.snapshot().not_modified.len() < before.not_modified.len() + 3 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no 304s: {:?}",
+            world.fake.snapshot().calls
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = world.fake.snapshot();
+    let calls = &after.calls[before.calls.len()..];
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.starts_with("GET /repos/acme/quiet/pulls/1")),
+        "only the pull request is asked for: {calls:?}"
+    );
+    let quiet_polls = calls.len();
+    assert!(
+        quiet_polls <= 12,
+        "the pace slowed: {quiet_polls} polls in {:?} (a fixed 100 ms would be 20 or more)",
+        started.elapsed()
+    );
+    let answered_304 = after.not_modified.len() - before.not_modified.len();
+    assert!(
+        answered_304 + 1 >= quiet_polls,
+        "unchanged answers are 304s: {answered_304} of {quiet_polls}"
+    );
+    let events = world
+        .bus
+        .read_subject(subjects::GITHUB, &subjects::github("u1", "t5")?, 0)
+        .await?;
+    assert_eq!(
+        events.last().map(|e| e.event.r#type.as_str()),
+        Some("CIPassed"),
+        "nothing new was reported"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
