@@ -36,6 +36,10 @@ pub struct HttpConfig {
     /// Extra browser origins allowed to call the API, comma-separated.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// The secret GitHub signs webhook deliveries with (`GITHUB_WEBHOOK_SECRET`, environment
+    /// only). Without it `POST /webhooks/github` refuses every delivery.
+    #[arg(skip = std::env::var("GITHUB_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).map(Secret::new))]
+    pub github_webhook_secret: Option<Secret>,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ mod tests {
             public_hosts: vec![],
             user: "u".into(),
             cors_origins: vec![],
+            github_webhook_secret: None,
         }
     }
 

@@ -49,6 +49,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A raw body (for signatures, which are over the exact bytes), with the same size limit and
+/// arrival timeout as JSON bodies.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::Bytes::from_request(req, state)).await {
+            Ok(Ok(bytes)) => Ok(RawBody(bytes)),
+            Ok(Err(rejection)) => Err(ApiError::new(
+                rejection.status(),
+                format!("the request body could not be read: {}", rejection.body_text()),
+            )),
+            Err(_) => Err(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+}
+
 /// Text Postgres cannot store (NUL) or that has no business in an API request (other C0 control
 /// characters but tab, newline and carriage return) is refused before it goes anywhere.
 fn hostile(text: &str) -> bool {

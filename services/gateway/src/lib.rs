@@ -13,6 +13,7 @@ mod limits;
 mod routes;
 mod server;
 mod services;
+mod signature;
 mod state;
 
 use mainloop_runtime::service::Foundation;
@@ -53,6 +54,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         cors_origins: config.http.cors_origins.clone(),
         served_hosts: config.http.served_hosts(),
         limits: limits::Limits::default(),
+        webhook_secret: config.http.github_webhook_secret.clone(),
     };
     server::serve(listener, routes::app(state), shutdown.clone()).await;
     foundation.stop().await;

@@ -26,4 +26,6 @@ pub struct AppState {
     pub served_hosts: Vec<String>,
     /// Per-person rate limits.
     pub limits: crate::limits::Limits,
+    /// What GitHub signs webhook deliveries with; none: deliveries are refused.
+    pub webhook_secret: Option<Secret>,
 }

@@ -15,6 +15,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+const WEBHOOK_SECRET: &str = "It's a Secret to Everybody";
+
 struct World {
     _infra: Infra,
     bus: Bus,
@@ -35,6 +37,7 @@ async fn start() -> anyhow::Result<World> {
         public_hosts: vec![],
         user: "local-dev-user".into(),
         cors_origins: vec![],
+        github_webhook_secret: Some(mainloop_runtime::Secret::new(WEBHOOK_SECRET)),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
@@ -610,6 +613,82 @@ async fn a_flood_of_chat_turns_meets_a_per_person_limit() -> anyhow::Result<()> 
         world.get("/tasks", "carol").await?.0,
         StatusCode::OK,
         "reads are not limited"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// GitHub's webhook deliveries: a missing or wrong signature is 401 and stores nothing; a signed
+/// one is 202 and goes to WORK once, however often GitHub sends the same delivery.
+#[tokio::test]
+async fn webhook_deliveries_are_verified_and_stored_once() -> anyhow::Result<()> {
+    use hmac::Mac;
+    let world = start().await?;
+    let body = r#"{"action":"closed","number":2,"repository":{"full_name":"acme/widgets"}}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes())?;
+    mac.update(body.as_bytes());
+    let signed: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let deliver = |signature: Option<String>, delivery: &'static str| {
+        let mut request = world
+            .http
+            .post(format!("{}/webhooks/github", world.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", delivery)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send()
+    };
+    let stored = || async {
+        anyhow::Ok(
+            world
+                .bus
+                .read_subject(subjects::WORK, subjects::GITHUB_WEBHOOKS, 0)
+                .await?
+                .len(),
+        )
+    };
+    let missing = deliver(None, "d-1").await?;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(missing.json::<Value>().await?["detail"].is_string());
+    let forged = "sha256=".to_string() + &"0".repeat(64);
+    assert_eq!(
+        deliver(Some(forged), "d-1").await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut tampered = signed.clone();
+    let last = tampered.pop();
+    tampered.push(if last == Some('0') { '1' } else { '0' });
+    let answer = deliver(Some(format!("sha256={tampered}")), "d-1").await?;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "one digit off");
+    assert_eq!(stored().await?, 0, "nothing stored for a bad signature");
+
+    for _ in 0..2 {
+        let accepted = deliver(Some(format!("sha256={signed}")), "d-1").await?;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(stored().await?, 1, "the same delivery is stored once");
+    let stored_event = world
+        .bus
+        .read_subject(subjects::WORK, subjects::GITHUB_WEBHOOKS, 0)
+        .await?;
+    let Some(Payload::GithubWebhookReceived(received)) = &stored_event[0].event.payload else {
+        anyhow::bail!("{:?}", stored_event[0])
+    };
+    assert_eq!(
+        (
+            received.delivery_id.as_str(),
+            received.event.as_str(),
+            received.payload_json.as_str()
+        ),
+        ("d-1", "pull_request", body)
     );
     world.shutdown.cancel();
     Ok(())

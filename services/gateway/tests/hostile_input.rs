@@ -563,6 +563,7 @@ async fn start() -> anyhow::Result<World> {
                 public_hosts: vec![],
                 user: "local-dev-user".into(),
                 cors_origins: vec![],
+                github_webhook_secret: None,
             },
         },
         shutdown.clone(),

@@ -1,7 +1,9 @@
 //! The github-watcher is mainloop's only contact with GitHub: it carries out the effect requests
 //! on the WORK queue (`work.github.>`) exactly once, polls the pull requests of running tasks for
-//! CI results and merges, and reports both on GITHUB (`github.<user>.<task>`). It also answers
-//! `query.github.repo` (clone URL and default branch) for the worker-supervisor.
+//! CI results and merges, and reports both on GITHUB (`github.<user>.<task>`). Verified webhook
+//! deliveries (`work.webhooks.github`, from the gateway) make it look at once instead of at the
+//! next poll. It also answers `query.github.repo` (clone URL and default branch) for the
+//! worker-supervisor.
 
 mod ci;
 pub mod client;
@@ -12,6 +14,7 @@ mod etags;
 mod poller;
 mod repo_query;
 mod watch;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +83,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             .map_err(|e| e.to_string())
     });
 
-    let watches = Arc::new(watch::Watches { db: db.clone() });
+    // Webhooks and our own pushes tell the poller which pull request to look at now.
+    let (nudge, nudged) = tokio::sync::mpsc::unbounded_channel();
+    let nudge = github.is_some().then_some(nudge);
+    let watches = Arc::new(watch::Watches {
+        db: db.clone(),
+        nudge: nudge.clone(),
+    });
     let spec = ConsumerSpec {
         ordered: true,
         ..ConsumerSpec::new(subjects::TASKS, "github-watch", "task.>")
@@ -88,6 +97,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let (watch_bus, watch_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
         consumer::run(&watch_bus, spec, watches, watch_shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let webhooks = Arc::new(webhooks::Webhooks {
+        db: db.clone(),
+        nudge,
+    });
+    let spec = ConsumerSpec {
+        concurrency: 4,
+        ..ConsumerSpec::new(subjects::WORK, "github-webhooks", "work.webhooks.>")
+    };
+    let (hooks_bus, hooks_shutdown) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        consumer::run(&hooks_bus, spec, webhooks, hooks_shutdown)
             .await
             .map_err(|e| e.to_string())
     });
@@ -111,7 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 pace,
                 limits,
             };
-            poller::run(poller, poll_shutdown).await;
+            poller::run(poller, nudged, poll_shutdown).await;
             Ok(())
         });
     }

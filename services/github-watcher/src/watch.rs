@@ -1,5 +1,7 @@
 //! Which pull requests to watch, learned from TASKS: a task's repository when it is spawned, its
-//! pull request when it is linked, and the end of watching when the task ends.
+//! pull request when it is linked, and the end of watching when the task ends. A new watch, and
+//! a push of ours (`CodePushed`, `FeedbackAddressed`), make the poller look at the pull request at
+//! once: a quiet pull request may otherwise be polled only every few minutes.
 
 use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
@@ -7,6 +9,8 @@ use sqlx::PgPool;
 
 pub struct Watches {
     pub db: PgPool,
+    /// Task ids whose pull request the poller should look at now.
+    pub nudge: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Handler for Watches {
@@ -37,9 +41,23 @@ impl Handler for Watches {
                 sqlx::query("UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL WHERE task_id = $1")
                     .bind(&event.correlation_id)
             }
+            Some(Payload::CodePushed(_) | Payload::FeedbackAddressed(_)) => {
+                if let Some(nudge) = &self.nudge {
+                    let _ = nudge.send(event.correlation_id.clone());
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         query.execute(&self.db).await.map_err(transient)?;
+        // A new (or renewed) watch is looked at now, not at the next round.
+        if matches!(
+            &event.payload,
+            Some(Payload::PullRequestLinked(_) | Payload::TaskRetried(_))
+        ) && let Some(nudge) = &self.nudge
+        {
+            let _ = nudge.send(event.correlation_id.clone());
+        }
         Ok(())
     }
 }

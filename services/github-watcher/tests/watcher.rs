@@ -27,6 +27,11 @@ struct World {
 }
 
 async fn start() -> anyhow::Result<World> {
+    start_polling_every(100, 400).await
+}
+
+/// The watcher polling at `base_ms`, doubling up to `max_ms` while quiet.
+async fn start_polling_every(base_ms: u64, max_ms: u64) -> anyhow::Result<World> {
     mainloop_runtime::tls::install();
     let config = mainloop_runtime::TelemetryConfig {
         log_format: mainloop_runtime::config::LogFormat::Human,
@@ -50,8 +55,8 @@ async fn start() -> anyhow::Result<World> {
     let github = mainloop_github_watcher::GitHubSettings {
         github_api_url: base.clone(),
         github_token: Some(Secret::new("gh-token")),
-        github_poll_interval_ms: 100,
-        github_poll_max_interval_ms: 400,
+        github_poll_interval_ms: base_ms,
+        github_poll_max_interval_ms: max_ms,
         ci_grace_secs: 2,
         ci_timeout_secs: 4,
     };
@@ -735,6 +740,83 @@ async fn a_quiet_pull_request_is_polled_with_304s_and_ever_more_rarely() -> anyh
         events.last().map(|e| e.event.r#type.as_str()),
         Some("CIPassed"),
         "nothing new was reported"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// A webhook delivery about a watched pull request makes the watcher look at once (here polling
+/// alone would take ten minutes): the merge is reported. The same delivery again (a redelivery
+/// with the same id, past JetStream's duplicate window) is acted on once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_is_acted_on_at_once_and_only_once() -> anyhow::Result<()> {
+    let world = start_polling_every(600_000, 600_000).await?;
+    watched_pull(&world, "t6", "hooked", "manual").await?;
+    // The first look at a new watch happens at once; after it, ten minutes of quiet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !world
+        .fake
+        .snapshot()
+        .calls
+        .iter()
+        .any(|c| c.starts_with("GET /repos/acme/hooked/pulls/1"))
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never polled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    world
+        .http
+        .post(format!("{}/_control/repos/acme/hooked/pulls/1/merge", world.base))
+        .send()
+        .await?
+        .error_for_status()?;
+    let payload = json!({"action": "closed", "number": 1, "repository": {"full_name": "acme/hooked"},
+        "pull_request": {"number": 1, "merged": true}});
+    let delivery = |envelope_id: &str| {
+        let mut envelope = Envelope::new(
+            "github",
+            "d-1",
+            Payload::GithubWebhookReceived(mainloop_events::v1::GitHubWebhookReceived {
+                delivery_id: "d-1".into(),
+                event: "pull_request".into(),
+                payload_json: payload.to_string(),
+            }),
+        );
+        envelope.id = envelope_id.to_string();
+        envelope
+    };
+    world
+        .bus
+        .publish(subjects::GITHUB_WEBHOOKS, &delivery("first"), Expect::Any)
+        .await?;
+    let merged = ci_outcome(&world.bus, "t6").await?;
+    assert_eq!(merged.r#type, "PullRequestMerged", "{merged:?}");
+    let polls = |state: &mainloop_fakes::github::Snapshot| {
+        state
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("GET /repos/acme/hooked/pulls/1"))
+            .count()
+    };
+    let before = polls(&world.fake.snapshot());
+    // The same delivery id under another message id: JetStream stores it, the watcher skips it.
+    world
+        .bus
+        .publish(subjects::GITHUB_WEBHOOKS, &delivery("second"), Expect::Any)
+        .await?;
+    let mut stream = world.bus.jetstream().get_stream(subjects::WORK).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stream.info().await?.state.messages > 0 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the repeat was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        polls(&world.fake.snapshot()),
+        before,
+        "a repeated delivery makes no second look"
     );
     world.shutdown.cancel();
     Ok(())

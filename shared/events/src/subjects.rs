@@ -10,6 +10,7 @@
 //! | CHAT       | `chat.<user>.<conversation>`          | conversation      |
 //! | INBOX      | `inbox.<user>`                        | inbox             |
 //! | WORK       | `work.jobs.<user>.<task>`, `work.github.<user>.<task>` (work queue) | scheduler |
+//! |            | `work.webhooks.github` (work queue)   | gateway           |
 //! | DEADLETTER | `dead.<stream>.<consumer>`            | the bus library   |
 //!
 //! Commands use request/reply on `cmd.<service>.<command>` and are never stored.
@@ -74,6 +75,9 @@ pub fn job_work(user_id: &str, task_id: &str) -> Result<String, EventError> {
 pub fn github_work(user_id: &str, task_id: &str) -> Result<String, EventError> {
     per_task("work.github", user_id, task_id)
 }
+
+/// Verified GitHub webhook deliveries, for the github-watcher.
+pub const GITHUB_WEBHOOKS: &str = "work.webhooks.github";
 
 pub fn chat(user_id: &str, conversation_id: &str) -> Result<String, EventError> {
     Ok(format!(

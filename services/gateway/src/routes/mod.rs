@@ -4,6 +4,7 @@ mod projects;
 mod queue;
 mod tasks;
 mod web;
+mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router(state.health.clone()))
         .merge(web::router())
+        .merge(webhooks::router())
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::api_error::json_errors))

@@ -16,6 +16,7 @@ use mainloop_bus::{Bus, Expect};
 use mainloop_events::v1::{PullRequestClosed, PullRequestMerged};
 use mainloop_events::{Envelope, Payload, subjects};
 use sqlx::PgPool;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::ci::{self, Limits, Observed};
@@ -42,8 +43,9 @@ pub struct Poller {
     pub limits: Limits,
 }
 
-/// Polls until `shutdown`. New watches are picked up within the base interval.
-pub async fn run(poller: Poller, shutdown: CancellationToken) {
+/// Polls until `shutdown`. New watches are picked up within the base interval; a task id sent
+/// on `nudged` (a webhook said its pull request changed) is polled at once.
+pub async fn run(poller: Poller, mut nudged: UnboundedReceiver<String>, shutdown: CancellationToken) {
     let mut schedule: HashMap<String, Due> = HashMap::new();
     loop {
         let pause = match poll_due(&poller, &mut schedule).await {
@@ -56,6 +58,13 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
+            Some(task) = nudged.recv() => {
+                let now = tokio::time::Instant::now();
+                schedule.insert(task, poller.pace.first(now));
+                while let Ok(task) = nudged.try_recv() {
+                    schedule.insert(task, poller.pace.first(now));
+                }
+            }
         }
     }
 }

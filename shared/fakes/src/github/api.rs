@@ -340,10 +340,14 @@ async fn create_comment(
         };
         let issue = repo.issues.get_mut(&number)?;
         issue.comments.push(comment.clone());
-        Some(comment_json(&gh, repo, number, &comment))
+        let json = comment_json(&gh, repo, number, &comment);
+        let hook = json!({"action": "created", "repository": super::webhooks::repository(repo),
+            "issue": {"number": number}, "comment": json});
+        Some((json, hook))
     })?;
-    body.map(|b| (StatusCode::CREATED, Json(b)).into_response())
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+    let (body, hook) = body.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    super::webhooks::deliver(&gh, "issue_comment", hook, "mainloop-bot");
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn list_comments(

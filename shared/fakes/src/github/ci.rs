@@ -222,8 +222,16 @@ pub async fn create_status(
             description: new.description.unwrap_or_default(),
         };
         repo.statuses.push(status.clone());
-        status
+        (status, super::webhooks::repository(repo))
     })?;
+    let (status, repository) = status;
+    super::webhooks::deliver(
+        &gh,
+        "status",
+        json!({"sha": sha, "state": status.state, "context": status.context,
+            "description": status.description, "repository": repository}),
+        "ci-bot",
+    );
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": status.id, "state": status.state, "context": status.context, "description": status.description})),

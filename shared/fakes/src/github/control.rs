@@ -21,6 +21,8 @@ pub fn router() -> Router<FakeGitHub> {
         .route("/_control/state", get(state))
         .route("/_control/repos", post(create_repo))
         .route("/_control/faults", post(add_fault))
+        .route("/_control/webhooks", post(add_hook))
+        .route("/_control/webhooks/redeliver", post(redeliver))
         .route(
             "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
             post(set_check),
@@ -262,7 +264,7 @@ async fn set_check(
         .retain(|c| !(c.head_sha == sha && c.name == check.name));
     repo.checks.push(CheckRun {
         id,
-        name: check.name,
+        name: check.name.clone(),
         head_sha: sha.clone(),
         status: if check.conclusion.is_some() {
             "completed"
@@ -270,10 +272,30 @@ async fn set_check(
             "in_progress"
         }
         .into(),
-        conclusion: check.conclusion,
-        title: check.title,
+        conclusion: check.conclusion.clone(),
+        title: check.title.clone(),
         summary: check.summary,
     });
+    let repository = super::webhooks::repository(repo);
+    drop(state);
+    let status = if check.conclusion.is_some() {
+        "completed"
+    } else {
+        "in_progress"
+    };
+    let action = if check.conclusion.is_some() {
+        "completed"
+    } else {
+        "created"
+    };
+    super::webhooks::deliver(
+        &gh,
+        "check_run",
+        json!({"action": action, "repository": repository, "check_run": {"id": id, "name": check.name,
+            "head_sha": sha, "status": status, "conclusion": check.conclusion,
+            "pull_requests": [{"number": number}]}}),
+        "github-actions[bot]",
+    );
     Ok(Json(json!({"head_sha": sha})).into_response())
 }
 
@@ -319,6 +341,15 @@ async fn merge(
             issue.state = "closed".into();
         }
     }
+    let repository = super::webhooks::repository(repo);
+    drop(state);
+    super::webhooks::deliver(
+        &gh,
+        "pull_request",
+        json!({"action": "closed", "number": number, "repository": repository,
+            "pull_request": {"number": number, "state": "closed", "merged": true, "head": {"ref": pull.head, "sha": sha}}}),
+        "octocat",
+    );
     let from_browser = headers
         .get("accept")
         .and_then(|a| a.to_str().ok())
@@ -346,5 +377,45 @@ async fn close(
         .get_mut(&number)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
     pull.state = "closed".into();
+    let head = pull.head.clone();
+    let repository = super::webhooks::repository(repo);
+    drop(state);
+    super::webhooks::deliver(
+        &gh,
+        "pull_request",
+        json!({"action": "closed", "number": number, "repository": repository,
+            "pull_request": {"number": number, "state": "closed", "merged": false, "head": {"ref": head}}}),
+        "octocat",
+    );
     Ok(Json(json!({"closed": true})).into_response())
+}
+
+/// Registers a webhook: `{url, secret, events?}`.
+async fn add_hook(
+    State(gh): State<FakeGitHub>,
+    Json(hook): Json<super::webhooks::Hook>,
+) -> Result<Response, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    state.hooks.push(hook);
+    Ok(StatusCode::CREATED.into_response())
+}
+
+#[derive(Deserialize)]
+struct Redeliver {
+    id: String,
+    /// Sent instead of the right signature.
+    #[serde(default)]
+    signature: Option<String>,
+}
+
+/// Sends a recorded delivery again, with the same GUID.
+async fn redeliver(State(gh): State<FakeGitHub>, Json(again): Json<Redeliver>) -> Response {
+    if super::webhooks::redeliver(&gh, &again.id, again.signature) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such delivery")
+    }
 }

@@ -13,6 +13,7 @@ mod control;
 mod faults;
 mod git_http;
 mod model;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -96,6 +96,9 @@ pub struct State {
     pub not_modified: Vec<String>,
     /// Failures to answer instead of the real thing (see `faults`).
     pub faults: Vec<super::faults::Fault>,
+    /// Registered webhooks and every delivery sent (see `webhooks`).
+    pub hooks: Vec<super::webhooks::Hook>,
+    pub deliveries: Vec<super::webhooks::Sent>,
 }
 
 /// A copy of the fake's state.
@@ -104,6 +107,7 @@ pub struct Snapshot {
     pub repos: BTreeMap<String, Repo>,
     pub calls: Vec<String>,
     pub not_modified: Vec<String>,
+    pub deliveries: Vec<super::webhooks::Sent>,
 }
 
 impl State {
@@ -117,6 +121,7 @@ impl State {
             repos: self.repos.clone(),
             calls: self.calls.clone(),
             not_modified: self.not_modified.clone(),
+            deliveries: self.deliveries.clone(),
         }
     }
 }
