@@ -118,6 +118,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         ready = wait_until_ready(&health) => match ready {
             Ok(()) => {
                 servers.report_to(&health);
+                say!("{}", webhook_hint(&args.http));
                 say!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
             }
             Err(err) => failure = Some(err),
@@ -197,4 +198,21 @@ fn shown(path: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     path.strip_prefix(&cwd)
         .map_or_else(|_| path.display().to_string(), |p| format!("./{}", p.display()))
+}
+
+/// How to point GitHub's webhooks here, or that polling alone is used.
+fn webhook_hint(http: &mainloop_gateway::HttpConfig) -> String {
+    if http.github_webhook_secret.is_none() {
+        return "Webhooks:  off, GitHub is polled (set GITHUB_WEBHOOK_SECRET to receive webhooks)".into();
+    }
+    let host = http.public_hosts.first().map_or_else(
+        || format!("http://{}", browsable(&http.http_addr)),
+        |h| format!("https://{h}"),
+    );
+    format!(
+        "Webhooks:  on. In each repository's Settings → Webhooks, add {host}/webhooks/github with\n           \
+         content type application/json, the secret in GITHUB_WEBHOOK_SECRET, and the events Issue\n           \
+         comments, Pull requests, Pull request reviews, Pull request review comments, Check runs,\n           \
+         Check suites and Statuses (GitHub must reach that address: a public host in PUBLIC_HOSTS)."
+    )
 }

@@ -41,6 +41,17 @@ impl Mainloop {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let exe = env!("CARGO_BIN_EXE_mainloop");
+        // Quick polling unless the test sets its own (flags would win over the environment).
+        let polling: &[&str] = if env.iter().any(|(k, _)| k.starts_with("GITHUB_POLL")) {
+            &[]
+        } else {
+            &[
+                "--github-poll-interval-ms",
+                "150",
+                "--github-poll-max-interval-ms",
+                "600",
+            ]
+        };
         let mut child = Command::new(exe)
             .args([
                 "up",
@@ -59,8 +70,8 @@ impl Mainloop {
                 "--agent-model",
                 "sonnet",
             ])
-            .args(["--github-api-url", github, "--github-poll-interval-ms", "150"])
-            .args(["--github-poll-max-interval-ms", "600"])
+            .args(["--github-api-url", github])
+            .args(polling)
             // Secrets come as the README says, in the environment, never on a command line.
             .env("GITHUB_TOKEN", github_token)
             .env("ANTHROPIC_BASE_URL", llm)
