@@ -79,6 +79,7 @@ async fn fake_github(args: &mut UpArgs, root: &Path) -> anyhow::Result<()> {
     args.github.github_token = Some(Secret::new(TOKEN));
     args.github.github_poll_interval_ms = 1000;
     args.github.github_poll_max_interval_ms = 5000;
+    args.github.github_poll_with_webhooks_ms = 5000;
     args.agent.git_token = Some(Secret::new(TOKEN));
     say!(
         "  GitHub:    fake, at {github_url} (private repository acme/widgets, pages at {github_url}/acme/widgets/pull/N; its CI fails once, then passes)"

@@ -101,9 +101,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             .map_err(|e| e.to_string())
     });
 
+    let hooked = webhooks::Hooked::default();
     let webhooks = Arc::new(webhooks::Webhooks {
         db: db.clone(),
         nudge,
+        hooked: hooked.clone(),
     });
     let spec = ConsumerSpec {
         concurrency: 4,
@@ -120,6 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let pace = poller::Pace {
             base: Duration::from_millis(settings.github_poll_interval_ms.max(100)),
             max: Duration::from_millis(settings.github_poll_max_interval_ms),
+            hooked: Duration::from_millis(settings.github_poll_with_webhooks_ms),
         };
         let (poll_bus, poll_db, poll_shutdown) = (bus.clone(), db.clone(), shutdown.clone());
         let (ci_grace_secs, ci_timeout_secs) = (settings.ci_grace_secs, settings.ci_timeout_secs);
@@ -134,6 +137,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 github,
                 pace,
                 limits,
+                hooked,
             };
             poller::run(poller, nudged, poll_shutdown).await;
             Ok(())

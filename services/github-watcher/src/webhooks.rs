@@ -5,6 +5,10 @@
 //! read and reported by the one code path that polling uses too. Each delivery id is acted on
 //! once (the idempotency ledger), whatever GitHub or the network repeats.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
 use serde_json::Value;
@@ -13,10 +17,39 @@ use tokio::sync::mpsc::UnboundedSender;
 
 const CONSUMER: &str = "github-webhooks";
 
+/// A repository whose deliveries arrived this recently counts as hooked.
+const LIVE_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// Which repositories' webhooks reach us: the poller then polls them only as a fallback.
+/// Learned from deliveries (any event, `ping` included), so it starts empty after a restart.
+#[derive(Clone, Default)]
+pub struct Hooked {
+    last: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+}
+
+impl Hooked {
+    pub fn delivered(&self, owner: &str, name: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            last.insert(
+                format!("{owner}/{name}").to_lowercase(),
+                tokio::time::Instant::now(),
+            );
+        }
+    }
+
+    pub fn is_hooked(&self, owner: &str, name: &str) -> bool {
+        self.last.lock().is_ok_and(|last| {
+            last.get(&format!("{owner}/{name}").to_lowercase())
+                .is_some_and(|at| at.elapsed() < LIVE_FOR)
+        })
+    }
+}
+
 pub struct Webhooks {
     pub db: PgPool,
     /// Task ids whose pull request the poller should look at now.
     pub nudge: Option<UnboundedSender<String>>,
+    pub hooked: Hooked,
 }
 
 /// What a delivery is about: a repository, and pull request numbers or a head commit in it.
@@ -79,6 +112,12 @@ impl Handler for Webhooks {
         }
         let payload: Value = serde_json::from_str(&received.payload_json)
             .map_err(|e| HandlerError::Permanent(format!("delivery {}: {e}", received.delivery_id)))?;
+        if let Some((owner, name)) = payload["repository"]["full_name"]
+            .as_str()
+            .and_then(|full| full.split_once('/'))
+        {
+            self.hooked.delivered(owner, name);
+        }
         let watched = match about(&received.event, &payload) {
             Some(about) => watched(&mut tx, &about).await.map_err(transient)?,
             None => Vec::new(),

@@ -57,6 +57,7 @@ async fn start_polling_every(base_ms: u64, max_ms: u64) -> anyhow::Result<World>
         github_token: Some(Secret::new("gh-token")),
         github_poll_interval_ms: base_ms,
         github_poll_max_interval_ms: max_ms,
+        github_poll_with_webhooks_ms: max_ms,
         ci_grace_secs: 2,
         ci_timeout_secs: 4,
     };

@@ -41,6 +41,8 @@ pub struct Poller {
     pub github: GitHub,
     pub pace: Pace,
     pub limits: Limits,
+    /// Repositories whose webhooks reach us.
+    pub hooked: crate::webhooks::Hooked,
 }
 
 /// Polls until `shutdown`. New watches are picked up within the base interval; a task id sent
@@ -99,7 +101,8 @@ async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Resul
                 false
             }
         };
-        schedule.insert(watch.task_id.clone(), poller.pace.after(due, now, busy));
+        let hooked = poller.hooked.is_hooked(&watch.owner, &watch.name);
+        schedule.insert(watch.task_id.clone(), poller.pace.after(due, now, busy, hooked));
     }
     let now = tokio::time::Instant::now();
     let next = schedule
