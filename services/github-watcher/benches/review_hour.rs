@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             github_token: Some(Secret::new("gh-token")),
             github_poll_interval_ms: 15_000 / u64::from(scale),
             github_poll_max_interval_ms: 240_000 / u64::from(scale),
-            github_poll_with_webhooks_ms: 1_200_000 / u64::from(scale),
+            github_poll_with_webhooks_ms: 3_600_000 / u64::from(scale),
             ci_grace_secs: 180,
             ci_timeout_secs: 3 * 3600,
         };

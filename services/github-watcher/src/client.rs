@@ -268,6 +268,24 @@ impl GitHub {
             .await
     }
 
+    /// The issue (or a pull request as an issue), and whether it changed since it was last
+    /// asked for: a new comment changes it.
+    pub async fn issue_fetched(&self, owner: &str, name: &str, number: u64) -> Result<Fetched> {
+        self.fetch(&format!("{}/issues/{number}", Self::repo_path(owner, name)))
+            .await
+    }
+
+    /// A collaborator's permission name (`admin`, `write`, `read`, …); 404 for strangers.
+    pub async fn collaborator_permission(&self, owner: &str, name: &str, login: &str) -> Result<String> {
+        let answer = self
+            .get(&format!(
+                "{}/collaborators/{login}/permission",
+                Self::repo_path(owner, name)
+            ))
+            .await?;
+        Ok(answer["permission"].as_str().unwrap_or("none").to_string())
+    }
+
     /// The pull request, and whether it changed since it was last asked for (a new head, a
     /// merge, a review or a comment all change it).
     pub async fn pull_fetched(&self, owner: &str, name: &str, number: u64) -> Result<Fetched> {
@@ -361,6 +379,22 @@ impl GitHub {
         self.list_all(
             &format!("{}/issues/{number}/comments", Self::repo_path(owner, name)),
             "",
+        )
+        .await
+    }
+
+    /// The comments on issue (or pull request) `number` updated at or after `since`, all pages.
+    pub async fn comments_since(
+        &self,
+        owner: &str,
+        name: &str,
+        number: u64,
+        since: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        let since = since.map_or_else(String::new, |s| format!("&since={s}"));
+        self.list_all(
+            &format!("{}/issues/{number}/comments", Self::repo_path(owner, name)),
+            &since,
         )
         .await
     }

@@ -25,7 +25,7 @@ pub struct GitHubSettings {
     pub github_poll_max_interval_ms: u64,
     /// Where webhooks arrive (a delivery from the repository within a day), polling is only the
     /// fallback for a lost delivery, this often.
-    #[arg(long, env = "GITHUB_POLL_WITH_WEBHOOKS_MS", default_value_t = 1_200_000)]
+    #[arg(long, env = "GITHUB_POLL_WITH_WEBHOOKS_MS", default_value_t = 3_600_000)]
     pub github_poll_with_webhooks_ms: u64,
     /// A head on which nothing reports CI (no check suite, run or status) for this long goes to
     /// review as "no CI".

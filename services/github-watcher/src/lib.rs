@@ -11,6 +11,7 @@ mod config;
 mod effects;
 mod error;
 mod etags;
+mod permissions;
 mod poller;
 mod repo_query;
 mod watch;

@@ -1,11 +1,17 @@
-//! Which pull requests to watch, learned from TASKS: a task's repository when it is spawned, its
-//! pull request when it is linked, and the end of watching when the task ends. A new watch, and
+//! Which pull requests to watch and which comment threads to read, learned from TASKS: a task's
+//! repository when it is spawned, its issue and pull request when they are linked, and the end of
+//! watching when the task ends. A new watch, and
 //! a push of ours (`CodePushed`, `FeedbackAddressed`), make the poller look at the pull request at
 //! once: a quiet pull request may otherwise be polled only every few minutes.
 
 use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
 use sqlx::PgPool;
+
+/// Starts reading the comments of issue or pull request `$2` of task `$1`.
+const THREAD: &str = "INSERT INTO threads (task_id, user_id, owner, name, number) \
+     SELECT task_id, user_id, owner, name, $2 FROM task_repos WHERE task_id = $1 \
+     ON CONFLICT (task_id, number) DO UPDATE SET active = true";
 
 pub struct Watches {
     pub db: PgPool,
@@ -26,6 +32,9 @@ impl Handler for Watches {
                     .bind(repo.owner)
                     .bind(repo.name)
             }
+            Some(Payload::IssueLinked(linked)) => sqlx::query(THREAD)
+                .bind(&event.correlation_id)
+                .bind(i64::try_from(linked.issue_number).unwrap_or(i64::MAX)),
             Some(Payload::PullRequestLinked(linked)) => sqlx::query(
                 "INSERT INTO watches (task_id, user_id, owner, name, pr_number) \
                  SELECT task_id, user_id, owner, name, $2 FROM task_repos WHERE task_id = $1 \
@@ -34,13 +43,17 @@ impl Handler for Watches {
             .bind(&event.correlation_id)
             .bind(i64::try_from(linked.pr_number).unwrap_or(i64::MAX)),
             Some(Payload::TaskCompleted(_) | Payload::TaskCancelled(_) | Payload::TaskFailed(_)) => {
-                sqlx::query("UPDATE watches SET active = false WHERE task_id = $1")
-                    .bind(&event.correlation_id)
+                sqlx::query(
+                    "WITH threads AS (UPDATE threads SET active = false WHERE task_id = $1) \
+                     UPDATE watches SET active = false WHERE task_id = $1",
+                )
+                .bind(&event.correlation_id)
             }
-            Some(Payload::TaskRetried(_)) => {
-                sqlx::query("UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL WHERE task_id = $1")
-                    .bind(&event.correlation_id)
-            }
+            Some(Payload::TaskRetried(_)) => sqlx::query(
+                "WITH threads AS (UPDATE threads SET active = true WHERE task_id = $1) \
+                 UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL WHERE task_id = $1",
+            )
+            .bind(&event.correlation_id),
             Some(Payload::CodePushed(_) | Payload::FeedbackAddressed(_)) => {
                 if let Some(nudge) = &self.nudge {
                     let _ = nudge.send(event.correlation_id.clone());
@@ -50,10 +63,19 @@ impl Handler for Watches {
             _ => return Ok(()),
         };
         query.execute(&self.db).await.map_err(transient)?;
+        // A pull request is a thread of comments too.
+        if let Some(Payload::PullRequestLinked(linked)) = &event.payload {
+            sqlx::query(THREAD)
+                .bind(&event.correlation_id)
+                .bind(i64::try_from(linked.pr_number).unwrap_or(i64::MAX))
+                .execute(&self.db)
+                .await
+                .map_err(transient)?;
+        }
         // A new (or renewed) watch is looked at now, not at the next round.
         if matches!(
             &event.payload,
-            Some(Payload::PullRequestLinked(_) | Payload::TaskRetried(_))
+            Some(Payload::IssueLinked(_) | Payload::PullRequestLinked(_) | Payload::TaskRetried(_))
         ) && let Some(nudge) = &self.nudge
         {
             let _ = nudge.send(event.correlation_id.clone());

@@ -138,11 +138,13 @@ impl Handler for Webhooks {
     }
 }
 
-/// The tasks whose watched pull request the delivery is about.
+/// The tasks whose watched pull request, or whose issue, the delivery is about.
 async fn watched(tx: &mut sqlx::PgConnection, about: &About) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT task_id FROM watches WHERE active AND lower(owner) = lower($1) AND lower(name) = lower($2) \
-         AND (pr_number = ANY($3) OR ($4::text IS NOT NULL AND head_sha = $4))",
+         AND (pr_number = ANY($3) OR ($4::text IS NOT NULL AND head_sha = $4)) \
+         UNION SELECT task_id FROM threads WHERE active AND lower(owner) = lower($1) \
+         AND lower(name) = lower($2) AND number = ANY($3)",
     )
     .bind(&about.owner)
     .bind(&about.name)

@@ -822,3 +822,151 @@ async fn a_webhook_delivery_is_acted_on_at_once_and_only_once() -> anyhow::Resul
     world.shutdown.cancel();
     Ok(())
 }
+
+/// Every comment on a task's issue is read once, with its author's permission; the comments
+/// mainloop wrote itself (its hidden marker) are never read as input; 150 comments (two pages)
+/// are all seen; once nothing changes, the issue is asked for with a 304 and the comments not
+/// at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_are_read_once_with_their_authors_permission() -> anyhow::Result<()> {
+    let world = start().await?;
+    let github = mainloop_github_watcher::client::GitHub::new(&world.base, "gh-token")
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let issue = github
+        .create_issue("acme", "widgets", "Plan: a quick start", "the plan", &[])
+        .await?;
+    let number = issue["number"].as_u64().unwrap_or_default();
+    let control = |path: String, body: Value| {
+        world
+            .http
+            .post(format!("{}/_control/repos/acme/widgets/{path}", world.base))
+            .json(&body)
+            .send()
+    };
+    control(
+        "collaborators".into(),
+        json!({"login": "maria", "permission": "write"}),
+    )
+    .await?
+    .error_for_status()?;
+    let subject = subjects::task("u1", "t7")?;
+    let spawned = Payload::TaskSpawned(TaskSpawned {
+        task_id: "t7".into(),
+        repo: Some(repo()),
+        description: "d".into(),
+        ..Default::default()
+    });
+    world
+        .bus
+        .publish(&subject, &Envelope::new("u1", "t7", spawned), Expect::Any)
+        .await?;
+    let linked = Payload::IssueLinked(mainloop_events::v1::IssueLinked {
+        issue_number: number,
+        issue_url: String::new(),
+    });
+    world
+        .bus
+        .publish(&subject, &Envelope::new("u1", "t7", linked), Expect::Any)
+        .await?;
+
+    let comment = |author: &str, body: &str| {
+        control(
+            format!("issues/{number}/comments"),
+            json!({"author": author, "body": body}),
+        )
+    };
+    comment("maria", "approve").await?.error_for_status()?;
+    comment("stranger", "lgtm").await?.error_for_status()?;
+    github
+        .comment(
+            "acme",
+            "widgets",
+            number,
+            "How to approve\n\n<!-- mainloop:effect=t7:howto -->",
+        )
+        .await?;
+
+    let first = comments_received(&world, 2).await?;
+    let seen: Vec<(&str, i32, &str)> = first
+        .iter()
+        .map(|c| (c.author.as_str(), c.permission, c.body.as_str()))
+        .collect();
+    use mainloop_events::v1::AuthorPermission;
+    assert_eq!(
+        seen,
+        [
+            ("maria", AuthorPermission::Write as i32, "approve"),
+            ("stranger", AuthorPermission::None as i32, "lgtm"),
+        ],
+        "ours is never read"
+    );
+
+    for i in 0..150 {
+        comment("maria", &format!("note {i}")).await?.error_for_status()?;
+    }
+    let all = comments_received(&world, 152).await?;
+    let mut ids: Vec<u64> = all.iter().map(|c| c.comment_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 152, "each comment once, none missed");
+    assert_eq!(all.last().map(|c| c.body.as_str()), Some("note 149"));
+
+    // Quiet: the issue answers 304, the comments are not asked for.
+    let before = world.fake.snapshot();
+    let issue_route = format!("GET /repos/acme/widgets/issues/{number}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while world
+        .fake
+        .snapshot()
+        .not_modified
+        .iter()
+        .filter(|c| c.starts_with(&issue_route) && !c.contains("/comments"))
+        .count()
+        < before
+            .not_modified
+            .iter()
+            .filter(|c| c.starts_with(&issue_route) && !c.contains("/comments"))
+            .count()
+            + 2
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no 304 for the issue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = world.fake.snapshot();
+    assert!(
+        !after.calls[before.calls.len()..]
+            .iter()
+            .any(|c| c.contains("/comments")),
+        "comments are not asked for while the issue is unchanged"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// Waits until task t7 has at least `count` comments reported; returns them in order.
+async fn comments_received(
+    world: &World,
+    count: usize,
+) -> anyhow::Result<Vec<mainloop_events::v1::IssueCommentReceived>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let comments: Vec<mainloop_events::v1::IssueCommentReceived> = world
+            .bus
+            .read_subject(subjects::GITHUB, &subjects::github("u1", "t7")?, 0)
+            .await?
+            .into_iter()
+            .filter_map(|s| match s.event.payload {
+                Some(Payload::IssueCommentReceived(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if comments.len() >= count {
+            return Ok(comments);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} comments read",
+            comments.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

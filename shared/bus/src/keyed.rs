@@ -30,6 +30,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{Bus, BusError, ConsumerSpec, Delivery, Handler, HandlerError, dead_letter, trace};
 
+/// The longest wait before reading again after the server went away.
+const REOPEN_AT_MOST: Duration = Duration::from_secs(1);
+
 /// What a keyed projection reads and how it paces itself.
 #[derive(Debug, Clone)]
 pub struct KeyedSpec {
@@ -207,8 +210,10 @@ async fn read<H: KeyedHandler>(shared: &Arc<Shared<H>>, start: u64) -> Result<()
     Ok(())
 }
 
+/// Waits before reading again: short, since the server is usually back within a second or two
+/// (a restart) and every moment here delays every task.
 async fn pause<H>(shared: &Shared<H>, attempt: &mut u32) {
-    let delay = shared.spec.retry_delay(*attempt);
+    let delay = shared.spec.retry_delay(*attempt).min(REOPEN_AT_MOST);
     *attempt += 1;
     tokio::select! {
         () = shared.shutdown.cancelled() => {}

@@ -8,6 +8,7 @@
 //! runs, doubling up to the maximum while it waits quietly for its reviewers.
 
 mod pace;
+mod threads;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -71,38 +72,56 @@ pub async fn run(poller: Poller, mut nudged: UnboundedReceiver<String>, shutdown
     }
 }
 
-/// Polls every watched pull request that is due; returns how long to sleep: until the next one
-/// is due (at most the base interval), or as long as GitHub asked to wait.
+/// Polls every task that is due (its pull request, and the comments on its issue and pull
+/// request); returns how long to sleep: until the next one is due (at most the base interval),
+/// or as long as GitHub asked to wait.
 async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Result<Duration, String> {
+    let failed = |e: sqlx::Error| e.to_string();
     let watches: Vec<Watch> =
         sqlx::query_as("SELECT task_id, user_id, owner, name, pr_number, reported FROM watches WHERE active")
             .fetch_all(&poller.db)
             .await
-            .map_err(|e| e.to_string())?;
-    schedule.retain(|task, _| watches.iter().any(|w| &w.task_id == task));
-    for watch in watches {
+            .map_err(failed)?;
+    let threads: Vec<threads::Thread> = sqlx::query_as(threads::ACTIVE)
+        .fetch_all(&poller.db)
+        .await
+        .map_err(failed)?;
+    let mut tasks: Vec<(&str, &str, &str)> = watches
+        .iter()
+        .map(|w| (w.task_id.as_str(), w.owner.as_str(), w.name.as_str()))
+        .chain(
+            threads
+                .iter()
+                .map(|t| (t.task_id.as_str(), t.owner.as_str(), t.name.as_str())),
+        )
+        .collect();
+    tasks.sort_unstable();
+    tasks.dedup_by_key(|(task, _, _)| *task);
+    schedule.retain(|task, _| tasks.iter().any(|(t, _, _)| t == task));
+    for (task, owner, name) in tasks {
         let now = tokio::time::Instant::now();
         let due = *schedule
-            .entry(watch.task_id.clone())
+            .entry(task.to_string())
             .or_insert_with(|| poller.pace.first(now));
         if due.at > now {
             continue;
         }
-        // One pull request GitHub will not show (gone, no access) must not stop the others from
-        // being watched; a rate limit stops all polling until its reset.
-        let busy = match poll_watch(poller, &watch).await {
+        let pull = watches.iter().find(|w| w.task_id == task);
+        let busy = match poll_task(poller, pull, threads.iter().filter(|t| t.task_id == task)).await {
             Ok(busy) => busy,
             Err(PollError::RateLimited(wait)) => {
                 tracing::warn!(?wait, "GitHub rate limit; polling pauses");
                 return Ok(wait.max(poller.pace.base));
             }
+            // One task GitHub will not show (gone, no access) must not stop the others from
+            // being watched; a rate limit stops all polling until its reset.
             Err(PollError::Failed(err)) => {
-                tracing::warn!(task = %watch.task_id, pr = watch.pr_number, error = %err, "polling this pull request failed");
+                tracing::warn!(%task, error = %err, "polling this task's pull request or comments failed");
                 false
             }
         };
-        let hooked = poller.hooked.is_hooked(&watch.owner, &watch.name);
-        schedule.insert(watch.task_id.clone(), poller.pace.after(due, now, busy, hooked));
+        let hooked = poller.hooked.is_hooked(owner, name);
+        schedule.insert(task.to_string(), poller.pace.after(due, now, busy, hooked));
     }
     let now = tokio::time::Instant::now();
     let next = schedule
@@ -113,14 +132,45 @@ async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Resul
     Ok(next.saturating_duration_since(now).min(poller.pace.base))
 }
 
+/// Polls one task's pull request and comment threads; `Ok(true)` when anything changed.
+async fn poll_task<'a>(
+    poller: &Poller,
+    pull: Option<&Watch>,
+    threads: impl Iterator<Item = &'a threads::Thread>,
+) -> Result<bool, PollError> {
+    let (mut busy, pull) = match pull {
+        Some(watch) => {
+            let polled = poll_watch(poller, watch).await?;
+            (polled.busy, Some((watch.pr_number, polled.changed)))
+        }
+        None => (false, None),
+    };
+    for thread in threads {
+        // The pull request's own answer says whether its conversation changed (it counts its
+        // comments), so its thread costs no call of its own.
+        let known = pull
+            .filter(|(number, _)| *number == thread.number)
+            .map(|(_, changed)| changed);
+        busy |= threads::poll(poller, thread, known).await?;
+    }
+    Ok(busy)
+}
+
 /// A CI outcome that will not change on the same head: not asked about again.
 fn final_outcome(outcome: &str) -> bool {
     matches!(outcome, "passed" | "failed" | "no-ci" | "timed-out")
 }
 
-/// Polls one pull request and reports what changed; `Ok(true)` when it is busy (it changed, or
-/// CI is still running on its head), so it is polled again at the base interval.
-async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
+/// What polling a pull request found.
+struct Polled {
+    /// It changed, or CI still runs on its head: poll again at the base interval.
+    busy: bool,
+    /// GitHub's answer differed from the last one (not a 304).
+    changed: bool,
+}
+
+/// Polls one pull request and reports what changed.
+async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError> {
     let Poller {
         bus,
         db,
@@ -131,7 +181,8 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
     let number = u64::try_from(watch.pr_number).unwrap_or_default();
     let fetched = github.pull_fetched(&watch.owner, &watch.name, number).await?;
     let pull = fetched.value;
-    let mut busy = fetched.changed;
+    let changed = fetched.changed;
+    let mut busy = changed;
     let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
         (
             "merged".to_string(),
@@ -150,7 +201,7 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
     } else {
         let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
         if head.is_empty() {
-            return Ok(busy);
+            return Ok(Polled { busy, changed });
         }
         let settled = watch
             .reported
@@ -158,7 +209,7 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
             .and_then(|r| r.split_once(':'))
             .is_some_and(|(seen, outcome)| seen == head && final_outcome(outcome));
         if settled {
-            return Ok(busy);
+            return Ok(Polled { busy, changed });
         }
         let age = head_age(db, &watch.task_id, &head)
             .await
@@ -169,7 +220,7 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
         (format!("{head}:{outcome}"), payload, true)
     };
     if watch.reported.as_deref() == Some(report.as_str()) {
-        return Ok(busy);
+        return Ok(Polled { busy, changed });
     }
     let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
     let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| failed(&e))?;
@@ -185,13 +236,13 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
         .execute(db)
         .await
         .map_err(|e| failed(&e))?;
-    Ok(true)
+    Ok(Polled { busy: true, changed })
 }
 
-/// Why one pull request could not be polled: GitHub asked us to wait (then every poll waits),
+/// Why one task could not be polled: GitHub asked us to wait (then every poll waits),
 /// or anything else (then only this one is skipped this round).
 #[derive(Debug)]
-enum PollError {
+pub(crate) enum PollError {
     RateLimited(Duration),
     Failed(String),
 }

@@ -31,6 +31,10 @@ pub fn router() -> Router<FakeGitHub> {
         )
         .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
         .route(
+            "/repos/{owner}/{repo}/collaborators/{login}/permission",
+            get(collaborator_permission),
+        )
+        .route(
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
         )
@@ -117,7 +121,7 @@ fn issue_json(gh: &FakeGitHub, repo: &Repo, issue: &Issue) -> Value {
 fn comment_json(gh: &FakeGitHub, repo: &Repo, number: u64, comment: &Comment) -> Value {
     json!({"id": comment.id, "node_id": format!("IC_{}", comment.id), "body": comment.body, "user": user(&comment.author),
         "html_url": format!("{}#issuecomment-{}", html(gh, repo, "issues", number), comment.id),
-        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+        "created_at": comment.updated_at, "updated_at": comment.updated_at})
 }
 
 pub(crate) fn head_sha(gh: &FakeGitHub, repo: &Repo, branch: &str) -> Option<String> {
@@ -144,6 +148,16 @@ fn pull_json(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
         "html_url": html(gh, repo, "pull", pull.number), "user": user("mainloop-bot"),
         "head": {"ref": pull.head, "sha": sha, "label": format!("{}:{}", repo.owner, pull.head)},
         "base": {"ref": pull.base, "label": format!("{}:{}", repo.owner, pull.base)},
+        "comments": pull.comments.len(), "review_comments": 0,
+        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+}
+
+/// A pull request seen through the issues API, as GitHub shows it (with `pull_request`).
+fn pull_as_issue(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
+    json!({"id": pull.number, "node_id": format!("I_{}", pull.number), "number": pull.number, "title": pull.title,
+        "body": pull.body, "state": pull.state, "labels": [], "user": user("mainloop-bot"),
+        "html_url": html(gh, repo, "pull", pull.number), "comments": pull.comments.len(), "locked": false,
+        "pull_request": {"url": format!("{}/repos/{}/{}/pulls/{}", gh.base(), repo.owner, repo.name, pull.number)},
         "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
 }
 
@@ -216,6 +230,8 @@ struct Page {
     #[serde(default = "first")]
     page: usize,
     head: Option<String>,
+    /// Only what was updated at or after this (RFC 3339), where the list supports it.
+    since: Option<String>,
 }
 
 fn per_page() -> usize {
@@ -233,8 +249,12 @@ fn paged(gh: &FakeGitHub, path: &str, items: Vec<Value>, page: &Page) -> Respons
     let chunk: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
     let mut response = Json(chunk).into_response();
     if start + size < items.len() {
+        let since = page
+            .since
+            .as_ref()
+            .map_or_else(String::new, |s| format!("&since={s}"));
         let next = format!(
-            "<{}{path}?per_page={size}&page={}>; rel=\"next\"",
+            "<{}{path}?per_page={size}&page={}{since}>; rel=\"next\"",
             gh.base(),
             page.page.max(1) + 1
         );
@@ -270,7 +290,10 @@ async fn get_issue(
         format!("GET /repos/{owner}/{name}/issues/{number}"),
     )?;
     let body = with_repo(&gh, &owner, &name, |repo, _| {
-        repo.issues.get(&number).map(|i| issue_json(&gh, repo, i))
+        repo.issues
+            .get(&number)
+            .map(|i| issue_json(&gh, repo, i))
+            .or_else(|| repo.pulls.get(&number).map(|p| pull_as_issue(&gh, repo, p)))
     })?;
     body.map(|b| Json(b).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
@@ -337,9 +360,9 @@ async fn create_comment(
             id,
             body: new.body,
             author: "mainloop-bot".into(),
+            updated_at: super::model::timestamp(id),
         };
-        let issue = repo.issues.get_mut(&number)?;
-        issue.comments.push(comment.clone());
+        repo.comments_mut(number)?.push(comment.clone());
         let json = comment_json(&gh, repo, number, &comment);
         let hook = json!({"action": "created", "repository": super::webhooks::repository(repo),
             "issue": {"number": number}, "comment": json});
@@ -348,6 +371,56 @@ async fn create_comment(
     let (body, hook) = body.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
     super::webhooks::deliver(&gh, "issue_comment", hook, "mainloop-bot");
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A person's permission on the repository; `none` for anyone who is not a collaborator.
+async fn collaborator_permission(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, login)): Path<(String, String, String)>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("GET /repos/{owner}/{name}/collaborators/{login}/permission"),
+    )?;
+    let permission = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.collaborators
+            .get(&login)
+            .cloned()
+            .unwrap_or_else(|| "none".into())
+    })?;
+    Ok(
+        Json(json!({"permission": permission, "role_name": permission, "user": user(&login)}))
+            .into_response(),
+    )
+}
+
+/// A comment by `author` (a person, not the token's user), as a test makes one.
+pub(crate) fn add_comment(
+    gh: &FakeGitHub,
+    owner: &str,
+    name: &str,
+    number: u64,
+    author: &str,
+    body: &str,
+) -> Result<Value, Response> {
+    let made = with_repo(gh, owner, name, |repo, id| {
+        let comment = Comment {
+            id,
+            body: body.to_string(),
+            author: author.to_string(),
+            updated_at: super::model::timestamp(id),
+        };
+        repo.comments_mut(number)?.push(comment.clone());
+        let json = comment_json(gh, repo, number, &comment);
+        let hook = json!({"action": "created", "repository": super::webhooks::repository(repo),
+            "issue": {"number": number}, "comment": json});
+        Some((json, hook))
+    })?;
+    let (json, hook) = made.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    super::webhooks::deliver(gh, "issue_comment", hook, author);
+    Ok(json)
 }
 
 async fn list_comments(
@@ -359,9 +432,10 @@ async fn list_comments(
     let path = format!("/repos/{owner}/{name}/issues/{number}/comments");
     authorize(&gh, &headers, format!("GET {path}"))?;
     let items = with_repo(&gh, &owner, &name, |repo, _| {
-        repo.issues.get(&number).map(|i| {
-            i.comments
+        repo.comments(number).map(|comments| {
+            comments
                 .iter()
+                .filter(|c| page.since.as_ref().is_none_or(|since| &c.updated_at >= since))
                 .map(|c| comment_json(&gh, repo, number, c))
                 .collect()
         })
@@ -419,6 +493,7 @@ async fn create_pull(
             state: "open".into(),
             merged: false,
             ci_heads: vec![],
+            comments: vec![],
         };
         let body = pull_json(&gh, repo, &pull);
         repo.pulls.insert(pull.number, pull);

@@ -22,6 +22,14 @@ pub fn router() -> Router<FakeGitHub> {
         .route("/_control/repos", post(create_repo))
         .route("/_control/faults", post(add_fault))
         .route("/_control/webhooks", post(add_hook))
+        .route(
+            "/_control/repos/{owner}/{repo}/issues/{number}/comments",
+            post(comment_as),
+        )
+        .route(
+            "/_control/repos/{owner}/{repo}/collaborators",
+            post(add_collaborator),
+        )
         .route("/_control/webhooks/redeliver", post(redeliver))
         .route(
             "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
@@ -388,6 +396,40 @@ async fn close(
         "octocat",
     );
     Ok(Json(json!({"closed": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct CommentAs {
+    author: String,
+    body: String,
+}
+
+/// A comment by a person: `{author, body}`.
+async fn comment_as(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(comment): Json<CommentAs>,
+) -> Result<Response, Response> {
+    let made = super::api::add_comment(&gh, &owner, &name, number, &comment.author, &comment.body)?;
+    Ok((StatusCode::CREATED, Json(made)).into_response())
+}
+
+#[derive(Deserialize)]
+struct Collaborator {
+    login: String,
+    permission: String,
+}
+
+/// Makes `login` a collaborator with `permission` (`admin`, `write`, `read`).
+async fn add_collaborator(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name)): Path<(String, String)>,
+    Json(who): Json<Collaborator>,
+) -> Result<Response, Response> {
+    super::api::with_repo(&gh, &owner, &name, |repo, _| {
+        repo.collaborators.insert(who.login, who.permission);
+    })?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 /// Registers a webhook: `{url, secret, events?}`.

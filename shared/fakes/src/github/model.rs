@@ -32,6 +32,19 @@ pub struct Comment {
     pub id: u64,
     pub body: String,
     pub author: String,
+    /// RFC 3339, from the fake's clock (one second per id), so `since` works as on GitHub.
+    pub updated_at: String,
+}
+
+/// The fake's timestamp for object `id`: ids grow, so do times; the same format as GitHub's.
+pub fn timestamp(id: u64) -> String {
+    let seconds = id % 86_400;
+    format!(
+        "2026-11-25T{:02}:{:02}:{:02}Z",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -46,6 +59,8 @@ pub struct Pull {
     pub merged: bool,
     /// Heads CI has seen, in order (for the fail-then-pass policy).
     pub ci_heads: Vec<String>,
+    /// Conversation comments (a pull request is an issue: `/issues/{n}/comments`).
+    pub comments: Vec<Comment>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -82,6 +97,8 @@ pub struct Repo {
     pub pulls: BTreeMap<u64, Pull>,
     pub checks: Vec<CheckRun>,
     pub statuses: Vec<CommitStatus>,
+    /// Collaborators' permissions (`admin`, `write`, `read`); anyone else has `none`.
+    pub collaborators: BTreeMap<String, String>,
     /// Issues and pull requests share one sequence, as on GitHub.
     pub next_number: u64,
 }
@@ -108,6 +125,23 @@ pub struct Snapshot {
     pub calls: Vec<String>,
     pub not_modified: Vec<String>,
     pub deliveries: Vec<super::webhooks::Sent>,
+}
+
+impl Repo {
+    /// The comments of issue or pull request `number` (they share numbers and the comments API).
+    pub fn comments_mut(&mut self, number: u64) -> Option<&mut Vec<Comment>> {
+        if let Some(issue) = self.issues.get_mut(&number) {
+            return Some(&mut issue.comments);
+        }
+        self.pulls.get_mut(&number).map(|p| &mut p.comments)
+    }
+
+    pub fn comments(&self, number: u64) -> Option<&Vec<Comment>> {
+        self.issues
+            .get(&number)
+            .map(|i| &i.comments)
+            .or_else(|| self.pulls.get(&number).map(|p| &p.comments))
+    }
 }
 
 impl State {
