@@ -159,6 +159,11 @@ fn main() -> anyhow::Result<()> {
         // The hooked repository's webhook was just set up: GitHub pings it.
         bus.publish(subjects::GITHUB_WEBHOOKS, &delivery("ping-1", "ping", json!({"zen": "Keep it simple.",
             "repository": {"full_name": "acme/hooked"}})), Expect::Any).await?;
+        // Webhooks are set up before any task starts: the ping is taken first.
+        let mut work = bus.jetstream().get_stream(subjects::WORK).await?;
+        while work.info().await?.state.messages > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The hour starts when the watches do: their first polls (answers not seen yet, CI found
         // green) are part of the hour, as they would be on GitHub.
         watch(&bus, "t1", "ours", ours).await?;

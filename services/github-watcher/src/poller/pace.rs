@@ -3,7 +3,7 @@
 //! changes, the interval doubles up to the maximum, so a pull request waiting for its reviewers
 //! costs a few calls an hour instead of one every few seconds. In a repository whose webhooks
 //! reach us, GitHub says when something changes, so polling is only the fallback for a lost
-//! delivery: every `hooked` interval. Pure, so it is tested without time.
+//! delivery: every `hooked` interval (an hour by default). Pure, so it is tested without time.
 
 use std::time::Duration;
 
