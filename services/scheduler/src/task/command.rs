@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use mainloop_events::v1::{
-    Answer, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated, JobFailed, JobSucceeded,
-    PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
+    Answer, AuthorPermission, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated, JobFailed,
+    JobSucceeded, PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
 };
 
 /// What the person decided about a plan in review.
@@ -59,6 +59,13 @@ pub enum Command {
     CiTimedOut(CiTimedOut),
     PullRequestMerged(PullRequestMerged),
     PullRequestClosed(PullRequestClosed),
+    /// A comment on the task's issue or pull request that mainloop did not write.
+    GitHubComment {
+        comment_id: u64,
+        author: String,
+        permission: AuthorPermission,
+        body: String,
+    },
     /// Decides nothing; the caller appends whatever follow-ups are due.
     Reconcile,
 }

@@ -1,12 +1,14 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
-    CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason, FeedbackAddressed,
-    ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled, PlanApproved, PlanProposed,
-    PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, TaskCancelled,
-    TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
+    AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason,
+    FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled,
+    PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered,
+    QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting,
+    job_succeeded,
 };
 
 use super::state::status_name;
+use super::steering::{self, Steer};
 use super::text::branch_name;
 use super::{Backoff, Command, PlanAction, Rejection, Task};
 use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, effect_id};
@@ -38,6 +40,7 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             require(task, TaskStatus::ReadyToImplement, "start implementation")?;
             Ok(vec![Payload::ImplementationStarted(ImplementationStarted {
                 branch_name: task.branch_name.clone(),
+                ..Default::default()
             })])
         }
         Command::Cancel { by } => {
@@ -50,6 +53,12 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             Ok(vec![cancelled("cancelled by the person", by)])
         }
         Command::Retry => retry(task),
+        Command::GitHubComment {
+            comment_id,
+            author,
+            permission,
+            body,
+        } => Ok(steer_from_github(task, *comment_id, author, *permission, body)),
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
         Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
         Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
@@ -163,6 +172,7 @@ fn cancelled(reason: &str, by: &str) -> Payload {
     Payload::TaskCancelled(TaskCancelled {
         reason: reason.to_string(),
         cancelled_by: by.to_string(),
+        ..Default::default()
     })
 }
 
@@ -242,6 +252,7 @@ fn answer_questions(
         round: task.plan_round,
         answers: named,
         answered_by: by.to_string(),
+        ..Default::default()
     })])
 }
 
@@ -273,6 +284,7 @@ fn review_plan(
             plan_revision: task.plan_revision,
             branch_name: branch_name(&task.description, task.issue_number),
             approved_by: by.to_string(),
+            ..Default::default()
         })],
         PlanAction::Revise => {
             if feedback.trim().is_empty() {
@@ -282,10 +294,57 @@ fn review_plan(
                 plan_revision: task.plan_revision,
                 feedback: feedback.trim().to_string(),
                 requested_by: by.to_string(),
+                ..Default::default()
             })]
         }
         PlanAction::Cancel => vec![cancelled("plan cancelled", by)],
     })
+}
+
+/// What a comment on GitHub decides: only people who may write to the repository steer, each
+/// comment once, and a comment that asks for what the task cannot do now decides nothing (the
+/// same rules as the inbox's buttons). The events it causes name the comment.
+fn steer_from_github(
+    task: &Task,
+    comment_id: u64,
+    author: &str,
+    permission: AuthorPermission,
+    body: &str,
+) -> Vec<Payload> {
+    if comment_id <= task.last_comment_id
+        || !matches!(permission, AuthorPermission::Write | AuthorPermission::Admin)
+    {
+        return vec![];
+    }
+    let by = format!("github:{author}");
+    let decided = match steering::read(body, task.status, &task.questions) {
+        Steer::Approve => review_plan(task, PlanAction::Approve, 0, "", &by),
+        Steer::Revise(feedback) => review_plan(task, PlanAction::Revise, 0, &feedback, &by),
+        Steer::Answer(answers) => answer_questions(task, &answers, false, &by),
+        Steer::Implement => decide(task, &Command::StartImplementation),
+        Steer::Cancel => decide(task, &Command::Cancel { by }),
+        Steer::Retry => retry(task),
+        Steer::Nothing => return vec![],
+    };
+    decided
+        .unwrap_or_default()
+        .into_iter()
+        .map(|event| from_comment(event, comment_id))
+        .collect()
+}
+
+/// Names the comment an event came from.
+fn from_comment(mut event: Payload, comment_id: u64) -> Payload {
+    match &mut event {
+        Payload::QuestionsAnswered(e) => e.github_comment_id = comment_id,
+        Payload::PlanRevisionRequested(e) => e.github_comment_id = comment_id,
+        Payload::PlanApproved(e) => e.github_comment_id = comment_id,
+        Payload::ImplementationStarted(e) => e.github_comment_id = comment_id,
+        Payload::TaskCancelled(e) => e.github_comment_id = comment_id,
+        Payload::TaskRetried(e) => e.github_comment_id = comment_id,
+        _ => {}
+    }
+    event
 }
 
 fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {
@@ -297,6 +356,7 @@ fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {
     }
     Ok(vec![Payload::TaskRetried(TaskRetried {
         attempt: task.retries + 1,
+        ..Default::default()
     })])
 }
 

@@ -37,10 +37,12 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
             requests.push(if task.plan_revision > 0 && !task.branch_name.is_empty() {
                 Payload::ImplementationStarted(ImplementationStarted {
                     branch_name: task.branch_name.clone(),
+                    ..Default::default()
                 })
             } else if task.skip_plan {
                 Payload::ImplementationStarted(ImplementationStarted {
                     branch_name: branch_name(&task.description, 0),
+                    ..Default::default()
                 })
             } else {
                 Payload::PlanningStarted(PlanningStarted {
@@ -53,6 +55,7 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         TaskStatus::ReadyToImplement => {
             requests.push(Payload::ImplementationStarted(ImplementationStarted {
                 branch_name: task.branch_name.clone(),
+                ..Default::default()
             }));
         }
         TaskStatus::Planning if task.job.is_none() => {

@@ -8,6 +8,7 @@ mod command;
 mod decide;
 mod follow_ups;
 mod state;
+mod steering;
 mod text;
 
 #[cfg(test)]

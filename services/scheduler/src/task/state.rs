@@ -53,6 +53,8 @@ pub struct Task {
     pub retries: u32,
     pub error: String,
     pub failed_in: TaskStatus,
+    /// The newest GitHub comment that steered the task; older ones (a re-read) steer no more.
+    pub last_comment_id: u64,
 }
 
 impl Task {
@@ -77,9 +79,26 @@ pub fn status_name(status: TaskStatus) -> &'static str {
     status.api_name()
 }
 
+/// The GitHub comment an event came from, if one did.
+fn steered_by_comment(event: &Payload) -> Option<u64> {
+    let id = match event {
+        Payload::QuestionsAnswered(e) => e.github_comment_id,
+        Payload::PlanRevisionRequested(e) => e.github_comment_id,
+        Payload::PlanApproved(e) => e.github_comment_id,
+        Payload::ImplementationStarted(e) => e.github_comment_id,
+        Payload::TaskCancelled(e) => e.github_comment_id,
+        Payload::TaskRetried(e) => e.github_comment_id,
+        _ => 0,
+    };
+    (id > 0).then_some(id)
+}
+
 /// Applies one event. Events not about tasks are ignored.
 pub fn evolve(task: &mut Task, event: &Payload) {
     let before = task.status;
+    if let Some(comment) = steered_by_comment(event) {
+        task.last_comment_id = task.last_comment_id.max(comment);
+    }
     if let Some(status) = event.task_status_after() {
         task.status = status;
     }

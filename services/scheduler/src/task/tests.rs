@@ -693,3 +693,120 @@ fn ci_pending_too_long_fails_the_task_with_retry_and_only_for_the_current_head()
         "a retry waits for CI again"
     );
 }
+
+fn comment(id: u64, permission: mainloop_events::v1::AuthorPermission, body: &str) -> Command {
+    Command::GitHubComment {
+        comment_id: id,
+        author: "maria".into(),
+        permission,
+        body: body.into(),
+    }
+}
+
+use mainloop_events::v1::AuthorPermission;
+
+#[test]
+fn a_writer_approves_on_github_once_and_others_change_nothing() {
+    let mut task = in_review();
+    assert_eq!(
+        when(&mut task, comment(10, AuthorPermission::Read, "lgtm")),
+        Ok(vec![]),
+        "read access does not steer"
+    );
+    assert_eq!(
+        when(&mut task, comment(11, AuthorPermission::None, "/approve")),
+        Ok(vec![])
+    );
+    let events = when(&mut task, comment(12, AuthorPermission::Write, "LGTM!")).unwrap_or_default();
+    assert_eq!(
+        types(&events),
+        ["PlanApproved", "ImplementationStarted", "JobRequested"]
+    );
+    let Payload::PlanApproved(approved) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (approved.approved_by.as_str(), approved.github_comment_id),
+        ("github:maria", 12)
+    );
+    assert_eq!(
+        when(&mut task, comment(12, AuthorPermission::Write, "LGTM!")),
+        Ok(vec![]),
+        "the same comment read again steers no more"
+    );
+    assert_eq!(
+        when(&mut task, comment(13, AuthorPermission::Admin, "lgtm")),
+        Ok(vec![]),
+        "nothing to approve any more: nothing happens"
+    );
+}
+
+#[test]
+fn any_other_comment_on_a_plan_in_review_asks_for_a_revision() {
+    let mut task = in_review();
+    let events = when(&mut task, comment(20, AuthorPermission::Write, "approve? no")).unwrap_or_default();
+    assert_eq!(types(&events)[0], "PlanRevisionRequested");
+    let Payload::PlanRevisionRequested(revise) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            revise.feedback.as_str(),
+            revise.requested_by.as_str(),
+            revise.github_comment_id
+        ),
+        ("approve? no", "github:maria", 20)
+    );
+    assert_eq!(task.status, TaskStatus::Planning);
+    assert_eq!(
+        when(&mut task, comment(19, AuthorPermission::Write, "/cancel")),
+        Ok(vec![]),
+        "an older comment, read late, steers no more"
+    );
+}
+
+#[test]
+fn questions_are_answered_and_tasks_cancelled_from_github() {
+    let mut task = given(&[spawn()]);
+    let (job_id, attempt) = current_job(&task);
+    let asked = Command::JobSucceeded(JobSucceeded {
+        job_id,
+        attempt,
+        mode: JobMode::Plan as i32,
+        outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+            plan_text: "draft".into(),
+            questions: vec![Question {
+                id: "x".into(),
+                header: "Placement".into(),
+                question: "Where should it go?".into(),
+                options: vec![
+                    QuestionOption {
+                        label: "Top".into(),
+                        description: String::new(),
+                    },
+                    QuestionOption {
+                        label: "Bottom".into(),
+                        description: String::new(),
+                    },
+                ],
+                multi_select: false,
+            }],
+            suggested_options: vec![],
+        })),
+        ..Default::default()
+    });
+    handle(&mut task, &asked).ok();
+    let events = when(&mut task, comment(30, AuthorPermission::Write, "1. B")).unwrap_or_default();
+    assert_eq!(types(&events)[0], "QuestionsAnswered");
+    let Payload::QuestionsAnswered(answered) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(answered.answers[0].values, ["Bottom"]);
+    assert_eq!(
+        (answered.answered_by.as_str(), answered.github_comment_id),
+        ("github:maria", 30)
+    );
+    let events = when(&mut task, comment(31, AuthorPermission::Write, "/cancel")).unwrap_or_default();
+    assert_eq!(types(&events)[0], "TaskCancelled");
+    assert_eq!(task.status, TaskStatus::Cancelled);
+}

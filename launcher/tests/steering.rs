@@ -1,0 +1,174 @@
+//! Steering from GitHub, through `mainloop up` against the fake GitHub: comments on the plan's
+//! issue are read with their authors' permissions; a stranger's "lgtm" changes nothing; "approve?
+//! no" from a collaborator asks for a revision; a collaborator's "lgtm" approves, and the task
+//! goes on to merged with the inbox item resolved.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{Mainloop, until};
+use mainloop_bus::Bus;
+use mainloop_events::{Payload, subjects};
+use mainloop_fakes::anthropic::FakeAnthropic;
+use mainloop_fakes::github::FakeGitHub;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Waits until the task's GITHUB events include `count` comments read.
+async fn comments_read(bus: &Bus, task: &str, count: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = bus
+            .read_subject(subjects::GITHUB, &subjects::github("alice", task)?, 0)
+            .await?
+            .iter()
+            .filter(|s| matches!(s.event.payload, Some(Payload::IssueCommentReceived(_))))
+            .count();
+        if read >= count {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{read} of {count} comments read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new().prefix("mainloop-steering-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    let control = |path: &str, body: Value| {
+        http.post(format!("{github_url}/_control/repos/acme/widgets{path}"))
+            .json(&body)
+            .send()
+    };
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    control("/collaborators", json!({"login": "maria", "permission": "write"}))
+        .await?
+        .error_for_status()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Mainloop::start(
+        &dir.path().join(".mainloop"),
+        port,
+        &github_url,
+        "gh",
+        &llm_url,
+        "sk",
+    )?;
+    let nats_url = up
+        .nats_url()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
+    let bus = Bus::connect(
+        &nats_url,
+        "steering",
+        Duration::from_secs(10),
+        &CancellationToken::new(),
+    )
+    .await?;
+
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    let tasks = until(&http, &format!("{base}/tasks"), "the plan on its issue", |t| {
+        t[0]["status"] == "waiting_plan_review" && !t[0]["issue_url"].is_null()
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
+    let issue = tasks[0]["issue_number"].as_u64().unwrap_or(1);
+    let comment = |author: &str, body: &str| {
+        control(
+            &format!("/issues/{issue}/comments"),
+            json!({"author": author, "body": body}),
+        )
+    };
+
+    // A stranger cannot approve: the comment is read, and nothing changes.
+    comment("stranger", "lgtm").await?.error_for_status()?;
+    comments_read(&bus, &task_id, 1).await?;
+    let task: Value = http
+        .get(format!("{base}/tasks/{task_id}"))
+        .header("x-user-id", "alice")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(task["status"], "waiting_plan_review", "{task}");
+
+    // "approve? no" from a collaborator is a revision: a new plan comes for review.
+    comment("maria", "approve? no").await?.error_for_status()?;
+    until(
+        &http,
+        &format!("{base}/tasks/{task_id}"),
+        "the revised plan",
+        |t| t["status"] == "waiting_plan_review" && t["plan_revision"] == 2,
+    )
+    .await?;
+
+    // Her "lgtm" approves: the inbox item goes away and the work goes on to merged.
+    comment("maria", "lgtm").await?.error_for_status()?;
+    let ready = until(&http, &format!("{base}/queue"), "code ready", |q| {
+        q[0]["item_type"] == "code_ready"
+    })
+    .await?;
+    let pull = ready[0]["context"]["pr_url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let history = bus
+        .read_subject(subjects::TASKS, &subjects::task("alice", &task_id)?, 0)
+        .await?;
+    let approvals: Vec<(String, u64)> = history
+        .iter()
+        .filter_map(|s| match &s.event.payload {
+            Some(Payload::PlanApproved(a)) => Some((a.approved_by.clone(), a.github_comment_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(approvals[0].0, "github:maria");
+    assert!(approvals[0].1 > 0);
+    http.post(format!(
+        "{github_url}/_control/repos/acme/widgets/pulls/{pull}/merge"
+    ))
+    .send()
+    .await?
+    .error_for_status()?;
+    until(&http, &format!("{base}/tasks/{task_id}"), "DONE", |t| {
+        t["status"] == "completed"
+    })
+    .await?;
+    drop(up);
+    Ok(())
+}
