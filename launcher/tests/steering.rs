@@ -172,3 +172,133 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
     drop(up);
     Ok(())
 }
+
+/// Questions go to the issue as one comment (numbered, options lettered); a collaborator answers
+/// there ("1. A"); the answers are acknowledged on the issue, the inbox item goes away, and the
+/// plan that follows uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_are_asked_and_answered_on_the_issue() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new().prefix("mainloop-questions-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
+        .json(&json!({"login": "maria", "permission": "admin"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _up = Mainloop::start(
+        &dir.path().join(".mainloop"),
+        port,
+        &github_url,
+        "gh",
+        &llm_url,
+        "sk",
+    )?;
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(json!({"message":
+        "add a quick start section to the README of https://github.com/acme/widgets, ask me where"}))
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    until(&http, &format!("{base}/queue"), "the questions", |q| {
+        q[0]["item_type"] == "question"
+    })
+    .await?;
+    // The questions comment, on the issue made when planning began.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let questions = loop {
+        let state = github.snapshot();
+        let found = state.repos["acme/widgets"].issues.get(&1).and_then(|i| {
+            i.comments
+                .iter()
+                .find(|c| c.body.starts_with("## Questions"))
+                .cloned()
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no questions comment");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        questions.body.contains("**1. Where should the new section go?**")
+            && questions.body.contains("A. Top")
+            && questions.body.contains("B. Bottom"),
+        "{}",
+        questions.body
+    );
+    http.post(format!(
+        "{github_url}/_control/repos/acme/widgets/issues/1/comments"
+    ))
+    .json(&json!({"author": "maria", "body": "1. B"}))
+    .send()
+    .await?
+    .error_for_status()?;
+    until(
+        &http,
+        &format!("{base}/tasks"),
+        "the plan after the answers",
+        |t| t[0]["status"] == "waiting_plan_review",
+    )
+    .await?;
+    // The issue's body says what the answers settled once the plan is in it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !github.snapshot().repos["acme/widgets"].issues[&1]
+        .body
+        .contains("## Requirements\n\n- Where should the new section go?: Bottom")
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no requirements in the issue: {}",
+            github.snapshot().repos["acme/widgets"].issues[&1].body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        github.snapshot().repos["acme/widgets"].issues[&1]
+            .body
+            .contains("Bottom")
+    );
+    let state = github.snapshot();
+    let comments = &state.repos["acme/widgets"].issues[&1].comments;
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.body.starts_with("Thanks, got the answers") && c.body.contains("Bottom")),
+        "acknowledged on the issue: {comments:?}"
+    );
+    let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
+        q[0]["item_type"] == "plan_review"
+    })
+    .await?;
+    assert_eq!(
+        queue.as_array().map(Vec::len),
+        Some(1),
+        "the question item went away: {queue}"
+    );
+    Ok(())
+}

@@ -129,8 +129,14 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
     };
     assert_eq!((requested.mode(), requested.attempt), (JobMode::Plan, 1));
     assert_eq!(
-        types(&task_events(bus, 3).await?),
-        ["TaskSpawned", "PlanningStarted", "JobRequested"]
+        types(&task_events(bus, 4).await?),
+        [
+            "TaskSpawned",
+            "PlanningStarted",
+            "GitHubEffectRequested",
+            "JobRequested"
+        ],
+        "the issue is asked for as planning starts"
     );
 
     // Approving now is refused with the reason, and nothing is stored.
@@ -186,12 +192,9 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
             .await?;
     }
     let events = task_events(bus, 6).await?;
-    assert_eq!(
-        types(&events)[3..],
-        ["PlanProposed", "GitHubEffectRequested", "NeedsApproval"]
-    );
+    assert_eq!(types(&events)[4..], ["PlanProposed", "NeedsApproval"]);
     let effect = take_work(bus, "test-github", "work.github.>").await?;
-    assert_eq!(effect.id, events[4].id, "the work item is the task event itself");
+    assert_eq!(effect.id, events[2].id, "the work item is the task event itself");
 
     // The issue exists; approval of the current revision starts implementing.
     let created = Envelope::new(
@@ -205,7 +208,7 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
     );
     bus.publish(&subjects::github("u1", "t1")?, &created, Expect::Any)
         .await?;
-    task_events(bus, 7).await?;
+    task_events(bus, 9).await?;
     let approve = ReviewPlan {
         plan_revision: 1,
         ..early
@@ -213,15 +216,18 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
     let accepted: TaskAccepted =
         request::send(bus, "cmd.scheduler.review-plan", &approve, Duration::from_secs(5)).await?;
     assert_eq!(accepted.status(), TaskStatus::Implementing);
-    let events = task_events(bus, 10).await?;
+    let events = task_events(bus, 12).await?;
     assert_eq!(
         types(&events)[6..],
         [
             "IssueLinked",
+            "GitHubEffectRequested",
+            "GitHubEffectRequested",
             "PlanApproved",
             "ImplementationStarted",
             "JobRequested"
-        ]
+        ],
+        "linked: the plan goes into the issue and a comment says how to steer"
     );
     let Some(Payload::IssueLinked(linked)) = &events[6].payload else {
         anyhow::bail!("not linked")
@@ -302,8 +308,8 @@ async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> an
         Duration::from_secs(5),
     )
     .await?;
-    let events = task_events(&bus, 3).await?;
-    let Some(Payload::JobRequested(job)) = &events[2].payload else {
+    let events = task_events(&bus, 4).await?;
+    let Some(Payload::JobRequested(job)) = &events[3].payload else {
         anyhow::bail!("{:?}", types(&events))
     };
     let failed = Envelope::new(
@@ -320,8 +326,8 @@ async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> an
     let failed_at = tokio::time::Instant::now();
     bus.publish(&subjects::job("u1", "t1")?, &failed, Expect::Any)
         .await?;
-    let events = task_events(&bus, 4).await?;
-    let Some(Payload::JobRetryScheduled(retry)) = &events[3].payload else {
+    let events = task_events(&bus, 5).await?;
+    let Some(Payload::JobRetryScheduled(retry)) = &events[4].payload else {
         anyhow::bail!("{:?}", types(&events))
     };
     assert_eq!(retry.attempt, 2);
@@ -332,8 +338,8 @@ async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> an
     service.await??;
     let second = CancellationToken::new();
     let service = start(second.clone());
-    let events = task_events(&bus, 5).await?;
-    let Some(Payload::JobRequested(again)) = &events[4].payload else {
+    let events = task_events(&bus, 6).await?;
+    let Some(Payload::JobRequested(again)) = &events[5].payload else {
         anyhow::bail!("{:?}", types(&events))
     };
     assert_eq!((again.job_id.as_str(), again.attempt), (job.job_id.as_str(), 2));
@@ -343,8 +349,8 @@ async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> an
         failed_at.elapsed()
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let events = task_events(&bus, 5).await?;
-    assert_eq!(events.len(), 5, "the timer fired once: {:?}", types(&events));
+    let events = task_events(&bus, 6).await?;
+    assert_eq!(events.len(), 6, "the timer fired once: {:?}", types(&events));
     second.cancel();
     service.await??;
     Ok(())

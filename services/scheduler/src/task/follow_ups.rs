@@ -2,13 +2,13 @@ use mainloop_events::Payload;
 use mainloop_events::v1::{
     ApprovalKind, CloseIssue, ClosePullRequest, CreateIssue, GitHubEffectRequested, ImplementationStarted,
     JobCancellationRequested, JobMode, JobRequested, MarkPullRequestReady, NeedsApproval, OpenPullRequest,
-    PlanningStarted, TaskStatus, UpdateIssueBody, git_hub_effect_requested::Effect,
+    PlanningStarted, PostComment, TaskStatus, UpdateIssueBody, git_hub_effect_requested::Effect,
 };
 
 use super::Task;
 use super::text::{
-    branch_name, fix_prompt, implement_prompt, issue_body, issue_title, plan_context, plan_prompt,
-    pull_request_body,
+    answers_comment, branch_name, fix_prompt, implement_prompt, issue_body, issue_title, plan_context,
+    plan_prompt, pull_request_body, questions_comment, steering_help,
 };
 
 pub const CREATE_ISSUE: &str = "create-issue";
@@ -31,6 +31,24 @@ pub fn effect_id(task: &Task, kind: &str) -> String {
 /// again after a crash because the state still shows it missing.
 pub fn follow_ups(task: &Task) -> Vec<Payload> {
     let mut requests = Vec::new();
+    // The issue is where people follow and steer the plan: it exists from the start of planning.
+    if matches!(
+        task.status,
+        TaskStatus::Planning | TaskStatus::WaitingQuestions | TaskStatus::WaitingPlanReview
+    ) && task.issue_number == 0
+        && !requested(task, CREATE_ISSUE)
+    {
+        requests.push(effect(
+            task,
+            CREATE_ISSUE,
+            Effect::CreateIssue(CreateIssue {
+                title: issue_title(&task.description),
+                body: issue_body(task),
+                labels: vec!["mainloop-plan".into(), "planning".into()],
+            }),
+        ));
+    }
+    requests.extend(issue_comments(task));
     match task.status {
         TaskStatus::Pending => {
             // A new or retried task starts; a retry after an approved plan resumes implementing.
@@ -79,17 +97,7 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         }
         TaskStatus::WaitingPlanReview => {
             let body_effect = format!("issue-body-r{}", task.plan_revision);
-            if task.issue_number == 0 && !requested(task, CREATE_ISSUE) {
-                requests.push(effect(
-                    task,
-                    CREATE_ISSUE,
-                    Effect::CreateIssue(CreateIssue {
-                        title: issue_title(&task.description),
-                        body: issue_body(task),
-                        labels: vec!["mainloop-plan".into(), "planning".into()],
-                    }),
-                ));
-            } else if task.issue_number > 0 && task.plan_revision > 1 && !requested(task, &body_effect) {
+            if task.issue_number > 0 && !requested(task, &body_effect) {
                 requests.push(effect(
                     task,
                     &body_effect,
@@ -183,6 +191,46 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         _ => {}
     }
     requests
+}
+
+/// What mainloop says on the issue: the questions (one comment per round), the acknowledgement
+/// of answers however they were given, and, once, how to steer the plan from there.
+fn issue_comments(task: &Task) -> Vec<Payload> {
+    if task.issue_number == 0 {
+        return vec![];
+    }
+    let comment = |kind: String, body: String| {
+        (!requested(task, &kind)).then(|| {
+            effect(
+                task,
+                &kind,
+                Effect::PostComment(PostComment {
+                    issue_number: task.issue_number,
+                    body,
+                }),
+            )
+        })
+    };
+    let mut comments = Vec::new();
+    match task.status {
+        TaskStatus::WaitingQuestions => {
+            comments.extend(comment(
+                format!("questions-r{}", task.plan_round),
+                questions_comment(task),
+            ));
+        }
+        TaskStatus::Planning if task.answered_round > 0 => {
+            comments.extend(comment(
+                format!("answers-r{}", task.answered_round),
+                answers_comment(task),
+            ));
+        }
+        TaskStatus::WaitingPlanReview => {
+            comments.extend(comment("plan-help".into(), steering_help()));
+        }
+        _ => {}
+    }
+    comments
 }
 
 fn requested(task: &Task, kind: &str) -> bool {

@@ -55,6 +55,10 @@ pub struct Task {
     pub failed_in: TaskStatus,
     /// The newest GitHub comment that steered the task; older ones (a re-read) steer no more.
     pub last_comment_id: u64,
+    /// The plan round whose questions were last answered, and the answers given then (for the
+    /// acknowledgement on the issue).
+    pub answered_round: u32,
+    pub last_answers: Vec<Answer>,
 }
 
 impl Task {
@@ -117,6 +121,8 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::QuestionsAnswered(e) => {
             task.answers.extend(e.answers.iter().cloned());
+            task.answered_round = e.round;
+            task.last_answers = e.answers.clone();
             task.questions.clear();
         }
         Payload::PlanProposed(e) => {

@@ -134,7 +134,16 @@ fn with_open_pr() -> Task {
 fn spawning_starts_planning_and_requests_a_plan_job() {
     let mut task = Task::default();
     let events = when(&mut task, spawn()).unwrap_or_default();
-    assert_eq!(types(&events), ["TaskSpawned", "PlanningStarted", "JobRequested"]);
+    assert_eq!(
+        types(&events),
+        [
+            "TaskSpawned",
+            "PlanningStarted",
+            "GitHubEffectRequested",
+            "JobRequested"
+        ],
+        "the issue is asked for as planning starts"
+    );
     assert_eq!(task.status, TaskStatus::Planning);
     let job = task.job.clone().unwrap_or_default();
     assert_eq!(
@@ -176,16 +185,17 @@ fn a_repeated_spawn_is_a_no_op_and_a_bad_one_is_refused() {
 }
 
 #[test]
-fn a_plan_goes_to_review_on_a_new_issue_and_asks_the_person_once() {
+fn a_plan_goes_to_review_on_the_issue_made_when_planning_began_and_asks_once() {
     let mut task = given(&[spawn()]);
+    assert!(
+        task.effects.contains("t1:create-issue"),
+        "the issue is asked for when planning starts"
+    );
     let done = plan_done(&task, "**Option A**: one section\n**Option B**: a new page");
     let events = when(&mut task, done).unwrap_or_default();
-    assert_eq!(
-        types(&events),
-        ["PlanProposed", "GitHubEffectRequested", "NeedsApproval"]
-    );
+    assert_eq!(types(&events), ["PlanProposed", "NeedsApproval"]);
     assert_eq!(task.status, TaskStatus::WaitingPlanReview);
-    let Payload::NeedsApproval(asked) = &events[2] else {
+    let Payload::NeedsApproval(asked) = &events[1] else {
         unreachable!()
     };
     assert_eq!(asked.options, ["Approve", "Use A", "Use B", "Request changes"]);
@@ -197,8 +207,22 @@ fn a_plan_goes_to_review_on_a_new_issue_and_asks_the_person_once() {
             issue_number: 7,
             issue_url: "u/7".into(),
         }),
+    )
+    .unwrap_or_default();
+    // The plan goes into the issue's body, and a comment says how to steer from there.
+    assert_eq!(
+        types(&linked),
+        ["IssueLinked", "GitHubEffectRequested", "GitHubEffectRequested"]
     );
-    assert_eq!(linked.map(|e| types(&e)), Ok(vec!["IssueLinked"]));
+    let effects: Vec<String> = linked
+        .iter()
+        .filter_map(|e| match e {
+            Payload::GithubEffectRequested(r) => Some(r.effect_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(effects, ["t1:plan-help", "t1:issue-body-r1"]);
+    assert_eq!(follow_ups(&task), vec![], "each said once");
 }
 
 #[test]
@@ -374,7 +398,13 @@ fn job_results_must_name_the_current_job_and_attempt() {
     let retried = when(&mut task, Command::Retry).unwrap_or_default();
     assert_eq!(
         types(&retried),
-        ["TaskRetried", "PlanningStarted", "JobRequested"]
+        [
+            "TaskRetried",
+            "PlanningStarted",
+            "GitHubEffectRequested",
+            "JobRequested"
+        ],
+        "the issue the failed attempt never got is asked for again"
     );
     assert!(task.error.is_empty());
 }
@@ -535,7 +565,7 @@ fn reconcile_repairs_a_crash_between_two_appends() {
     assert!(task.job.is_none());
     assert_eq!(
         when(&mut task, Command::Reconcile).map(|e| types(&e)),
-        Ok(vec!["PlanningStarted", "JobRequested"])
+        Ok(vec!["PlanningStarted", "GitHubEffectRequested", "JobRequested"])
     );
     assert_eq!(when(&mut task, Command::Reconcile), Ok(vec![]));
 }

@@ -82,14 +82,84 @@ pub fn branch_name(description: &str, issue_number: u64) -> String {
     format!("{kind}/{slug}")
 }
 
+/// The issue: the request, what the person's answers settled, the plan, and where it stands.
 pub fn issue_body(task: &Task) -> String {
+    let plan = if task.plan_text.trim().is_empty() {
+        "_Planning: the agent is reading the code._"
+    } else {
+        task.plan_text.trim()
+    };
+    let requirements = if task.answers.is_empty() {
+        String::new()
+    } else {
+        let settled: Vec<String> = task
+            .answers
+            .iter()
+            .map(|a| format!("- {}: {}", a.header, a.values.join(", ")))
+            .collect();
+        format!("## Requirements\n\n{}\n\n", settled.join("\n"))
+    };
+    let status = if task.plan_revision == 0 {
+        "planning".to_string()
+    } else {
+        format!("plan revision {} waits for review", task.plan_revision)
+    };
     format!(
-        "## Original Request\n\n{}\n\n## Implementation Plan\n\n{}\n\n---\n_Planned by mainloop · task `{}` · plan revision {}_\n",
+        "## Original Request\n\n{}\n\n{requirements}## Implementation Plan\n\n{plan}\n\n## Status\n\n{status}\n\n---\n_Planned by mainloop · task `{}` · plan revision {}_\n",
         task.description.trim(),
-        task.plan_text.trim(),
         task.task_id,
         task.plan_revision,
     )
+}
+
+/// The questions as one comment: numbered, options lettered, and how to answer.
+pub fn questions_comment(task: &Task) -> String {
+    let mut text = String::from("## Questions\n\nThe agent needs answers before it can plan:\n");
+    for (i, question) in task.questions.iter().enumerate() {
+        text.push_str(&format!(
+            "\n**{}. {}** ({})\n",
+            i + 1,
+            question.question,
+            question.header
+        ));
+        for (letter, option) in ('A'..='Z').zip(&question.options) {
+            text.push_str(&format!(
+                "   {letter}. {} — {}\n",
+                option.label, option.description
+            ));
+        }
+        if question.multi_select {
+            text.push_str("   _(several may apply: \"1. A, C\")_\n");
+        }
+    }
+    text.push_str(
+        "\nReply with one line per question, like `1. A` (or `Header: your answer`), or answer in the \
+         mainloop inbox. Only people with write access steer this task.\n",
+    );
+    text
+}
+
+/// The acknowledgement of answers, wherever they were given.
+pub fn answers_comment(task: &Task) -> String {
+    let answers: Vec<String> = task
+        .last_answers
+        .iter()
+        .map(|a| format!("- {}: {}", a.header, a.values.join(", ")))
+        .collect();
+    format!(
+        "Thanks, got the answers:\n\n{}\n\nPlanning again with them.\n",
+        answers.join("\n")
+    )
+}
+
+/// How to steer from the issue, said once when the first plan is ready.
+pub fn steering_help() -> String {
+    "The plan is ready for review (in the issue body above).\n\n\
+     - To approve, reply `approve`, `lgtm` or `/approve`, or approve in the mainloop inbox.\n\
+     - To change it, reply with what to change (or `/revise <what>`): a new revision follows.\n\
+     - `/cancel` stops the task.\n\n\
+     Only people with write access to this repository steer this task.\n"
+        .to_string()
 }
 
 pub fn pull_request_body(task: &Task) -> String {
