@@ -157,6 +157,19 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
         })
         .collect();
     assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let state = github.snapshot();
+    let widgets = &state.repos["acme/widgets"];
+    let said: Vec<&str> = widgets.issues[&issue]
+        .comments
+        .iter()
+        .filter(|c| c.author == "mainloop-bot")
+        .map(|c| c.body.as_str())
+        .collect();
+    assert!(
+        said.iter().any(|c| c.contains("To approve, reply `approve`"))
+            && said.iter().any(|c| c.contains("approved by @maria")),
+        "how to steer, and who approved, on the issue: {said:?}"
+    );
     assert_eq!(approvals[0].0, "github:maria");
     assert!(approvals[0].1 > 0);
     http.post(format!(
@@ -169,6 +182,14 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
         t["status"] == "completed"
     })
     .await?;
+    let number: u64 = pull.parse()?;
+    assert!(
+        github.snapshot().repos["acme/widgets"].pulls[&number]
+            .comments
+            .iter()
+            .any(|c| c.body.contains("ready for review")),
+        "the pull request says it is ready and why"
+    );
     drop(up);
     Ok(())
 }

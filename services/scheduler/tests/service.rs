@@ -216,7 +216,7 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
     let accepted: TaskAccepted =
         request::send(bus, "cmd.scheduler.review-plan", &approve, Duration::from_secs(5)).await?;
     assert_eq!(accepted.status(), TaskStatus::Implementing);
-    let events = task_events(bus, 12).await?;
+    let events = task_events(bus, 13).await?;
     assert_eq!(
         types(&events)[6..],
         [
@@ -224,6 +224,7 @@ async fn a_spawned_task_plans_proposes_and_waits_for_review() -> anyhow::Result<
             "GitHubEffectRequested",
             "GitHubEffectRequested",
             "PlanApproved",
+            "GitHubEffectRequested",
             "ImplementationStarted",
             "JobRequested"
         ],

@@ -7,8 +7,8 @@ use mainloop_events::v1::{
 
 use super::Task;
 use super::text::{
-    answers_comment, branch_name, fix_prompt, implement_prompt, issue_body, issue_title, plan_context,
-    plan_prompt, pull_request_body, questions_comment, steering_help,
+    answers_comment, approval_comment, branch_name, fix_prompt, implement_prompt, issue_body, issue_title,
+    plan_context, plan_prompt, pull_request_body, questions_comment, ready_comment, steering_help,
 };
 
 pub const CREATE_ISSUE: &str = "create-issue";
@@ -229,6 +229,30 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
             comments.extend(comment("plan-help".into(), steering_help()));
         }
         _ => {}
+    }
+    if let Some((revision, by)) = &task.approved
+        && matches!(
+            task.status,
+            TaskStatus::ReadyToImplement | TaskStatus::Implementing
+        )
+    {
+        comments.extend(comment(
+            format!("approved-r{revision}"),
+            approval_comment(*revision, by),
+        ));
+    }
+    if task.status == TaskStatus::UnderReview && task.pr_number > 0 && !task.head_sha.is_empty() {
+        let kind = format!("ready-{}", task.head_sha.get(..12).unwrap_or(&task.head_sha));
+        if !requested(task, &kind) {
+            comments.push(effect(
+                task,
+                &kind,
+                Effect::PostComment(PostComment {
+                    issue_number: task.pr_number,
+                    body: ready_comment(task),
+                }),
+            ));
+        }
     }
     comments
 }

@@ -59,6 +59,8 @@ pub struct Task {
     /// acknowledgement on the issue).
     pub answered_round: u32,
     pub last_answers: Vec<Answer>,
+    /// Who approved which plan revision ("ui", "github:<login>"), for the note on the issue.
+    pub approved: Option<(u32, String)>,
 }
 
 impl Task {
@@ -137,6 +139,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::PlanApproved(e) => {
             task.branch_name = e.branch_name.clone();
+            task.approved = Some((e.plan_revision, e.approved_by.clone()));
         }
         Payload::ImplementationStarted(e) => {
             task.branch_name = e.branch_name.clone();
@@ -180,6 +183,8 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::TaskRetried(e) => {
             task.retries = e.attempt;
+            // A retry resumes work already approved; it is not announced again.
+            task.approved = None;
             task.error.clear();
             task.asked = None;
             task.ci_fixes = 0;

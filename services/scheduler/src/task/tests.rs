@@ -231,7 +231,12 @@ fn approval_starts_implementing_at_once() {
     let events = when(&mut task, approve(1)).unwrap_or_default();
     assert_eq!(
         types(&events),
-        ["PlanApproved", "ImplementationStarted", "JobRequested"]
+        [
+            "PlanApproved",
+            "GitHubEffectRequested",
+            "ImplementationStarted",
+            "JobRequested"
+        ]
     );
     assert_eq!(
         task.job
@@ -270,7 +275,23 @@ fn the_whole_journey_in_order() {
         }),
     )
     .unwrap_or_default();
-    assert_eq!(types(&green), ["CodeReadyForReview", "GitHubEffectRequested"]);
+    assert_eq!(
+        types(&green),
+        [
+            "CodeReadyForReview",
+            "GitHubEffectRequested",
+            "GitHubEffectRequested"
+        ],
+        "marked ready, with a note on the pull request"
+    );
+    let effects: Vec<&str> = green
+        .iter()
+        .filter_map(|e| match e {
+            Payload::GithubEffectRequested(r) => Some(r.effect_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(effects, ["t1:ready-sha2", "t1:mark-ready"]);
     assert_eq!(task.status, TaskStatus::UnderReview);
 
     let merged = when(
@@ -750,7 +771,12 @@ fn a_writer_approves_on_github_once_and_others_change_nothing() {
     let events = when(&mut task, comment(12, AuthorPermission::Write, "LGTM!")).unwrap_or_default();
     assert_eq!(
         types(&events),
-        ["PlanApproved", "ImplementationStarted", "JobRequested"]
+        [
+            "PlanApproved",
+            "GitHubEffectRequested",
+            "ImplementationStarted",
+            "JobRequested"
+        ]
     );
     let Payload::PlanApproved(approved) = &events[0] else {
         unreachable!()
@@ -759,6 +785,17 @@ fn a_writer_approves_on_github_once_and_others_change_nothing() {
         (approved.approved_by.as_str(), approved.github_comment_id),
         ("github:maria", 12)
     );
+    let Payload::GithubEffectRequested(noted) = &events[1] else {
+        unreachable!()
+    };
+    let Some(mainloop_events::v1::git_hub_effect_requested::Effect::PostComment(note)) = &noted.effect else {
+        panic!("{noted:?}")
+    };
+    assert_eq!(
+        (noted.effect_id.as_str(), note.issue_number),
+        ("t1:approved-r1", 7)
+    );
+    assert!(note.body.contains("approved by @maria"), "{}", note.body);
     assert_eq!(
         when(&mut task, comment(12, AuthorPermission::Write, "LGTM!")),
         Ok(vec![]),

@@ -241,6 +241,31 @@ pub fn fix_prompt(task: &Task) -> String {
     )
 }
 
+/// Who approved, as the issue says it: a GitHub login as a mention, else the inbox.
+pub fn approval_comment(revision: u32, by: &str) -> String {
+    let who = match by.strip_prefix("github:") {
+        Some(login) => format!("@{login}"),
+        None => "the person in the mainloop inbox".to_string(),
+    };
+    format!(
+        "Plan revision {revision} approved by {who}. Implementing it now; a draft pull request follows.\n"
+    )
+}
+
+/// The note on the pull request when CI is green and it is marked ready.
+pub fn ready_comment(task: &Task) -> String {
+    let closes = if task.issue_number > 0 {
+        format!(" It implements the plan in #{}.", task.issue_number)
+    } else {
+        String::new()
+    };
+    format!(
+        "CI passed on `{}`: this pull request is ready for review.{closes}\n\n{}\n",
+        task.head_sha.get(..12).unwrap_or(&task.head_sha),
+        task.description.trim()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
