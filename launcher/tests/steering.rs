@@ -166,7 +166,8 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
         .map(|c| c.body.as_str())
         .collect();
     assert!(
-        said.iter().any(|c| c.contains("To approve, reply `approve`"))
+        said.iter()
+            .any(|c| c.contains("To approve, react to this comment"))
             && said.iter().any(|c| c.contains("approved by @maria")),
         "how to steer, and who approved, on the issue: {said:?}"
     );
@@ -321,5 +322,139 @@ async fn questions_are_asked_and_answered_on_the_issue() -> anyhow::Result<()> {
         Some(1),
         "the question item went away: {queue}"
     );
+    Ok(())
+}
+
+/// A 👍 on the comment that says how to steer approves the plan when a collaborator gives it; a
+/// stranger's does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collaborators_thumbs_up_on_the_plan_comment_approves() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new().prefix("mainloop-reactions-").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
+        .json(&json!({"login": "maria", "permission": "write"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Mainloop::start(
+        &dir.path().join(".mainloop"),
+        port,
+        &github_url,
+        "gh",
+        &llm_url,
+        "sk",
+    )?;
+    let nats_url = up
+        .nats_url()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
+    let bus = Bus::connect(
+        &nats_url,
+        "reactions",
+        Duration::from_secs(10),
+        &CancellationToken::new(),
+    )
+    .await?;
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    let tasks = until(&http, &format!("{base}/tasks"), "the plan in review", |t| {
+        t[0]["status"] == "waiting_plan_review"
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let help = loop {
+        let found = github.snapshot().repos["acme/widgets"].issues[&1]
+            .comments
+            .iter()
+            .find(|c| c.body.contains("To approve, react to this comment"))
+            .map(|c| c.id);
+        if let Some(found) = found {
+            break found;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no comment on how to steer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let react = |author: &str| {
+        http.post(format!(
+            "{github_url}/_control/repos/acme/widgets/comments/{help}/reactions"
+        ))
+        .json(&json!({"author": author, "content": "+1"}))
+        .send()
+    };
+    react("stranger").await?.error_for_status()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = bus
+            .read_subject(subjects::GITHUB, &subjects::github("alice", &task_id)?, 0)
+            .await?
+            .iter()
+            .any(|s| matches!(s.event.payload, Some(Payload::PlanReactionReceived(_))));
+        if read {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the reaction was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task: Value = http
+        .get(format!("{base}/tasks/{task_id}"))
+        .header("x-user-id", "alice")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        task["status"], "waiting_plan_review",
+        "a stranger's 👍 approves nothing"
+    );
+    react("maria").await?.error_for_status()?;
+    until(&http, &format!("{base}/tasks/{task_id}"), "approved", |t| {
+        t["status"] == "implementing" || t["status"] == "under_review"
+    })
+    .await?;
+    let approved = bus
+        .read_subject(subjects::TASKS, &subjects::task("alice", &task_id)?, 0)
+        .await?
+        .into_iter()
+        .find_map(|s| match s.event.payload {
+            Some(Payload::PlanApproved(a)) => Some(a.approved_by),
+            _ => None,
+        });
+    assert_eq!(approved.as_deref(), Some("github:maria"));
     Ok(())
 }

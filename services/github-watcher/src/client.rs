@@ -275,6 +275,15 @@ impl GitHub {
             .await
     }
 
+    /// The reactions on comment `id`, and whether they changed since last asked for.
+    pub async fn reactions_fetched(&self, owner: &str, name: &str, id: u64) -> Result<Fetched> {
+        self.fetch(&format!(
+            "{}/issues/comments/{id}/reactions?per_page=100",
+            Self::repo_path(owner, name)
+        ))
+        .await
+    }
+
     /// A collaborator's permission name (`admin`, `write`, `read`, …); 404 for strangers.
     pub async fn collaborator_permission(&self, owner: &str, name: &str, login: &str) -> Result<String> {
         let answer = self

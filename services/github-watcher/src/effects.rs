@@ -93,6 +93,24 @@ impl Handler for Effects {
                 retryable: false,
             }),
         };
+        if let (Some(Effect::PostComment(comment)), Payload::CommentPosted(posted)) =
+            (&effect.effect, &payload)
+            && comment.watch_reactions
+        {
+            let repo = effect.repo.clone().unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO reaction_watches (task_id, user_id, owner, name, comment_id) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&request.correlation_id)
+            .bind(&request.user_id)
+            .bind(&repo.owner)
+            .bind(&repo.name)
+            .bind(i64::try_from(posted.comment_id).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(transient)?;
+        }
         let event = Envelope::new(&request.user_id, &request.correlation_id, payload).caused_by(&request.id);
         sqlx::query(
             "UPDATE effects SET state = 'done', result = $2, updated_at = now() WHERE effect_id = $1",

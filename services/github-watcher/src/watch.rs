@@ -44,10 +44,16 @@ impl Handler for Watches {
             .bind(i64::try_from(linked.pr_number).unwrap_or(i64::MAX)),
             Some(Payload::TaskCompleted(_) | Payload::TaskCancelled(_) | Payload::TaskFailed(_)) => {
                 sqlx::query(
-                    "WITH threads AS (UPDATE threads SET active = false WHERE task_id = $1) \
+                    "WITH threads AS (UPDATE threads SET active = false WHERE task_id = $1), \
+                     reactions AS (UPDATE reaction_watches SET active = false WHERE task_id = $1) \
                      UPDATE watches SET active = false WHERE task_id = $1",
                 )
                 .bind(&event.correlation_id)
+            }
+            // Approved: reactions on the plan comment no longer steer.
+            Some(Payload::PlanApproved(_)) => {
+                sqlx::query("UPDATE reaction_watches SET active = false WHERE task_id = $1")
+                    .bind(&event.correlation_id)
             }
             Some(Payload::TaskRetried(_)) => sqlx::query(
                 "WITH threads AS (UPDATE threads SET active = true WHERE task_id = $1) \

@@ -8,6 +8,7 @@
 //! runs, doubling up to the maximum while it waits quietly for its reviewers.
 
 mod pace;
+mod reactions;
 mod threads;
 
 use std::collections::HashMap;
@@ -86,6 +87,10 @@ async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Resul
         .fetch_all(&poller.db)
         .await
         .map_err(failed)?;
+    let reacted: Vec<reactions::ReactionWatch> = sqlx::query_as(reactions::ACTIVE)
+        .fetch_all(&poller.db)
+        .await
+        .map_err(failed)?;
     let mut tasks: Vec<(&str, &str, &str)> = watches
         .iter()
         .map(|w| (w.task_id.as_str(), w.owner.as_str(), w.name.as_str()))
@@ -107,7 +112,12 @@ async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Resul
             continue;
         }
         let pull = watches.iter().find(|w| w.task_id == task);
-        let busy = match poll_task(poller, pull, threads.iter().filter(|t| t.task_id == task)).await {
+        let on_task = (
+            pull,
+            threads.iter().filter(|t| t.task_id == task),
+            reacted.iter().filter(|r| r.task_id == task),
+        );
+        let busy = match poll_task(poller, on_task).await {
             Ok(busy) => busy,
             Err(PollError::RateLimited(wait)) => {
                 tracing::warn!(?wait, "GitHub rate limit; polling pauses");
@@ -132,11 +142,15 @@ async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Resul
     Ok(next.saturating_duration_since(now).min(poller.pace.base))
 }
 
-/// Polls one task's pull request and comment threads; `Ok(true)` when anything changed.
+/// Polls one task's pull request, comment threads and watched reactions; `Ok(true)` when
+/// anything changed.
 async fn poll_task<'a>(
     poller: &Poller,
-    pull: Option<&Watch>,
-    threads: impl Iterator<Item = &'a threads::Thread>,
+    (pull, threads, reacted): (
+        Option<&Watch>,
+        impl Iterator<Item = &'a threads::Thread>,
+        impl Iterator<Item = &'a reactions::ReactionWatch>,
+    ),
 ) -> Result<bool, PollError> {
     let (mut busy, pull) = match pull {
         Some(watch) => {
@@ -152,6 +166,9 @@ async fn poll_task<'a>(
             .filter(|(number, _)| *number == thread.number)
             .map(|(_, changed)| changed);
         busy |= threads::poll(poller, thread, known).await?;
+    }
+    for watch in reacted {
+        busy |= reactions::poll(poller, watch).await?;
     }
     Ok(busy)
 }

@@ -30,6 +30,11 @@ fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
         },
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
         Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
+        Payload::PlanReactionReceived(e) => Command::GitHubReaction {
+            author: e.author.clone(),
+            permission: e.permission(),
+            content: e.content.clone(),
+        },
         Payload::IssueCommentReceived(e) => Command::GitHubComment {
             comment_id: e.comment_id,
             author: e.author.clone(),

@@ -59,6 +59,12 @@ pub enum Command {
     CiTimedOut(CiTimedOut),
     PullRequestMerged(PullRequestMerged),
     PullRequestClosed(PullRequestClosed),
+    /// A reaction on the comment of ours that says how to steer the plan.
+    GitHubReaction {
+        author: String,
+        permission: AuthorPermission,
+        content: String,
+    },
     /// A comment on the task's issue or pull request that mainloop did not write.
     GitHubComment {
         comment_id: u64,

@@ -59,6 +59,11 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             permission,
             body,
         } => Ok(steer_from_github(task, *comment_id, author, *permission, body)),
+        Command::GitHubReaction {
+            author,
+            permission,
+            content,
+        } => Ok(approve_by_reaction(task, author, *permission, content)),
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
         Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
         Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
@@ -331,6 +336,23 @@ fn steer_from_github(
         .into_iter()
         .map(|event| from_comment(event, comment_id))
         .collect()
+}
+
+/// Reactions that approve the plan in review: 👍 🚀 ❤️ 🎉, by someone with write access.
+const APPROVING_REACTIONS: &[&str] = &["+1", "rocket", "heart", "hooray"];
+
+fn approve_by_reaction(
+    task: &Task,
+    author: &str,
+    permission: AuthorPermission,
+    content: &str,
+) -> Vec<Payload> {
+    if !APPROVING_REACTIONS.contains(&content)
+        || !matches!(permission, AuthorPermission::Write | AuthorPermission::Admin)
+    {
+        return vec![];
+    }
+    review_plan(task, PlanAction::Approve, 0, "", &format!("github:{author}")).unwrap_or_default()
 }
 
 /// Names the comment an event came from.

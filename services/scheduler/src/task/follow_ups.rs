@@ -206,6 +206,8 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
                 &kind,
                 Effect::PostComment(PostComment {
                     issue_number: task.issue_number,
+                    // Reactions on the comment that says how to steer the plan approve it.
+                    watch_reactions: kind == "plan-help",
                     body,
                 }),
             )
@@ -250,6 +252,7 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
                 Effect::PostComment(PostComment {
                     issue_number: task.pr_number,
                     body: ready_comment(task),
+                    watch_reactions: false,
                 }),
             ));
         }

@@ -877,3 +877,29 @@ fn questions_are_answered_and_tasks_cancelled_from_github() {
     assert_eq!(types(&events)[0], "TaskCancelled");
     assert_eq!(task.status, TaskStatus::Cancelled);
 }
+
+#[test]
+fn a_writers_thumbs_up_on_the_plan_comment_approves() {
+    let mut task = in_review();
+    let reaction = |permission, content: &str| Command::GitHubReaction {
+        author: "maria".into(),
+        permission,
+        content: content.into(),
+    };
+    assert_eq!(
+        when(&mut task, reaction(AuthorPermission::Write, "eyes")),
+        Ok(vec![])
+    );
+    assert_eq!(
+        when(&mut task, reaction(AuthorPermission::Read, "+1")),
+        Ok(vec![])
+    );
+    let events = when(&mut task, reaction(AuthorPermission::Write, "rocket")).unwrap_or_default();
+    assert_eq!(types(&events)[0], "PlanApproved");
+    assert_eq!(task.status, TaskStatus::Implementing);
+    assert_eq!(
+        when(&mut task, reaction(AuthorPermission::Admin, "+1")),
+        Ok(vec![]),
+        "nothing left to approve"
+    );
+}

@@ -155,7 +155,8 @@ pub fn answers_comment(task: &Task) -> String {
 /// How to steer from the issue, said once when the first plan is ready.
 pub fn steering_help() -> String {
     "The plan is ready for review (in the issue body above).\n\n\
-     - To approve, reply `approve`, `lgtm` or `/approve`, or approve in the mainloop inbox.\n\
+     - To approve, react to this comment with 👍, 🚀, ❤️ or 🎉, reply `approve`, `lgtm` or `/approve`, \
+     or approve in the mainloop inbox.\n\
      - To change it, reply with what to change (or `/revise <what>`): a new revision follows.\n\
      - `/cancel` stops the task.\n\n\
      Only people with write access to this repository steer this task.\n"

@@ -35,6 +35,10 @@ pub fn router() -> Router<FakeGitHub> {
             get(collaborator_permission),
         )
         .route(
+            "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
+            get(list_reactions).post(create_reaction),
+        )
+        .route(
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
         )
@@ -361,6 +365,7 @@ async fn create_comment(
             body: new.body,
             author: "mainloop-bot".into(),
             updated_at: super::model::timestamp(id),
+            reactions: vec![],
         };
         repo.comments_mut(number)?.push(comment.clone());
         let json = comment_json(&gh, repo, number, &comment);
@@ -396,6 +401,85 @@ async fn collaborator_permission(
     )
 }
 
+#[derive(Debug, Deserialize)]
+struct NewReaction {
+    content: String,
+}
+
+const REACTIONS: &[&str] = &[
+    "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
+];
+
+fn reaction_json(reaction: &super::model::Reaction) -> Value {
+    json!({"id": reaction.id, "node_id": format!("REA_{}", reaction.id), "content": reaction.content,
+        "user": user(&reaction.user), "created_at": super::model::timestamp(reaction.id)})
+}
+
+/// Adds `content` by `author` to comment `id`; GitHub answers 200 with the existing reaction
+/// when that person already reacted so, 201 when new.
+pub(crate) fn add_reaction(
+    gh: &FakeGitHub,
+    owner: &str,
+    name: &str,
+    id: u64,
+    author: &str,
+    content: &str,
+) -> Reply {
+    if !REACTIONS.contains(&content) {
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
+    }
+    let made = with_repo(gh, owner, name, |repo, next| {
+        let comment = repo.comment_mut(id)?;
+        if let Some(existing) = comment
+            .reactions
+            .iter()
+            .find(|r| r.user == author && r.content == content)
+        {
+            return Some((StatusCode::OK, reaction_json(existing)));
+        }
+        let reaction = super::model::Reaction {
+            id: next,
+            content: content.to_string(),
+            user: author.to_string(),
+        };
+        comment.reactions.push(reaction.clone());
+        Some((StatusCode::CREATED, reaction_json(&reaction)))
+    })?;
+    made.map(|(status, body)| (status, Json(body)).into_response())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+async fn create_reaction(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, id)): Path<(String, String, u64)>,
+    Json(new): Json<NewReaction>,
+) -> Reply {
+    authorize(
+        &gh,
+        &headers,
+        format!("POST /repos/{owner}/{name}/issues/comments/{id}/reactions"),
+    )?;
+    add_reaction(&gh, &owner, &name, id, "mainloop-bot", &new.content)
+}
+
+async fn list_reactions(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, id)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/issues/comments/{id}/reactions");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.comment_mut(id)
+            .map(|c| c.reactions.iter().map(reaction_json).collect::<Vec<_>>())
+    })?;
+    items
+        .map(|items| paged(&gh, &path, items, &page))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
 /// A comment by `author` (a person, not the token's user), as a test makes one.
 pub(crate) fn add_comment(
     gh: &FakeGitHub,
@@ -411,6 +495,7 @@ pub(crate) fn add_comment(
             body: body.to_string(),
             author: author.to_string(),
             updated_at: super::model::timestamp(id),
+            reactions: vec![],
         };
         repo.comments_mut(number)?.push(comment.clone());
         let json = comment_json(gh, repo, number, &comment);

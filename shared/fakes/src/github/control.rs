@@ -30,6 +30,10 @@ pub fn router() -> Router<FakeGitHub> {
             "/_control/repos/{owner}/{repo}/collaborators",
             post(add_collaborator),
         )
+        .route(
+            "/_control/repos/{owner}/{repo}/comments/{id}/reactions",
+            post(react_as),
+        )
         .route("/_control/webhooks/redeliver", post(redeliver))
         .route(
             "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
@@ -412,6 +416,21 @@ async fn comment_as(
 ) -> Result<Response, Response> {
     let made = super::api::add_comment(&gh, &owner, &name, number, &comment.author, &comment.body)?;
     Ok((StatusCode::CREATED, Json(made)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReactAs {
+    author: String,
+    content: String,
+}
+
+/// A reaction by a person on comment `id`: `{author, content}`.
+async fn react_as(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, id)): Path<(String, String, u64)>,
+    Json(reaction): Json<ReactAs>,
+) -> Result<Response, Response> {
+    super::api::add_reaction(&gh, &owner, &name, id, &reaction.author, &reaction.content)
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,15 @@ pub struct Comment {
     pub author: String,
     /// RFC 3339, from the fake's clock (one second per id), so `since` works as on GitHub.
     pub updated_at: String,
+    pub reactions: Vec<Reaction>,
+}
+
+/// A reaction on a comment: `+1`, `-1`, `laugh`, `confused`, `heart`, `hooray`, `rocket`, `eyes`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Reaction {
+    pub id: u64,
+    pub content: String,
+    pub user: String,
 }
 
 /// The fake's timestamp for object `id`: ids grow, so do times; the same format as GitHub's.
@@ -134,6 +143,15 @@ impl Repo {
             return Some(&mut issue.comments);
         }
         self.pulls.get_mut(&number).map(|p| &mut p.comments)
+    }
+
+    /// The comment with `id`, on any issue or pull request.
+    pub fn comment_mut(&mut self, id: u64) -> Option<&mut Comment> {
+        self.issues
+            .values_mut()
+            .flat_map(|i| i.comments.iter_mut())
+            .chain(self.pulls.values_mut().flat_map(|p| p.comments.iter_mut()))
+            .find(|c| c.id == id)
     }
 
     pub fn comments(&self, number: u64) -> Option<&Vec<Comment>> {
