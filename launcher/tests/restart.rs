@@ -2,7 +2,8 @@
 //! plan waits for review, and right after approval while the agent works), restarted on the same
 //! data, and the task still ends merged, with one issue and one pull request on GitHub. And under
 //! a running `up`, its nats-server and then its Postgres are killed mid-task: `up` starts them
-//! again, the services reconnect, and the task still ends merged, nothing done twice.
+//! again, the services reconnect, and the task still ends merged, nothing done twice. And a
+//! steering comment on GitHub is acted on once across a crash.
 
 mod common;
 
@@ -201,5 +202,117 @@ async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()
     assert_eq!(widgets.pulls.len(), 1, "one pull request, whatever restarted");
     assert!(widgets.pulls[&2].merged);
     assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
+    Ok(())
+}
+
+/// A comment that steers is acted on once, whenever mainloop dies: `up` is killed with SIGKILL
+/// right after a collaborator asks for a revision on the issue (the comment may be unread, read
+/// and not yet acted on, or acted on), started again, and exactly one revision follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steering_comment_is_acted_on_once_across_a_crash() -> anyhow::Result<()> {
+    mainloop_runtime::tls::install();
+    let dir = tempfile::Builder::new()
+        .prefix("mainloop-comment-crash-")
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let github = FakeGitHub::new(dir.path().join("github"), "gh");
+    let github_url = github
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let llm_url = FakeAnthropic::new("sk")
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
+        .json(&json!({"login": "maria", "permission": "write"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let data = dir.path().join(".mainloop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(
+        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    )
+    .await?
+    .json()
+    .await?;
+    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+        .await?
+        .error_for_status()?;
+    let tasks = until(&http, &format!("{base}/tasks"), "the plan on its issue", |t| {
+        t[0]["status"] == "waiting_plan_review" && !t[0]["issue_url"].is_null()
+    })
+    .await?;
+    let task_id = tasks[0]["id"].as_str().unwrap_or_default().to_string();
+    http.post(format!(
+        "{github_url}/_control/repos/acme/widgets/issues/1/comments"
+    ))
+    .json(&json!({"author": "maria", "body": "/revise add a table of commands"}))
+    .send()
+    .await?
+    .error_for_status()?;
+    up.crash()?;
+
+    let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
+    until(
+        &http,
+        &format!("{base}/tasks/{task_id}"),
+        "revision 2 in review",
+        |t| t["status"] == "waiting_plan_review" && t["plan_revision"] == 2,
+    )
+    .await?;
+    let history = status_history(&http, &base, &task_id).await?;
+    assert_eq!(
+        history,
+        [
+            "pending",
+            "planning",
+            "waiting_plan_review",
+            "planning",
+            "waiting_plan_review"
+        ],
+        "one revision, whatever the crash interrupted"
+    );
+    let nats_url = up
+        .nats_url()
+        .ok_or_else(|| anyhow::anyhow!("no NATS URL printed"))?;
+    let bus = mainloop_bus::Bus::connect(
+        &nats_url,
+        "restart",
+        std::time::Duration::from_secs(10),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    let revisions: Vec<u64> = bus
+        .read_subject(
+            mainloop_events::subjects::TASKS,
+            &mainloop_events::subjects::task("alice", &task_id)?,
+            0,
+        )
+        .await?
+        .into_iter()
+        .filter_map(|s| match s.event.payload {
+            Some(mainloop_events::Payload::PlanRevisionRequested(r)) => Some(r.github_comment_id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        revisions.len() == 1 && revisions[0] > 0,
+        "the comment asked for one revision: {revisions:?}"
+    );
     Ok(())
 }
