@@ -7,8 +7,9 @@ use mainloop_events::v1::{
 
 use super::Task;
 use super::text::{
-    answers_comment, approval_comment, branch_name, fix_prompt, implement_prompt, issue_body, issue_title,
-    plan_context, plan_prompt, pull_request_body, questions_comment, ready_comment, steering_help,
+    answers_comment, approval_comment, branch_name, cancel_comment, fix_prompt, implement_prompt, issue_body,
+    issue_title, plan_context, plan_prompt, pull_request_body, questions_comment, ready_comment,
+    steering_help,
 };
 
 pub const CREATE_ISSUE: &str = "create-issue";
@@ -168,6 +169,25 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
                 requests.push(Payload::JobCancellationRequested(JobCancellationRequested {
                     job_id: job.job_id.clone(),
                 }));
+            }
+            // Where people follow the task, say who stopped it before closing it.
+            if let Some((by, reason)) = &task.cancelled {
+                for (kind, number) in [
+                    ("cancel-note-issue", task.issue_number),
+                    ("cancel-note-pr", task.pr_number),
+                ] {
+                    if number > 0 && !requested(task, kind) {
+                        requests.push(effect(
+                            task,
+                            kind,
+                            Effect::PostComment(PostComment {
+                                issue_number: number,
+                                body: cancel_comment(by, reason),
+                                watch_reactions: false,
+                            }),
+                        ));
+                    }
+                }
             }
             if task.issue_number > 0 && !requested(task, CLOSE_ISSUE) {
                 requests.push(effect(

@@ -61,6 +61,8 @@ pub struct Task {
     pub last_answers: Vec<Answer>,
     /// Who approved which plan revision ("ui", "github:<login>"), for the note on the issue.
     pub approved: Option<(u32, String)>,
+    /// Who cancelled the task and why, for the note on the issue and pull request.
+    pub cancelled: Option<(String, String)>,
 }
 
 impl Task {
@@ -181,8 +183,12 @@ pub fn evolve(task: &mut Task, event: &Payload) {
                 task.job = None;
             }
         }
+        Payload::TaskCancelled(e) => {
+            task.cancelled = Some((e.cancelled_by.clone(), e.reason.clone()));
+        }
         Payload::TaskRetried(e) => {
             task.retries = e.attempt;
+            task.cancelled = None;
             // A retry resumes work already approved; it is not announced again.
             task.approved = None;
             task.error.clear();

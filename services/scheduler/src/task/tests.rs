@@ -542,9 +542,34 @@ fn questions_are_asked_then_answered_by_their_text() {
 fn cancelling_stops_the_job_and_closes_what_was_opened() {
     let mut task = with_open_pr();
     let events = when(&mut task, Command::Cancel { by: "ui".into() }).unwrap_or_default();
+    let effects: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Payload::GithubEffectRequested(r) => Some(r.effect_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types(&events)[0], "TaskCancelled");
     assert_eq!(
-        types(&events),
-        ["TaskCancelled", "GitHubEffectRequested", "GitHubEffectRequested"]
+        effects,
+        [
+            "t1:cancel-note-issue",
+            "t1:cancel-note-pr",
+            "t1:close-issue",
+            "t1:close-pull-request"
+        ],
+        "who cancelled is said where people follow the task, then both are closed"
+    );
+    let Payload::GithubEffectRequested(note) = &events[1] else {
+        unreachable!()
+    };
+    let Some(mainloop_events::v1::git_hub_effect_requested::Effect::PostComment(note)) = &note.effect else {
+        panic!("{note:?}")
+    };
+    assert!(
+        note.body.contains("by the person in the mainloop inbox"),
+        "{}",
+        note.body
     );
     let mut planning = given(&[spawn()]);
     let events = when(&mut planning, Command::Cancel { by: "ui".into() }).unwrap_or_default();

@@ -267,6 +267,17 @@ pub fn ready_comment(task: &Task) -> String {
     )
 }
 
+/// The note left on the issue and pull request when the task is cancelled: who, and where.
+pub fn cancel_comment(by: &str, reason: &str) -> String {
+    let who = match by.strip_prefix("github:") {
+        Some(login) => format!("by @{login} on GitHub"),
+        None if by == "pr_closed" => "because its pull request was closed without merging".to_string(),
+        None if by.is_empty() => String::new(),
+        None => "by the person in the mainloop inbox".to_string(),
+    };
+    format!("This task was cancelled {who} ({reason}). Retry it from the mainloop inbox to start again.\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
