@@ -408,6 +408,24 @@ impl GitHub {
         .await
     }
 
+    /// A pull request's reviews, all pages.
+    pub async fn reviews(&self, owner: &str, name: &str, number: u64) -> Result<Vec<Value>> {
+        self.list_all(
+            &format!("{}/pulls/{number}/reviews", Self::repo_path(owner, name)),
+            "",
+        )
+        .await
+    }
+
+    /// A pull request's inline review comments, all pages.
+    pub async fn review_comments(&self, owner: &str, name: &str, number: u64) -> Result<Vec<Value>> {
+        self.list_all(
+            &format!("{}/pulls/{number}/comments", Self::repo_path(owner, name)),
+            "",
+        )
+        .await
+    }
+
     pub async fn pulls_for_head(&self, owner: &str, name: &str, branch: &str) -> Result<Vec<Value>> {
         self.list_all(
             &format!("{}/pulls", Self::repo_path(owner, name)),

@@ -970,3 +970,115 @@ async fn comments_received(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A review with two inline comments is read as one `ReviewFeedbackReceived`: its state, the
+/// reviewer and every commenter with their permission, each comment with path, line and diff
+/// hunk; read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_with_inline_comments_is_read_once_whole() -> anyhow::Result<()> {
+    let world = start().await?;
+    watched_pull(&world, "t8", "reviewed", "manual").await?;
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/reviewed/collaborators",
+            world.base
+        ))
+        .json(&json!({"login": "maria", "permission": "write"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    // The watch is looked at first, then the review comes.
+    ci_outcome_or_pending(&world.bus, "t8").await?;
+    world
+        .http
+        .post(format!(
+            "{}/_control/repos/acme/reviewed/pulls/1/reviews",
+            world.base
+        ))
+        .json(
+            &json!({"author": "maria", "state": "CHANGES_REQUESTED", "body": "Two things.",
+            "comments": [{"path": "CHANGE.md", "line": 1, "body": "Say why."},
+                         {"path": "README.md", "line": 3, "body": "Link it here."}]}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let feedback = loop {
+        let found: Vec<mainloop_events::v1::ReviewFeedbackReceived> = world
+            .bus
+            .read_subject(subjects::GITHUB, &subjects::github("u1", "t8")?, 0)
+            .await?
+            .into_iter()
+            .filter_map(|s| match s.event.payload {
+                Some(Payload::ReviewFeedbackReceived(f)) => Some(f),
+                _ => None,
+            })
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the review was not read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    use mainloop_events::v1::AuthorPermission;
+    assert_eq!(feedback.len(), 1, "{feedback:?}");
+    let review = &feedback[0];
+    assert_eq!(
+        (
+            review.review_state.as_str(),
+            review.reviewer.as_str(),
+            review.reviewer_permission,
+            review.review_body.as_str()
+        ),
+        (
+            "CHANGES_REQUESTED",
+            "maria",
+            AuthorPermission::Write as i32,
+            "Two things."
+        )
+    );
+    let comments: Vec<(&str, u32, &str, bool, i32)> = review
+        .comments
+        .iter()
+        .map(|c| {
+            (
+                c.path.as_str(),
+                c.line,
+                c.body.as_str(),
+                c.diff_hunk.starts_with("@@"),
+                c.permission,
+            )
+        })
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            ("CHANGE.md", 1, "Say why.", true, AuthorPermission::Write as i32),
+            (
+                "README.md",
+                3,
+                "Link it here.",
+                true,
+                AuthorPermission::Write as i32
+            ),
+        ]
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// Waits for the first GITHUB event of `task` (the watch was looked at).
+async fn ci_outcome_or_pending(bus: &Bus, task: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bus
+        .read_subject(subjects::GITHUB, &subjects::github("u1", task)?, 0)
+        .await?
+        .is_empty()
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{task} never looked at");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

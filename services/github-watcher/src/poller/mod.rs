@@ -9,6 +9,7 @@
 
 mod pace;
 mod reactions;
+mod reviews;
 mod threads;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use pace::Due;
 pub use pace::Pace;
 
 #[derive(sqlx::FromRow)]
-struct Watch {
+pub(crate) struct Watch {
     task_id: String,
     user_id: String,
     owner: String,
@@ -155,7 +156,9 @@ async fn poll_task<'a>(
     let (mut busy, pull) = match pull {
         Some(watch) => {
             let polled = poll_watch(poller, watch).await?;
-            (polled.busy, Some((watch.pr_number, polled.changed)))
+            // A review or review comment changes the pull request's answer.
+            let reviewed = polled.changed && reviews::poll(poller, watch).await?;
+            (polled.busy || reviewed, Some((watch.pr_number, polled.changed)))
         }
         None => (false, None),
     };

@@ -38,6 +38,11 @@ pub fn router() -> Router<FakeGitHub> {
             "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
             get(list_reactions).post(create_reaction),
         )
+        .route("/repos/{owner}/{repo}/pulls/{number}/reviews", get(list_reviews))
+        .route(
+            "/repos/{owner}/{repo}/pulls/{number}/comments",
+            get(list_review_comments),
+        )
         .route(
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
@@ -152,8 +157,21 @@ fn pull_json(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
         "html_url": html(gh, repo, "pull", pull.number), "user": user("mainloop-bot"),
         "head": {"ref": pull.head, "sha": sha, "label": format!("{}:{}", repo.owner, pull.head)},
         "base": {"ref": pull.base, "label": format!("{}:{}", repo.owner, pull.base)},
-        "comments": pull.comments.len(), "review_comments": 0,
-        "created_at": "2026-11-25T00:00:00Z", "updated_at": "2026-11-25T00:00:00Z"})
+        "comments": pull.comments.len(), "review_comments": pull.review_comments.len(),
+        "created_at": "2026-11-25T00:00:00Z", "updated_at": pull_updated_at(pull)})
+}
+
+/// A pull request's `updated_at` moves with every comment and review, as on GitHub.
+fn pull_updated_at(pull: &Pull) -> String {
+    let latest = pull
+        .comments
+        .iter()
+        .map(|c| c.id)
+        .chain(pull.reviews.iter().map(|r| r.id))
+        .chain(pull.review_comments.iter().map(|c| c.id))
+        .max()
+        .unwrap_or(0);
+    super::model::timestamp(latest)
 }
 
 /// A pull request seen through the issues API, as GitHub shows it (with `pull_request`).
@@ -401,6 +419,56 @@ async fn collaborator_permission(
     )
 }
 
+async fn list_reviews(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/pulls/{number}/reviews");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.pulls.get(&number).map(|p| {
+            p.reviews
+                .iter()
+                .map(|r| {
+                    json!({"id": r.id, "user": user(&r.user), "state": r.state, "body": r.body,
+                    "submitted_at": super::model::timestamp(r.id)})
+                })
+                .collect::<Vec<_>>()
+        })
+    })?;
+    items
+        .map(|items| paged(&gh, &path, items, &page))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+async fn list_review_comments(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/pulls/{number}/comments");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let items = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.pulls.get(&number).map(|p| {
+            p.review_comments
+                .iter()
+                .filter(|c| page.since.as_ref().is_none_or(|since| &c.updated_at >= since))
+                .map(|c| {
+                    json!({"id": c.id, "pull_request_review_id": c.review_id, "user": user(&c.user),
+                    "body": c.body, "path": c.path, "line": c.line, "diff_hunk": c.diff_hunk,
+                    "created_at": c.updated_at, "updated_at": c.updated_at})
+                })
+                .collect::<Vec<_>>()
+        })
+    })?;
+    items
+        .map(|items| paged(&gh, &path, items, &page))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
 #[derive(Debug, Deserialize)]
 struct NewReaction {
     content: String,
@@ -579,6 +647,8 @@ async fn create_pull(
             merged: false,
             ci_heads: vec![],
             comments: vec![],
+            reviews: vec![],
+            review_comments: vec![],
         };
         let body = pull_json(&gh, repo, &pull);
         repo.pulls.insert(pull.number, pull);

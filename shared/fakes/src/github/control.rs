@@ -34,6 +34,10 @@ pub fn router() -> Router<FakeGitHub> {
             "/_control/repos/{owner}/{repo}/comments/{id}/reactions",
             post(react_as),
         )
+        .route(
+            "/_control/repos/{owner}/{repo}/pulls/{number}/reviews",
+            post(review_as),
+        )
         .route("/_control/webhooks/redeliver", post(redeliver))
         .route(
             "/_control/repos/{owner}/{repo}/pulls/{number}/checks",
@@ -416,6 +420,75 @@ async fn comment_as(
 ) -> Result<Response, Response> {
     let made = super::api::add_comment(&gh, &owner, &name, number, &comment.author, &comment.body)?;
     Ok((StatusCode::CREATED, Json(made)).into_response())
+}
+
+#[derive(Deserialize)]
+struct InlineComment {
+    path: String,
+    line: u32,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct ReviewAs {
+    author: String,
+    /// APPROVED, CHANGES_REQUESTED or COMMENTED.
+    state: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    comments: Vec<InlineComment>,
+}
+
+/// A review by a person, with inline comments: `{author, state, body?, comments: [{path, line, body}]}`.
+async fn review_as(
+    State(gh): State<FakeGitHub>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Json(review): Json<ReviewAs>,
+) -> Result<Response, Response> {
+    let mut state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let review_id = state.id();
+    let ids: Vec<u64> = review.comments.iter().map(|_| state.id()).collect();
+    let repo = state
+        .repos
+        .get_mut(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
+    let repository = super::webhooks::repository(repo);
+    let pull = repo
+        .pulls
+        .get_mut(&number)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+    pull.reviews.push(super::model::Review {
+        id: review_id,
+        user: review.author.clone(),
+        state: review.state.clone(),
+        body: review.body.clone(),
+    });
+    for (id, comment) in ids.into_iter().zip(review.comments) {
+        pull.review_comments.push(super::model::ReviewComment {
+            id,
+            review_id,
+            user: review.author.clone(),
+            body: comment.body,
+            diff_hunk: format!("@@ -1,3 +{},3 @@\n context line", comment.line),
+            path: comment.path,
+            line: comment.line,
+            updated_at: super::model::timestamp(id),
+        });
+    }
+    drop(state);
+    super::webhooks::deliver(
+        &gh,
+        "pull_request_review",
+        json!({"action": "submitted", "repository": repository,
+            "review": {"id": review_id, "state": review.state.to_lowercase(), "body": review.body},
+            "pull_request": {"number": number}}),
+        &review.author,
+    );
+    Ok((StatusCode::CREATED, Json(json!({"id": review_id}))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,30 @@ pub struct Pull {
     pub ci_heads: Vec<String>,
     /// Conversation comments (a pull request is an issue: `/issues/{n}/comments`).
     pub comments: Vec<Comment>,
+    /// Submitted reviews and their inline comments (`/pulls/{n}/reviews`, `/pulls/{n}/comments`).
+    pub reviews: Vec<Review>,
+    pub review_comments: Vec<ReviewComment>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Review {
+    pub id: u64,
+    pub user: String,
+    /// APPROVED, CHANGES_REQUESTED or COMMENTED.
+    pub state: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReviewComment {
+    pub id: u64,
+    pub review_id: u64,
+    pub user: String,
+    pub body: String,
+    pub path: String,
+    pub line: u32,
+    pub diff_hunk: String,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
