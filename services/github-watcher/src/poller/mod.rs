@@ -157,8 +157,10 @@ async fn poll_task<'a>(
         Some(watch) => {
             let polled = poll_watch(poller, watch).await?;
             // A review or review comment changes the pull request's answer.
-            let reviewed = polled.changed && reviews::poll(poller, watch).await?;
-            (polled.busy || reviewed, Some((watch.pr_number, polled.changed)))
+            let reviewed = polled.changed && reviews::poll(poller, watch, polled.review_comments > 0).await?;
+            // No conversation comments at all: its thread has nothing to read.
+            let thread_changed = polled.changed && polled.comments > 0;
+            (polled.busy || reviewed, Some((watch.pr_number, thread_changed)))
         }
         None => (false, None),
     };
@@ -187,6 +189,9 @@ struct Polled {
     busy: bool,
     /// GitHub's answer differed from the last one (not a 304).
     changed: bool,
+    /// How many conversation and inline review comments it says it has (none: nothing to read).
+    comments: u64,
+    review_comments: u64,
 }
 
 /// Polls one pull request and reports what changed.
@@ -203,6 +208,8 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
     let pull = fetched.value;
     let changed = fetched.changed;
     let mut busy = changed;
+    let comments = pull["comments"].as_u64().unwrap_or(u64::MAX);
+    let review_comments = pull["review_comments"].as_u64().unwrap_or(u64::MAX);
     let (report, payload, keep_watching) = if pull["merged"].as_bool().unwrap_or(false) {
         (
             "merged".to_string(),
@@ -221,7 +228,12 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
     } else {
         let head = pull["head"]["sha"].as_str().unwrap_or_default().to_string();
         if head.is_empty() {
-            return Ok(Polled { busy, changed });
+            return Ok(Polled {
+                busy,
+                changed,
+                comments,
+                review_comments,
+            });
         }
         let settled = watch
             .reported
@@ -229,7 +241,12 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
             .and_then(|r| r.split_once(':'))
             .is_some_and(|(seen, outcome)| seen == head && final_outcome(outcome));
         if settled {
-            return Ok(Polled { busy, changed });
+            return Ok(Polled {
+                busy,
+                changed,
+                comments,
+                review_comments,
+            });
         }
         let age = head_age(db, &watch.task_id, &head)
             .await
@@ -240,7 +257,12 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
         (format!("{head}:{outcome}"), payload, true)
     };
     if watch.reported.as_deref() == Some(report.as_str()) {
-        return Ok(Polled { busy, changed });
+        return Ok(Polled {
+            busy,
+            changed,
+            comments,
+            review_comments,
+        });
     }
     let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
     let subject = subjects::github(&watch.user_id, &watch.task_id).map_err(|e| failed(&e))?;
@@ -256,7 +278,12 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
         .execute(db)
         .await
         .map_err(|e| failed(&e))?;
-    Ok(Polled { busy: true, changed })
+    Ok(Polled {
+        busy: true,
+        changed,
+        comments,
+        review_comments,
+    })
 }
 
 /// Why one task could not be polled: GitHub asked us to wait (then every poll waits),

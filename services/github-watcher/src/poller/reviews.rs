@@ -14,7 +14,8 @@ use crate::permissions;
 
 const OUR_MARKER: &str = "<!-- mainloop:";
 
-pub async fn poll(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
+/// `with_comments`: the pull request says it has inline comments (else they are not asked for).
+pub async fn poll(poller: &Poller, watch: &Watch, with_comments: bool) -> Result<bool, PollError> {
     let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
     let number = u64::try_from(watch.pr_number).unwrap_or_default();
     let (seen_review, seen_comment): (i64, i64) = sqlx::query_as(
@@ -26,10 +27,14 @@ pub async fn poll(poller: &Poller, watch: &Watch) -> Result<bool, PollError> {
     .await
     .map_err(|e| failed(&e))?;
     let mut reviews = poller.github.reviews(&watch.owner, &watch.name, number).await?;
-    let mut comments = poller
-        .github
-        .review_comments(&watch.owner, &watch.name, number)
-        .await?;
+    let mut comments = if with_comments {
+        poller
+            .github
+            .review_comments(&watch.owner, &watch.name, number)
+            .await?
+    } else {
+        Vec::new()
+    };
     let id = |v: &Value, key: &str| v[key].as_i64().unwrap_or_default();
     reviews.retain(|r| id(r, "id") > seen_review);
     reviews.sort_by_key(|r| id(r, "id"));

@@ -45,7 +45,10 @@ pub async fn poll(poller: &Poller, thread: &Thread, known: Option<bool>) -> Resu
                 .changed
         }
     };
-    if !changed && thread.seen_at.is_some() {
+    if !changed && (thread.seen_at.is_some() || known.is_some()) {
+        if thread.seen_at.is_none() {
+            mark_read(poller, thread).await?;
+        }
         return Ok(false);
     }
     // An empty cursor: read once, nothing there yet.
@@ -75,14 +78,20 @@ pub async fn poll(poller: &Poller, thread: &Thread, known: Option<bool>) -> Resu
             .map_err(|e| PollError::Failed(e.to_string()))?;
     }
     if thread.seen_at.is_none() && !new {
-        sqlx::query("UPDATE threads SET seen_at = '' WHERE task_id = $1 AND number = $2 AND seen_at IS NULL")
-            .bind(&thread.task_id)
-            .bind(thread.number)
-            .execute(&poller.db)
-            .await
-            .map_err(|e| PollError::Failed(e.to_string()))?;
+        mark_read(poller, thread).await?;
     }
     Ok(new)
+}
+
+/// Read once, nothing there yet: later reads ask only when the thread changed.
+async fn mark_read(poller: &Poller, thread: &Thread) -> Result<(), PollError> {
+    sqlx::query("UPDATE threads SET seen_at = '' WHERE task_id = $1 AND number = $2 AND seen_at IS NULL")
+        .bind(&thread.task_id)
+        .bind(thread.number)
+        .execute(&poller.db)
+        .await
+        .map_err(|e| PollError::Failed(e.to_string()))?;
+    Ok(())
 }
 
 fn ours(comment: &Value) -> bool {
