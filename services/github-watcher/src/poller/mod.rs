@@ -79,15 +79,17 @@ pub async fn run(poller: Poller, mut nudged: UnboundedReceiver<String>, shutdown
 /// or as long as GitHub asked to wait.
 async fn poll_due(poller: &Poller, schedule: &mut HashMap<String, Due>) -> Result<Duration, String> {
     let failed = |e: sqlx::Error| e.to_string();
+    // Threads first: a pull request linked meanwhile then has its watch too, and its thread is
+    // never read as a bare issue.
+    let threads: Vec<threads::Thread> = sqlx::query_as(threads::ACTIVE)
+        .fetch_all(&poller.db)
+        .await
+        .map_err(failed)?;
     let watches: Vec<Watch> =
         sqlx::query_as("SELECT task_id, user_id, owner, name, pr_number, reported FROM watches WHERE active")
             .fetch_all(&poller.db)
             .await
             .map_err(failed)?;
-    let threads: Vec<threads::Thread> = sqlx::query_as(threads::ACTIVE)
-        .fetch_all(&poller.db)
-        .await
-        .map_err(failed)?;
     let reacted: Vec<reactions::ReactionWatch> = sqlx::query_as(reactions::ACTIVE)
         .fetch_all(&poller.db)
         .await
@@ -158,9 +160,10 @@ async fn poll_task<'a>(
             let polled = poll_watch(poller, watch).await?;
             // A review or review comment changes the pull request's answer.
             let reviewed = polled.changed && reviews::poll(poller, watch, polled.review_comments > 0).await?;
-            // No conversation comments at all: its thread has nothing to read.
-            let thread_changed = polled.changed && polled.comments > 0;
-            (polled.busy || reviewed, Some((watch.pr_number, thread_changed)))
+            (
+                polled.busy || reviewed,
+                Some((watch.pr_number, (polled.changed, polled.comments))),
+            )
         }
         None => (false, None),
     };

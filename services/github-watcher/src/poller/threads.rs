@@ -32,11 +32,19 @@ pub const ACTIVE: &str =
     "SELECT task_id, user_id, owner, name, number, seen_id, seen_at FROM threads WHERE active";
 
 /// Reads what is new on `thread`; `Ok(true)` when something was. `known` is whether the thread
-/// changed, when that is already known (a pull request's own answer); else the issue is asked.
-pub async fn poll(poller: &Poller, thread: &Thread, known: Option<bool>) -> Result<bool, PollError> {
+/// changed and how many comments it has, when a pull request's own answer said so; else the
+/// issue is asked.
+pub async fn poll(poller: &Poller, thread: &Thread, known: Option<(bool, u64)>) -> Result<bool, PollError> {
     let number = u64::try_from(thread.number).unwrap_or_default();
+    if known.is_some_and(|(_, count)| count == 0) {
+        // No comments at all: nothing to read.
+        if thread.seen_at.is_none() {
+            mark_read(poller, thread).await?;
+        }
+        return Ok(false);
+    }
     let changed = match known {
-        Some(changed) => changed,
+        Some((changed, _)) => changed,
         None => {
             poller
                 .github
@@ -45,10 +53,7 @@ pub async fn poll(poller: &Poller, thread: &Thread, known: Option<bool>) -> Resu
                 .changed
         }
     };
-    if !changed && (thread.seen_at.is_some() || known.is_some()) {
-        if thread.seen_at.is_none() {
-            mark_read(poller, thread).await?;
-        }
+    if !changed && thread.seen_at.is_some() {
         return Ok(false);
     }
     // An empty cursor: read once, nothing there yet.
