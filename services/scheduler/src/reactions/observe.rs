@@ -30,6 +30,7 @@ fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
         },
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
         Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
+        Payload::ReviewFeedbackReceived(e) => Command::ReviewFeedback(e.clone()),
         Payload::PlanReactionReceived(e) => Command::GitHubReaction {
             author: e.author.clone(),
             permission: e.permission(),

@@ -59,6 +59,8 @@ pub enum Command {
     CiTimedOut(CiTimedOut),
     PullRequestMerged(PullRequestMerged),
     PullRequestClosed(PullRequestClosed),
+    /// A review, or review comments, on the task's pull request.
+    ReviewFeedback(mainloop_events::v1::ReviewFeedbackReceived),
     /// A reaction on the comment of ours that says how to steer the plan.
     GitHubReaction {
         author: String,

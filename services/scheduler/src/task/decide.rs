@@ -1,10 +1,10 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
     AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason,
-    FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled,
-    PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered,
-    QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting,
-    job_succeeded,
+    FeedbackAddressed, FeedbackAddressingStarted, ImplementationStarted, IssueLinked, JobMode, JobRequested,
+    JobRetryScheduled, PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question,
+    QuestionsAnswered, QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus,
+    TaskWaiting, job_succeeded,
 };
 
 use super::state::status_name;
@@ -59,6 +59,7 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             permission,
             body,
         } => Ok(steer_from_github(task, *comment_id, author, *permission, body)),
+        Command::ReviewFeedback(feedback) => Ok(review_feedback(task, feedback)),
         Command::GitHubReaction {
             author,
             permission,
@@ -336,6 +337,67 @@ fn steer_from_github(
         .into_iter()
         .map(|event| from_comment(event, comment_id))
         .collect()
+}
+
+/// Rounds of review feedback a task takes up; later reviews are left to the person.
+pub const MAX_FEEDBACK_ROUNDS: u32 = 5;
+
+/// Review feedback on the pull request in review: the writers' comments (and the review's own
+/// text) start one feedback job, each review or comment once, within the round limit. An
+/// approval, or feedback only from people without write access, asks nothing.
+fn review_feedback(task: &Task, feedback: &mainloop_events::v1::ReviewFeedbackReceived) -> Vec<Payload> {
+    let writer = |p: i32| {
+        matches!(
+            AuthorPermission::try_from(p).unwrap_or_default(),
+            AuthorPermission::Write | AuthorPermission::Admin
+        )
+    };
+    let through = feedback
+        .comments
+        .iter()
+        .map(|c| c.comment_id)
+        .chain([feedback.review_id])
+        .max()
+        .unwrap_or(0);
+    if task.status != TaskStatus::UnderReview
+        || feedback.pr_number != task.pr_number
+        || through <= task.reviewed_through
+        || task.feedback_rounds >= MAX_FEEDBACK_ROUNDS
+        || feedback.review_state == "APPROVED"
+    {
+        return vec![];
+    }
+    let mut report = String::new();
+    let mut ids = Vec::new();
+    if writer(feedback.reviewer_permission) && !feedback.review_body.trim().is_empty() {
+        report.push_str(&format!(
+            "Review by @{} ({}):\n{}\n\n",
+            feedback.reviewer,
+            feedback.review_state.to_lowercase().replace('_', " "),
+            feedback.review_body.trim()
+        ));
+        ids.push(format!("review-{}", feedback.review_id));
+    }
+    for comment in feedback.comments.iter().filter(|c| writer(c.permission)) {
+        report.push_str(&format!(
+            "@{} on {} line {}:\n```diff\n{}\n```\n{}\n\n",
+            comment.author,
+            comment.path,
+            comment.line,
+            comment.diff_hunk.trim_end(),
+            comment.body.trim()
+        ));
+        ids.push(comment.comment_id.to_string());
+    }
+    if ids.is_empty() {
+        return vec![];
+    }
+    vec![Payload::FeedbackAddressingStarted(FeedbackAddressingStarted {
+        comment_ids: ids,
+        through,
+        report,
+        round: task.feedback_rounds + 1,
+    })]
 }
 
 /// Reactions that approve the plan in review: 👍 🚀 ❤️ 🎉, by someone with write access.

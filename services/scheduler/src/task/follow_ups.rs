@@ -7,9 +7,9 @@ use mainloop_events::v1::{
 
 use super::Task;
 use super::text::{
-    answers_comment, approval_comment, branch_name, cancel_comment, fix_prompt, implement_prompt, issue_body,
-    issue_title, plan_context, plan_prompt, pull_request_body, questions_comment, ready_comment,
-    steering_help,
+    answers_comment, approval_comment, branch_name, cancel_comment, feedback_prompt, fix_prompt,
+    implement_prompt, issue_body, issue_title, plan_context, plan_prompt, pull_request_body,
+    questions_comment, ready_comment, steering_help,
 };
 
 pub const CREATE_ISSUE: &str = "create-issue";
@@ -120,7 +120,14 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
             }
         }
         TaskStatus::Implementing if task.job.is_none() => {
-            if !task.head_sha.is_empty() && task.ci_fix_for == task.head_sha {
+            if let Some(report) = &task.feedback_pending {
+                requests.push(job(
+                    task,
+                    JobMode::Feedback,
+                    feedback_prompt(task),
+                    report.clone(),
+                ));
+            } else if !task.head_sha.is_empty() && task.ci_fix_for == task.head_sha {
                 requests.push(job(
                     task,
                     JobMode::Fix,
@@ -263,8 +270,8 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
             approval_comment(*revision, by),
         ));
     }
-    if task.status == TaskStatus::UnderReview && task.pr_number > 0 && !task.head_sha.is_empty() {
-        let kind = format!("ready-{}", task.head_sha.get(..12).unwrap_or(&task.head_sha));
+    if task.status == TaskStatus::UnderReview && task.pr_number > 0 && !task.ready_head.is_empty() {
+        let kind = format!("ready-{}", task.ready_head.get(..12).unwrap_or(&task.ready_head));
         if !requested(task, &kind) {
             comments.push(effect(
                 task,

@@ -15,7 +15,7 @@ mod text;
 mod tests;
 
 pub use command::{Backoff, Command, PlanAction, Rejection};
-pub use decide::{MAX_CI_FIXES, MAX_JOB_ATTEMPTS, decide};
+pub use decide::{MAX_CI_FIXES, MAX_FEEDBACK_ROUNDS, MAX_JOB_ATTEMPTS, decide};
 pub use follow_ups::follow_ups;
 pub use state::{Task, evolve};
 pub use text::{branch_name, issue_title};

@@ -63,6 +63,13 @@ pub struct Task {
     pub approved: Option<(u32, String)>,
     /// Who cancelled the task and why, for the note on the issue and pull request.
     pub cancelled: Option<(String, String)>,
+    /// Review feedback rounds started, the newest review or review comment taken up, and the
+    /// feedback a job must still address (its text, for the job's context).
+    pub feedback_rounds: u32,
+    pub reviewed_through: u64,
+    pub feedback_pending: Option<String>,
+    /// The head CI passed on when the pull request was last said to be ready.
+    pub ready_head: String,
 }
 
 impl Task {
@@ -164,7 +171,20 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.ci_fix_for = e.head_sha.clone();
             task.ci_failure_report = e.failure_report.clone();
         }
+        Payload::CodeReadyForReview(e) => {
+            task.ready_head = if e.head_sha.is_empty() {
+                task.head_sha.clone()
+            } else {
+                e.head_sha.clone()
+            };
+        }
+        Payload::FeedbackAddressingStarted(e) => {
+            task.feedback_rounds += 1;
+            task.reviewed_through = task.reviewed_through.max(e.through);
+            task.feedback_pending = Some(e.report.clone());
+        }
         Payload::FeedbackAddressed(e) => {
+            task.feedback_pending = None;
             if !e.head_sha.is_empty() {
                 task.head_sha = e.head_sha.clone();
             }

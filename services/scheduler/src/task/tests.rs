@@ -928,3 +928,114 @@ fn a_writers_thumbs_up_on_the_plan_comment_approves() {
         "nothing left to approve"
     );
 }
+
+fn in_review_on_github() -> Task {
+    let mut task = with_open_pr();
+    let head = task.head_sha.clone();
+    handle(
+        &mut task,
+        &Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: head,
+            no_ci: false,
+        }),
+    )
+    .ok();
+    assert_eq!(task.status, TaskStatus::UnderReview);
+    task
+}
+
+fn review(id: u64, state: &str, permission: AuthorPermission) -> Command {
+    use mainloop_events::v1::{ReviewComment, ReviewFeedbackReceived};
+    let inline = |comment_id: u64, path: &str, body: &str| ReviewComment {
+        comment_id,
+        author: "maria".into(),
+        body: body.into(),
+        path: path.into(),
+        line: 3,
+        diff_hunk: "@@ -1,3 +1,3 @@\n-old\n+new".into(),
+        permission: permission as i32,
+    };
+    Command::ReviewFeedback(ReviewFeedbackReceived {
+        pr_number: 3,
+        review_state: state.into(),
+        comments: vec![
+            inline(id + 1, "README.md", "Say why."),
+            inline(id + 2, "docs/a.md", "Link it."),
+        ],
+        review_id: id,
+        reviewer: "maria".into(),
+        reviewer_permission: permission as i32,
+        review_body: "Two things.".into(),
+    })
+}
+
+#[test]
+fn a_writers_review_starts_one_feedback_job_with_every_comment_once() {
+    let mut task = in_review_on_github();
+    assert_eq!(
+        when(
+            &mut task,
+            review(100, "CHANGES_REQUESTED", AuthorPermission::Read)
+        ),
+        Ok(vec![]),
+        "read access does not steer the agent"
+    );
+    assert_eq!(
+        when(&mut task, review(110, "APPROVED", AuthorPermission::Write)),
+        Ok(vec![]),
+        "an approval asks nothing"
+    );
+    let events = when(
+        &mut task,
+        review(120, "CHANGES_REQUESTED", AuthorPermission::Write),
+    )
+    .unwrap_or_default();
+    assert_eq!(types(&events), ["FeedbackAddressingStarted", "JobRequested"]);
+    assert_eq!(task.status, TaskStatus::Implementing);
+    let job = task.job.clone().unwrap_or_default();
+    assert_eq!(job.mode(), JobMode::Feedback);
+    assert!(
+        job.context
+            .contains("Review by @maria (changes requested):\nTwo things.")
+            && job
+                .context
+                .contains("@maria on README.md line 3:\n```diff\n@@ -1,3 +1,3 @@")
+            && job.context.contains("Say why.")
+            && job.context.contains("Link it."),
+        "{}",
+        job.context
+    );
+    assert_eq!(
+        when(
+            &mut task,
+            review(120, "CHANGES_REQUESTED", AuthorPermission::Write)
+        ),
+        Ok(vec![]),
+        "the same review read again is not taken up again"
+    );
+    let done = code_done(&task, JobMode::Feedback, "sha9", 1);
+    assert_eq!(
+        when(&mut task, done).map(|e| types(&e)),
+        Ok(vec!["FeedbackAddressed"])
+    );
+    assert_eq!(task.status, TaskStatus::UnderReview);
+    assert!(task.feedback_pending.is_none());
+}
+
+#[test]
+fn review_rounds_are_bounded() {
+    let mut task = in_review_on_github();
+    for round in 0..MAX_FEEDBACK_ROUNDS {
+        let id = 200 + u64::from(round) * 10;
+        let started = when(&mut task, review(id, "COMMENTED", AuthorPermission::Admin)).unwrap_or_default();
+        assert_eq!(types(&started)[0], "FeedbackAddressingStarted", "round {round}");
+        let done = code_done(&task, JobMode::Feedback, &format!("sha-r{round}"), 1);
+        when(&mut task, done).ok();
+    }
+    assert_eq!(
+        when(&mut task, review(900, "COMMENTED", AuthorPermission::Admin)),
+        Ok(vec![]),
+        "past the limit the person takes over"
+    );
+}

@@ -262,7 +262,7 @@ pub fn ready_comment(task: &Task) -> String {
     };
     format!(
         "CI passed on `{}`: this pull request is ready for review.{closes}\n\n{}\n",
-        task.head_sha.get(..12).unwrap_or(&task.head_sha),
+        task.ready_head.get(..12).unwrap_or(&task.ready_head),
         task.description.trim()
     )
 }
@@ -276,6 +276,19 @@ pub fn cancel_comment(by: &str, reason: &str) -> String {
         None => "by the person in the mainloop inbox".to_string(),
     };
     format!("This task was cancelled {who} ({reason}). Retry it from the mainloop inbox to start again.\n")
+}
+
+/// What a feedback job is asked: address the reviewers' comments (in the context) on the branch.
+pub fn feedback_prompt(task: &Task) -> String {
+    format!(
+        "Reviewers commented on the pull request #{} for this change to {}/{}:\n{}\n\n\
+         Address every comment in the context below on this branch, commit, and say in one line per \
+         comment what you changed.",
+        task.pr_number,
+        task.repo.owner,
+        task.repo.name,
+        task.description.trim()
+    )
 }
 
 #[cfg(test)]
