@@ -7,33 +7,19 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use common::{FULL_HISTORY, Mainloop, Outside, status_history, until};
 
-use common::{FULL_HISTORY, Mainloop, status_history, until};
-
-use mainloop_fakes::anthropic::FakeAnthropic;
-use mainloop_fakes::github::FakeGitHub;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-restart-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-restart-", Some("fail_then_pass")).await?;
     let data = dir.path().join(".mainloop");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
@@ -118,23 +104,13 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
 /// while the implementation job runs; `up` restarts each and the task finishes exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-servers-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-servers-", Some("fail_then_pass")).await?;
     let data = dir.path().join(".mainloop");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
@@ -210,25 +186,13 @@ async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()
 /// and not yet acted on, or acted on), started again, and exactly one revision follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steering_comment_is_acted_on_once_across_a_crash() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new()
-        .prefix("mainloop-comment-crash-")
-        .tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github: _,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-comment-crash-", None).await?;
     http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
         .json(&json!({"login": "maria", "permission": "write"}))
         .send()

@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Mainloop, until};
+use common::{Mainloop, Outside, until};
 use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
-use mainloop_fakes::anthropic::FakeAnthropic;
-use mainloop_fakes::github::FakeGitHub;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -39,28 +36,18 @@ async fn comments_read(bus: &Bus, task: &str, count: usize) -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-steering-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-steering-", Some("fail_then_pass")).await?;
     let control = |path: &str, body: Value| {
         http.post(format!("{github_url}/_control/repos/acme/widgets{path}"))
             .json(&body)
             .send()
     };
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
-        .send()
-        .await?
-        .error_for_status()?;
     control("/collaborators", json!({"login": "maria", "permission": "write"}))
         .await?
         .error_for_status()?;
@@ -200,23 +187,13 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
 /// plan that follows uses them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn questions_are_asked_and_answered_on_the_issue() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-questions-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-questions-", None).await?;
     http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
         .json(&json!({"login": "maria", "permission": "admin"}))
         .send()
@@ -329,23 +306,13 @@ async fn questions_are_asked_and_answered_on_the_issue() -> anyhow::Result<()> {
 /// stranger's does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collaborators_thumbs_up_on_the_plan_comment_approves() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-reactions-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-reactions-", None).await?;
     http.post(format!("{github_url}/_control/repos/acme/widgets/collaborators"))
         .json(&json!({"login": "maria", "permission": "write"}))
         .send()

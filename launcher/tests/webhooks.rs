@@ -5,34 +5,20 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
-use common::{FULL_HISTORY, Mainloop, status_history, until};
-use mainloop_fakes::anthropic::FakeAnthropic;
-use mainloop_fakes::github::FakeGitHub;
+use common::{FULL_HISTORY, Mainloop, Outside, status_history, until};
 use serde_json::{Value, json};
 
 const SECRET: &str = "hook-secret-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_reaches_merged_through_webhooks_with_polling_ten_minutes_apart() -> anyhow::Result<()> {
-    mainloop_runtime::tls::install();
-    let dir = tempfile::Builder::new().prefix("mainloop-webhooks-").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let github = FakeGitHub::new(dir.path().join("github"), "gh");
-    let github_url = github
-        .clone()
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let llm_url = FakeAnthropic::new("sk")
-        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
-        .await?;
-    let http = reqwest::Client::new();
-    http.post(format!("{github_url}/_control/repos"))
-        .json(&json!({"owner": "acme", "name": "widgets", "ci": "fail_then_pass"}))
-        .send()
-        .await?
-        .error_for_status()?;
+    let Outside {
+        dir,
+        github,
+        github_url,
+        llm_url,
+        http,
+    } = Outside::start("mainloop-webhooks-", Some("fail_then_pass")).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
     http.post(format!("{github_url}/_control/webhooks"))

@@ -8,7 +8,54 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use mainloop_fakes::anthropic::FakeAnthropic;
+use mainloop_fakes::github::FakeGitHub;
+use serde_json::{Value, json};
+
+/// The outside world faked at its real protocols, in a temp dir another user can reach: GitHub
+/// (token "gh") with a private `acme/widgets` under CI policy `ci` (none: checks only when a test
+/// sets them), and the Anthropic API (key "sk").
+pub struct Outside {
+    pub dir: tempfile::TempDir,
+    pub github: FakeGitHub,
+    pub github_url: String,
+    pub llm_url: String,
+    pub http: reqwest::Client,
+}
+
+impl Outside {
+    pub async fn start(prefix: &str, ci: Option<&str>) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        mainloop_runtime::tls::install();
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let github = FakeGitHub::new(dir.path().join("github"), "gh");
+        let github_url = github
+            .clone()
+            .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+            .await?;
+        let llm_url = FakeAnthropic::new("sk")
+            .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+            .await?;
+        let http = reqwest::Client::new();
+        let mut repo = json!({"owner": "acme", "name": "widgets"});
+        if let Some(ci) = ci {
+            repo["ci"] = json!(ci);
+        }
+        http.post(format!("{github_url}/_control/repos"))
+            .json(&repo)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(Outside {
+            dir,
+            github,
+            github_url,
+            llm_url,
+            http,
+        })
+    }
+}
 
 /// A running `mainloop up` against the given fake GitHub and fake Anthropic, with the fake
 /// Claude Code CLI as its agent and test authentication (X-User-ID).
