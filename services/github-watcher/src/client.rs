@@ -250,12 +250,39 @@ impl GitHub {
         self.post(&route, &json!({"body": body})).await
     }
 
-    pub async fn react(&self, owner: &str, name: &str, comment_id: u64, content: &str) -> Result<Value> {
+    /// Reacts on a comment: a conversation comment (`issues/comments`) or an inline review
+    /// comment (`pulls/comments`). GitHub answers 200 with the existing reaction when there is
+    /// one, so reacting twice is harmless.
+    pub async fn react(
+        &self,
+        owner: &str,
+        name: &str,
+        comment_id: u64,
+        content: &str,
+        on_review_comment: bool,
+    ) -> Result<Value> {
+        let kind = if on_review_comment { "pulls" } else { "issues" };
         let route = format!(
-            "{}/issues/comments/{comment_id}/reactions",
+            "{}/{kind}/comments/{comment_id}/reactions",
             Self::repo_path(owner, name)
         );
         self.post(&route, &json!({"content": content})).await
+    }
+
+    /// Replies on the thread of inline review comment `comment_id` of pull request `number`.
+    pub async fn reply_to_review_comment(
+        &self,
+        owner: &str,
+        name: &str,
+        number: u64,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<Value> {
+        let route = format!(
+            "{}/pulls/{number}/comments/{comment_id}/replies",
+            Self::repo_path(owner, name)
+        );
+        self.post(&route, &json!({"body": body})).await
     }
 
     pub async fn open_pull(&self, owner: &str, name: &str, pull: &Value) -> Result<Value> {

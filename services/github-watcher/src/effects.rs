@@ -7,7 +7,7 @@ use mainloop_bus::{Bus, Delivery, Expect, Handler, HandlerError};
 use mainloop_events::v1::{
     CommentPosted, GitHubEffectFailed, GitHubEffectRequested, GitHubRateLimited, IssueClosed, IssueCreated,
     IssueUpdated, PullRequestClosedByUs, PullRequestMarkedReady, PullRequestOpened, ReactionAdded,
-    git_hub_effect_requested::Effect,
+    ReactionTarget, git_hub_effect_requested::Effect,
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use serde_json::{Value, json};
@@ -238,13 +238,47 @@ impl Effects {
                 })
             }
             Effect::AddReaction(reaction) => {
+                let on_review_comment = reaction.target() == ReactionTarget::ReviewComment;
                 github
-                    .react(owner, name, reaction.comment_id, &reaction.content)
+                    .react(
+                        owner,
+                        name,
+                        reaction.comment_id,
+                        &reaction.content,
+                        on_review_comment,
+                    )
                     .await?;
                 Payload::ReactionAdded(ReactionAdded {
                     effect_id: id,
                     comment_id: reaction.comment_id,
                     content: reaction.content.clone(),
+                })
+            }
+            Effect::ReplyToReviewComment(reply) => {
+                let found = github
+                    .review_comments(owner, name, reply.pr_number)
+                    .await?
+                    .into_iter()
+                    .find(|c| has_marker(c, &id));
+                let posted = match found {
+                    Some(existing) => existing,
+                    None => {
+                        github
+                            .reply_to_review_comment(
+                                owner,
+                                name,
+                                reply.pr_number,
+                                reply.comment_id,
+                                &marked(&reply.body, &id),
+                            )
+                            .await?
+                    }
+                };
+                Payload::CommentPosted(CommentPosted {
+                    effect_id: id,
+                    issue_number: reply.pr_number,
+                    comment_id: number(&posted, "id"),
+                    comment_url: posted["html_url"].as_str().unwrap_or_default().to_string(),
                 })
             }
             Effect::OpenPullRequest(pull) => {

@@ -17,6 +17,9 @@ pub struct SchedulingSettings {
     /// The longest wait between two attempts of a job.
     #[arg(long, env = "JOB_RETRY_MAX_MS", default_value_t = 600_000)]
     pub job_retry_max_ms: u64,
+    /// Rounds of review feedback a task takes up; later feedback is left to the person.
+    #[arg(long, env = "MAX_FEEDBACK_ROUNDS", default_value_t = crate::task::MAX_FEEDBACK_ROUNDS)]
+    pub max_feedback_rounds: u32,
 }
 
 impl Default for SchedulingSettings {
@@ -24,6 +27,7 @@ impl Default for SchedulingSettings {
         SchedulingSettings {
             job_retry_base_ms: 30_000,
             job_retry_max_ms: 600_000,
+            max_feedback_rounds: crate::task::MAX_FEEDBACK_ROUNDS,
         }
     }
 }

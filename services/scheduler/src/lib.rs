@@ -51,6 +51,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let observe = Arc::new(Observe {
         store: store.clone(),
         backoff: config.scheduling.backoff(),
+        max_feedback_rounds: config.scheduling.max_feedback_rounds,
     });
     for (stream, durable, filter) in [
         (subjects::JOBS, "scheduler-jobs", "job.>"),

@@ -288,6 +288,7 @@ async fn a_failed_job_is_retried_after_its_backoff_even_across_a_restart() -> an
     let scheduling = mainloop_scheduler::SchedulingSettings {
         job_retry_base_ms: 1500,
         job_retry_max_ms: 1500,
+        ..Default::default()
     };
     let start = |shutdown: CancellationToken| {
         tokio::spawn(mainloop_scheduler::run(

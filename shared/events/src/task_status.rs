@@ -19,6 +19,9 @@ impl Payload {
             Payload::ImplementationStarted(_) | Payload::FeedbackAddressingStarted(_) => {
                 TaskStatus::Implementing
             }
+            // Commits pushed for review feedback are checked by CI before the task is back in
+            // review; a round that changed nothing is back at once.
+            Payload::FeedbackAddressed(e) if e.commits > 0 => TaskStatus::Implementing,
             Payload::CodeReadyForReview(_) | Payload::FeedbackAddressed(_) | Payload::ReviewResumed(_) => {
                 TaskStatus::UnderReview
             }

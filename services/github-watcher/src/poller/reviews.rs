@@ -2,7 +2,9 @@
 //! answer changed (a review moves its `updated_at`, a review comment its count). Each new review
 //! is reported once as `ReviewFeedbackReceived` with its inline comments (path, line, diff hunk)
 //! and everyone's permission; new comments outside a new review (replies) are reported together.
-//! Comments mainloop wrote (its hidden marker) are never read. The scheduler decides what to do.
+//! Comments mainloop wrote (its hidden marker) are never read, and a review with nothing else
+//! in it (our own replies on threads come as such reviews) is not reported. The scheduler
+//! decides what to do.
 
 use mainloop_bus::Expect;
 use mainloop_events::v1::{ReviewComment, ReviewFeedbackReceived};
@@ -52,10 +54,16 @@ pub async fn poll(poller: &Poller, watch: &Watch, with_comments: bool) -> Result
             .filter(|c| id(c, "pull_request_review_id") == review_id)
             .collect();
         let reviewer = review["user"]["login"].as_str().unwrap_or_default();
+        let body = review["body"].as_str().unwrap_or_default();
+        let comments = read_comments(poller, watch, &own).await?;
+        if body.trim().is_empty() && comments.is_empty() {
+            // Nothing to read: our own replies come as such reviews.
+            continue;
+        }
         let feedback = ReviewFeedbackReceived {
             pr_number: number,
             review_state: review["state"].as_str().unwrap_or_default().to_uppercase(),
-            comments: read_comments(poller, watch, &own).await?,
+            comments,
             review_id: u64::try_from(review_id).unwrap_or_default(),
             reviewer: reviewer.to_string(),
             reviewer_permission: permissions::of(
@@ -66,7 +74,7 @@ pub async fn poll(poller: &Poller, watch: &Watch, with_comments: bool) -> Result
                 reviewer,
             )
             .await? as i32,
-            review_body: review["body"].as_str().unwrap_or_default().to_string(),
+            review_body: body.to_string(),
         };
         report(poller, watch, format!("github-review-{review_id}"), feedback).await?;
     }

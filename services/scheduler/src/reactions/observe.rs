@@ -2,16 +2,18 @@ use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
 
 use crate::store::TaskStore;
-use crate::task::{Backoff, Command};
+use crate::task::{Backoff, Command, GitHubComment};
 
 /// Turns JOBS and GITHUB events about a task into commands on it. The task decides whether an
 /// observation still matters (the current job and attempt, the current head commit, …).
 pub struct Observe {
     pub store: TaskStore,
     pub backoff: Backoff,
+    /// Review feedback rounds a task takes up.
+    pub max_feedback_rounds: u32,
 }
 
-fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
+fn command_for(payload: &Payload, backoff: Backoff, max_feedback_rounds: u32) -> Option<Command> {
     Some(match payload {
         Payload::JobSucceeded(e) => Command::JobSucceeded(e.clone()),
         Payload::JobFailed(e) => Command::JobFailed {
@@ -30,18 +32,22 @@ fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
         },
         Payload::PullRequestMerged(e) => Command::PullRequestMerged(e.clone()),
         Payload::PullRequestClosed(e) => Command::PullRequestClosed(*e),
-        Payload::ReviewFeedbackReceived(e) => Command::ReviewFeedback(e.clone()),
+        Payload::ReviewFeedbackReceived(e) => Command::ReviewFeedback {
+            review: e.clone(),
+            max_rounds: max_feedback_rounds,
+        },
         Payload::PlanReactionReceived(e) => Command::GitHubReaction {
             author: e.author.clone(),
             permission: e.permission(),
             content: e.content.clone(),
         },
-        Payload::IssueCommentReceived(e) => Command::GitHubComment {
+        Payload::IssueCommentReceived(e) => Command::GitHubComment(GitHubComment {
             comment_id: e.comment_id,
             author: e.author.clone(),
             permission: e.permission(),
             body: e.body.clone(),
-        },
+            max_feedback_rounds,
+        }),
         _ => return None,
     })
 }
@@ -49,7 +55,11 @@ fn command_for(payload: &Payload, backoff: Backoff) -> Option<Command> {
 impl Handler for Observe {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let event = &delivery.event;
-        let Some(command) = event.payload.as_ref().and_then(|p| command_for(p, self.backoff)) else {
+        let Some(command) = event
+            .payload
+            .as_ref()
+            .and_then(|p| command_for(p, self.backoff, self.max_feedback_rounds))
+        else {
             return Ok(());
         };
         match self

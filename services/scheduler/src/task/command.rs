@@ -59,8 +59,12 @@ pub enum Command {
     CiTimedOut(CiTimedOut),
     PullRequestMerged(PullRequestMerged),
     PullRequestClosed(PullRequestClosed),
-    /// A review, or review comments, on the task's pull request.
-    ReviewFeedback(mainloop_events::v1::ReviewFeedbackReceived),
+    /// A review, or review comments, on the task's pull request; rounds beyond `max_rounds`
+    /// are left to the person.
+    ReviewFeedback {
+        review: mainloop_events::v1::ReviewFeedbackReceived,
+        max_rounds: u32,
+    },
     /// A reaction on the comment of ours that says how to steer the plan.
     GitHubReaction {
         author: String,
@@ -68,14 +72,20 @@ pub enum Command {
         content: String,
     },
     /// A comment on the task's issue or pull request that mainloop did not write.
-    GitHubComment {
-        comment_id: u64,
-        author: String,
-        permission: AuthorPermission,
-        body: String,
-    },
+    GitHubComment(GitHubComment),
     /// Decides nothing; the caller appends whatever follow-ups are due.
     Reconcile,
+}
+
+/// A comment on the task's issue or pull request that mainloop did not write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitHubComment {
+    pub comment_id: u64,
+    pub author: String,
+    pub permission: AuthorPermission,
+    pub body: String,
+    /// Review feedback rounds the task takes up (a comment on the pull request may ask one).
+    pub max_feedback_rounds: u32,
 }
 
 /// Exponential backoff between a job's attempts, with jitter so that many tasks failing at

@@ -1,12 +1,14 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
     AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason,
-    FeedbackAddressed, FeedbackAddressingStarted, ImplementationStarted, IssueLinked, JobMode, JobRequested,
-    JobRetryScheduled, PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question,
-    QuestionsAnswered, QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus,
-    TaskWaiting, job_succeeded,
+    FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled,
+    PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered,
+    QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting,
+    job_succeeded,
 };
 
+use super::command::GitHubComment;
+use super::feedback;
 use super::state::status_name;
 use super::steering::{self, Steer};
 use super::text::branch_name;
@@ -53,13 +55,10 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             Ok(vec![cancelled("cancelled by the person", by)])
         }
         Command::Retry => retry(task),
-        Command::GitHubComment {
-            comment_id,
-            author,
-            permission,
-            body,
-        } => Ok(steer_from_github(task, *comment_id, author, *permission, body)),
-        Command::ReviewFeedback(feedback) => Ok(review_feedback(task, feedback)),
+        Command::GitHubComment(comment) => Ok(steer_from_github(task, comment)),
+        Command::ReviewFeedback { review, max_rounds } => Ok(feedback::from_review(task, review)
+            .map(|round| feedback::take_up(task, round, *max_rounds))
+            .unwrap_or_default()),
         Command::GitHubReaction {
             author,
             permission,
@@ -310,13 +309,14 @@ fn review_plan(
 /// What a comment on GitHub decides: only people who may write to the repository steer, each
 /// comment once, and a comment that asks for what the task cannot do now decides nothing (the
 /// same rules as the inbox's buttons). The events it causes name the comment.
-fn steer_from_github(
-    task: &Task,
-    comment_id: u64,
-    author: &str,
-    permission: AuthorPermission,
-    body: &str,
-) -> Vec<Payload> {
+fn steer_from_github(task: &Task, comment: &GitHubComment) -> Vec<Payload> {
+    let GitHubComment {
+        comment_id,
+        ref author,
+        permission,
+        ref body,
+        max_feedback_rounds,
+    } = *comment;
     if comment_id <= task.last_comment_id
         || !matches!(permission, AuthorPermission::Write | AuthorPermission::Admin)
     {
@@ -325,6 +325,15 @@ fn steer_from_github(
     let by = format!("github:{author}");
     let decided = match steering::read(body, task.status, &task.questions) {
         Steer::Approve => review_plan(task, PlanAction::Approve, 0, "", &by),
+        // Once there is a pull request, "revise" is review feedback on it.
+        Steer::Revise(feedback)
+            if task.pr_number > 0
+                && matches!(task.status, TaskStatus::UnderReview | TaskStatus::Implementing) =>
+        {
+            return feedback::from_comment(task, comment_id, author, &feedback)
+                .map(|round| feedback::take_up(task, round, max_feedback_rounds))
+                .unwrap_or_default();
+        }
         Steer::Revise(feedback) => review_plan(task, PlanAction::Revise, 0, &feedback, &by),
         Steer::Answer(answers) => answer_questions(task, &answers, false, &by),
         Steer::Implement => decide(task, &Command::StartImplementation),
@@ -339,66 +348,9 @@ fn steer_from_github(
         .collect()
 }
 
-/// Rounds of review feedback a task takes up; later reviews are left to the person.
+/// Rounds of review feedback a task takes up unless configured otherwise; later feedback is
+/// left to the person.
 pub const MAX_FEEDBACK_ROUNDS: u32 = 5;
-
-/// Review feedback on the pull request in review: the writers' comments (and the review's own
-/// text) start one feedback job, each review or comment once, within the round limit. An
-/// approval, or feedback only from people without write access, asks nothing.
-fn review_feedback(task: &Task, feedback: &mainloop_events::v1::ReviewFeedbackReceived) -> Vec<Payload> {
-    let writer = |p: i32| {
-        matches!(
-            AuthorPermission::try_from(p).unwrap_or_default(),
-            AuthorPermission::Write | AuthorPermission::Admin
-        )
-    };
-    let through = feedback
-        .comments
-        .iter()
-        .map(|c| c.comment_id)
-        .chain([feedback.review_id])
-        .max()
-        .unwrap_or(0);
-    if task.status != TaskStatus::UnderReview
-        || feedback.pr_number != task.pr_number
-        || through <= task.reviewed_through
-        || task.feedback_rounds >= MAX_FEEDBACK_ROUNDS
-        || feedback.review_state == "APPROVED"
-    {
-        return vec![];
-    }
-    let mut report = String::new();
-    let mut ids = Vec::new();
-    if writer(feedback.reviewer_permission) && !feedback.review_body.trim().is_empty() {
-        report.push_str(&format!(
-            "Review by @{} ({}):\n{}\n\n",
-            feedback.reviewer,
-            feedback.review_state.to_lowercase().replace('_', " "),
-            feedback.review_body.trim()
-        ));
-        ids.push(format!("review-{}", feedback.review_id));
-    }
-    for comment in feedback.comments.iter().filter(|c| writer(c.permission)) {
-        report.push_str(&format!(
-            "@{} on {} line {}:\n```diff\n{}\n```\n{}\n\n",
-            comment.author,
-            comment.path,
-            comment.line,
-            comment.diff_hunk.trim_end(),
-            comment.body.trim()
-        ));
-        ids.push(comment.comment_id.to_string());
-    }
-    if ids.is_empty() {
-        return vec![];
-    }
-    vec![Payload::FeedbackAddressingStarted(FeedbackAddressingStarted {
-        comment_ids: ids,
-        through,
-        report,
-        round: task.feedback_rounds + 1,
-    })]
-}
 
 /// Reactions that approve the plan in review: 👍 🚀 ❤️ 🎉, by someone with write access.
 const APPROVING_REACTIONS: &[&str] = &["+1", "rocket", "heart", "hooray"];
@@ -426,6 +378,12 @@ fn from_comment(mut event: Payload, comment_id: u64) -> Payload {
         Payload::ImplementationStarted(e) => e.github_comment_id = comment_id,
         Payload::TaskCancelled(e) => e.github_comment_id = comment_id,
         Payload::TaskRetried(e) => e.github_comment_id = comment_id,
+        Payload::FeedbackAddressingStarted(e) => e.github_comment_id = comment_id,
+        Payload::ReviewFeedbackQueued(e) => {
+            if let Some(feedback) = &mut e.feedback {
+                feedback.github_comment_id = comment_id;
+            }
+        }
         _ => {}
     }
     event
@@ -506,9 +464,12 @@ fn job_succeeded(task: &Task, result: &mainloop_events::v1::JobSucceeded) -> Vec
                     FailureReason::JobFailed,
                     "the fix job made no commits",
                 )],
-                (JobMode::Feedback, _) => {
+                (JobMode::Feedback, commits) => {
                     vec![Payload::FeedbackAddressed(FeedbackAddressed {
                         head_sha: code.head_sha.clone(),
+                        commits,
+                        summary: code.summary.clone(),
+                        round: task.feedback_round.as_ref().map_or(0, |r| r.started.round),
                     })]
                 }
                 _ => vec![pushed],

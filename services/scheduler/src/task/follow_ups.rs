@@ -50,6 +50,7 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         ));
     }
     requests.extend(issue_comments(task));
+    requests.extend(super::feedback::follow_ups(task));
     match task.status {
         TaskStatus::Pending => {
             // A new or retried task starts; a retry after an approved plan resumes implementing.
@@ -120,12 +121,12 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
             }
         }
         TaskStatus::Implementing if task.job.is_none() => {
-            if let Some(report) = &task.feedback_pending {
+            if let Some(round) = task.feedback_round.as_ref().filter(|r| r.addressed.is_none()) {
                 requests.push(job(
                     task,
                     JobMode::Feedback,
                     feedback_prompt(task),
-                    report.clone(),
+                    round.started.report.clone(),
                 ));
             } else if !task.head_sha.is_empty() && task.ci_fix_for == task.head_sha {
                 requests.push(job(
@@ -287,11 +288,11 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
     comments
 }
 
-fn requested(task: &Task, kind: &str) -> bool {
+pub(super) fn requested(task: &Task, kind: &str) -> bool {
     task.effects.contains(&effect_id(task, kind))
 }
 
-fn effect(task: &Task, kind: &str, effect: Effect) -> Payload {
+pub(super) fn effect(task: &Task, kind: &str, effect: Effect) -> Payload {
     Payload::GithubEffectRequested(GitHubEffectRequested {
         effect_id: effect_id(task, kind),
         repo: Some(task.repo.clone()),

@@ -6,15 +6,18 @@
 
 mod command;
 mod decide;
+mod feedback;
 mod follow_ups;
 mod state;
 mod steering;
 mod text;
 
 #[cfg(test)]
+mod feedback_tests;
+#[cfg(test)]
 mod tests;
 
-pub use command::{Backoff, Command, PlanAction, Rejection};
+pub use command::{Backoff, Command, GitHubComment, PlanAction, Rejection};
 pub use decide::{MAX_CI_FIXES, MAX_FEEDBACK_ROUNDS, MAX_JOB_ATTEMPTS, decide};
 pub use follow_ups::follow_ups;
 pub use state::{Task, evolve};

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use mainloop_events::Payload;
 use mainloop_events::v1::{
-    Answer, ApprovalKind, CompletionReason, FailureReason, JobMode, JobRequested, Question, RepoRef,
-    TaskStatus,
+    Answer, ApprovalKind, CompletionReason, FailureReason, FeedbackAddressed, FeedbackAddressingStarted,
+    JobMode, JobRequested, Question, RepoRef, TaskStatus,
 };
 
 /// A task as its events made it. `status == Unspecified` means it does not exist yet.
@@ -63,13 +63,21 @@ pub struct Task {
     pub approved: Option<(u32, String)>,
     /// Who cancelled the task and why, for the note on the issue and pull request.
     pub cancelled: Option<(String, String)>,
-    /// Review feedback rounds started, the newest review or review comment taken up, and the
-    /// feedback a job must still address (its text, for the job's context).
+    /// Review feedback rounds started, every review and comment ever taken up (each is taken up
+    /// once), the round in hand, and feedback that came meanwhile, for the next round.
     pub feedback_rounds: u32,
-    pub reviewed_through: u64,
-    pub feedback_pending: Option<String>,
+    pub feedback_taken: BTreeSet<String>,
+    pub feedback_round: Option<FeedbackRound>,
+    pub feedback_queued: Option<FeedbackAddressingStarted>,
     /// The head CI passed on when the pull request was last said to be ready.
     pub ready_head: String,
+}
+
+/// One round of review feedback: what it took up, and, once the job is done, what it did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedbackRound {
+    pub started: FeedbackAddressingStarted,
+    pub addressed: Option<FeedbackAddressed>,
 }
 
 impl Task {
@@ -103,6 +111,8 @@ fn steered_by_comment(event: &Payload) -> Option<u64> {
         Payload::ImplementationStarted(e) => e.github_comment_id,
         Payload::TaskCancelled(e) => e.github_comment_id,
         Payload::TaskRetried(e) => e.github_comment_id,
+        Payload::FeedbackAddressingStarted(e) => e.github_comment_id,
+        Payload::ReviewFeedbackQueued(e) => e.feedback.as_ref().map_or(0, |f| f.github_comment_id),
         _ => 0,
     };
     (id > 0).then_some(id)
@@ -180,11 +190,25 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::FeedbackAddressingStarted(e) => {
             task.feedback_rounds += 1;
-            task.reviewed_through = task.reviewed_through.max(e.through);
-            task.feedback_pending = Some(e.report.clone());
+            task.feedback_taken.extend(e.comment_ids.iter().cloned());
+            task.feedback_round = Some(FeedbackRound {
+                started: e.clone(),
+                addressed: None,
+            });
+            task.feedback_queued = None;
+        }
+        Payload::ReviewFeedbackQueued(e) => {
+            let more = e.feedback.clone().unwrap_or_default();
+            task.feedback_taken.extend(more.comment_ids.iter().cloned());
+            task.feedback_queued = Some(match task.feedback_queued.take() {
+                Some(queued) => super::feedback::merged(queued, more),
+                None => more,
+            });
         }
         Payload::FeedbackAddressed(e) => {
-            task.feedback_pending = None;
+            if let Some(round) = &mut task.feedback_round {
+                round.addressed = Some(e.clone());
+            }
             if !e.head_sha.is_empty() {
                 task.head_sha = e.head_sha.clone();
             }

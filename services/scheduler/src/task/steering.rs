@@ -10,6 +10,9 @@
 //!   text is the answer), several options as "1. A, C", "Header: answer", or, with one
 //!   question, the whole comment as the answer.
 //!
+//! - Once there is a pull request: `/revise <what to change>`, or any comment that mentions
+//!   `@mainloop`, is review feedback.
+//!
 //! Quoted lines (`> …`, GitHub's "Quote reply") are not read.
 
 use mainloop_events::v1::{Answer, Question, TaskStatus};
@@ -48,6 +51,7 @@ pub fn read(body: &str, status: TaskStatus, questions: &[Question]) -> Steer {
         TaskStatus::WaitingQuestions => answers(&text, questions)
             .map(Steer::Answer)
             .unwrap_or(Steer::Nothing),
+        TaskStatus::Implementing | TaskStatus::UnderReview if mentions_mainloop(&text) => Steer::Revise(text),
         _ => Steer::Nothing,
     }
 }
@@ -80,6 +84,17 @@ fn slash_command(text: &str) -> Option<Steer> {
             }
         }
         _ => return None,
+    })
+}
+
+/// `@mainloop` as a word of its own (not `@mainloop-bot` or an e-mail address).
+fn mentions_mainloop(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices("@mainloop").any(|(at, found)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + found.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric())
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
     })
 }
 

@@ -9,7 +9,7 @@ use mainloop_events::v1::{
 
 use super::*;
 
-fn spawn() -> Command {
+pub(super) fn spawn() -> Command {
     Command::Spawn(TaskSpawned {
         task_id: "t1".into(),
         repo: Some(RepoRef {
@@ -22,12 +22,12 @@ fn spawn() -> Command {
     })
 }
 
-fn types(events: &[Payload]) -> Vec<&'static str> {
+pub(super) fn types(events: &[Payload]) -> Vec<&'static str> {
     events.iter().map(Payload::type_name).collect()
 }
 
 /// Runs commands from a new task and returns the state and the events of the last command.
-fn given(commands: &[Command]) -> Task {
+pub(super) fn given(commands: &[Command]) -> Task {
     let mut task = Task::default();
     for command in commands {
         if let Err(rejection) = handle(&mut task, command) {
@@ -37,11 +37,11 @@ fn given(commands: &[Command]) -> Task {
     task
 }
 
-fn when(task: &mut Task, command: Command) -> Result<Vec<Payload>, Rejection> {
+pub(super) fn when(task: &mut Task, command: Command) -> Result<Vec<Payload>, Rejection> {
     handle(task, &command)
 }
 
-fn current_job(task: &Task) -> (String, u32) {
+pub(super) fn current_job(task: &Task) -> (String, u32) {
     let job = task.job.clone().unwrap_or_default();
     (job.job_id, job.attempt)
 }
@@ -60,7 +60,7 @@ fn plan_done(task: &Task, plan: &str) -> Command {
     })
 }
 
-fn code_done(task: &Task, mode: JobMode, sha: &str, commits: u32) -> Command {
+pub(super) fn code_done(task: &Task, mode: JobMode, sha: &str, commits: u32) -> Command {
     let (job_id, attempt) = current_job(task);
     Command::JobSucceeded(JobSucceeded {
         job_id,
@@ -114,7 +114,7 @@ fn in_review() -> Task {
     task
 }
 
-fn with_open_pr() -> Task {
+pub(super) fn with_open_pr() -> Task {
     let mut task = in_review();
     handle(&mut task, &approve(1)).ok();
     let done = code_done(&task, JobMode::Implement, "sha1", 2);
@@ -770,13 +770,14 @@ fn ci_pending_too_long_fails_the_task_with_retry_and_only_for_the_current_head()
     );
 }
 
-fn comment(id: u64, permission: mainloop_events::v1::AuthorPermission, body: &str) -> Command {
-    Command::GitHubComment {
+pub(super) fn comment(id: u64, permission: mainloop_events::v1::AuthorPermission, body: &str) -> Command {
+    Command::GitHubComment(GitHubComment {
         comment_id: id,
         author: "maria".into(),
         permission,
         body: body.into(),
-    }
+        max_feedback_rounds: MAX_FEEDBACK_ROUNDS,
+    })
 }
 
 use mainloop_events::v1::AuthorPermission;
@@ -926,116 +927,5 @@ fn a_writers_thumbs_up_on_the_plan_comment_approves() {
         when(&mut task, reaction(AuthorPermission::Admin, "+1")),
         Ok(vec![]),
         "nothing left to approve"
-    );
-}
-
-fn in_review_on_github() -> Task {
-    let mut task = with_open_pr();
-    let head = task.head_sha.clone();
-    handle(
-        &mut task,
-        &Command::CiPassed(CiPassed {
-            pr_number: 3,
-            head_sha: head,
-            no_ci: false,
-        }),
-    )
-    .ok();
-    assert_eq!(task.status, TaskStatus::UnderReview);
-    task
-}
-
-fn review(id: u64, state: &str, permission: AuthorPermission) -> Command {
-    use mainloop_events::v1::{ReviewComment, ReviewFeedbackReceived};
-    let inline = |comment_id: u64, path: &str, body: &str| ReviewComment {
-        comment_id,
-        author: "maria".into(),
-        body: body.into(),
-        path: path.into(),
-        line: 3,
-        diff_hunk: "@@ -1,3 +1,3 @@\n-old\n+new".into(),
-        permission: permission as i32,
-    };
-    Command::ReviewFeedback(ReviewFeedbackReceived {
-        pr_number: 3,
-        review_state: state.into(),
-        comments: vec![
-            inline(id + 1, "README.md", "Say why."),
-            inline(id + 2, "docs/a.md", "Link it."),
-        ],
-        review_id: id,
-        reviewer: "maria".into(),
-        reviewer_permission: permission as i32,
-        review_body: "Two things.".into(),
-    })
-}
-
-#[test]
-fn a_writers_review_starts_one_feedback_job_with_every_comment_once() {
-    let mut task = in_review_on_github();
-    assert_eq!(
-        when(
-            &mut task,
-            review(100, "CHANGES_REQUESTED", AuthorPermission::Read)
-        ),
-        Ok(vec![]),
-        "read access does not steer the agent"
-    );
-    assert_eq!(
-        when(&mut task, review(110, "APPROVED", AuthorPermission::Write)),
-        Ok(vec![]),
-        "an approval asks nothing"
-    );
-    let events = when(
-        &mut task,
-        review(120, "CHANGES_REQUESTED", AuthorPermission::Write),
-    )
-    .unwrap_or_default();
-    assert_eq!(types(&events), ["FeedbackAddressingStarted", "JobRequested"]);
-    assert_eq!(task.status, TaskStatus::Implementing);
-    let job = task.job.clone().unwrap_or_default();
-    assert_eq!(job.mode(), JobMode::Feedback);
-    assert!(
-        job.context
-            .contains("Review by @maria (changes requested):\nTwo things.")
-            && job
-                .context
-                .contains("@maria on README.md line 3:\n```diff\n@@ -1,3 +1,3 @@")
-            && job.context.contains("Say why.")
-            && job.context.contains("Link it."),
-        "{}",
-        job.context
-    );
-    assert_eq!(
-        when(
-            &mut task,
-            review(120, "CHANGES_REQUESTED", AuthorPermission::Write)
-        ),
-        Ok(vec![]),
-        "the same review read again is not taken up again"
-    );
-    let done = code_done(&task, JobMode::Feedback, "sha9", 1);
-    assert_eq!(
-        when(&mut task, done).map(|e| types(&e)),
-        Ok(vec!["FeedbackAddressed"])
-    );
-    assert_eq!(task.status, TaskStatus::UnderReview);
-    assert!(task.feedback_pending.is_none());
-}
-
-#[test]
-fn review_rounds_are_bounded() {
-    let mut task = in_review_on_github();
-    for round in 0..MAX_FEEDBACK_ROUNDS {
-        let id = 200 + u64::from(round) * 10;
-        let started = when(&mut task, review(id, "COMMENTED", AuthorPermission::Admin)).unwrap_or_default();
-        assert_eq!(types(&started)[0], "FeedbackAddressingStarted", "round {round}");
-        let done = code_done(&task, JobMode::Feedback, &format!("sha-r{round}"), 1);
-        when(&mut task, done).ok();
-    }
-    assert_eq!(
-        when(&mut task, review(900, "COMMENTED", AuthorPermission::Admin)),
-        Ok(vec![]),
-        "past the limit the person takes over"
     );
 }

@@ -1,6 +1,8 @@
 //! The words the scheduler writes: issue titles and bodies, branch names, and the prompts jobs
 //! get. Pure functions of the task, so a repeated request is the same request.
 
+use mainloop_events::v1::FeedbackAddressed;
+
 use super::Task;
 
 const TITLE_PREFIXES: &[&str] = &[
@@ -289,6 +291,48 @@ pub fn feedback_prompt(task: &Task) -> String {
         task.repo.name,
         task.description.trim()
     )
+}
+
+/// What the agent said it did in a feedback round, as a quote of at most 1,500 characters.
+fn quoted_summary(addressed: &FeedbackAddressed) -> String {
+    let summary = addressed.summary.trim();
+    if summary.is_empty() {
+        return String::new();
+    }
+    let mut short: String = summary.chars().take(1_500).collect();
+    if short.len() < summary.len() {
+        short.push('…');
+    }
+    let quoted: Vec<String> = short.lines().map(|line| format!("> {line}")).collect();
+    format!("\n\n{}", quoted.join("\n"))
+}
+
+/// The reply on an inline comment's thread when its round is done.
+pub fn feedback_reply(round: u32, addressed: &FeedbackAddressed) -> String {
+    let said = quoted_summary(addressed);
+    if addressed.commits == 0 {
+        format!("Looked at this in feedback round {round} and changed nothing.{said}")
+    } else {
+        let sha = addressed.head_sha.get(..7).unwrap_or(&addressed.head_sha);
+        format!("Addressed in {sha} (feedback round {round}); CI checks it before review resumes.{said}")
+    }
+}
+
+/// The one comment on the pull request that ends a round with review texts or conversation
+/// comments in it.
+pub fn feedback_summary(round: u32, addressed: &FeedbackAddressed) -> String {
+    let said = quoted_summary(addressed);
+    if addressed.commits == 0 {
+        format!("**Feedback round {round}:** looked at the feedback and changed nothing.{said}")
+    } else {
+        let sha = addressed.head_sha.get(..7).unwrap_or(&addressed.head_sha);
+        let commits = if addressed.commits == 1 {
+            "1 commit".to_string()
+        } else {
+            format!("{} commits", addressed.commits)
+        };
+        format!("**Feedback round {round}:** addressed in {commits}, up to {sha}.{said}")
+    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,7 @@ pub fn router() -> Router<FakeGitHub> {
             "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
             get(list_reactions).post(create_reaction),
         )
-        .route("/repos/{owner}/{repo}/pulls/{number}/reviews", get(list_reviews))
-        .route(
-            "/repos/{owner}/{repo}/pulls/{number}/comments",
-            get(list_review_comments),
-        )
+        .merge(super::reviews::router())
         .route(
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
@@ -93,7 +89,7 @@ pub(crate) fn authorize(gh: &FakeGitHub, headers: &HeaderMap, call: String) -> R
     Ok(())
 }
 
-fn user(login: &str) -> Value {
+pub(crate) fn user(login: &str) -> Value {
     json!({"login": login, "id": 1, "node_id": "U_1", "avatar_url": "", "gravatar_id": "", "url": "", "html_url": format!("https://github.com/{login}"),
         "type": "User", "site_admin": false})
 }
@@ -246,14 +242,14 @@ async fn create_issue(
 }
 
 #[derive(Debug, Deserialize)]
-struct Page {
+pub(crate) struct Page {
     #[serde(default = "per_page")]
     per_page: usize,
     #[serde(default = "first")]
     page: usize,
     head: Option<String>,
     /// Only what was updated at or after this (RFC 3339), where the list supports it.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
 }
 
 fn per_page() -> usize {
@@ -265,7 +261,7 @@ fn first() -> usize {
 }
 
 /// One page of `items`, with GitHub's absolute `Link` header when there are more.
-fn paged(gh: &FakeGitHub, path: &str, items: Vec<Value>, page: &Page) -> Response {
+pub(crate) fn paged(gh: &FakeGitHub, path: &str, items: Vec<Value>, page: &Page) -> Response {
     let size = page.per_page.clamp(1, 100);
     let start = (page.page.max(1) - 1) * size;
     let chunk: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
@@ -419,66 +415,16 @@ async fn collaborator_permission(
     )
 }
 
-async fn list_reviews(
-    State(gh): State<FakeGitHub>,
-    headers: HeaderMap,
-    Path((owner, name, number)): Path<(String, String, u64)>,
-    Query(page): Query<Page>,
-) -> Reply {
-    let path = format!("/repos/{owner}/{name}/pulls/{number}/reviews");
-    authorize(&gh, &headers, format!("GET {path}"))?;
-    let items = with_repo(&gh, &owner, &name, |repo, _| {
-        repo.pulls.get(&number).map(|p| {
-            p.reviews
-                .iter()
-                .map(|r| {
-                    json!({"id": r.id, "user": user(&r.user), "state": r.state, "body": r.body,
-                    "submitted_at": super::model::timestamp(r.id)})
-                })
-                .collect::<Vec<_>>()
-        })
-    })?;
-    items
-        .map(|items| paged(&gh, &path, items, &page))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
-}
-
-async fn list_review_comments(
-    State(gh): State<FakeGitHub>,
-    headers: HeaderMap,
-    Path((owner, name, number)): Path<(String, String, u64)>,
-    Query(page): Query<Page>,
-) -> Reply {
-    let path = format!("/repos/{owner}/{name}/pulls/{number}/comments");
-    authorize(&gh, &headers, format!("GET {path}"))?;
-    let items = with_repo(&gh, &owner, &name, |repo, _| {
-        repo.pulls.get(&number).map(|p| {
-            p.review_comments
-                .iter()
-                .filter(|c| page.since.as_ref().is_none_or(|since| &c.updated_at >= since))
-                .map(|c| {
-                    json!({"id": c.id, "pull_request_review_id": c.review_id, "user": user(&c.user),
-                    "body": c.body, "path": c.path, "line": c.line, "diff_hunk": c.diff_hunk,
-                    "created_at": c.updated_at, "updated_at": c.updated_at})
-                })
-                .collect::<Vec<_>>()
-        })
-    })?;
-    items
-        .map(|items| paged(&gh, &path, items, &page))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
-}
-
 #[derive(Debug, Deserialize)]
-struct NewReaction {
-    content: String,
+pub(crate) struct NewReaction {
+    pub(crate) content: String,
 }
 
-const REACTIONS: &[&str] = &[
+pub(crate) const REACTIONS: &[&str] = &[
     "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
 ];
 
-fn reaction_json(reaction: &super::model::Reaction) -> Value {
+pub(crate) fn reaction_json(reaction: &super::model::Reaction) -> Value {
     json!({"id": reaction.id, "node_id": format!("REA_{}", reaction.id), "content": reaction.content,
         "user": user(&reaction.user), "created_at": super::model::timestamp(reaction.id)})
 }

@@ -477,6 +477,7 @@ async fn review_as(
             path: comment.path,
             line: comment.line,
             updated_at: super::model::timestamp(id),
+            ..Default::default()
         });
     }
     drop(state);

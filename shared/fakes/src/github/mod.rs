@@ -13,6 +13,7 @@ mod control;
 mod faults;
 mod git_http;
 mod model;
+mod reviews;
 mod webhooks;
 
 use std::path::PathBuf;

@@ -94,6 +94,9 @@ pub struct ReviewComment {
     pub line: u32,
     pub diff_hunk: String,
     pub updated_at: String,
+    /// The comment this one replies to, on the same thread.
+    pub in_reply_to: Option<u64>,
+    pub reactions: Vec<Reaction>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
