@@ -161,9 +161,24 @@ async function refreshTasks() {
   return recent.length;
 }
 
+// Items that need nothing from the person; folded away below what does.
+const NOTIFICATIONS = new Set(["notification", "feedback_addressed"]);
+
+function notificationList(items) {
+  const folded = el("details", { "data-testid": "notifications" },
+    el("summary", { class: "muted", text: `Notifications (${items.length})` }));
+  for (const item of items) {
+    folded.append(el("div", { class: "card notification", "data-testid": "notification", "data-type": item.item_type },
+      el("strong", { text: item.title }), el("div", { class: "muted", text: item.content })));
+  }
+  return folded;
+}
+
 async function refreshQueue() {
-  const items = await api("/queue?status=pending");
-  $("queue").replaceChildren(...items.map(queueItem));
+  const all = await api("/queue?status=pending");
+  const items = all.filter((item) => !NOTIFICATIONS.has(item.item_type));
+  const notes = all.filter((item) => NOTIFICATIONS.has(item.item_type));
+  $("queue").replaceChildren(...items.map(queueItem), ...(notes.length ? [notificationList(notes)] : []));
   const { count } = await api("/queue/unread/count");
   $("unread").textContent = count ? `(${count})` : "";
   return items.length;

@@ -209,10 +209,43 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         t["status"] == "completed"
     })
     .await?;
-    until(&http, &format!("{base}/queue"), "an empty inbox", |q| {
-        q.as_array().is_some_and(Vec::is_empty)
+    // Nothing needs the person; what happened is told in notifications, newest first.
+    let queue = until(&http, &format!("{base}/queue"), "only notifications", |q| {
+        q.as_array().is_some_and(|items| {
+            items.iter().all(|i| i["item_type"] == "notification")
+                && items
+                    .first()
+                    .is_some_and(|i| i["title"].as_str().is_some_and(|t| t.starts_with("Merged:")))
+        })
     })
     .await?;
+    let told: Vec<&str> = queue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["content"].as_str())
+        .collect();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(told[0], "The pull request was merged. The task is done.");
+    assert!(
+        told[1].starts_with("CI failed on ") && told[1].ends_with(". Fixing it: round 1 of 5."),
+        "{told:?}"
+    );
+    assert_eq!(
+        told[2],
+        "Revision 1 of the plan was approved by you. Implementing it now."
+    );
+    let unread: Value = http
+        .get(format!("{base}/queue/unread/count"))
+        .header("x-user-id", "alice")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        unread["count"], 0,
+        "notifications need nothing, so they are not counted"
+    );
 
     assert_eq!(status_history(&http, &base, &task_id).await?, FULL_HISTORY);
     let seen = tokio::time::timeout(Duration::from_secs(30), sse).await??;

@@ -277,7 +277,18 @@ async fn the_original_contract_for_tasks_queue_and_projects() -> anyhow::Result<
     world
         .until("/tasks/t1", |t| t["status"] == "implementing")
         .await?;
-    assert_eq!(world.get("/queue", "alice").await?.1, json!([]));
+    let queue = world.get("/queue", "alice").await?.1;
+    let types: Vec<&str> = queue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["item_type"].as_str())
+        .collect();
+    assert_eq!(types, ["notification"], "only the approval is told: {queue}");
+    assert_eq!(
+        queue[0]["content"],
+        "Revision 1 of the plan was approved by you. Implementing it now."
+    );
     let (status, _) = world
         .post("/tasks/t1/approve-plan?action=approve", "alice", None)
         .await?;

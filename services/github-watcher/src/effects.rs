@@ -7,7 +7,7 @@ use mainloop_bus::{Bus, Delivery, Expect, Handler, HandlerError};
 use mainloop_events::v1::{
     CommentPosted, GitHubEffectFailed, GitHubEffectRequested, GitHubRateLimited, IssueClosed, IssueCreated,
     IssueUpdated, PullRequestClosedByUs, PullRequestMarkedReady, PullRequestOpened, ReactionAdded,
-    ReactionTarget, git_hub_effect_requested::Effect,
+    ReactionTarget, Reopened, git_hub_effect_requested::Effect,
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use serde_json::{Value, json};
@@ -279,6 +279,34 @@ impl Effects {
                     issue_number: reply.pr_number,
                     comment_id: number(&posted, "id"),
                     comment_url: posted["html_url"].as_str().unwrap_or_default().to_string(),
+                })
+            }
+            Effect::Reopen(reopen) => {
+                if reopen.issue_number > 0 {
+                    github
+                        .update_issue(owner, name, reopen.issue_number, &json!({"state": "open"}))
+                        .await?;
+                }
+                // GitHub refuses to reopen a merged pull request or one whose branch is gone
+                // (422): the task then opens a new one.
+                let (pr_reopened, error) = if reopen.pr_number == 0 {
+                    (false, String::new())
+                } else {
+                    match github
+                        .update_pull(owner, name, reopen.pr_number, &json!({"state": "open"}))
+                        .await
+                    {
+                        Ok(_) => (true, String::new()),
+                        Err(err @ GitHubError::Api { status: 422, .. }) => (false, err.to_string()),
+                        Err(err) => return Err(err),
+                    }
+                };
+                Payload::Reopened(Reopened {
+                    effect_id: id,
+                    issue_number: reopen.issue_number,
+                    pr_number: reopen.pr_number,
+                    pr_reopened,
+                    error,
                 })
             }
             Effect::OpenPullRequest(pull) => {

@@ -38,28 +38,42 @@ impl Handler for Watches {
             Some(Payload::PullRequestLinked(linked)) => sqlx::query(
                 "INSERT INTO watches (task_id, user_id, owner, name, pr_number) \
                  SELECT task_id, user_id, owner, name, $2 FROM task_repos WHERE task_id = $1 \
-                 ON CONFLICT (task_id) DO UPDATE SET pr_number = excluded.pr_number, active = true",
+                 ON CONFLICT (task_id) DO UPDATE SET pr_number = excluded.pr_number, active = true, \
+                 reported = NULL, head_sha = NULL, head_seen_at = NULL",
             )
             .bind(&event.correlation_id)
             .bind(i64::try_from(linked.pr_number).unwrap_or(i64::MAX)),
+            // A task that ended is not watched; a cancelled or failed one's comments are still
+            // read for a week (`/retry`), more slowly as nothing happens.
             Some(Payload::TaskCompleted(_) | Payload::TaskCancelled(_) | Payload::TaskFailed(_)) => {
                 sqlx::query(
-                    "WITH threads AS (UPDATE threads SET active = false WHERE task_id = $1), \
+                    "WITH threads AS (UPDATE threads SET active = NOT $2, ended_at = now() WHERE task_id = $1), \
                      reactions AS (UPDATE reaction_watches SET active = false WHERE task_id = $1) \
                      UPDATE watches SET active = false WHERE task_id = $1",
                 )
                 .bind(&event.correlation_id)
+                .bind(matches!(event.payload, Some(Payload::TaskCompleted(_))))
             }
             // Approved: reactions on the plan comment no longer steer.
             Some(Payload::PlanApproved(_)) => {
                 sqlx::query("UPDATE reaction_watches SET active = false WHERE task_id = $1")
                     .bind(&event.correlation_id)
             }
-            Some(Payload::TaskRetried(_)) => sqlx::query(
-                "WITH threads AS (UPDATE threads SET active = true WHERE task_id = $1) \
-                 UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL WHERE task_id = $1",
+            // A pull request the cancellation closed is watched again once it is reopened, never
+            // before: it would be seen closed and cancel the task again.
+            Some(Payload::TaskRetried(retried)) => sqlx::query(
+                "WITH threads AS (UPDATE threads SET active = true, ended_at = NULL WHERE task_id = $1) \
+                 UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL \
+                 WHERE task_id = $1 AND NOT $2",
             )
-            .bind(&event.correlation_id),
+            .bind(&event.correlation_id)
+            .bind(retried.reopens_on_github),
+            Some(Payload::ReopenedOnGithub(reopened)) => sqlx::query(
+                "UPDATE watches SET active = true, reported = NULL, head_sha = NULL, head_seen_at = NULL \
+                 WHERE task_id = $1 AND pr_number = $2",
+            )
+            .bind(&event.correlation_id)
+            .bind(i64::try_from(reopened.pr_number).unwrap_or(i64::MAX)),
             Some(Payload::CodePushed(_) | Payload::FeedbackAddressed(_)) => {
                 if let Some(nudge) = &self.nudge {
                     let _ = nudge.send(event.correlation_id.clone());
@@ -81,7 +95,12 @@ impl Handler for Watches {
         // A new (or renewed) watch is looked at now, not at the next round.
         if matches!(
             &event.payload,
-            Some(Payload::IssueLinked(_) | Payload::PullRequestLinked(_) | Payload::TaskRetried(_))
+            Some(
+                Payload::IssueLinked(_)
+                    | Payload::PullRequestLinked(_)
+                    | Payload::TaskRetried(_)
+                    | Payload::ReopenedOnGithub(_)
+            )
         ) && let Some(nudge) = &self.nudge
         {
             let _ = nudge.send(event.correlation_id.clone());

@@ -191,10 +191,23 @@ async fn the_inbox_follows_a_task_from_spawn_to_plan_approval() -> anyhow::Resul
         t["status"] == "implementing"
     })
     .await?;
+    let queue = query(bus, "list-queue", json!({"user_id": "u1"})).await?;
+    let types: Vec<&str> = queue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["item_type"].as_str())
+        .collect();
     assert_eq!(
-        query(bus, "list-queue", json!({"user_id": "u1"})).await?,
-        json!([]),
-        "the plan review resolved itself"
+        types,
+        ["notification"],
+        "the plan review resolved itself; the approval is told: {queue}"
+    );
+    assert_eq!(queue[0]["priority"], "low");
+    assert_eq!(
+        query(bus, "unread-count", json!({"user_id": "u1"})).await?["count"],
+        0,
+        "a notification needs nothing"
     );
     let responded = query(
         bus,

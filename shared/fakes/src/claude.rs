@@ -6,7 +6,8 @@
 //!
 //! Behaviour comes from the prompt: a plan-mode run plans; a prompt that says "ask me" asks a
 //! question first; an implement run adds what the request names to the README (a "quick start"
-//! section, or a note) and commits; a prompt saying "CI failed" makes a fixing commit.
+//! section, or a note) and commits; a prompt saying "CI failed" makes a fixing commit; a feedback
+//! run ("Reviewers commented …") notes each comment it was given and names them in its summary.
 //! `FAKE_CLAUDE_API_ERROR=529` ends like the real CLI after exhausted retries. Like the real CLI
 //! it needs a key or login (`ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN`, `CLAUDE_CODE_OAUTH_TOKEN`),
 //! keeps each session's transcript under `~/.claude/projects/`, and continues one with `--resume`
@@ -93,6 +94,21 @@ impl Run<'_> {
             "permission_denials": [], "terminal_reason": "completed", "uuid": uuid::Uuid::now_v7().to_string()});
         self.emit(line);
     }
+}
+
+/// A feedback run answers each comment it was given ("@who on path line n:" or "@who on the
+/// pull request:") with a line in the README, and says which it addressed.
+fn feedback_change(prompt: &str) -> (String, &'static str) {
+    let addressed: Vec<&str> = prompt
+        .lines()
+        .filter(|l| l.starts_with('@') && l.ends_with(':') && l.contains(" on "))
+        .map(|l| l.trim_end_matches(':'))
+        .collect();
+    let change = addressed
+        .iter()
+        .map(|a| format!("\n<!-- addressed: {a} -->"))
+        .collect::<String>();
+    (change + "\n", "Address review feedback")
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -349,7 +365,9 @@ pub fn main(args: &[String]) -> i32 {
     }
 
     let lower = prompt.to_lowercase();
-    let (change, message) = if lower.contains("ci failed") {
+    let (change, message) = if lower.starts_with("reviewers commented") {
+        feedback_change(&prompt)
+    } else if lower.contains("ci failed") {
         (
             "\nRun `make test` before you push.\n".to_string(),
             "Fix CI: document the test command",
@@ -398,7 +416,19 @@ pub fn main(args: &[String]) -> i32 {
         &committed,
         false,
     );
-    let summary = format!("{message}, and committed it.");
+    let summary = if message.starts_with("Address review feedback") {
+        let addressed: Vec<&str> = change
+            .lines()
+            .filter_map(|l| l.strip_prefix("<!-- addressed: ")?.strip_suffix(" -->"))
+            .collect();
+        format!(
+            "Addressed {} comments: {}.",
+            addressed.len(),
+            addressed.join("; ")
+        )
+    } else {
+        format!("{message}, and committed it.")
+    };
     run.text(&summary);
     run.result(&summary, false, None);
     0

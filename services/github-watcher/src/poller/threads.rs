@@ -28,8 +28,8 @@ pub struct Thread {
     pub seen_at: Option<String>,
 }
 
-pub const ACTIVE: &str =
-    "SELECT task_id, user_id, owner, name, number, seen_id, seen_at FROM threads WHERE active";
+pub const ACTIVE: &str = "SELECT task_id, user_id, owner, name, number, seen_id, seen_at FROM threads \
+     WHERE active AND (ended_at IS NULL OR ended_at > now() - interval '7 days')";
 
 /// Reads what is new on `thread`; `Ok(true)` when something was. `known` is whether the thread
 /// changed and how many comments it has, when a pull request's own answer said so; else the

@@ -1,9 +1,7 @@
 use std::time::Duration;
 
 use mainloop_bus::request::{self, RequestError};
-use mainloop_events::v1::{
-    CancelTask, CommandError, ErrorCode, InboxItemResolved, RetryTask, ReviewPlan, TaskAccepted,
-};
+use mainloop_events::v1::{CommandError, ErrorCode, InboxItemResolved, RetryTask, ReviewPlan, TaskAccepted};
 use mainloop_events::{Envelope, Payload, subjects};
 use serde::Deserialize;
 use serde_json::Value;
@@ -99,18 +97,10 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
                 )
                 .await?;
             }
-            "cancel" => {
-                forward(
-                    &context,
-                    "cancel-task",
-                    &CancelTask {
-                        user_id,
-                        task_id: task_id.clone(),
-                    },
-                )
-                .await?;
-            }
-            _ => return Err(CommandError::invalid("respond with Retry or Cancel")),
+            // The task already ended: dismissing (or "cancel", as items made before said)
+            // only resolves the item; the task stays failed and can still be retried.
+            "dismiss" | "cancel" => {}
+            _ => return Err(CommandError::invalid("respond with Retry or Dismiss")),
         },
         "question" => {
             return Err(CommandError::invalid(

@@ -7,6 +7,7 @@
 //! on its task, and the projection goes on: one bad event stops one task's history, never
 //! everyone's. The low-water mark of the whole stream is kept in `checkpoints`.
 
+mod notifications;
 mod queue;
 mod tasks;
 

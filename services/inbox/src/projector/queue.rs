@@ -8,15 +8,15 @@ use sqlx::PgConnection;
 
 use super::occurred_at;
 
-struct NewItem {
-    item_type: InboxItemType,
-    api_type: &'static str,
-    priority: Priority,
-    api_priority: &'static str,
-    title: String,
-    content: String,
-    options: Vec<String>,
-    context: Value,
+pub(super) struct NewItem {
+    pub item_type: InboxItemType,
+    pub api_type: &'static str,
+    pub priority: Priority,
+    pub api_priority: &'static str,
+    pub title: String,
+    pub content: String,
+    pub options: Vec<String>,
+    pub context: Value,
 }
 
 pub(super) async fn apply(
@@ -178,9 +178,10 @@ async fn new_item(
             api_priority: "urgent",
             title: format!("Task failed: {short}"),
             content: failed.error.clone(),
-            options: vec!["Retry".into(), "Cancel".into()],
+            // A failed task cannot be cancelled; the person retries it or lets it be.
+            options: vec!["Retry".into(), "Dismiss".into()],
             context: json!({}),
         },
-        _ => return Ok(None),
+        _ => return Ok(super::notifications::about(payload, &short, pr_url)),
     }))
 }

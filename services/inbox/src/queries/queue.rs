@@ -61,10 +61,12 @@ pub struct Count {
     pub count: i64,
 }
 
-/// Pending items the person has not read.
+/// Pending items that need the person and that they have not read; notifications need nothing
+/// and are not counted.
 pub async fn unread_count(db: PgPool, query: UserOnly) -> Result<Count, CommandError> {
     let count = sqlx::query_scalar(
-        "SELECT count(*) FROM queue_items WHERE user_id = $1 AND status = 'pending' AND read_at IS NULL",
+        "SELECT count(*) FROM queue_items WHERE user_id = $1 AND status = 'pending' AND read_at IS NULL \
+         AND item_type NOT IN ('notification', 'feedback_addressed')",
     )
     .bind(&query.user_id)
     .fetch_one(&db)

@@ -22,6 +22,7 @@ fn command_for(payload: &Payload, backoff: Backoff, max_feedback_rounds: u32) ->
         },
         Payload::IssueCreated(e) => Command::IssueCreated(e.clone()),
         Payload::PullRequestOpened(e) => Command::PullRequestOpened(e.clone()),
+        Payload::Reopened(e) => Command::Reopened(e.clone()),
         Payload::GithubEffectFailed(e) => Command::GitHubEffectFailed(e.clone()),
         Payload::CiPassed(e) => Command::CiPassed(e.clone()),
         Payload::CiFailed(e) => Command::CiFailed(e.clone()),

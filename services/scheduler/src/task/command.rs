@@ -53,6 +53,8 @@ pub enum Command {
     },
     IssueCreated(IssueCreated),
     PullRequestOpened(PullRequestOpened),
+    /// What a cancellation closed was reopened (or the pull request could not be).
+    Reopened(mainloop_events::v1::Reopened),
     GitHubEffectFailed(GitHubEffectFailed),
     CiPassed(CiPassed),
     CiFailed(CiFailed),

@@ -3,8 +3,8 @@ use mainloop_events::v1::{
     AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason,
     FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled,
     PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered,
-    QuestionsAsked, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting,
-    job_succeeded,
+    QuestionsAsked, ReopenedOnGitHub, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus,
+    TaskWaiting, job_succeeded,
 };
 
 use super::command::GitHubComment;
@@ -13,7 +13,7 @@ use super::state::status_name;
 use super::steering::{self, Steer};
 use super::text::branch_name;
 use super::{Backoff, Command, PlanAction, Rejection, Task};
-use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, effect_id};
+use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, REOPEN, effect_id};
 
 /// Attempts of one job before the task fails.
 pub const MAX_JOB_ATTEMPTS: u32 = 5;
@@ -147,10 +147,27 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
                 reason: CompletionReason::PrMerged as i32,
             })])
         }
-        Command::PullRequestClosed(closed) if closed.pr_number == task.pr_number && !task.is_terminal() => {
-            Ok(vec![cancelled("pull request closed without merging", "github")])
+        Command::Reopened(reopened)
+            if reopened.effect_id == effect_id(task, REOPEN) && task.reopen_needed =>
+        {
+            Ok(vec![Payload::ReopenedOnGithub(ReopenedOnGitHub {
+                issue_number: reopened.issue_number,
+                pr_number: reopened.pr_number,
+                pr_replaced: reopened.pr_number > 0 && !reopened.pr_reopened,
+                note: reopened.error.clone(),
+            })])
+        }
+        // A pull request we are about to reopen was closed when the task was cancelled.
+        Command::PullRequestClosed(closed)
+            if closed.pr_number == task.pr_number && !task.is_terminal() && !task.reopen_needed =>
+        {
+            Ok(vec![cancelled(
+                "pull request closed without merging",
+                "pr_closed",
+            )])
         }
         Command::IssueCreated(_)
+        | Command::Reopened(_)
         | Command::PullRequestOpened(_)
         | Command::PullRequestMerged(_)
         | Command::PullRequestClosed(_) => Ok(vec![]),
@@ -398,6 +415,7 @@ fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {
     }
     Ok(vec![Payload::TaskRetried(TaskRetried {
         attempt: task.retries + 1,
+        reopens_on_github: task.reopen_needed,
         ..Default::default()
     })])
 }
@@ -546,6 +564,12 @@ fn effect_failed(task: &Task, effect: &str, error: &str) -> Vec<Payload> {
             FailureReason::GithubError,
             format!("could not open the pull request: {error}"),
         )]
+    } else if effect == effect_id(task, REOPEN) {
+        vec![failed(
+            task,
+            FailureReason::GithubError,
+            format!("could not reopen the issue and pull request the cancellation closed: {error}"),
+        )]
     } else if effect == effect_id(task, MARK_READY) {
         // Never "ready for your review" on a PR that is still a draft.
         vec![failed(
@@ -578,6 +602,7 @@ fn ci_failed(task: &Task, head_sha: &str, pr_number: u64, report: &str) -> Vec<P
         iteration: task.ci_fixes + 1,
         head_sha: head_sha.to_string(),
         failure_report: report.to_string(),
+        max_fixes: MAX_CI_FIXES,
     })]
 }
 

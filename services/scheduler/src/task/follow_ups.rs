@@ -2,7 +2,7 @@ use mainloop_events::Payload;
 use mainloop_events::v1::{
     ApprovalKind, CloseIssue, ClosePullRequest, CreateIssue, GitHubEffectRequested, ImplementationStarted,
     JobCancellationRequested, JobMode, JobRequested, MarkPullRequestReady, NeedsApproval, OpenPullRequest,
-    PlanningStarted, PostComment, TaskStatus, UpdateIssueBody, git_hub_effect_requested::Effect,
+    PlanningStarted, PostComment, Reopen, TaskStatus, UpdateIssueBody, git_hub_effect_requested::Effect,
 };
 
 use super::Task;
@@ -15,6 +15,7 @@ use super::text::{
 pub const CREATE_ISSUE: &str = "create-issue";
 pub const OPEN_PULL_REQUEST: &str = "open-pull-request";
 pub const MARK_READY: &str = "mark-ready";
+pub const REOPEN: &str = "reopen";
 const CLOSE_ISSUE: &str = "close-issue";
 const CLOSE_PULL_REQUEST: &str = "close-pull-request";
 
@@ -46,6 +47,17 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
                 title: issue_title(&task.description),
                 body: issue_body(task),
                 labels: vec!["mainloop-plan".into(), "planning".into()],
+            }),
+        ));
+    }
+    // A retried task first reopens what its cancellation closed.
+    if task.reopen_needed && !task.is_terminal() && !requested(task, REOPEN) {
+        requests.push(effect(
+            task,
+            REOPEN,
+            Effect::Reopen(Reopen {
+                issue_number: task.issue_number,
+                pr_number: task.pr_number,
             }),
         ));
     }

@@ -25,6 +25,8 @@ pub struct Task {
     pub questions: Vec<Question>,
     pub answers: Vec<Answer>,
     pub feedback: String,
+    /// Every change asked of a plan revision, with the revision, for the issue's requirements.
+    pub revisions_asked: Vec<(u32, String)>,
 
     pub branch_name: String,
     pub issue_number: u64,
@@ -71,6 +73,8 @@ pub struct Task {
     pub feedback_queued: Option<FeedbackAddressingStarted>,
     /// The head CI passed on when the pull request was last said to be ready.
     pub ready_head: String,
+    /// A cancellation closed the issue or pull request; a retry reopens them first.
+    pub reopen_needed: bool,
 }
 
 /// One round of review feedback: what it took up, and, once the job is done, what it did.
@@ -155,6 +159,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         Payload::NeedsApproval(e) => task.asked = Some((e.kind(), e.plan_revision)),
         Payload::PlanRevisionRequested(e) => {
             task.feedback = e.feedback.clone();
+            task.revisions_asked.push((e.plan_revision, e.feedback.clone()));
         }
         Payload::PlanApproved(e) => {
             task.branch_name = e.branch_name.clone();
@@ -229,6 +234,14 @@ pub fn evolve(task: &mut Task, event: &Payload) {
         }
         Payload::TaskCancelled(e) => {
             task.cancelled = Some((e.cancelled_by.clone(), e.reason.clone()));
+            task.reopen_needed = task.issue_number > 0 || task.pr_number > 0;
+        }
+        Payload::ReopenedOnGithub(e) => {
+            task.reopen_needed = false;
+            if e.pr_replaced {
+                task.pr_number = 0;
+                task.pr_url.clear();
+            }
         }
         Payload::TaskRetried(e) => {
             task.retries = e.attempt;

@@ -929,3 +929,116 @@ fn a_writers_thumbs_up_on_the_plan_comment_approves() {
         "nothing left to approve"
     );
 }
+
+fn reopened(task: &Task, pr_reopened: bool) -> Command {
+    Command::Reopened(mainloop_events::v1::Reopened {
+        effect_id: "t1:reopen:retry1".into(),
+        issue_number: task.issue_number,
+        pr_number: task.pr_number,
+        pr_reopened,
+        error: if pr_reopened {
+            String::new()
+        } else {
+            "GitHub answered 422: the pull request cannot be reopened".into()
+        },
+    })
+}
+
+fn effect_ids(events: &[Payload]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Payload::GithubEffectRequested(r) => Some(r.effect_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_retry_reopens_what_the_cancellation_closed_before_watching_it_again() {
+    let mut task = with_open_pr();
+    let cancelled = when(&mut task, Command::Cancel { by: "ui".into() }).unwrap_or_default();
+    assert!(effect_ids(&cancelled).contains(&"t1:close-pull-request".to_string()));
+    let retried = when(&mut task, Command::Retry).unwrap_or_default();
+    let Some(Payload::TaskRetried(first)) = retried.first() else {
+        panic!("{:?}", types(&retried));
+    };
+    assert!(
+        first.reopens_on_github,
+        "the watcher must not watch the closed PR yet"
+    );
+    assert_eq!(effect_ids(&retried), ["t1:reopen:retry1"]);
+    let Some(Payload::GithubEffectRequested(request)) = retried
+        .iter()
+        .find(|e| matches!(e, Payload::GithubEffectRequested(_)))
+    else {
+        panic!("no reopen requested");
+    };
+    assert_eq!(
+        request.effect,
+        Some(mainloop_events::v1::git_hub_effect_requested::Effect::Reopen(
+            mainloop_events::v1::Reopen {
+                issue_number: 7,
+                pr_number: 3
+            }
+        ))
+    );
+    assert_eq!(
+        when(
+            &mut task,
+            Command::PullRequestClosed(mainloop_events::v1::PullRequestClosed { pr_number: 3 })
+        ),
+        Ok(vec![]),
+        "the closed PR seen before the reopen does not cancel the retried task"
+    );
+    let done = reopened(&task, true);
+    let events = when(&mut task, done).unwrap_or_default();
+    assert_eq!(types(&events), ["ReopenedOnGitHub"]);
+    assert_eq!((task.pr_number, task.reopen_needed), (3, false));
+    let head = task.head_sha.clone();
+    when(
+        &mut task,
+        Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: head,
+            no_ci: false,
+        }),
+    )
+    .ok();
+    assert_eq!(
+        task.status,
+        TaskStatus::UnderReview,
+        "the same PR is back in review"
+    );
+    assert_eq!(
+        when(
+            &mut task,
+            Command::PullRequestClosed(mainloop_events::v1::PullRequestClosed { pr_number: 3 })
+        )
+        .map(|e| types(&e).first().copied()),
+        Ok(Some("TaskCancelled")),
+        "once reopened, closing it cancels again"
+    );
+}
+
+#[test]
+fn a_pull_request_github_will_not_reopen_is_replaced_by_a_new_one() {
+    let mut task = with_open_pr();
+    when(&mut task, Command::Cancel { by: "ui".into() }).ok();
+    when(&mut task, Command::Retry).ok();
+    let done = reopened(&task, false);
+    let events = when(&mut task, done).unwrap_or_default();
+    let Some(Payload::ReopenedOnGithub(reopened)) = events.first() else {
+        panic!("{:?}", types(&events));
+    };
+    assert!(
+        reopened.pr_replaced && reopened.note.contains("422"),
+        "{reopened:?}"
+    );
+    assert_eq!(task.pr_number, 0);
+    assert_eq!(
+        effect_ids(&events),
+        ["t1:open-pull-request:retry1"],
+        "a new draft PR for the same branch"
+    );
+}

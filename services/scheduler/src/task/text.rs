@@ -91,14 +91,20 @@ pub fn issue_body(task: &Task) -> String {
     } else {
         task.plan_text.trim()
     };
-    let requirements = if task.answers.is_empty() {
+    // What the answers settled and every change asked of earlier revisions.
+    let settled: Vec<String> = task
+        .answers
+        .iter()
+        .map(|a| format!("- {}: {}", a.header, a.values.join(", ")))
+        .chain(
+            task.revisions_asked
+                .iter()
+                .map(|(revision, feedback)| format!("- Asked of plan revision {revision}: {feedback}")),
+        )
+        .collect();
+    let requirements = if settled.is_empty() {
         String::new()
     } else {
-        let settled: Vec<String> = task
-            .answers
-            .iter()
-            .map(|a| format!("- {}: {}", a.header, a.values.join(", ")))
-            .collect();
         format!("## Requirements\n\n{}\n\n", settled.join("\n"))
     };
     let status = if task.plan_revision == 0 {

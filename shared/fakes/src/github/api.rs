@@ -658,6 +658,13 @@ async fn update_pull(
     )?;
     let body = with_repo(&gh, &owner, &name, |repo, _| {
         let pull = repo.pulls.get_mut(&number)?;
+        if pull.merged && update.state.as_deref() == Some("open") {
+            // As GitHub: a merged pull request stays merged.
+            return Some(Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed: state cannot be changed. The pull request cannot be reopened.",
+            )));
+        }
         if let Some(state) = update.state {
             pull.state = state
         }
@@ -668,10 +675,10 @@ async fn update_pull(
             pull.body = body
         }
         let pull = pull.clone();
-        Some(pull_json(&gh, repo, &pull))
+        Some(Ok(pull_json(&gh, repo, &pull)))
     })?;
-    body.map(|b| Json(b).into_response())
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+    body.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?
+        .map(|b| Json(b).into_response())
 }
 
 /// Only `markPullRequestReadyForReview`, the one mutation GitHub offers no REST route for.

@@ -182,7 +182,7 @@ fn repository(gh: &FakeGitHub, owner: &str, name: &str) -> Result<Value, Respons
 }
 
 /// Review comment `id` on any pull request of the repository.
-fn find_comment<'a>(repo: &'a mut super::model::Repo, id: u64) -> Option<&'a mut ReviewComment> {
+fn find_comment(repo: &mut super::model::Repo, id: u64) -> Option<&mut ReviewComment> {
     repo.pulls
         .values_mut()
         .flat_map(|p| p.review_comments.iter_mut())
