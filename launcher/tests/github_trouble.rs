@@ -208,11 +208,43 @@ async fn statuses_only_no_ci_and_stuck_ci_each_end_clearly() -> anyhow::Result<(
             .is_some_and(|c| c.starts_with("CI did not finish within") && c.contains("test")),
         "{timed_out}"
     );
-    assert!(
-        timed_out["options"]
-            .as_array()
-            .is_some_and(|o| o.contains(&json!("Retry")))
+    assert_eq!(
+        timed_out["options"],
+        json!(["Retry", "Dismiss"]),
+        "a failed task offers only what works on it"
     );
+    // Dismissed: the item is resolved, the task stays failed (and can still be retried).
+    let dismissed = world
+        .http
+        .post(format!(
+            "{}/queue/{}/respond",
+            world.base,
+            timed_out["id"].as_str().unwrap_or_default()
+        ))
+        .header("x-user-id", "alice")
+        .json(&json!({"response": "Dismiss"}))
+        .send()
+        .await?;
+    assert_eq!(dismissed.status(), reqwest::StatusCode::OK);
+    let task: Value = world
+        .http
+        .get(format!("{}/tasks/{stuck}", world.base))
+        .header("x-user-id", "alice")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(task["status"], "failed");
+    until(
+        &world.http,
+        &format!("{}/queue", world.base),
+        "the item resolved",
+        |q| {
+            q.as_array()
+                .is_some_and(|items| items.iter().all(|i| i["id"] != timed_out["id"]))
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //! request in a repository whose webhooks reach the watcher (a `ping` delivery at the start, put
 //! on `work.webhooks.github` as the gateway does), polled only as the fallback. Prints calls per
 //! task-hour, how many were 304s (free of GitHub's rate limit), the ratios, and then how long a
-//! merge takes to reach the task through a webhook delivery (real time, not scaled).
+//! merge takes to reach the task through a webhook delivery, and how long a comment takes
+//! through its webhook and by polling alone (real time; the poll interval is scaled).
 
 use std::path::Path;
 use std::time::Duration;
@@ -151,6 +152,7 @@ fn main() -> anyhow::Result<()> {
             github_poll_with_webhooks_ms: 3_600_000 / u64::from(scale),
             ci_grace_secs: 180,
             ci_timeout_secs: 3 * 3600,
+            github_steerers: String::new(),
         };
         let config = mainloop_github_watcher::Config { common: infra.common(), github: settings };
         tokio::spawn(mainloop_github_watcher::run(config, shutdown.clone()));
@@ -194,6 +196,33 @@ fn main() -> anyhow::Result<()> {
         looping.await?;
         let (original_calls, _) = counted(&fake, "original");
 
+        // A reviewer comments on both: through its webhook on one, found by polling on the other.
+        for repo in ["ours", "hooked"] {
+            let number = if repo == "ours" { ours } else { hooked };
+            http.post(format!("{base}/_control/repos/acme/{repo}/issues/{number}/comments"))
+                .json(&json!({"author": "maria", "body": "@mainloop please say why"}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let commented_at = std::time::Instant::now();
+        bus.publish(subjects::GITHUB_WEBHOOKS, &delivery("comment-1", "issue_comment", json!({"action": "created",
+            "repository": {"full_name": "acme/hooked"}, "issue": {"number": hooked, "pull_request": {}}})), Expect::Any).await?;
+        let comment_latency = |task: &'static str| {
+            let bus = bus.clone();
+            async move {
+                loop {
+                    let events = bus.read_subject(subjects::GITHUB, &subjects::github("bench", task)?, 0).await?;
+                    if events.iter().any(|e| e.event.r#type == "IssueCommentReceived") {
+                        return anyhow::Ok(commented_at.elapsed());
+                    }
+                    anyhow::ensure!(commented_at.elapsed() < Duration::from_secs(120), "the comment never reached {task}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        let (hooked_comment, polled_comment) = tokio::try_join!(comment_latency("t2"), comment_latency("t1"))?;
+
         // Then the reviewer merges: GitHub delivers `pull_request` closed; time to the task.
         http.post(format!("{base}/_control/repos/acme/hooked/pulls/{hooked}/merge"))
             .send()
@@ -224,6 +253,12 @@ fn main() -> anyhow::Result<()> {
             ratio(hooked_calls)
         );
         println!("  a merge reached the task {} ms after its webhook delivery was queued (goal < 2 s)", merge_latency.as_millis());
+        println!(
+            "  a comment reached the task {} ms after its webhook delivery (goal < 2 s); {} ms by polling alone (goal: within the poll interval, here at most {} ms)",
+            hooked_comment.as_millis(),
+            polled_comment.as_millis(),
+            (Duration::from_millis(240_000) / scale).as_millis()
+        );
         anyhow::Ok(())
     })
 }

@@ -34,6 +34,10 @@ pub struct GitHubSettings {
     /// CI still pending after this long ends the wait with a CI-timeout item (retry waits again).
     #[arg(long, env = "CI_TIMEOUT_SECS", default_value_t = 3 * 3600)]
     pub ci_timeout_secs: u64,
+    /// Who may steer tasks from GitHub (comments, reactions, reviews), as comma-separated
+    /// logins; unset: everyone with write access to the repository.
+    #[arg(long, env = "GITHUB_STEERERS", default_value = "")]
+    pub github_steerers: String,
 }
 
 impl Config {

@@ -127,6 +127,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         };
         let (poll_bus, poll_db, poll_shutdown) = (bus.clone(), db.clone(), shutdown.clone());
         let (ci_grace_secs, ci_timeout_secs) = (settings.ci_grace_secs, settings.ci_timeout_secs);
+        let steerers = permissions::Steerers::from_list(&settings.github_steerers);
         tasks.spawn(async move {
             let limits = ci::Limits {
                 grace: Duration::from_secs(ci_grace_secs),
@@ -139,6 +140,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 pace,
                 limits,
                 hooked,
+                steerers,
             };
             poller::run(poller, nudged, poll_shutdown).await;
             Ok(())

@@ -1,18 +1,38 @@
 //! Who may steer a task from GitHub: a commenter's permission on the repository
 //! (`GET /repos/{owner}/{repo}/collaborators/{login}/permission`), kept for ten minutes so a
-//! busy thread does not ask for every comment. Someone who is not a collaborator has none.
+//! busy thread does not ask for every comment. Someone who is not a collaborator has none. With a
+//! configured allow-list (`GITHUB_STEERERS`), exactly the people on it steer, and nobody is
+//! looked up.
 
+use crate::client::GitHubError;
 use mainloop_events::v1::AuthorPermission;
-use sqlx::PgPool;
-
-use crate::client::{GitHub, GitHubError};
 
 /// How long a looked-up permission is trusted.
 const FRESH_FOR_SECS: f64 = 600.0;
 
+/// Who steers: the repository's writers, or the people on a configured list.
+#[derive(Debug, Clone, Default)]
+pub struct Steerers {
+    /// Lower-case logins; `None`: look up each person's permission.
+    pub allowed: Option<Vec<String>>,
+}
+
+impl Steerers {
+    /// From a comma-separated list of logins; empty: the repository's writers.
+    pub fn from_list(list: &str) -> Self {
+        let allowed: Vec<String> = list
+            .split(',')
+            .map(|login| login.trim().trim_start_matches('@').to_lowercase())
+            .filter(|login| !login.is_empty())
+            .collect();
+        Steerers {
+            allowed: (!allowed.is_empty()).then_some(allowed),
+        }
+    }
+}
+
 pub async fn of(
-    db: &PgPool,
-    github: &GitHub,
+    poller: &super::poller::Poller,
     owner: &str,
     name: &str,
     login: &str,
@@ -21,6 +41,14 @@ pub async fn of(
     if login.is_empty() {
         return Ok(AuthorPermission::None);
     }
+    if let Some(allowed) = &poller.steerers.allowed {
+        return Ok(if allowed.contains(&login.to_lowercase()) {
+            AuthorPermission::Write
+        } else {
+            AuthorPermission::None
+        });
+    }
+    let (db, github) = (&poller.db, &poller.github);
     let known: Option<String> = sqlx::query_scalar(
         "SELECT permission FROM permissions WHERE owner = $1 AND name = $2 AND login = $3 \
          AND EXTRACT(EPOCH FROM now() - checked_at) < $4",
@@ -71,7 +99,16 @@ fn level(permission: &str) -> AuthorPermission {
 mod tests {
     use mainloop_events::v1::AuthorPermission;
 
-    use super::level;
+    use super::{Steerers, level};
+
+    #[test]
+    fn an_allow_list_is_read_as_people_write_it() {
+        assert_eq!(
+            Steerers::from_list(" @Maria, bob ,,").allowed,
+            Some(vec!["maria".to_string(), "bob".to_string()])
+        );
+        assert_eq!(Steerers::from_list(" ").allowed, None);
+    }
 
     #[test]
     fn githubs_roles_map_to_who_may_steer() {

@@ -30,8 +30,13 @@ async fn start() -> anyhow::Result<World> {
     start_polling_every(100, 400).await
 }
 
-/// The watcher polling at `base_ms`, doubling up to `max_ms` while quiet.
 async fn start_polling_every(base_ms: u64, max_ms: u64) -> anyhow::Result<World> {
+    start_with(base_ms, max_ms, "").await
+}
+
+/// The watcher polling at `base_ms`, doubling up to `max_ms` while quiet; `steerers`: the
+/// allow-list of who steers (empty: the repository's writers).
+async fn start_with(base_ms: u64, max_ms: u64, steerers: &str) -> anyhow::Result<World> {
     mainloop_runtime::tls::install();
     let config = mainloop_runtime::TelemetryConfig {
         log_format: mainloop_runtime::config::LogFormat::Human,
@@ -60,6 +65,7 @@ async fn start_polling_every(base_ms: u64, max_ms: u64) -> anyhow::Result<World>
         github_poll_with_webhooks_ms: max_ms,
         ci_grace_secs: 2,
         ci_timeout_secs: 4,
+        github_steerers: steerers.to_string(),
     };
     let shutdown = CancellationToken::new();
     let config = mainloop_github_watcher::Config {
@@ -937,6 +943,81 @@ async fn comments_are_read_once_with_their_authors_permission() -> anyhow::Resul
             .iter()
             .any(|c| c.contains("/comments")),
         "comments are not asked for while the issue is unchanged"
+    );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// With an allow-list, exactly the people on it steer, whatever their role on the repository,
+/// and nobody's permission is looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_decides_who_steers_without_asking_github() -> anyhow::Result<()> {
+    let world = start_with(100, 400, "Bob, @carol").await?;
+    let github = mainloop_github_watcher::client::GitHub::new(&world.base, "gh-token")
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let issue = github
+        .create_issue("acme", "widgets", "Plan: a quick start", "the plan", &[])
+        .await?;
+    let number = issue["number"].as_u64().unwrap_or_default();
+    let control = |path: String, body: Value| {
+        world
+            .http
+            .post(format!("{}/_control/repos/acme/widgets/{path}", world.base))
+            .json(&body)
+            .send()
+    };
+    control(
+        "collaborators".into(),
+        json!({"login": "maria", "permission": "admin"}),
+    )
+    .await?
+    .error_for_status()?;
+    let subject = subjects::task("u1", "t7")?;
+    for payload in [
+        Payload::TaskSpawned(TaskSpawned {
+            task_id: "t7".into(),
+            repo: Some(repo()),
+            description: "d".into(),
+            ..Default::default()
+        }),
+        Payload::IssueLinked(mainloop_events::v1::IssueLinked {
+            issue_number: number,
+            issue_url: String::new(),
+        }),
+    ] {
+        world
+            .bus
+            .publish(&subject, &Envelope::new("u1", "t7", payload), Expect::Any)
+            .await?;
+    }
+    for author in ["maria", "bob", "carol"] {
+        control(
+            format!("issues/{number}/comments"),
+            json!({"author": author, "body": "lgtm"}),
+        )
+        .await?
+        .error_for_status()?;
+    }
+    let read = comments_received(&world, 3).await?;
+    use mainloop_events::v1::AuthorPermission;
+    let who: Vec<(&str, i32)> = read.iter().map(|c| (c.author.as_str(), c.permission)).collect();
+    assert_eq!(
+        who,
+        [
+            ("maria", AuthorPermission::None as i32),
+            ("bob", AuthorPermission::Write as i32),
+            ("carol", AuthorPermission::Write as i32),
+        ],
+        "an admin not on the list does not steer"
+    );
+    assert!(
+        !world
+            .fake
+            .snapshot()
+            .calls
+            .iter()
+            .any(|c| c.contains("/collaborators/")),
+        "nobody was looked up"
     );
     world.shutdown.cancel();
     Ok(())

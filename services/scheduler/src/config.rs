@@ -20,6 +20,14 @@ pub struct SchedulingSettings {
     /// Rounds of review feedback a task takes up; later feedback is left to the person.
     #[arg(long, env = "MAX_FEEDBACK_ROUNDS", default_value_t = crate::task::MAX_FEEDBACK_ROUNDS)]
     pub max_feedback_rounds: u32,
+    /// A question or plan review waiting this long is surfaced again in the inbox (and again
+    /// each time as long); 0: never.
+    #[arg(long, env = "REMIND_AFTER_SECS", default_value_t = 86_400)]
+    pub remind_after_secs: u64,
+    /// A question or plan review waiting this long cancels the task, with a note on GitHub;
+    /// 0: never.
+    #[arg(long, env = "EXPIRE_AFTER_SECS", default_value_t = 0)]
+    pub expire_after_secs: u64,
 }
 
 impl Default for SchedulingSettings {
@@ -28,11 +36,21 @@ impl Default for SchedulingSettings {
             job_retry_base_ms: 30_000,
             job_retry_max_ms: 600_000,
             max_feedback_rounds: crate::task::MAX_FEEDBACK_ROUNDS,
+            remind_after_secs: 86_400,
+            expire_after_secs: 0,
         }
     }
 }
 
 impl SchedulingSettings {
+    pub fn waits(&self) -> crate::timers::Waits {
+        let after = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        crate::timers::Waits {
+            remind_after: after(self.remind_after_secs),
+            expire_after: after(self.expire_after_secs),
+        }
+    }
+
     pub fn backoff(&self) -> crate::task::Backoff {
         crate::task::Backoff {
             base: std::time::Duration::from_millis(self.job_retry_base_ms),

@@ -78,6 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         bus: bus.clone(),
         store,
         db: foundation.db.clone(),
+        waits: config.scheduling.waits(),
     });
     let spec = ConsumerSpec {
         max_deliver: PATIENT,

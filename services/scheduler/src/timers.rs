@@ -1,5 +1,6 @@
 //! Durable timers in the scheduler's own tables. A TASKS event that asks for something later
-//! (`JobRetryScheduled`) becomes a row with a due time, written idempotently by the TASKS
+//! (`JobRetryScheduled`; `NeedsApproval` and `ApprovalReminded`, whose waits are reminded and may
+//! expire) becomes a row with a due time, written idempotently by the TASKS
 //! consumer; a loop fires due rows (`FOR UPDATE SKIP LOCKED`, so replicas share the work and
 //! none fires a timer another holds) by executing the command on the task, and deletes a row
 //! once the task has been told. A crash before the delete fires it again; the task ignores a
@@ -8,8 +9,8 @@
 
 use std::time::Duration;
 
-use mainloop_events::Envelope;
-use mainloop_events::v1::JobRetryScheduled;
+use mainloop_events::v1::{ApprovalKind, JobRetryScheduled};
+use mainloop_events::{Envelope, Payload};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +18,18 @@ use crate::store::{ExecuteError, TaskStore};
 use crate::task::Command;
 
 pub const JOB_RETRY: &str = "job-retry";
+pub const REMIND: &str = "remind";
+pub const EXPIRE: &str = "expire";
 /// How often due timers are looked for; the delays they keep are seconds to minutes.
 const TICK: Duration = Duration::from_millis(200);
+
+/// How long the person may keep a question or plan review waiting: reminded after `remind_after`
+/// (and again each time as long), cancelled after `expire_after`; `None`: never.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Waits {
+    pub remind_after: Option<Duration>,
+    pub expire_after: Option<Duration>,
+}
 
 /// Stores the timer a `JobRetryScheduled` asks for: due `delay_ms` after the event.
 pub async fn schedule_retry(
@@ -26,7 +37,45 @@ pub async fn schedule_retry(
     event: &Envelope,
     retry: &JobRetryScheduled,
 ) -> Result<(), sqlx::Error> {
-    let delay_ms = i64::try_from(retry.delay_ms).unwrap_or(i64::MAX);
+    let key = format!("{}:{}", retry.job_id, retry.attempt);
+    schedule(db, event, JOB_RETRY, &key, Duration::from_millis(retry.delay_ms)).await
+}
+
+/// Stores the reminder and the expiry a wait on the person asks for: when a question or plan
+/// review is asked (`NeedsApproval`), and the next reminder after each one (`ApprovalReminded`).
+pub async fn schedule_waits(db: &PgPool, event: &Envelope, waits: Waits) -> Result<(), sqlx::Error> {
+    let (kind, revision, nth) = match &event.payload {
+        Some(Payload::NeedsApproval(asked)) => (asked.kind(), asked.plan_revision, 0),
+        Some(Payload::ApprovalReminded(reminded)) => (reminded.kind(), reminded.plan_revision, reminded.nth),
+        _ => return Ok(()),
+    };
+    if !matches!(kind, ApprovalKind::AnswerQuestions | ApprovalKind::PlanReview) {
+        return Ok(());
+    }
+    let kind = kind as i32;
+    if let Some(after) = waits.remind_after.filter(|d| !d.is_zero()) {
+        let waited = after.as_secs() * u64::from(nth + 1);
+        let key = format!("{kind}:{revision}:{}:{waited}", nth + 1);
+        schedule(db, event, REMIND, &key, after).await?;
+    }
+    if nth == 0
+        && let Some(after) = waits.expire_after.filter(|d| !d.is_zero())
+    {
+        let key = format!("{kind}:{revision}:{}", after.as_secs());
+        schedule(db, event, EXPIRE, &key, after).await?;
+    }
+    Ok(())
+}
+
+/// Stores a timer of `kind` due `delay` after `event` happened (idempotent on its key).
+async fn schedule(
+    db: &PgPool,
+    event: &Envelope,
+    kind: &str,
+    key: &str,
+    delay: Duration,
+) -> Result<(), sqlx::Error> {
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let occurred = event
         .occurred_at
         .as_ref()
@@ -38,8 +87,8 @@ pub async fn schedule_retry(
     )
     .bind(&event.correlation_id)
     .bind(&event.user_id)
-    .bind(JOB_RETRY)
-    .bind(format!("{}:{}", retry.job_id, retry.attempt))
+    .bind(kind)
+    .bind(key)
     .bind(occurred)
     .bind(delay_ms as f64)
     .execute(db)
@@ -107,8 +156,31 @@ fn command_for(timer: &Due) -> Option<Command> {
                 attempt: attempt.parse().ok()?,
             })
         }
+        REMIND => {
+            let mut parts = timer.key.split(':');
+            let kind = approval_kind(parts.next()?)?;
+            Some(Command::Remind {
+                kind,
+                revision: parts.next()?.parse().ok()?,
+                nth: parts.next()?.parse().ok()?,
+                waited_secs: parts.next()?.parse().ok()?,
+            })
+        }
+        EXPIRE => {
+            let mut parts = timer.key.split(':');
+            let kind = approval_kind(parts.next()?)?;
+            Some(Command::Expire {
+                kind,
+                revision: parts.next()?.parse().ok()?,
+                waited_secs: parts.next()?.parse().ok()?,
+            })
+        }
         _ => None,
     }
+}
+
+fn approval_kind(number: &str) -> Option<ApprovalKind> {
+    ApprovalKind::try_from(number.parse::<i32>().ok()?).ok()
 }
 
 async fn delete(tx: &mut sqlx::PgConnection, timer: &Due) -> Result<(), sqlx::Error> {

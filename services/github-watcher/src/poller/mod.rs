@@ -46,6 +46,8 @@ pub struct Poller {
     pub limits: Limits,
     /// Repositories whose webhooks reach us.
     pub hooked: crate::webhooks::Hooked,
+    /// Who may steer tasks from GitHub.
+    pub steerers: crate::permissions::Steerers,
 }
 
 /// Polls until `shutdown`. New watches are picked up within the base interval; a task id sent

@@ -44,8 +44,7 @@ pub async fn poll(poller: &Poller, watch: &ReactionWatch) -> Result<bool, PollEr
         }
         new = true;
         let author = reaction["user"]["login"].as_str().unwrap_or_default();
-        let permission =
-            permissions::of(&poller.db, &poller.github, &watch.owner, &watch.name, author).await?;
+        let permission = permissions::of(poller, &watch.owner, &watch.name, author).await?;
         let mut event = Envelope::new(
             &watch.user_id,
             &watch.task_id,

@@ -66,14 +66,7 @@ pub async fn poll(poller: &Poller, watch: &Watch, with_comments: bool) -> Result
             comments,
             review_id: u64::try_from(review_id).unwrap_or_default(),
             reviewer: reviewer.to_string(),
-            reviewer_permission: permissions::of(
-                &poller.db,
-                &poller.github,
-                &watch.owner,
-                &watch.name,
-                reviewer,
-            )
-            .await? as i32,
+            reviewer_permission: permissions::of(poller, &watch.owner, &watch.name, reviewer).await? as i32,
             review_body: body.to_string(),
         };
         report(poller, watch, format!("github-review-{review_id}"), feedback).await?;
@@ -128,8 +121,7 @@ async fn read_comments(
             path: comment["path"].as_str().unwrap_or_default().to_string(),
             line: u32::try_from(comment["line"].as_u64().unwrap_or_default()).unwrap_or_default(),
             diff_hunk: comment["diff_hunk"].as_str().unwrap_or_default().to_string(),
-            permission: permissions::of(&poller.db, &poller.github, &watch.owner, &watch.name, author).await?
-                as i32,
+            permission: permissions::of(poller, &watch.owner, &watch.name, author).await? as i32,
         });
     }
     Ok(read)

@@ -108,7 +108,7 @@ fn ours(comment: &Value) -> bool {
 async fn report(poller: &Poller, thread: &Thread, number: u64, comment: &Value) -> Result<(), PollError> {
     let failed = |e: &dyn std::fmt::Display| PollError::Failed(e.to_string());
     let author = comment["user"]["login"].as_str().unwrap_or_default();
-    let permission = permissions::of(&poller.db, &poller.github, &thread.owner, &thread.name, author).await?;
+    let permission = permissions::of(poller, &thread.owner, &thread.name, author).await?;
     let comment_id = comment["id"].as_u64().unwrap_or_default();
     let mut event = Envelope::new(
         &thread.user_id,

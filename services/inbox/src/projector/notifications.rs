@@ -14,6 +14,7 @@ fn who(by: &str) -> String {
     match by.strip_prefix("github:") {
         Some(login) => format!("@{login} on GitHub"),
         None if by == "pr_closed" => "GitHub (its pull request was closed without merging)".into(),
+        None if by == "expired" => "mainloop".into(),
         None => "you".into(),
     }
 }

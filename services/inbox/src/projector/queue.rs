@@ -1,7 +1,10 @@
 //! Queue items: what needs the person. Each item is born from one event (its id is that event's
-//! id) and resolves itself when the task moves past what it asked.
+//! id) and resolves itself when the task moves past what it asked; a reminder makes a waiting
+//! question or plan review unread again.
 
-use mainloop_events::v1::{ApprovalKind, InboxItemAdded, InboxItemResolved, InboxItemType, Priority};
+use mainloop_events::v1::{
+    ApprovalKind, ApprovalReminded, InboxItemAdded, InboxItemResolved, InboxItemType, Priority,
+};
 use mainloop_events::{Envelope, Payload};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -67,6 +70,10 @@ pub(super) async fn apply(
         }));
     }
 
+    if let Payload::ApprovalReminded(reminded) = payload {
+        feed.extend(resurface(tx, event, reminded).await?);
+        return Ok(feed);
+    }
     let Some(item) = new_item(tx, event, payload).await? else {
         return Ok(feed);
     };
@@ -100,6 +107,66 @@ pub(super) async fn apply(
         }));
     }
     Ok(feed)
+}
+
+#[derive(sqlx::FromRow)]
+struct Resurfaced {
+    id: String,
+    item_type: String,
+    priority: String,
+    title: String,
+    content: String,
+    options: Vec<String>,
+    context: Value,
+}
+
+/// A question or plan review waited long: its pending item is unread again (and says how often
+/// it was reminded), and goes out on the feed again.
+async fn resurface(
+    tx: &mut PgConnection,
+    event: &Envelope,
+    reminded: &ApprovalReminded,
+) -> Result<Vec<Payload>, sqlx::Error> {
+    let item_type = match reminded.kind() {
+        ApprovalKind::AnswerQuestions => "question",
+        ApprovalKind::PlanReview => "plan_review",
+        _ => return Ok(vec![]),
+    };
+    let items: Vec<Resurfaced> = sqlx::query_as(
+        "UPDATE queue_items SET read_at = NULL, \
+           context = context || jsonb_build_object('reminded', $3::int, 'waited_secs', $4::bigint) \
+         WHERE task_id = $1 AND status = 'pending' AND item_type = $2 \
+         RETURNING id, item_type, priority, title, content, options, context",
+    )
+    .bind(&event.correlation_id)
+    .bind(item_type)
+    .bind(i32::try_from(reminded.nth).unwrap_or(i32::MAX))
+    .bind(i64::try_from(reminded.waited_secs).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            Payload::InboxItemAdded(InboxItemAdded {
+                item_id: item.id,
+                task_id: event.correlation_id.clone(),
+                item_type: if item.item_type == "question" {
+                    InboxItemType::Question
+                } else {
+                    InboxItemType::PlanReview
+                } as i32,
+                priority: if item.priority == "high" {
+                    Priority::High
+                } else {
+                    Priority::Normal
+                } as i32,
+                title: item.title,
+                content: item.content,
+                options: item.options,
+                context_json: item.context.to_string(),
+            })
+        })
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]

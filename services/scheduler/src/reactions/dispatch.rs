@@ -11,6 +11,7 @@ pub struct Dispatch {
     pub bus: Bus,
     pub store: TaskStore,
     pub db: sqlx::PgPool,
+    pub waits: crate::timers::Waits,
 }
 
 impl Handler for Dispatch {
@@ -29,6 +30,9 @@ impl Handler for Dispatch {
                 .await
                 .map_err(|e| HandlerError::Transient(e.to_string()))?;
         }
+        crate::timers::schedule_waits(&self.db, event, self.waits)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
         if let Some(subject) = work_subject {
             let subject = subject.map_err(|e| HandlerError::Permanent(e.to_string()))?;
             self.bus

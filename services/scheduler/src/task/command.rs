@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use mainloop_events::v1::{
-    Answer, AuthorPermission, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated, JobFailed,
-    JobSucceeded, PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
+    Answer, ApprovalKind, AuthorPermission, CiFailed, CiPassed, CiTimedOut, GitHubEffectFailed, IssueCreated,
+    JobFailed, JobSucceeded, PullRequestClosed, PullRequestMerged, PullRequestOpened, TaskSpawned,
 };
 
 /// What the person decided about a plan in review.
@@ -45,6 +45,19 @@ pub enum Command {
     Wait {
         reason: String,
         until_ms: u64,
+    },
+    /// A question or plan review has waited `waited_secs`: remind the person (the `nth` time).
+    Remind {
+        kind: ApprovalKind,
+        revision: u32,
+        nth: u32,
+        waited_secs: u64,
+    },
+    /// A question or plan review has waited `waited_secs`, the most it may: cancel the task.
+    Expire {
+        kind: ApprovalKind,
+        revision: u32,
+        waited_secs: u64,
     },
     /// A scheduled retry's timer fired.
     RetryDue {

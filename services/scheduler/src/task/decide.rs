@@ -1,17 +1,17 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
-    AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview, CompletionReason, FailureReason,
-    FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled,
-    PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered,
-    QuestionsAsked, ReopenedOnGitHub, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus,
-    TaskWaiting, job_succeeded,
+    ApprovalKind, ApprovalReminded, AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview,
+    CompletionReason, FailureReason, FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode,
+    JobRequested, JobRetryScheduled, PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked,
+    Question, QuestionsAnswered, QuestionsAsked, ReopenedOnGitHub, TaskCancelled, TaskCompleted, TaskFailed,
+    TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
 };
 
 use super::command::GitHubComment;
 use super::feedback;
 use super::state::status_name;
 use super::steering::{self, Steer};
-use super::text::branch_name;
+use super::text::{self, branch_name};
 use super::{Backoff, Command, PlanAction, Rejection, Task};
 use crate::task::follow_ups::{CREATE_ISSUE, MARK_READY, OPEN_PULL_REQUEST, REOPEN, effect_id};
 
@@ -67,6 +67,33 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         Command::JobSucceeded(result) => Ok(job_succeeded(task, result)),
         Command::JobFailed { result, backoff } => Ok(job_failed(task, result, *backoff)),
         Command::RetryDue { job_id, attempt } => Ok(retry_due(task, job_id, *attempt)),
+        Command::Remind {
+            kind,
+            revision,
+            nth,
+            waited_secs,
+        } => Ok(if still_asks(task, *kind, *revision) {
+            vec![Payload::ApprovalReminded(ApprovalReminded {
+                kind: *kind as i32,
+                plan_revision: *revision,
+                nth: *nth,
+                waited_secs: *waited_secs,
+            })]
+        } else {
+            vec![]
+        }),
+        Command::Expire {
+            kind,
+            revision,
+            waited_secs,
+        } => Ok(if still_asks(task, *kind, *revision) {
+            vec![cancelled(
+                &format!("nobody answered within {}", text::duration(*waited_secs)),
+                "expired",
+            )]
+        } else {
+            vec![]
+        }),
         // Each redelivery of the waiting effect says "until" anew; a minute's difference is the
         // same wait, said once.
         Command::Wait { reason, until_ms } => Ok(
@@ -172,6 +199,16 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         | Command::PullRequestMerged(_)
         | Command::PullRequestClosed(_) => Ok(vec![]),
     }
+}
+
+/// The task still waits on the person for exactly this question round or plan revision.
+fn still_asks(task: &Task, kind: ApprovalKind, revision: u32) -> bool {
+    let waiting = match kind {
+        ApprovalKind::AnswerQuestions => TaskStatus::WaitingQuestions,
+        ApprovalKind::PlanReview => TaskStatus::WaitingPlanReview,
+        _ => return false,
+    };
+    task.status == waiting && task.asked == Some((kind, revision))
 }
 
 fn short_sha(sha: &str) -> &str {

@@ -1042,3 +1042,109 @@ fn a_pull_request_github_will_not_reopen_is_replaced_by_a_new_one() {
         "a new draft PR for the same branch"
     );
 }
+
+#[test]
+fn a_long_wait_is_reminded_while_it_lasts_and_may_expire() {
+    use mainloop_events::v1::ApprovalKind;
+    let mut task = in_review();
+    let remind = |revision: u32, nth: u32| Command::Remind {
+        kind: ApprovalKind::PlanReview,
+        revision,
+        nth,
+        waited_secs: 86_400 * u64::from(nth),
+    };
+    let reminded = when(&mut task, remind(1, 1)).unwrap_or_default();
+    let Some(Payload::ApprovalReminded(first)) = reminded.first() else {
+        panic!("{:?}", types(&reminded));
+    };
+    assert_eq!(
+        (first.plan_revision, first.nth, first.waited_secs),
+        (1, 1, 86_400)
+    );
+    assert_eq!(
+        task.status,
+        TaskStatus::WaitingPlanReview,
+        "a reminder changes nothing else"
+    );
+    assert_eq!(
+        when(
+            &mut task,
+            Command::Remind {
+                kind: ApprovalKind::AnswerQuestions,
+                revision: 1,
+                nth: 1,
+                waited_secs: 60
+            }
+        ),
+        Ok(vec![]),
+        "no questions wait"
+    );
+    let expire = |revision: u32| Command::Expire {
+        kind: ApprovalKind::PlanReview,
+        revision,
+        waited_secs: 3 * 86_400,
+    };
+    assert_eq!(
+        when(&mut task, expire(2)),
+        Ok(vec![]),
+        "revision 2 is not the one waiting"
+    );
+    let events = when(&mut task, expire(1)).unwrap_or_default();
+    let Some(Payload::TaskCancelled(cancelled)) = events.first() else {
+        panic!("{:?}", types(&events));
+    };
+    assert_eq!(
+        (cancelled.reason.as_str(), cancelled.cancelled_by.as_str()),
+        ("nobody answered within 3 days", "expired")
+    );
+    let note = events.iter().find_map(|e| match e {
+        Payload::GithubEffectRequested(r) => match &r.effect {
+            Some(mainloop_events::v1::git_hub_effect_requested::Effect::PostComment(c)) => {
+                Some(c.body.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    });
+    assert_eq!(
+        note.as_deref(),
+        Some(
+            "This task was cancelled because nobody answered in time (nobody answered within 3 days). Retry it from the mainloop inbox to start again.\n"
+        )
+    );
+    assert_eq!(
+        when(&mut task, remind(1, 2)),
+        Ok(vec![]),
+        "an ended wait is not reminded"
+    );
+}
+
+#[test]
+fn a_wait_answered_meanwhile_is_neither_reminded_nor_expired() {
+    use mainloop_events::v1::ApprovalKind;
+    let mut task = in_review();
+    when(&mut task, approve(1)).ok();
+    assert_eq!(
+        when(
+            &mut task,
+            Command::Remind {
+                kind: ApprovalKind::PlanReview,
+                revision: 1,
+                nth: 1,
+                waited_secs: 86_400
+            }
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(
+        when(
+            &mut task,
+            Command::Expire {
+                kind: ApprovalKind::PlanReview,
+                revision: 1,
+                waited_secs: 86_400
+            }
+        ),
+        Ok(vec![])
+    );
+}

@@ -280,6 +280,7 @@ pub fn cancel_comment(by: &str, reason: &str) -> String {
     let who = match by.strip_prefix("github:") {
         Some(login) => format!("by @{login} on GitHub"),
         None if by == "pr_closed" => "because its pull request was closed without merging".to_string(),
+        None if by == "expired" => "because nobody answered in time".to_string(),
         None if by.is_empty() => String::new(),
         None => "by the person in the mainloop inbox".to_string(),
     };
@@ -297,6 +298,16 @@ pub fn feedback_prompt(task: &Task) -> String {
         task.repo.name,
         task.description.trim()
     )
+}
+
+/// A wait as people say it: "45 min", "6 h", "2 days".
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7_200 => format!("{} min", secs / 60),
+        7_200..172_800 => format!("{} h", secs / 3_600),
+        _ => format!("{} days", secs / 86_400),
+    }
 }
 
 /// What the agent said it did in a feedback round, as a quote of at most 1,500 characters.

@@ -83,7 +83,13 @@ async fn serve(
     if let Ok(mut state) = gh.state.lock() {
         state.calls.push(format!("GIT {} {}", method, uri.path()));
     }
-    match backend(
+    let pushing = push && method == Method::POST;
+    let heads_before = if pushing {
+        open_heads(&gh, owner, name)
+    } else {
+        vec![]
+    };
+    let answer = backend(
         &gh,
         &method,
         uri.path(),
@@ -92,12 +98,62 @@ async fn serve(
         body,
         signed_in,
     )
-    .await
-    {
-        Ok(response) => response,
+    .await;
+    match answer {
+        Ok(response) => {
+            if pushing {
+                synchronize(&gh, owner, name, heads_before);
+            }
+            response
+        }
         Err(err) => {
             tracing::warn!(error = %err, "git http-backend failed");
             (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
+        }
+    }
+}
+
+/// The open pull requests of `owner/name` with their head commits now.
+fn open_heads(gh: &FakeGitHub, owner: &str, name: &str) -> Vec<(u64, String, Option<String>)> {
+    let Ok(state) = gh.state.lock() else {
+        return vec![];
+    };
+    let Some(repo) = state.repos.get(&format!("{owner}/{name}")).cloned() else {
+        return vec![];
+    };
+    drop(state);
+    repo.pulls
+        .values()
+        .filter(|p| p.state == "open")
+        .map(|p| (p.number, p.head.clone(), super::api::head_sha(gh, &repo, &p.head)))
+        .collect()
+}
+
+/// As GitHub: a push that moves an open pull request's head sends `pull_request` `synchronize`.
+fn synchronize(gh: &FakeGitHub, owner: &str, name: &str, before: Vec<(u64, String, Option<String>)>) {
+    let Some(repository) = gh.state.lock().ok().and_then(|state| {
+        state
+            .repos
+            .get(&format!("{owner}/{name}"))
+            .map(super::webhooks::repository)
+    }) else {
+        return;
+    };
+    let after = open_heads(gh, owner, name);
+    for (number, head, was) in before {
+        let now = after
+            .iter()
+            .find(|(n, _, _)| *n == number)
+            .and_then(|(_, _, sha)| sha.clone());
+        if now.is_some() && now != was {
+            super::webhooks::deliver(
+                gh,
+                "pull_request",
+                serde_json::json!({"action": "synchronize", "number": number, "repository": repository,
+                    "before": was, "after": now,
+                    "pull_request": {"number": number, "state": "open", "head": {"ref": head, "sha": now}}}),
+                "mainloop-bot",
+            );
         }
     }
 }
