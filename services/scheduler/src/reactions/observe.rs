@@ -1,5 +1,6 @@
 use mainloop_bus::{Delivery, Handler, HandlerError};
 use mainloop_events::Payload;
+use mainloop_events::v1::AuthorPermission;
 
 use crate::store::TaskStore;
 use crate::task::{Backoff, Command, GitHubComment};
@@ -53,9 +54,28 @@ fn command_for(payload: &Payload, backoff: Backoff, max_feedback_rounds: u32) ->
     })
 }
 
+/// The GitHub login behind a steering observation that has no write access, if it is one.
+fn not_a_steerer(payload: &Payload) -> Option<&str> {
+    let may = |p: AuthorPermission| matches!(p, AuthorPermission::Write | AuthorPermission::Admin);
+    match payload {
+        Payload::IssueCommentReceived(e) if !may(e.permission()) => Some(&e.author),
+        Payload::PlanReactionReceived(e) if !may(e.permission()) => Some(&e.author),
+        Payload::ReviewFeedbackReceived(e)
+            if !may(e.reviewer_permission()) && e.comments.iter().all(|c| !may(c.permission())) =>
+        {
+            Some(&e.reviewer)
+        }
+        _ => None,
+    }
+}
+
 impl Handler for Observe {
     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let event = &delivery.event;
+        if let Some(login) = event.payload.as_ref().and_then(not_a_steerer) {
+            tracing::info!(task = %event.correlation_id, %login, observed = %event.r#type,
+                "ignored: only people with write access (or on GITHUB_STEERERS) steer a task");
+        }
         let Some(command) = event
             .payload
             .as_ref()

@@ -63,6 +63,17 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
     }
     requests.extend(issue_comments(task));
     requests.extend(super::feedback::follow_ups(task));
+    // Done: the plan's issue is closed even where "Closes #n" does not close it (a base branch
+    // other than the default, or no PR at all because nothing needed changing).
+    if task.status == TaskStatus::Completed && task.issue_number > 0 && !requested(task, CLOSE_ISSUE) {
+        requests.push(effect(
+            task,
+            CLOSE_ISSUE,
+            Effect::CloseIssue(CloseIssue {
+                issue_number: task.issue_number,
+            }),
+        ));
+    }
     match task.status {
         TaskStatus::Pending => {
             // A new or retried task starts; a retry after an approved plan resumes implementing.

@@ -301,7 +301,15 @@ fn the_whole_journey_in_order() {
             merge_sha: "m".into(),
         }),
     );
-    assert_eq!(merged.map(|e| types(&e)), Ok(vec!["TaskCompleted"]));
+    let merged = merged.unwrap_or_default();
+    assert_eq!(types(&merged), ["TaskCompleted", "GitHubEffectRequested"]);
+    let Some(Payload::GithubEffectRequested(close)) = merged.last() else {
+        panic!("no effect");
+    };
+    assert_eq!(
+        close.effect_id, "t1:close-issue",
+        "the plan's issue is closed once done"
+    );
     assert_eq!(task.status, TaskStatus::Completed);
     assert!(matches!(
         when(&mut task, Command::Cancel { by: "ui".into() }),
@@ -678,7 +686,11 @@ fn a_task_that_ends_while_a_job_runs_cancels_the_job() {
     );
     assert_eq!(
         merged.map(|e| types(&e)),
-        Ok(vec!["TaskCompleted", "JobCancellationRequested"])
+        Ok(vec![
+            "TaskCompleted",
+            "GitHubEffectRequested",
+            "JobCancellationRequested"
+        ])
     );
     assert!(task.job.is_none());
     assert_eq!(follow_ups(&task), vec![]);
