@@ -8,14 +8,32 @@ pub struct Config {
     pub llm: LlmSettings,
 }
 
+/// Which kind of chat model answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    /// Anthropic when `ANTHROPIC_API_KEY` is set, else an OpenAI-compatible server when
+    /// `OPENAI_BASE_URL` is set, else Anthropic (whose replies then say the key is missing).
+    Auto,
+    Anthropic,
+    Openai,
+}
+
 /// The chat model; `mainloop up` takes the same flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LlmSettings {
+    #[arg(long, env = "CHAT_PROVIDER", value_enum, default_value = "auto")]
+    pub chat_provider: Provider,
     /// The Anthropic Messages API root.
     #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
     pub chat_api_url: String,
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub chat_api_key: Option<Secret>,
+    /// An OpenAI-compatible API root with its version path (Ollama: http://localhost:11434/v1).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<Secret>,
+    /// The model's name at the provider.
     #[arg(long, env = "CHAT_MODEL", default_value = "claude-sonnet-4-5")]
     pub chat_model: String,
     /// Repository URLs must start with this (GitHub Enterprise: your server).
@@ -26,5 +44,49 @@ pub struct LlmSettings {
 impl Config {
     pub fn health(&self) -> Health {
         self.common.health.clone()
+    }
+}
+
+impl LlmSettings {
+    /// Anthropic at `url` (tests and tools that build settings by hand).
+    pub fn anthropic(url: &str, key: Option<Secret>, model: &str) -> Self {
+        LlmSettings {
+            chat_provider: Provider::Anthropic,
+            chat_api_url: url.to_string(),
+            chat_api_key: key,
+            openai_base_url: None,
+            openai_api_key: None,
+            chat_model: model.to_string(),
+            github_web_url: "https://github.com".into(),
+        }
+    }
+
+    /// The provider these settings choose (`auto` resolved).
+    pub fn provider(&self) -> Provider {
+        match self.chat_provider {
+            Provider::Auto if self.chat_api_key.is_none() && self.openai_base_url.is_some() => {
+                Provider::Openai
+            }
+            Provider::Auto => Provider::Anthropic,
+            chosen => chosen,
+        }
+    }
+
+    /// The chat model these settings choose.
+    pub fn model(&self) -> std::sync::Arc<dyn crate::models::ChatModel> {
+        match self.provider() {
+            Provider::Openai => std::sync::Arc::new(crate::models::openai::OpenAi::new(
+                self.openai_base_url
+                    .as_deref()
+                    .unwrap_or("http://localhost:11434/v1"),
+                self.openai_api_key.clone(),
+                &self.chat_model,
+            )),
+            _ => std::sync::Arc::new(crate::models::anthropic::Anthropic::new(
+                &self.chat_api_url,
+                self.chat_api_key.clone(),
+                &self.chat_model,
+            )),
+        }
     }
 }

@@ -1,14 +1,17 @@
 //! The conversation service owns the main thread: conversations and messages, and the calls to
-//! the chat model (the Anthropic Messages API). It answers `cmd.conversation.post-message`
-//! (one chat turn) and `query.conversation.*`, publishes CHAT (`chat.<user>.<conversation>`), and
+//! the chat model (`models`: the Anthropic Messages API or any OpenAI-compatible server,
+//! streamed). It answers `cmd.conversation.post-message` (one chat turn) and
+//! `query.conversation.*`, says the reply live as it is written (`live.chat.<user>.<conversation>`,
+//! see `speech`), publishes CHAT (`chat.<user>.<conversation>`), and
 //! turns a confirmed request into `cmd.scheduler.spawn-task`. The model has no shell, file or
 //! network tool: only `spawn_task`, and spawning needs the person's confirmation, checked here.
 
 mod config;
 mod error;
-mod llm;
+pub mod models;
 mod queries;
 pub mod repo_url;
+mod speech;
 mod turn;
 
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, LlmSettings};
+pub use config::{Config, LlmSettings, Provider};
 pub use error::Error;
 
 pub const NAME: &str = "conversation";
@@ -31,17 +34,15 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
     let (bus, db) = (foundation.bus.clone(), foundation.db.clone());
-    if config.llm.chat_api_key.is_none() {
+    let llm = config.llm.model();
+    if config.llm.provider() == Provider::Anthropic && config.llm.chat_api_key.is_none() {
         tracing::warn!("ANTHROPIC_API_KEY is not set: chat turns will answer with that reason");
     }
+    tracing::info!(model = %llm.describe(), "chat model");
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),
-        llm: llm::Anthropic::new(
-            &config.llm.chat_api_url,
-            config.llm.chat_api_key.clone(),
-            &config.llm.chat_model,
-        ),
+        llm,
         github_web_url: config.llm.github_web_url.clone(),
     });
     let setup = |e: async_nats::SubscribeError| Error::Setup(e.to_string());

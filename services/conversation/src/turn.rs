@@ -14,13 +14,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::llm::Anthropic;
+use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop, Tool};
 use crate::repo_url;
+use crate::speech::Speech;
 
 pub struct Turns {
     pub bus: Bus,
     pub db: PgPool,
-    pub llm: Anthropic,
+    pub llm: std::sync::Arc<dyn ChatModel>,
     pub github_web_url: String,
 }
 
@@ -59,16 +60,16 @@ pub fn confirms(message: &str) -> bool {
     CONFIRMATIONS.contains(&lower) || lower.starts_with("yes") || lower.contains("i confirm")
 }
 
-fn tools() -> Value {
-    json!([{
-        "name": "spawn_task",
-        "description": "Start a worker on a GitHub repository. Only after the person confirmed.",
-        "input_schema": {"type": "object", "required": ["repo_url", "task_description"], "properties": {
+fn tools() -> Vec<Tool> {
+    vec![Tool {
+        name: "spawn_task".into(),
+        description: "Start a worker on a GitHub repository. Only after the person confirmed.".into(),
+        schema: json!({"type": "object", "required": ["repo_url", "task_description"], "properties": {
             "repo_url": {"type": "string", "description": "https://github.com/OWNER/NAME"},
             "task_description": {"type": "string"},
             "skip_planning": {"type": "boolean"}
-        }}
-    }])
+        }}),
+    }]
 }
 
 fn internal(err: sqlx::Error) -> CommandError {
@@ -121,11 +122,13 @@ impl Turns {
         )
         .await;
 
-        let reply = match self.answer(&command.user_id, &conversation, text).await {
-            Ok(reply) => reply,
-            Err(reason) => format!("⚠ I could not answer: {reason}"),
-        };
-        let reply_id = self.store(&conversation, "assistant", &reply).await?;
+        let reply_id = uuid::Uuid::now_v7().to_string();
+        let mut speech = Speech::new(&self.bus, &command.user_id, &conversation, &reply_id);
+        self.answer(&command.user_id, &conversation, text, &mut speech)
+            .await;
+        let reply = speech.said().to_string();
+        self.store_as(&reply_id, &conversation, "assistant", &reply)
+            .await?;
         self.announce(
             &command.user_id,
             &conversation,
@@ -141,14 +144,26 @@ impl Turns {
             .fetch_one(&self.db)
             .await
             .map_err(internal)?;
+        speech.finished(&message).await;
         Ok(json!({"conversation_id": conversation, "message": message}))
     }
 
     async fn store(&self, conversation: &str, role: &str, content: &str) -> Result<String, CommandError> {
         let id = uuid::Uuid::now_v7().to_string();
+        self.store_as(&id, conversation, role, content).await?;
+        Ok(id)
+    }
+
+    async fn store_as(
+        &self,
+        id: &str,
+        conversation: &str,
+        role: &str,
+        content: &str,
+    ) -> Result<(), CommandError> {
         let mut tx = self.db.begin().await.map_err(internal)?;
         sqlx::query("INSERT INTO messages (id, conversation_id, role, content) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
+            .bind(id)
             .bind(conversation)
             .bind(role)
             .bind(content)
@@ -163,7 +178,7 @@ impl Turns {
         .await
         .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
-        Ok(id)
+        Ok(())
     }
 
     /// CHAT events, for other tools and the live feed; the rows are the conversation's record.
@@ -180,8 +195,22 @@ impl Turns {
         }
     }
 
-    /// Runs the model, with its tool, until it answers in words.
-    async fn answer(&self, user: &str, conversation: &str, latest: &str) -> Result<String, String> {
+    /// Runs the model, with its tools, until it answers in words; what it writes is said live as
+    /// it arrives (`speech`). A failure is said too, so the reply is never only a log line.
+    async fn answer(&self, user: &str, conversation: &str, latest: &str, speech: &mut Speech<'_>) {
+        if let Err(reason) = self.converse(user, conversation, latest, speech).await {
+            tracing::warn!(%reason, model = %self.llm.describe(), "chat turn failed");
+            speech.say(&format!("⚠ I could not answer: {reason}"), true).await;
+        }
+    }
+
+    async fn converse(
+        &self,
+        user: &str,
+        conversation: &str,
+        latest: &str,
+        speech: &mut Speech<'_>,
+    ) -> Result<(), String> {
         let history: Vec<(String, String)> = sqlx::query_as(
             "SELECT role, content FROM (SELECT role, content, created_at FROM messages WHERE conversation_id = $1 \
              ORDER BY created_at DESC LIMIT 20) recent ORDER BY created_at",
@@ -190,43 +219,69 @@ impl Turns {
         .fetch_all(&self.db)
         .await
         .map_err(|e| e.to_string())?;
-        let mut messages: Vec<Value> = history
-            .into_iter()
-            .map(|(role, content)| json!({"role": role, "content": content}))
-            .collect();
-        let mut words = Vec::new();
+        let mut request = ModelRequest {
+            system: SYSTEM.to_string(),
+            messages: history
+                .into_iter()
+                .map(|(role, content)| {
+                    let role = if role == "assistant" {
+                        Role::Assistant
+                    } else {
+                        Role::User
+                    };
+                    Message::text(role, &content)
+                })
+                .collect(),
+            tools: tools(),
+            max_tokens: 2048,
+        };
         for _ in 0..4 {
-            let response = self
-                .llm
-                .complete(SYSTEM, &messages, &tools())
+            let llm = &self.llm;
+            let reply = speech
+                .while_speaking(async |deltas| llm.turn(&request, &deltas).await)
                 .await
                 .map_err(|e| e.to_string())?;
-            let content = response["content"].as_array().cloned().unwrap_or_default();
-            words.extend(
-                content
-                    .iter()
-                    .filter_map(|b| b["text"].as_str())
-                    .map(str::to_string),
-            );
-            let calls: Vec<&Value> = content.iter().filter(|b| b["type"] == "tool_use").collect();
-            if response["stop_reason"] != "tool_use" || calls.is_empty() {
-                return Ok(words.join("\n\n"));
+            let calls: Vec<&Block> = reply
+                .blocks
+                .iter()
+                .filter(|b| matches!(b, Block::ToolUse { .. }))
+                .collect();
+            if reply.stop != Stop::ToolUse || calls.is_empty() {
+                return Ok(());
             }
             let mut results = Vec::new();
             for call in calls {
-                let (text, is_error) = self.spawn(user, conversation, latest, call).await;
-                results.push(json!({"type": "tool_result", "tool_use_id": call["id"], "content": text, "is_error": is_error}));
+                if let Block::ToolUse { id, name, input } = call {
+                    let (content, is_error) = self.spawn(user, conversation, latest, name, input).await;
+                    results.push(Block::ToolResult {
+                        tool_use_id: id.clone(),
+                        content,
+                        is_error,
+                    });
+                }
             }
-            messages.push(json!({"role": "assistant", "content": content}));
-            messages.push(json!({"role": "user", "content": results}));
-            words.clear();
+            request.messages.push(Message {
+                role: Role::Assistant,
+                blocks: reply.blocks.clone(),
+            });
+            request.messages.push(Message {
+                role: Role::User,
+                blocks: results,
+            });
         }
         Err("the model kept calling tools".into())
     }
 
-    async fn spawn(&self, user: &str, conversation: &str, latest: &str, call: &Value) -> (String, bool) {
-        if call["name"] != "spawn_task" {
-            return (format!("there is no tool {}", call["name"]), true);
+    async fn spawn(
+        &self,
+        user: &str,
+        conversation: &str,
+        latest: &str,
+        name: &str,
+        input: &Value,
+    ) -> (String, bool) {
+        if name != "spawn_task" {
+            return (format!("there is no tool {name}"), true);
         }
         if !confirms(latest) {
             return (
@@ -234,7 +289,6 @@ impl Turns {
                 true,
             );
         }
-        let input = &call["input"];
         let repo = match repo_url::parse(
             input["repo_url"].as_str().unwrap_or_default(),
             &self.github_web_url,

@@ -28,12 +28,11 @@ async fn start(with_key: bool) -> anyhow::Result<World> {
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
     let infra = Infra::start()?;
-    let llm = mainloop_conversation::LlmSettings {
-        chat_api_url: fake_url.clone(),
-        chat_api_key: with_key.then(|| Secret::new("sk-ant-test")),
-        chat_model: "claude-test".into(),
-        github_web_url: "https://github.com".into(),
-    };
+    let llm = mainloop_conversation::LlmSettings::anthropic(
+        &fake_url,
+        with_key.then(|| Secret::new("sk-ant-test")),
+        "claude-test",
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {

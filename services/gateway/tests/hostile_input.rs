@@ -543,12 +543,11 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_conversation::run(
         mainloop_conversation::Config {
             common: infra.common(),
-            llm: mainloop_conversation::LlmSettings {
-                chat_api_url: fake_url,
-                chat_api_key: Some(Secret::new("sk-ant-test")),
-                chat_model: "claude-test".into(),
-                github_web_url: "https://github.com".into(),
-            },
+            llm: mainloop_conversation::LlmSettings::anthropic(
+                &fake_url,
+                Some(Secret::new("sk-ant-test")),
+                "claude-test",
+            ),
         },
         shutdown.clone(),
     ));

@@ -87,6 +87,21 @@ pub fn chat(user_id: &str, conversation_id: &str) -> Result<String, EventError> 
     ))
 }
 
+/// Live, not stored (core NATS, no stream): the text of a chat reply as the model writes it,
+/// then the stored message once. `live.chat.<user>.<conversation>`.
+pub fn chat_live(user_id: &str, conversation_id: &str) -> Result<String, EventError> {
+    Ok(format!(
+        "live.chat.{}.{}",
+        token("user id", user_id)?,
+        token("conversation id", conversation_id)?
+    ))
+}
+
+/// Every live chat subject of one person: `live.chat.<user>.>`.
+pub fn chat_live_all(user_id: &str) -> Result<String, EventError> {
+    Ok(format!("live.chat.{}.>", token("user id", user_id)?))
+}
+
 pub fn inbox(user_id: &str) -> Result<String, EventError> {
     Ok(format!("inbox.{}", token("user id", user_id)?))
 }

@@ -1,9 +1,11 @@
-//! A local Anthropic Messages API (`POST /v1/messages`, non-streaming) that plays a careful main
+//! A local Anthropic Messages API (`POST /v1/messages`, streaming or not, as asked) that plays a careful main
 //! thread: asked for work on a GitHub repository, it proposes a task and asks for confirmation;
 //! told "yes", it calls the `spawn_task` tool; given the tool's result, it says what happened.
 //! (Said "without asking", it spawns at once, to test that mainloop refuses.)
 //! Requests are checked as the real API checks them (`x-api-key`, `anthropic-version`, `model`,
-//! `max_tokens`, `messages`), errors have the real shape, and `/_control/fail` scripts a 529 or 429.
+//! `max_tokens`, `messages`), errors have the real shape, and `/_control/fail` scripts a 529 or 429
+//! (`{"status", "type"}`), or with `"mid_stream": true` an `error` event after a 200 and the first
+//! words of the answer.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +19,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 pub struct FakeAnthropic {
     key: String,
-    /// Errors to answer with before answering normally: (status, error type).
-    failures: Arc<Mutex<Vec<(u16, String)>>>,
+    /// Errors to answer with before answering normally: (status, error type, mid-stream).
+    failures: Arc<Mutex<Vec<(u16, String, bool)>>>,
     requests: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -62,8 +64,9 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 async fn script_failure(State(fake): State<FakeAnthropic>, Json(body): Json<Value>) -> Response {
     let status = u16::try_from(body["status"].as_u64().unwrap_or(529)).unwrap_or(529);
     let kind = body["type"].as_str().unwrap_or("overloaded_error").to_string();
+    let mid_stream = body["mid_stream"].as_bool().unwrap_or(false);
     if let Ok(mut failures) = fake.failures.lock() {
-        failures.push((status, kind));
+        failures.push((status, kind, mid_stream));
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -146,21 +149,26 @@ async fn messages(
     if let Ok(mut requests) = fake.requests.lock() {
         requests.push(request.clone());
     }
-    if let Some((status, kind)) = fake
+    let failure = fake
         .failures
         .lock()
         .ok()
-        .and_then(|mut f| (!f.is_empty()).then(|| f.remove(0)))
-    {
-        let mut response = error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            &kind,
-            "scripted failure",
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return response;
+        .and_then(|mut f| (!f.is_empty()).then(|| f.remove(0)));
+    let mut fail_mid_stream = None;
+    if let Some((status, kind, mid_stream)) = failure {
+        if mid_stream && request["stream"] == true {
+            fail_mid_stream = Some(kind);
+        } else {
+            let mut response = error(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                &kind,
+                "scripted failure",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            return response;
+        }
     }
     let (Some(model), Some(_), Some(history)) = (
         request["model"].as_str(),
@@ -186,12 +194,15 @@ async fn messages(
     } else {
         "end_turn"
     };
-    Json(json!({
+    let message = json!({
         "id": format!("msg_{}", uuid::Uuid::now_v7().simple()), "type": "message", "role": "assistant", "model": model,
         "content": content, "stop_reason": stop_reason, "stop_sequence": null,
         "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-    }))
-    .into_response()
+    });
+    if request["stream"] == true {
+        return crate::anthropic_stream::response(&message, fail_mid_stream.as_deref());
+    }
+    Json(message).into_response()
 }
 
 fn decide(history: &[Value], last: &Value) -> Vec<Value> {

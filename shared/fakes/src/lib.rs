@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod anthropic;
+mod anthropic_stream;
 pub mod claude;
 pub mod github;
 pub mod scripted_model;

@@ -8,10 +8,8 @@
 //! session sends its earlier conversation).
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -138,67 +136,7 @@ async fn messages(
         )
         .into_response();
     }
-    let events = stream_events(&id, &model_name, &block, stop_reason, &usage);
-    let sse: String = events
-        .into_iter()
-        .map(|(event, data)| format!("event: {event}\ndata: {data}\n\n"))
-        .collect();
-    let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(sse) });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// The SSE events of one message with one content block, as the Messages API streams it.
-fn stream_events(
-    id: &str,
-    model: &str,
-    block: &Value,
-    stop_reason: &str,
-    usage: &Value,
-) -> Vec<(&'static str, Value)> {
-    let mut events = vec![(
-        "message_start",
-        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 100, "output_tokens": 1}}}),
-    )];
-    if block["type"] == "tool_use" {
-        events.push((
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}}),
-        ));
-        let input = block["input"].to_string();
-        let middle = input
-            .char_indices()
-            .map(|(i, _)| i)
-            .nth(input.chars().count() / 2)
-            .unwrap_or(0);
-        for part in [&input[..middle], &input[middle..]] {
-            events.push((
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}}),
-            ));
-        }
-    } else {
-        events.push((
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ));
-        events.push((
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": block["text"]}}),
-        ));
-    }
-    events.push((
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    events.push((
-        "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"]}}),
-    ));
-    events.push(("message_stop", json!({"type": "message_stop"})));
-    events
+    let message = json!({"id": id, "type": "message", "role": "assistant", "model": model_name,
+        "content": [block], "stop_reason": stop_reason, "stop_sequence": null, "usage": usage});
+    crate::anthropic_stream::response(&message, None)
 }

@@ -1,0 +1,102 @@
+//! A reply as it is written: each fragment of the model's text goes out on the live subject
+//! `live.chat.<user>.<conversation>` (core NATS, not stored) as `{"type": "delta", …}` with a
+//! running `seq`, and once the reply is stored, the whole message once as `{"type": "message"}`.
+//! The stored reply is exactly what was said: the fragments, in order, with a blank line between
+//! the model's turns around tool calls.
+
+use mainloop_bus::Bus;
+use serde_json::{Value, json};
+
+use crate::models::Deltas;
+
+pub struct Speech<'a> {
+    bus: &'a Bus,
+    subject: Option<String>,
+    conversation: &'a str,
+    message_id: &'a str,
+    said: String,
+    seq: u64,
+}
+
+impl<'a> Speech<'a> {
+    pub fn new(bus: &'a Bus, user: &str, conversation: &'a str, message_id: &'a str) -> Self {
+        Speech {
+            bus,
+            subject: mainloop_events::subjects::chat_live(user, conversation).ok(),
+            conversation,
+            message_id,
+            said: String::new(),
+            seq: 0,
+        }
+    }
+
+    /// Everything said so far.
+    pub fn said(&self) -> &str {
+        &self.said
+    }
+
+    /// Says `text` (a fragment), after a blank line when it starts a new turn of the model.
+    pub async fn say(&mut self, text: &str, new_turn: bool) {
+        if text.is_empty() {
+            return;
+        }
+        let text = if new_turn && !self.said.is_empty() {
+            format!("\n\n{text}")
+        } else {
+            text.to_string()
+        };
+        self.said.push_str(&text);
+        self.seq += 1;
+        let delta = json!({"type": "delta", "conversation_id": self.conversation, "message_id": self.message_id,
+            "seq": self.seq, "text": text});
+        self.publish(&delta).await;
+    }
+
+    /// Runs `turn` (one model call writing to the `Deltas` it is given) while saying each
+    /// fragment as it arrives; returns what `turn` returned.
+    pub async fn while_speaking<T>(&mut self, turn: impl AsyncFnOnce(Deltas) -> T) -> T {
+        let (deltas, mut fragments) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let running = turn(deltas);
+        tokio::pin!(running);
+        let mut first = true;
+        let mut result = None;
+        loop {
+            tokio::select! {
+                biased;
+                fragment = fragments.recv() => match fragment {
+                    Some(fragment) => {
+                        self.say(&fragment, first).await;
+                        first = false;
+                    }
+                    None => break,
+                },
+                done = &mut running, if result.is_none() => result = Some(done),
+            }
+        }
+        match result {
+            Some(done) => done,
+            // The channel closed first: the turn dropped its sender and is finishing.
+            None => running.await,
+        }
+    }
+
+    /// The stored message, once, for clients following live.
+    pub async fn finished(&self, message: &Value) {
+        self.publish(&json!({"type": "message", "conversation_id": self.conversation, "message": message}))
+            .await;
+    }
+
+    async fn publish(&self, value: &Value) {
+        let Some(subject) = &self.subject else {
+            return;
+        };
+        if let Err(err) = self
+            .bus
+            .client()
+            .publish(subject.clone(), value.to_string().into())
+            .await
+        {
+            tracing::warn!(error = %err, "a live chat fragment was not sent");
+        }
+    }
+}
