@@ -54,21 +54,43 @@ async function loadChat() {
   for (const m of messages) showMessage(m.role, m.content);
 }
 
+// The reply being written: the bubble that shows "processing _" until its first words arrive.
+let waiting = null;
+
+/// The bubble of reply `id`: the one already showing it, else the waiting one, now named.
+function replyBubble(id) {
+  const shown = document.querySelector(`[data-message-id="${CSS.escape(id)}"]`);
+  if (shown) return shown;
+  if (!waiting) return null;
+  const bubble = waiting;
+  waiting = null;
+  bubble.dataset.messageId = id;
+  bubble.lastChild.textContent = "";
+  return bubble;
+}
+
+function showReply(message) {
+  const bubble = replyBubble(message.id) || showMessage("assistant", "");
+  bubble.dataset.messageId = message.id;
+  bubble.lastChild.textContent = message.content;
+  bubble.scrollIntoView({ block: "end" });
+}
+
 async function send(event) {
   event.preventDefault();
   const text = $("input").value.trim();
   if (!text) return;
   $("input").value = "";
   const mine = showMessage("user", text);
-  const waiting = showMessage("assistant", "processing _");
+  waiting = showMessage("assistant", "processing _");
   try {
     const reply = await api("/chat", { method: "POST", body: JSON.stringify({ message: text, conversation_id: conversationId ?? undefined }) });
     conversationId = reply.conversation_id;
-    waiting.remove();
-    showMessage("assistant", reply.message.content);
+    showReply(reply.message);
     refreshProjects();
   } catch (error) {
-    waiting.remove();
+    if (waiting) waiting.remove();
+    waiting = null;
     mine.append(el("span", { class: "muted", text: "  (not sent: " + error.message + ")" }));
   }
 }
@@ -199,6 +221,19 @@ function listen() {
   // A new task may bring a new project, which the inbox records a moment after the chat's reply.
   events.addEventListener("task:updated", () => { refresh(); refreshProjects().catch(() => {}); });
   events.addEventListener("inbox:updated", () => refresh());
+  // The reply as it is written, then once whole.
+  events.addEventListener("chat:delta", (event) => {
+    const delta = JSON.parse(event.data);
+    if (conversationId && delta.conversation_id !== conversationId) return;
+    const bubble = replyBubble(delta.message_id);
+    if (!bubble) return;
+    bubble.lastChild.textContent += delta.text;
+    bubble.scrollIntoView({ block: "end" });
+  });
+  events.addEventListener("chat:message", (event) => {
+    const done = JSON.parse(event.data);
+    if (!conversationId || done.conversation_id === conversationId) showReply(done.message);
+  });
 }
 
 $("composer").addEventListener("submit", send);

@@ -69,6 +69,11 @@ test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 
     await page.getByTestId("chat-input").press("Enter");
     await page.getByTestId("projects-list").getByText("acme/widgets").waitFor();
     await page.getByTestId("task-card").first().waitFor();
+    // Each reply is one bubble (streamed into, then completed), never a second copy.
+    await page.getByText("I'll plan it in a GitHub issue").waitFor();
+    const replies = page.getByTestId("message-assistant");
+    assert.equal(await replies.count(), 2);
+    assert.ok(await replies.nth(1).getAttribute("data-message-id"));
 
     // The plan arrives live (no reload) and is approved in the inbox.
     await page.getByTestId("task-badge").getByText("REVIEW PLAN").waitFor();

@@ -1,7 +1,8 @@
 //! `GET /events`: the person's INBOX feed as server-sent events. Every event's `id` is its
 //! stream sequence; a client that reconnects with `Last-Event-ID` (or `?last_event_id=`) gets
 //! everything after it, in order, once. A new connection starts with what happens from now on,
-//! since the page loads the current state over REST.
+//! since the page loads the current state over REST. Chat replies stream in the same feed as
+//! they are written (`chat:delta`, then `chat:message`), live only.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -78,6 +79,7 @@ async fn events(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
 
+    let chat = chat_live(&state, &user).await.map_err(unavailable)?;
     let connected = Event::default()
         .event("connected")
         .json_data(json!({"user_id": user.clone(), "timestamp": now()}))
@@ -95,13 +97,40 @@ async fn events(
             }
         });
     let stream = stream::once(async { connected })
-        .chain(live)
+        .chain(stream::select(live, chat))
         .map(Ok::<_, Infallible>);
     let mut response = sse(stream).into_response();
     response
         .headers_mut()
         .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// The person's chat replies as they are written (`chat:delta`, each with the conversation,
+/// the reply's message id, a running `seq` and the `text` fragment) and then the stored message
+/// (`chat:message`). Live only: they carry no `id`, since a reconnect finds the stored messages
+/// over REST.
+async fn chat_live(
+    state: &AppState,
+    user: &str,
+) -> Result<impl Stream<Item = Event> + Send + 'static, String> {
+    let subject = subjects::chat_live_all(user).map_err(|e| e.to_string())?;
+    let subscription = state
+        .bus
+        .client()
+        .subscribe(subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(subscription.filter_map(|message| async move {
+        let mut said: Value = serde_json::from_slice(&message.payload).ok()?;
+        let name = match said["type"].as_str()? {
+            "delta" => "chat:delta",
+            "message" => "chat:message",
+            _ => return None,
+        };
+        said.as_object_mut()?.remove("type");
+        Event::default().event(name).json_data(said).ok()
+    }))
 }
 
 fn sse(
