@@ -109,6 +109,13 @@ const ROUTES: &[Route] = &[
         Reads::Nothing,
     ),
     route(
+        Method::GET,
+        "/tasks/{id}/logs/stream",
+        Names::Task,
+        &["last_event_id", "job_id"],
+        Reads::Nothing,
+    ),
+    route(
         Method::POST,
         "/tasks/{id}/cancel",
         Names::Task,

@@ -1,5 +1,6 @@
 mod chat;
 mod events;
+mod logs;
 mod projects;
 mod queue;
 mod tasks;
@@ -25,6 +26,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(chat::router())
         .merge(tasks::router())
+        .merge(logs::router())
         .merge(queue::router())
         .merge(projects::router())
         .merge(events::router())

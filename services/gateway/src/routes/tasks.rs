@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mainloop_events::v1::{
-    Answer, AnswerQuestions, CancelTask, LogSource, RetryTask, ReviewPlan, StartImplementation,
-};
-use mainloop_events::{Payload, subjects};
+use mainloop_events::v1::{Answer, AnswerQuestions, CancelTask, RetryTask, ReviewPlan, StartImplementation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,7 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/tasks/{id}", get(one))
         .route("/tasks/{id}/context", get(context))
         .route("/tasks/{id}/history", get(history))
-        .route("/tasks/{id}/logs", get(logs))
         .route("/tasks/{id}/cancel", post(cancel))
         .route("/tasks/{id}/retry", post(retry))
         .route("/tasks/{id}/answer-questions", post(answer_questions))
@@ -48,7 +44,7 @@ async fn list(
     Ok(Json(inbox_query(&state, "list-tasks", query).await?))
 }
 
-async fn by_id(state: &AppState, name: &str, user: &str, task: &str) -> Result<Value, ApiError> {
+pub(super) async fn by_id(state: &AppState, name: &str, user: &str, task: &str) -> Result<Value, ApiError> {
     inbox_query(
         state,
         name,
@@ -79,54 +75,6 @@ async fn history(
     Path(task): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(by_id(&state, "task-history", &user, &task).await?))
-}
-
-#[derive(Debug, Deserialize)]
-struct LogParams {
-    tail: Option<usize>,
-}
-
-/// The last `tail` lines (default 100, at most 1000) the task's workers printed, tagged the way
-/// the original log viewer colours them.
-async fn logs(
-    State(state): State<AppState>,
-    User(user): User,
-    Path(task): Path<String>,
-    Params(p): Params<LogParams>,
-) -> Result<Json<Value>, ApiError> {
-    let tail = p.tail.unwrap_or(100);
-    if !(1..=1000).contains(&tail) {
-        return Err(ApiError::bad_request("tail must be between 1 and 1000"));
-    }
-    let task_row = by_id(&state, "get-task", &user, &task).await?;
-    let subject = subjects::log(&user, &task).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let stored = state
-        .bus
-        .read_subject(subjects::LOGS, &subject, 0)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "logs unreadable");
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "logs are unavailable",
-            )
-        })?;
-    let lines: Vec<String> = stored
-        .iter()
-        .filter_map(|s| match &s.event.payload {
-            Some(Payload::WorkerLog(log)) => Some(match log.source() {
-                LogSource::Agent => format!("[claude] {}", log.line),
-                LogSource::Stderr => format!("[stderr] {}", log.line),
-                _ => format!("[job_runner] {}", log.line),
-            }),
-            _ => None,
-        })
-        .collect();
-    let from = lines.len().saturating_sub(tail);
-    let source = if lines.is_empty() { "none" } else { "k8s" };
-    Ok(Json(
-        json!({"logs": lines[from..].join("\n"), "source": source, "task_status": task_row["status"]}),
-    ))
 }
 
 fn task_id(task: &str) -> Result<String, ApiError> {
