@@ -91,8 +91,10 @@ impl World {
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             anyhow::bail!("{confirmed}\nlast log lines (newest first):\n{}", tail.join("\n"));
         }
+        // "… Task <id> spawned on acme/<repo>. …"
         let task_id = said
             .split_whitespace()
+            .skip_while(|w| *w != "Task")
             .nth(1)
             .ok_or_else(|| anyhow::anyhow!("no task id in {said}"))?
             .to_string();

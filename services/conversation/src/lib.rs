@@ -4,14 +4,17 @@
 //! `query.conversation.*`, says the reply live as it is written (`live.chat.<user>.<conversation>`,
 //! see `speech`), publishes CHAT (`chat.<user>.<conversation>`), and
 //! turns a confirmed request into `cmd.scheduler.spawn-task`. The model has no shell, file or
-//! network tool: only `spawn_task`, and spawning needs the person's confirmation, checked here.
+//! network tool: only the tools in `tools` (spawn, list, add context, cancel, retry), and those
+//! that change work need the person's confirmation, checked in code.
 
 mod config;
+mod context;
 mod error;
 pub mod models;
 mod queries;
 pub mod repo_url;
 mod speech;
+mod tools;
 mod turn;
 
 use std::sync::Arc;
@@ -43,6 +46,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         bus: bus.clone(),
         db: db.clone(),
         llm,
+        tools: tools::all(),
         github_web_url: config.llm.github_web_url.clone(),
     });
     let setup = |e: async_nats::SubscribeError| Error::Setup(e.to_string());

@@ -1,27 +1,24 @@
-//! One chat turn: the person's message, the model's answer, and the tools it may use. The model
-//! has one tool, `spawn_task`, and it only works when the person's latest message confirms:
-//! confirmation is enforced here, not left to the prompt.
+//! One chat turn: the person's message, the model's answer (said live as it is written), and
+//! the tools it may use (`tools`), with what the model should know about the person's work
+//! (`context`) in its system prompt.
 
-use std::time::Duration;
-
-use mainloop_bus::request::RequestError;
-use mainloop_bus::{Bus, Expect, request};
-use mainloop_events::v1::{
-    AssistantMessagePosted, CommandError, ErrorCode, RepoRef, SpawnTask, TaskAccepted, UserMessagePosted,
-};
+use mainloop_bus::{Bus, Expect};
+use mainloop_events::v1::{AssistantMessagePosted, CommandError, ErrorCode, UserMessagePosted};
 use mainloop_events::{Envelope, Payload, subjects};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop, Tool};
-use crate::repo_url;
+use crate::context;
+use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop};
 use crate::speech::Speech;
+use crate::tools::{self, Asking, ChatTool};
 
 pub struct Turns {
     pub bus: Bus,
     pub db: PgPool,
     pub llm: std::sync::Arc<dyn ChatModel>,
+    pub tools: Vec<Box<dyn ChatTool>>,
     pub github_web_url: String,
 }
 
@@ -35,42 +32,10 @@ pub struct PostMessage {
 const SYSTEM: &str = "You are the main thread of mainloop, which runs AI coding workers on GitHub repositories. \
 When the person asks for development work, restate what you understood, name the repository (ask for its GitHub URL if \
 it is missing) and ask them to confirm. Only after they confirm, call spawn_task. A worker plans in a GitHub issue, waits \
-for the person's approval, implements in a draft pull request and fixes CI. Keep answers short.";
-
-const CONFIRMATIONS: &[&str] = &[
-    "yes",
-    "y",
-    "yep",
-    "sure",
-    "ok",
-    "okay",
-    "confirm",
-    "i confirm",
-    "go ahead",
-    "do it",
-    "please do",
-    "yes please",
-    "go",
-];
-
-/// Whether the person's message confirms what was proposed.
-pub fn confirms(message: &str) -> bool {
-    let lower = message.trim().to_lowercase();
-    let lower = lower.trim_end_matches(['.', '!']);
-    CONFIRMATIONS.contains(&lower) || lower.starts_with("yes") || lower.contains("i confirm")
-}
-
-fn tools() -> Vec<Tool> {
-    vec![Tool {
-        name: "spawn_task".into(),
-        description: "Start a worker on a GitHub repository. Only after the person confirmed.".into(),
-        schema: json!({"type": "object", "required": ["repo_url", "task_description"], "properties": {
-            "repo_url": {"type": "string", "description": "https://github.com/OWNER/NAME"},
-            "task_description": {"type": "string"},
-            "skip_planning": {"type": "boolean"}
-        }}),
-    }]
-}
+for the person's approval, implements in a draft pull request and fixes CI. When a message is about a task already \
+running (a correction, a detail, more to do), pass it on with add_context_to_task instead of starting a new task. \
+Use list_tasks to answer what is running or what needs the person; never guess. Cancelling or retrying a task needs \
+the person's confirmation first. Keep answers short.";
 
 fn internal(err: sqlx::Error) -> CommandError {
     tracing::error!(error = %err, "conversation store failed");
@@ -220,7 +185,7 @@ impl Turns {
         .await
         .map_err(|e| e.to_string())?;
         let mut request = ModelRequest {
-            system: SYSTEM.to_string(),
+            system: format!("{SYSTEM}\n\n{}", context::about(&self.bus, user).await),
             messages: history
                 .into_iter()
                 .map(|(role, content)| {
@@ -232,7 +197,7 @@ impl Turns {
                     Message::text(role, &content)
                 })
                 .collect(),
-            tools: tools(),
+            tools: self.tools.iter().map(|t| t.spec()).collect(),
             max_tokens: 2048,
         };
         for _ in 0..4 {
@@ -249,14 +214,21 @@ impl Turns {
             if reply.stop != Stop::ToolUse || calls.is_empty() {
                 return Ok(());
             }
+            let asking = Asking {
+                bus: &self.bus,
+                user,
+                conversation,
+                latest,
+                github_web_url: &self.github_web_url,
+            };
             let mut results = Vec::new();
             for call in calls {
                 if let Block::ToolUse { id, name, input } = call {
-                    let (content, is_error) = self.spawn(user, conversation, latest, name, input).await;
+                    let outcome = tools::run(&self.tools, &asking, name, input).await;
                     results.push(Block::ToolResult {
                         tool_use_id: id.clone(),
-                        content,
-                        is_error,
+                        content: outcome.content,
+                        is_error: outcome.is_error,
                     });
                 }
             }
@@ -270,109 +242,5 @@ impl Turns {
             });
         }
         Err("the model kept calling tools".into())
-    }
-
-    async fn spawn(
-        &self,
-        user: &str,
-        conversation: &str,
-        latest: &str,
-        name: &str,
-        input: &Value,
-    ) -> (String, bool) {
-        if name != "spawn_task" {
-            return (format!("there is no tool {name}"), true);
-        }
-        if !confirms(latest) {
-            return (
-                "The person has not confirmed. Ask them to confirm before spawning.".into(),
-                true,
-            );
-        }
-        let repo = match repo_url::parse(
-            input["repo_url"].as_str().unwrap_or_default(),
-            &self.github_web_url,
-        ) {
-            Ok(repo) => repo,
-            Err(reason) => return (reason, true),
-        };
-        if let Err(problem) = self.check_repository(user, &repo).await {
-            return (problem, true);
-        }
-        let task_id = uuid::Uuid::now_v7().to_string();
-        let command = SpawnTask {
-            user_id: user.to_string(),
-            task_id: task_id.clone(),
-            repo: Some(repo.clone()),
-            description: input["task_description"].as_str().unwrap_or_default().to_string(),
-            skip_plan: input["skip_planning"].as_bool().unwrap_or(false),
-            conversation_id: conversation.to_string(),
-        };
-        match request::send::<_, TaskAccepted>(
-            &self.bus,
-            "cmd.scheduler.spawn-task",
-            &command,
-            Duration::from_secs(15),
-        )
-        .await
-        {
-            Ok(_) => (
-                format!("Task {task_id} spawned on {}/{}.", repo.owner, repo.name),
-                false,
-            ),
-            Err(err) => (format!("the task could not be spawned: {err}"), true),
-        }
-    }
-}
-
-impl Turns {
-    /// Before a task is spawned: the repository exists, our token can see it and may push to
-    /// it. What is wrong goes back to the person now, not at the first job. When GitHub cannot
-    /// be asked (no watcher running, an outage) the task is spawned; its jobs ask again.
-    async fn check_repository(&self, user: &str, repo: &RepoRef) -> Result<(), String> {
-        let query = json!({"user_id": user, "owner": repo.owner, "name": repo.name});
-        let answer: Result<Value, RequestError> =
-            request::send_json(&self.bus, "query.github.repo", &query, Duration::from_secs(15)).await;
-        let full_name = format!("{}/{}", repo.owner, repo.name);
-        match answer {
-            Ok(info) if info["can_push"] == false => Err(format!(
-                "The GitHub token can see {full_name} but cannot push to it. Give it write access \
-                 (contents, issues and pull requests), then ask again."
-            )),
-            Ok(_) => Ok(()),
-            Err(RequestError::Rejected {
-                code: ErrorCode::NotFound,
-                ..
-            }) => Err(format!(
-                "{full_name} is not on GitHub, or the GitHub token cannot see it. Check the name, or give the token access to it."
-            )),
-            Err(RequestError::Rejected { message, .. }) if message.contains("GITHUB_TOKEN") => Err(format!(
-                "GitHub is not set up: {message}. Set GITHUB_TOKEN (or log in with `gh auth login`) and restart mainloop."
-            )),
-            Err(err) => {
-                tracing::warn!(error = %err, repo = %full_name, "could not check the repository; spawning anyway");
-                Ok(())
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::confirms;
-
-    #[test]
-    fn only_a_confirmation_confirms() {
-        for yes in ["yes", "Yes!", "I confirm", "go ahead.", "yes, do it"] {
-            assert!(confirms(yes), "{yes}");
-        }
-        for no in [
-            "add a README to https://github.com/a/b",
-            "no",
-            "maybe later",
-            "what would you do?",
-        ] {
-            assert!(!confirms(no), "{no}");
-        }
     }
 }

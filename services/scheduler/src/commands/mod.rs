@@ -2,6 +2,7 @@
 //! `cmd.scheduler.<name>`. Each checks its input, turns it into a task [`Command`] and executes
 //! it; the reply is the task's new status or a typed refusal.
 
+mod add_context;
 mod answer_questions;
 mod cancel_task;
 mod retry_task;
@@ -49,6 +50,7 @@ pub async fn serve_all(
     .await?;
     serve(tasks, store, shutdown, "cancel-task", cancel_task::handle).await?;
     serve(tasks, store, shutdown, "retry-task", retry_task::handle).await?;
+    serve(tasks, store, shutdown, "add-context", add_context::handle).await?;
     Ok(())
 }
 

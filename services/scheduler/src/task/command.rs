@@ -35,6 +35,11 @@ pub enum Command {
         by: String,
     },
     Retry,
+    /// Something the person added about the task (`source`: where they said it).
+    AddContext {
+        text: String,
+        source: String,
+    },
     JobSucceeded(JobSucceeded),
     JobFailed {
         result: JobFailed,

@@ -1,10 +1,10 @@
 use mainloop_events::Payload;
 use mainloop_events::v1::{
     ApprovalKind, ApprovalReminded, AuthorPermission, CiFixStarted, CodePushed, CodeReadyForReview,
-    CompletionReason, FailureReason, FeedbackAddressed, ImplementationStarted, IssueLinked, JobMode,
-    JobRequested, JobRetryScheduled, PlanApproved, PlanProposed, PlanRevisionRequested, PullRequestLinked,
-    Question, QuestionsAnswered, QuestionsAsked, ReopenedOnGitHub, TaskCancelled, TaskCompleted, TaskFailed,
-    TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
+    CompletionReason, ContextAdded, FailureReason, FeedbackAddressed, FeedbackAddressingStarted,
+    ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled, PlanApproved, PlanProposed,
+    PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, ReopenedOnGitHub,
+    TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
 };
 
 use super::command::GitHubComment;
@@ -55,6 +55,7 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             Ok(vec![cancelled("cancelled by the person", by)])
         }
         Command::Retry => retry(task),
+        Command::AddContext { text, source } => add_context(task, text, source),
         Command::GitHubComment(comment) => Ok(steer_from_github(task, comment)),
         Command::ReviewFeedback { review, max_rounds } => Ok(feedback::from_review(task, review)
             .map(|round| feedback::take_up(task, round, *max_rounds))
@@ -441,6 +442,44 @@ fn from_comment(mut event: Payload, comment_id: u64) -> Payload {
         _ => {}
     }
     event
+}
+
+/// Longest context one follow-up may add, in characters.
+const MAX_CONTEXT_CHARS: usize = 8_000;
+
+/// A follow-up from the person: read by every job from now on; a task in review takes it as a
+/// round of review feedback at once.
+fn add_context(task: &Task, text: &str, source: &str) -> Result<Vec<Payload>, Rejection> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Rejection::Invalid("the context is empty".into()));
+    }
+    if text.chars().count() > MAX_CONTEXT_CHARS {
+        return Err(Rejection::Invalid(format!(
+            "the context is longer than {MAX_CONTEXT_CHARS} characters"
+        )));
+    }
+    if task.is_terminal() {
+        return Err(Rejection::Conflict(format!(
+            "the task is already {}: retry it or start a new one",
+            task.status_name()
+        )));
+    }
+    let added = Payload::ContextAdded(ContextAdded {
+        context: text.to_string(),
+        source: source.to_string(),
+    });
+    if task.status == TaskStatus::UnderReview {
+        let round = FeedbackAddressingStarted {
+            comment_ids: vec![format!("context-{}", task.added_context.len() + 1)],
+            report: format!("The person, in mainloop:\n{text}\n\n"),
+            ..Default::default()
+        };
+        let mut events = vec![added];
+        events.extend(feedback::take_up(task, round, u32::MAX));
+        return Ok(events);
+    }
+    Ok(vec![added])
 }
 
 fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {

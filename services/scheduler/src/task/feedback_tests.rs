@@ -331,3 +331,26 @@ fn review_rounds_are_bounded_by_the_configured_limit() {
     );
     assert_eq!(task.status, TaskStatus::UnderReview);
 }
+
+#[test]
+fn context_added_in_review_is_a_round_of_feedback() {
+    let mut task = in_review_on_github();
+    let events = when(
+        &mut task,
+        Command::AddContext {
+            text: "Also mention Windows.".into(),
+            source: "chat:c1".into(),
+        },
+    )
+    .unwrap_or_default();
+    assert_eq!(types(&events)[..2], ["ContextAdded", "FeedbackAddressingStarted"]);
+    let job = task.job.clone().unwrap_or_default();
+    assert_eq!(job.mode(), JobMode::Feedback);
+    assert!(
+        job.context
+            .contains("The person, in mainloop:\nAlso mention Windows."),
+        "{}",
+        job.context
+    );
+    assert!(job.prompt.contains("- Also mention Windows."), "{}", job.prompt);
+}

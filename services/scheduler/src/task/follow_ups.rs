@@ -324,6 +324,11 @@ pub(super) fn effect(task: &Task, kind: &str, effect: Effect) -> Payload {
 }
 
 fn job(task: &Task, mode: JobMode, prompt: String, context: String) -> Payload {
+    let prompt = if task.added_context.is_empty() {
+        prompt
+    } else {
+        format!("{prompt}\n\n{}", super::text::added_context(task))
+    };
     Payload::JobRequested(JobRequested {
         job_id: format!("{}-job-{}", task.task_id, task.jobs_requested + 1),
         attempt: 1,

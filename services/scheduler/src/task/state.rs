@@ -75,6 +75,8 @@ pub struct Task {
     pub ready_head: String,
     /// A cancellation closed the issue or pull request; a retry reopens them first.
     pub reopen_needed: bool,
+    /// What the person added about the task since it started; every job reads it.
+    pub added_context: Vec<String>,
 }
 
 /// One round of review feedback: what it took up, and, once the job is done, what it did.
@@ -236,6 +238,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.cancelled = Some((e.cancelled_by.clone(), e.reason.clone()));
             task.reopen_needed = task.issue_number > 0 || task.pr_number > 0;
         }
+        Payload::ContextAdded(e) => task.added_context.push(e.context.clone()),
         Payload::ReopenedOnGithub(e) => {
             task.reopen_needed = false;
             if e.pr_replaced {

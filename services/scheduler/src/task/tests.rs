@@ -1160,3 +1160,34 @@ fn a_wait_answered_meanwhile_is_neither_reminded_nor_expired() {
         Ok(vec![])
     );
 }
+
+#[test]
+fn context_added_reaches_every_later_job_and_only_a_running_task() {
+    let mut task = given(&[spawn()]);
+    let add = |text: &str| Command::AddContext {
+        text: text.into(),
+        source: "chat:c1".into(),
+    };
+    assert_eq!(
+        when(&mut task, add("Use British spelling.")).map(|e| types(&e)),
+        Ok(vec!["ContextAdded"])
+    );
+    assert!(matches!(when(&mut task, add("  ")), Err(Rejection::Invalid(_))));
+    let done = plan_done(&task, "1. Write the section");
+    when(&mut task, done).ok();
+    when(&mut task, approve(1)).ok();
+    let implement = task.job.clone().unwrap_or_default();
+    assert_eq!(implement.mode(), JobMode::Implement);
+    assert!(
+        implement.prompt.ends_with(
+            "The person added, after the task started (it comes after the request and overrides it where they differ):\n- Use British spelling."
+        ),
+        "{}",
+        implement.prompt
+    );
+    when(&mut task, Command::Cancel { by: "ui".into() }).ok();
+    assert!(matches!(
+        when(&mut task, add("more")),
+        Err(Rejection::Conflict(_))
+    ));
+}

@@ -300,6 +300,19 @@ pub fn feedback_prompt(task: &Task) -> String {
     )
 }
 
+/// What the person added about the task while it ran, for every job from then on.
+pub fn added_context(task: &Task) -> String {
+    let said: Vec<String> = task
+        .added_context
+        .iter()
+        .map(|c| format!("- {}", c.trim()))
+        .collect();
+    format!(
+        "The person added, after the task started (it comes after the request and overrides it where they differ):\n{}",
+        said.join("\n")
+    )
+}
+
 /// A wait as people say it: "45 min", "6 h", "2 days".
 pub fn duration(secs: u64) -> String {
     match secs {

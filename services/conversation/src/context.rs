@@ -1,0 +1,117 @@
+//! What the model should know about the person's work before it answers: their active tasks
+//! (id, status, repository, what they asked) and the five repositories they used most recently,
+//! so "what is running?" needs no guess and "do the same on widgets" knows which widgets. Read
+//! from the inbox's read model at each turn; when it cannot be read, the model is told so.
+
+use std::time::Duration;
+
+use mainloop_bus::{Bus, request};
+use serde_json::{Value, json};
+
+/// Recent repositories the model is told about.
+const RECENT_REPOSITORIES: usize = 5;
+
+pub async fn about(bus: &Bus, user: &str) -> String {
+    let tasks: Value = match request::send_json(
+        bus,
+        "query.inbox.list-tasks",
+        &json!({"user_id": user}),
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(tasks) => tasks,
+        Err(err) => {
+            tracing::warn!(error = %err, "the person's tasks could not be read for the model");
+            return "The person's tasks could not be read just now; use list_tasks if they ask about them."
+                .into();
+        }
+    };
+    describe(&tasks)
+}
+
+fn describe(tasks: &Value) -> String {
+    let all: Vec<&Value> = tasks.as_array().into_iter().flatten().collect();
+    let active: Vec<String> = all
+        .iter()
+        .filter(|t| {
+            !matches!(
+                t["status"].as_str(),
+                Some("completed" | "failed" | "cancelled") | None
+            )
+        })
+        .map(|t| {
+            format!(
+                "- {} [{}] {} — {}",
+                t["id"].as_str().unwrap_or_default(),
+                t["status"].as_str().unwrap_or_default(),
+                repo(t),
+                t["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            )
+        })
+        .collect();
+    let mut recent: Vec<String> = Vec::new();
+    for task in &all {
+        let url = task["repo_url"].as_str().unwrap_or_default();
+        if !url.is_empty() && !recent.iter().any(|r| r == url) && recent.len() < RECENT_REPOSITORIES {
+            recent.push(url.to_string());
+        }
+    }
+    let active = if active.is_empty() {
+        "The person has no active tasks.".to_string()
+    } else {
+        format!("The person's active tasks (newest first):\n{}", active.join("\n"))
+    };
+    let recent = if recent.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n\nRepositories they used most recently:\n- {}",
+            recent.join("\n- ")
+        )
+    };
+    format!("{active}{recent}")
+}
+
+fn repo(task: &Value) -> &str {
+    task["repo_url"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://github.com/")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::describe;
+
+    #[test]
+    fn active_tasks_and_five_recent_repositories() {
+        let task = |id: &str, status: &str, repo: &str| json!({"id": id, "status": status, "repo_url": format!("https://github.com/acme/{repo}"), "description": format!("work on {repo}")});
+        let tasks = json!([
+            task("t7", "implementing", "widgets"),
+            task("t6", "completed", "gadgets"),
+            task("t5", "waiting_plan_review", "widgets"),
+            task("t4", "failed", "a"),
+            task("t3", "completed", "b"),
+            task("t2", "completed", "c"),
+            task("t1", "completed", "d"),
+        ]);
+        assert_eq!(
+            describe(&tasks),
+            "The person's active tasks (newest first):\n\
+             - t7 [implementing] acme/widgets — work on widgets\n\
+             - t5 [waiting_plan_review] acme/widgets — work on widgets\n\n\
+             Repositories they used most recently:\n\
+             - https://github.com/acme/widgets\n- https://github.com/acme/gadgets\n- https://github.com/acme/a\n\
+             - https://github.com/acme/b\n- https://github.com/acme/c"
+        );
+        assert_eq!(describe(&json!([])), "The person has no active tasks.");
+    }
+}

@@ -1,0 +1,171 @@
+//! The main thread's tools, and nothing else: no shell, no files, no network. One file per tool;
+//! each says what it is for (its [`Tool`] spec, which the model reads) and does it for one
+//! person. Tools that change work — starting, cancelling or retrying a task — need the person's
+//! confirmation in their latest message, checked here in code, never left to the prompt.
+
+mod add_context;
+mod cancel_task;
+mod list_tasks;
+mod retry_task;
+mod spawn_task;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use mainloop_bus::Bus;
+use mainloop_bus::request::{self, RequestError};
+use mainloop_events::v1::{ErrorCode, TaskAccepted};
+use serde_json::Value;
+
+use crate::models::Tool;
+
+/// Who asks, in which conversation, with which latest message.
+pub struct Asking<'a> {
+    pub bus: &'a Bus,
+    pub user: &'a str,
+    pub conversation: &'a str,
+    /// The person's latest message: confirmations are read from it.
+    pub latest: &'a str,
+    pub github_web_url: &'a str,
+}
+
+/// What a tool says back to the model; `is_error` marks a refusal or failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl Outcome {
+    pub fn done(content: impl Into<String>) -> Self {
+        Outcome {
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    pub fn refused(content: impl Into<String>) -> Self {
+        Outcome {
+            content: content.into(),
+            is_error: true,
+        }
+    }
+}
+
+pub trait ChatTool: Send + Sync {
+    fn spec(&self) -> Tool;
+    fn run<'a>(&'a self, asking: &'a Asking<'a>, input: &'a Value) -> BoxFuture<'a, Outcome>;
+}
+
+/// Every tool the model may use.
+pub fn all() -> Vec<Box<dyn ChatTool>> {
+    vec![
+        Box::new(spawn_task::SpawnTask),
+        Box::new(list_tasks::ListTasks),
+        Box::new(add_context::AddContext),
+        Box::new(cancel_task::CancelTask),
+        Box::new(retry_task::RetryTask),
+    ]
+}
+
+/// Runs tool `name`, or says there is none.
+pub async fn run(tools: &[Box<dyn ChatTool>], asking: &Asking<'_>, name: &str, input: &Value) -> Outcome {
+    match tools.iter().find(|t| t.spec().name == name) {
+        Some(tool) => tool.run(asking, input).await,
+        None => Outcome::refused(format!("there is no tool {name}")),
+    }
+}
+
+const CONFIRMATIONS: &[&str] = &[
+    "yes",
+    "y",
+    "yep",
+    "sure",
+    "ok",
+    "okay",
+    "confirm",
+    "i confirm",
+    "go ahead",
+    "do it",
+    "please do",
+    "yes please",
+    "go",
+];
+
+/// Whether the person's message confirms: a confirmation on its own ("yes", "go ahead."), one
+/// that starts the message ("yes, do it"), or an explicit "I confirm" anywhere in it ("add a
+/// README to …, I confirm, go ahead").
+pub fn confirms(message: &str) -> bool {
+    let lower = message.trim().to_lowercase();
+    let lower = lower.trim_end_matches(['.', '!']);
+    CONFIRMATIONS.contains(&lower) || lower.starts_with("yes") || lower.contains("i confirm")
+}
+
+/// The refusal a tool that changes work gives without a confirmation.
+fn unconfirmed(what: &str) -> Outcome {
+    Outcome::refused(format!(
+        "The person has not confirmed. Say what you will {what} and ask them to confirm first."
+    ))
+}
+
+/// A task id the model gave: the whole id, or the start of one of the person's tasks' ids.
+fn task_id(input: &Value) -> Result<String, Outcome> {
+    let id = input["task_id"].as_str().unwrap_or_default().trim();
+    if id.is_empty() || mainloop_events::subjects::token("task id", id).is_err() {
+        return Err(Outcome::refused(
+            "task_id must name one of the person's tasks (use list_tasks)",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// Sends a scheduler command; its refusal (no such task, not in a state for it) goes back to the
+/// model as it was said.
+async fn scheduler<C: prost::Message>(bus: &Bus, name: &str, command: &C) -> Result<TaskAccepted, Outcome> {
+    match request::send::<_, TaskAccepted>(
+        bus,
+        &format!("cmd.scheduler.{name}"),
+        command,
+        Duration::from_secs(15),
+    )
+    .await
+    {
+        Ok(accepted) => Ok(accepted),
+        Err(RequestError::Rejected {
+            code: ErrorCode::NotFound,
+            ..
+        }) => Err(Outcome::refused("the person has no such task (use list_tasks)")),
+        Err(RequestError::Rejected { message, .. }) => Err(Outcome::refused(message)),
+        Err(err) => Err(Outcome::refused(format!(
+            "the scheduler could not be asked: {err}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirms;
+
+    #[test]
+    fn only_a_confirmation_confirms() {
+        for yes in [
+            "yes",
+            "Yes!",
+            "I confirm",
+            "go ahead.",
+            "yes, do it",
+            "add a README to https://github.com/a/b, I confirm, go ahead",
+        ] {
+            assert!(confirms(yes), "{yes}");
+        }
+        for no in [
+            "add a README to https://github.com/a/b",
+            "no",
+            "maybe later",
+            "what would you do?",
+            "don't go ahead yet",
+        ] {
+            assert!(!confirms(no), "{no}");
+        }
+    }
+}

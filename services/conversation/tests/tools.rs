@@ -1,0 +1,388 @@
+//! The main thread's tools, with a scripted model that calls them (streamed as the real API
+//! streams) and the real scheduler and inbox: spawning needs a confirmation in the person's
+//! latest message (the same message may carry it) and the same request spawns once;
+//! `list_tasks` tells the truth; a follow-up passed on with `add_context_to_task` reaches the
+//! task's next job; cancelling needs a confirmation; the model is told the person's active
+//! tasks and recent repositories.
+
+use std::time::Duration;
+
+use mainloop_bus::{Bus, Expect, request};
+use mainloop_events::v1::{JobMode, JobSucceeded, PlanOutcome, ReviewPlan, TaskAccepted, job_succeeded};
+use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_fakes::scripted_model::{ScriptedModel, Turn};
+use mainloop_runtime::Secret;
+use mainloop_testkit::Infra;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const REQUEST: &str = "add a quick start section to the README of https://github.com/acme/widgets";
+
+struct World {
+    _infra: Infra,
+    bus: Bus,
+    model: ScriptedModel,
+    shutdown: CancellationToken,
+}
+
+async fn start() -> anyhow::Result<World> {
+    mainloop_runtime::tls::install();
+    let model = ScriptedModel::new("sk-ant-test", vec![]);
+    let url = model
+        .clone()
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    let infra = Infra::start()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_scheduler::run(
+        mainloop_scheduler::Config {
+            common: infra.common(),
+            scheduling: Default::default(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_inbox::run(
+        mainloop_inbox::Config {
+            common: infra.common(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(mainloop_conversation::run(
+        mainloop_conversation::Config {
+            common: infra.common(),
+            llm: mainloop_conversation::LlmSettings::anthropic(
+                &url,
+                Some(Secret::new("sk-ant-test")),
+                "claude-test",
+            ),
+        },
+        shutdown.clone(),
+    ));
+    infra.ready(3).await?;
+    let bus = infra.bus().await?;
+    Ok(World {
+        _infra: infra,
+        bus,
+        model,
+        shutdown,
+    })
+}
+
+fn call(name: &str, input: Value) -> Turn {
+    Turn::Tool {
+        name: name.into(),
+        input,
+    }
+}
+
+fn spawn_call() -> Turn {
+    call(
+        "spawn_task",
+        json!({"repo_url": "https://github.com/acme/widgets", "task_description": "add a quick start section to the README"}),
+    )
+}
+
+impl World {
+    /// The person says `message` in conversation `conversation`; the model plays `turns`.
+    async fn say(
+        &self,
+        conversation: Option<&str>,
+        message: &str,
+        turns: Vec<Turn>,
+    ) -> anyhow::Result<Value> {
+        self.model.push(turns);
+        let command = json!({"user_id": "alice", "conversation_id": conversation, "message": message});
+        Ok(request::send_json(
+            &self.bus,
+            "cmd.conversation.post-message",
+            &command,
+            Duration::from_secs(30),
+        )
+        .await?)
+    }
+
+    /// What the last tool call returned to the model: (content, is_error).
+    fn last_tool_result(&self) -> (String, bool) {
+        let requests = self.model.agent_requests();
+        let result = requests
+            .iter()
+            .rev()
+            .find_map(|r| {
+                r["messages"]
+                    .as_array()?
+                    .last()?
+                    .get("content")?
+                    .as_array()?
+                    .iter()
+                    .find(|b| b["type"] == "tool_result")
+                    .cloned()
+            })
+            .unwrap_or_default();
+        (
+            result["content"].as_str().unwrap_or_default().to_string(),
+            result["is_error"].as_bool().unwrap_or(false),
+        )
+    }
+
+    async fn spawned(&self) -> anyhow::Result<Vec<String>> {
+        let mut stream = self.bus.jetstream().get_stream(subjects::TASKS).await?;
+        if stream.info().await?.state.messages == 0 {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .bus
+            .read_subject(subjects::TASKS, "task.alice.*", 0)
+            .await?
+            .into_iter()
+            .filter_map(|s| match s.event.payload {
+                Some(Payload::TaskSpawned(t)) => Some(t.task_id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn events(&self, task: &str) -> anyhow::Result<Vec<Payload>> {
+        Ok(self
+            .bus
+            .read_subject(subjects::TASKS, &subjects::task("alice", task)?, 0)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.event.payload)
+            .collect())
+    }
+
+    /// Waits until the inbox lists task `task` in `status`.
+    async fn listed(&self, task: &str, status: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let tasks: Value = request::send_json(
+                &self.bus,
+                "query.inbox.list-tasks",
+                &json!({"user_id": "alice"}),
+                Duration::from_secs(5),
+            )
+            .await?;
+            if tasks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["id"] == task && t["status"] == status)
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "task {task} never {status}: {tasks}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn spawning_needs_a_confirmation_and_the_same_request_spawns_once() -> anyhow::Result<()> {
+    let world = start().await?;
+    let asked = world
+        .say(
+            None,
+            REQUEST,
+            vec![spawn_call(), Turn::Text("Shall I go ahead?".into())],
+        )
+        .await?;
+    let conversation = asked["conversation_id"].as_str().unwrap_or_default().to_string();
+    let (said, refused) = world.last_tool_result();
+    assert!(refused && said.contains("has not confirmed"), "{said}");
+    assert!(world.spawned().await?.is_empty(), "no confirmation, no task");
+
+    // The confirmation in the same message counts.
+    world
+        .say(
+            Some(&conversation),
+            &format!("{REQUEST}, I confirm, go ahead"),
+            vec![spawn_call(), Turn::Text("Started.".into())],
+        )
+        .await?;
+    let (said, refused) = world.last_tool_result();
+    assert!(
+        !refused && said.starts_with("Task ") && said.ends_with("spawned on acme/widgets."),
+        "{said}"
+    );
+    assert_eq!(world.spawned().await?.len(), 1);
+
+    // The same request again (a retried turn): still one task.
+    world
+        .say(
+            Some(&conversation),
+            "yes",
+            vec![spawn_call(), Turn::Text("Started.".into())],
+        )
+        .await?;
+    let spawned = world.spawned().await?;
+    assert_eq!(spawned.len(), 1, "{spawned:?}");
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_model_knows_the_tasks_passes_follow_ups_on_and_cancels_only_when_confirmed() -> anyhow::Result<()>
+{
+    let world = start().await?;
+    let first = world
+        .say(
+            None,
+            &format!("{REQUEST}. I confirm."),
+            vec![spawn_call(), Turn::Text("Started.".into())],
+        )
+        .await?;
+    let conversation = first["conversation_id"].as_str().unwrap_or_default().to_string();
+    let task = world.spawned().await?.pop().unwrap_or_default();
+    world.listed(&task, "planning").await?;
+
+    // The model is told about the active task and the repository, and list_tasks tells the truth.
+    world
+        .say(
+            Some(&conversation),
+            "what is running?",
+            vec![call("list_tasks", json!({})), Turn::Text("One task.".into())],
+        )
+        .await?;
+    let requests = world.model.agent_requests();
+    let system = requests
+        .last()
+        .map(|r| r["system"].to_string())
+        .unwrap_or_default();
+    assert!(
+        system.contains(&format!(
+            "- {task} [planning] acme/widgets — add a quick start section"
+        )) && system.contains("Repositories they used most recently:\\n- https://github.com/acme/widgets"),
+        "{system}"
+    );
+    let (listed, _) = world.last_tool_result();
+    assert!(
+        listed.contains(&format!("- {task} [planning] acme/widgets")),
+        "{listed}"
+    );
+
+    // A follow-up reaches the task's next job.
+    world
+        .say(
+            Some(&conversation),
+            "oh, and use British spelling in it",
+            vec![
+                call(
+                    "add_context_to_task",
+                    json!({"task_id": task, "context": "Use British spelling."}),
+                ),
+                Turn::Text("Passed on.".into()),
+            ],
+        )
+        .await?;
+    let (passed, refused) = world.last_tool_result();
+    assert!(!refused, "{passed}");
+    let events = world.events(&task).await?;
+    let Some(Payload::JobRequested(plan)) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Payload::JobRequested(_)))
+        .cloned()
+    else {
+        anyhow::bail!("no plan job");
+    };
+    let done = Payload::JobSucceeded(JobSucceeded {
+        job_id: plan.job_id,
+        attempt: plan.attempt,
+        mode: JobMode::Plan as i32,
+        outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
+            plan_text: "1. Write it".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    world
+        .bus
+        .publish(
+            &subjects::job("alice", &task)?,
+            &Envelope::new("alice", &task, done),
+            Expect::Any,
+        )
+        .await?;
+    world.listed(&task, "waiting_plan_review").await?;
+    let approve = ReviewPlan {
+        user_id: "alice".into(),
+        task_id: task.clone(),
+        action: "approve".into(),
+        plan_revision: 1,
+        feedback: String::new(),
+    };
+    let _: TaskAccepted = request::send(
+        &world.bus,
+        "cmd.scheduler.review-plan",
+        &approve,
+        Duration::from_secs(5),
+    )
+    .await?;
+    let implement = world
+        .events(&task)
+        .await?
+        .into_iter()
+        .rev()
+        .find_map(|e| match e {
+            Payload::JobRequested(job) if job.mode() == JobMode::Implement => Some(job),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        implement
+            .prompt
+            .contains("The person added, after the task started")
+            && implement.prompt.contains("- Use British spelling."),
+        "{}",
+        implement.prompt
+    );
+
+    // Cancelling: refused without a confirmation, done with one.
+    world
+        .say(
+            Some(&conversation),
+            "cancel it",
+            vec![
+                call("cancel_task", json!({"task_id": task})),
+                Turn::Text("Confirm?".into()),
+            ],
+        )
+        .await?;
+    let (said, refused) = world.last_tool_result();
+    assert!(refused && said.contains("has not confirmed"), "{said}");
+    world
+        .say(
+            Some(&conversation),
+            "yes",
+            vec![
+                call("cancel_task", json!({"task_id": task})),
+                Turn::Text("Cancelled.".into()),
+            ],
+        )
+        .await?;
+    let (said, refused) = world.last_tool_result();
+    assert_eq!(
+        (said.as_str(), refused),
+        (format!("Task {task} is cancelled.").as_str(), false)
+    );
+    world.listed(&task, "cancelled").await?;
+
+    // A task that is not the person's: the model is told there is none.
+    world
+        .say(
+            Some(&conversation),
+            "yes",
+            vec![
+                call("retry_task", json!({"task_id": "someone-elses"})),
+                Turn::Text("Hm.".into()),
+            ],
+        )
+        .await?;
+    let (said, refused) = world.last_tool_result();
+    assert!(refused && said.contains("no such task"), "{said}");
+    world.shutdown.cancel();
+    Ok(())
+}
