@@ -36,6 +36,12 @@ pub struct LlmSettings {
     /// The model's name at the provider.
     #[arg(long, env = "CHAT_MODEL", default_value = "claude-sonnet-4-5")]
     pub chat_model: String,
+    /// A conversation with more messages than this outside its summary is compacted.
+    #[arg(long, env = "COMPACT_AFTER", default_value_t = 40)]
+    pub compact_after: i64,
+    /// Compaction keeps this many newest messages word for word.
+    #[arg(long, env = "COMPACT_KEEP", default_value_t = 20)]
+    pub compact_keep: i64,
     /// Repository URLs must start with this (GitHub Enterprise: your server).
     #[arg(long, env = "GITHUB_WEB_URL", default_value = "https://github.com")]
     pub github_web_url: String,
@@ -57,6 +63,8 @@ impl LlmSettings {
             openai_base_url: None,
             openai_api_key: None,
             chat_model: model.to_string(),
+            compact_after: 40,
+            compact_keep: 20,
             github_web_url: "https://github.com".into(),
         }
     }

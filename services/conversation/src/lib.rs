@@ -7,8 +7,10 @@
 //! network tool: only the tools in `tools` (spawn, list, add context, cancel, retry), and those
 //! that change work need the person's confirmation, checked in code.
 
+pub mod compaction;
 mod config;
 mod context;
+mod conversations;
 mod error;
 pub mod models;
 mod queries;
@@ -42,44 +44,108 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         tracing::warn!("ANTHROPIC_API_KEY is not set: chat turns will answer with that reason");
     }
     tracing::info!(model = %llm.describe(), "chat model");
+    let compactor = compaction::Compactor {
+        db: db.clone(),
+        model: llm.clone(),
+        after: config.llm.compact_after,
+        keep: config.llm.compact_keep,
+    };
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),
+        compactor,
         llm,
         tools: tools::all(),
         github_web_url: config.llm.github_web_url.clone(),
     });
-    let setup = |e: async_nats::SubscribeError| Error::Setup(e.to_string());
     let mut tasks = JoinSet::new();
-    let post = request::Server::bind(&bus, "cmd.conversation.post-message", NAME)
-        .await
-        .map_err(setup)?;
-    let list = request::Server::bind(&bus, "query.conversation.list", NAME)
-        .await
-        .map_err(setup)?;
-    let get = request::Server::bind(&bus, "query.conversation.get", NAME)
-        .await
-        .map_err(setup)?;
-    let (s1, s2, s3) = (shutdown.clone(), shutdown.clone(), shutdown.clone());
+    let post = bind(&bus, "cmd.conversation.post-message").await?;
+    let stop = shutdown.clone();
     tasks.spawn(async move {
-        post.run_json(s1, move |command| {
+        post.run_json(stop, move |command| {
             let turns = turns.clone();
             async move { turns.post(command).await }
         })
         .await
     });
-    let list_db = db.clone();
-    tasks.spawn(async move {
-        list.run_json(s2, move |query| queries::list(list_db.clone(), query))
-            .await
-    });
-    let get_db = db.clone();
-    tasks.spawn(async move {
-        get.run_json(s3, move |query| queries::get(get_db.clone(), query))
-            .await
-    });
+    serve(
+        &mut tasks,
+        &bus,
+        &db,
+        &shutdown,
+        "query.conversation.list",
+        queries::list,
+    )
+    .await?;
+    serve(
+        &mut tasks,
+        &bus,
+        &db,
+        &shutdown,
+        "query.conversation.get",
+        queries::get,
+    )
+    .await?;
+    serve(
+        &mut tasks,
+        &bus,
+        &db,
+        &shutdown,
+        "query.conversation.search",
+        conversations::search,
+    )
+    .await?;
+    serve(
+        &mut tasks,
+        &bus,
+        &db,
+        &shutdown,
+        "cmd.conversation.create",
+        conversations::create,
+    )
+    .await?;
+    serve(
+        &mut tasks,
+        &bus,
+        &db,
+        &shutdown,
+        "cmd.conversation.rename",
+        conversations::rename,
+    )
+    .await?;
     foundation.readiness.ready();
     while tasks.join_next().await.is_some() {}
     foundation.stop().await;
+    Ok(())
+}
+
+async fn bind(bus: &mainloop_bus::Bus, subject: &str) -> Result<request::Server, Error> {
+    request::Server::bind(bus, subject, NAME)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// Answers `subject` with `handler` on the conversation store until `shutdown`.
+async fn serve<Req, Fut>(
+    tasks: &mut JoinSet<()>,
+    bus: &mainloop_bus::Bus,
+    db: &sqlx::PgPool,
+    shutdown: &CancellationToken,
+    subject: &str,
+    handler: fn(sqlx::PgPool, Req) -> Fut,
+) -> Result<(), Error>
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    Fut: std::future::Future<Output = Result<serde_json::Value, mainloop_events::v1::CommandError>>
+        + Send
+        + 'static,
+{
+    let server = bind(bus, subject).await?;
+    let (db, stop) = (db.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        server
+            .run_json(stop, move |query: Req| handler(db.clone(), query))
+            .await
+    });
     Ok(())
 }

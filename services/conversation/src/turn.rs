@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::compaction::{Compacted, Compactor};
 use crate::context;
 use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop};
 use crate::speech::Speech;
@@ -19,6 +20,7 @@ pub struct Turns {
     pub db: PgPool,
     pub llm: std::sync::Arc<dyn ChatModel>,
     pub tools: Vec<Box<dyn ChatTool>>,
+    pub compactor: Compactor,
     pub github_web_url: String,
 }
 
@@ -28,6 +30,9 @@ pub struct PostMessage {
     pub conversation_id: Option<String>,
     pub message: String,
 }
+
+/// Messages given word for word at most, should compaction lag behind.
+const RECENT_AT_MOST: i64 = 60;
 
 const SYSTEM: &str = "You are the main thread of mainloop, which runs AI coding workers on GitHub repositories. \
 When the person asks for development work, restate what you understood, name the repository (ask for its GitHub URL if \
@@ -67,9 +72,11 @@ impl Turns {
             }
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
-                sqlx::query("INSERT INTO conversations (id, user_id) VALUES ($1, $2)")
+                // Titled after the message that started it; the person may rename it.
+                sqlx::query("INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, $3)")
                     .bind(&id)
                     .bind(&command.user_id)
+                    .bind(crate::conversations::title_of(text))
                     .execute(&self.db)
                     .await
                     .map_err(internal)?;
@@ -110,7 +117,58 @@ impl Turns {
             .await
             .map_err(internal)?;
         speech.finished(&message).await;
+        self.compact_later(&conversation);
         Ok(json!({"conversation_id": conversation, "message": message}))
+    }
+
+    /// What the model remembers of the conversation: its summary, and the messages after it
+    /// word for word (at most the newest `RECENT_AT_MOST`, should compaction lag), starting with
+    /// one of the person's.
+    async fn memory(&self, conversation: &str) -> Result<(Option<String>, Vec<Message>), sqlx::Error> {
+        let summary: Option<String> = sqlx::query_scalar("SELECT summary FROM conversations WHERE id = $1")
+            .bind(conversation)
+            .fetch_one(&self.db)
+            .await?;
+        let recent: Vec<(String, String)> = sqlx::query_as(
+            "SELECT role, content FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
+               JOIN conversations c ON c.id = m.conversation_id WHERE m.conversation_id = $1 \
+               AND (c.summarized_through_id IS NULL OR (m.created_at, m.id) > \
+                    (SELECT created_at, id FROM messages WHERE id = c.summarized_through_id)) \
+               ORDER BY m.created_at DESC, m.id DESC LIMIT $2) recent ORDER BY created_at, id",
+        )
+        .bind(conversation)
+        .bind(RECENT_AT_MOST)
+        .fetch_all(&self.db)
+        .await?;
+        let messages = recent
+            .into_iter()
+            .skip_while(|(role, _)| role == "assistant")
+            .map(|(role, content)| {
+                let role = if role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                };
+                Message::text(role, &content)
+            })
+            .collect();
+        Ok((summary, messages))
+    }
+
+    /// Compacts the conversation in the background when it has grown (see `compaction`).
+    fn compact_later(&self, conversation: &str) {
+        let (compactor, conversation) = (self.compactor.clone(), conversation.to_string());
+        tokio::spawn(async move {
+            match compactor.compact(&conversation).await {
+                Ok(Compacted::Through { messages, .. }) => {
+                    tracing::info!(%conversation, messages, "conversation compacted")
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%conversation, error = %err, "compaction failed; the next turn tries again")
+                }
+            }
+        });
     }
 
     async fn store(&self, conversation: &str, role: &str, content: &str) -> Result<String, CommandError> {
@@ -176,27 +234,14 @@ impl Turns {
         latest: &str,
         speech: &mut Speech<'_>,
     ) -> Result<(), String> {
-        let history: Vec<(String, String)> = sqlx::query_as(
-            "SELECT role, content FROM (SELECT role, content, created_at FROM messages WHERE conversation_id = $1 \
-             ORDER BY created_at DESC LIMIT 20) recent ORDER BY created_at",
-        )
-        .bind(conversation)
-        .fetch_all(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
+        let (summary, history) = self.memory(conversation).await.map_err(|e| e.to_string())?;
+        let mut system = format!("{SYSTEM}\n\n{}", context::about(&self.bus, user).await);
+        if let Some(summary) = summary {
+            system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
+        }
         let mut request = ModelRequest {
-            system: format!("{SYSTEM}\n\n{}", context::about(&self.bus, user).await),
-            messages: history
-                .into_iter()
-                .map(|(role, content)| {
-                    let role = if role == "assistant" {
-                        Role::Assistant
-                    } else {
-                        Role::User
-                    };
-                    Message::text(role, &content)
-                })
-                .collect(),
+            system,
+            messages: history,
             tools: self.tools.iter().map(|t| t.spec()).collect(),
             max_tokens: 2048,
         };

@@ -50,6 +50,7 @@ enum Reads {
     Chat,
     Answers,
     Response,
+    Title,
 }
 
 struct Route {
@@ -188,6 +189,21 @@ const ROUTES: &[Route] = &[
     ),
     route(Method::POST, "/chat", Names::Nothing, &[], Reads::Chat),
     route(Method::GET, "/conversations", Names::Nothing, &[], Reads::Nothing),
+    route(Method::POST, "/conversations", Names::Nothing, &[], Reads::Title),
+    route(
+        Method::GET,
+        "/conversations/search",
+        Names::Nothing,
+        &["q", "limit"],
+        Reads::Nothing,
+    ),
+    route(
+        Method::PATCH,
+        "/conversations/{id}",
+        Names::Conversation,
+        &[],
+        Reads::Title,
+    ),
     route(
         Method::GET,
         "/conversations/{id}",
@@ -331,6 +347,7 @@ fn shaped_body(reads: Reads) -> BoxedStrategy<Value> {
         Reads::Response => (value(), prop::option::of(json_value()))
             .prop_map(|(response, metadata)| json!({"response": response, "metadata": metadata}))
             .boxed(),
+        Reads::Title => value().prop_map(|title| json!({"title": title})).boxed(),
         Reads::Nothing => json_value().boxed(),
     }
 }
@@ -473,6 +490,7 @@ fn sweep() -> Vec<Case> {
             Reads::Chat => &["message", "conversation_id"],
             Reads::Answers => &["answers", "action"],
             Reads::Response => &["response", "metadata"],
+            Reads::Title => &["title"],
             Reads::Nothing => &[],
         };
         let mut values: Vec<Value> = NASTY.iter().map(|n| json!(n)).collect();

@@ -1,9 +1,10 @@
-//! Chat replies stream to the browser: through the real gateway and conversation service on real
-//! NATS and Postgres, against the fake Anthropic API streaming its real event sequence, the
-//! person's `/events` carries `chat:delta` fragments in order and then `chat:message` once, equal
-//! to their concatenation and to what `POST /chat` returns and stores; nobody else sees them. A
-//! model that breaks off mid-answer leaves its words and the reason in the thread, and the next
-//! message works.
+//! The main thread through the real gateway and conversation service on real NATS and Postgres,
+//! against the fake Anthropic API streaming its real event sequence. Replies stream: the person's
+//! `/events` carries `chat:delta` fragments in order and then `chat:message` once, equal to their
+//! concatenation and to what `POST /chat` returns and stores; nobody else sees them. A model that
+//! breaks off mid-answer leaves its words and the reason in the thread, and the next message
+//! works. Several conversations: created, titled after their first message, renamed, listed
+//! newest first, searched across, each person seeing only their own.
 
 use std::time::Duration;
 
@@ -230,6 +231,128 @@ async fn a_model_that_breaks_off_leaves_its_words_and_the_reason_and_the_next_me
             .is_some_and(|c| c.starts_with("Hello!") && c == fragments.concat()),
         "{next}"
     );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+async fn call(
+    world: &World,
+    method: reqwest::Method,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = world
+        .http
+        .request(method, format!("{}{path}", world.base))
+        .header("x-user-id", user);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await?;
+    Ok((
+        answer.status().as_u16(),
+        answer.json().await.unwrap_or(Value::Null),
+    ))
+}
+
+#[tokio::test]
+async fn conversations_are_created_renamed_listed_and_searched() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let world = start().await?;
+    let deploy = chat(&world, json!({"message": "how do I deploy widgets to staging?"})).await?;
+    let deploy_id = deploy["conversation_id"].as_str().unwrap_or_default().to_string();
+    let (status, empty) = call(&world, Method::POST, "/conversations", "alice", Some(json!({}))).await?;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["conversation"]["title"], "New Conversation");
+    let empty_id = empty["conversation"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    chat(
+        &world,
+        json!({"message": "the invoices page is slow", "conversation_id": empty_id}),
+    )
+    .await?;
+
+    let (_, listed) = call(&world, Method::GET, "/conversations", "alice", None).await?;
+    let titles: Vec<&str> = listed["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["title"].as_str())
+        .collect();
+    assert_eq!(
+        titles,
+        ["New Conversation", "how do I deploy widgets to staging?"],
+        "newest first, titled after their first message"
+    );
+
+    let (status, renamed) = call(
+        &world,
+        Method::PATCH,
+        &format!("/conversations/{empty_id}"),
+        "alice",
+        Some(json!({"title": "  Invoices\n performance "})),
+    )
+    .await?;
+    assert_eq!(
+        (status, renamed["conversation"]["title"].as_str()),
+        (200, Some("Invoices performance"))
+    );
+    let (status, _) = call(
+        &world,
+        Method::PATCH,
+        &format!("/conversations/{empty_id}"),
+        "bob",
+        Some(json!({"title": "mine"})),
+    )
+    .await?;
+    assert_eq!(status, 404, "bob cannot rename alice's conversation");
+    let (status, refused) = call(
+        &world,
+        Method::PATCH,
+        &format!("/conversations/{empty_id}"),
+        "alice",
+        Some(json!({"title": " "})),
+    )
+    .await?;
+    assert_eq!(status, 400, "{refused}");
+
+    let (status, found) = call(
+        &world,
+        Method::GET,
+        "/conversations/search?q=deploying%20staging",
+        "alice",
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{found}");
+    let first = &found["results"][0];
+    assert_eq!(first["conversation_id"], deploy_id.as_str(), "{found}");
+    assert_eq!(first["role"], "user");
+    assert!(
+        first["snippet"]
+            .as_str()
+            .is_some_and(|s| s.contains("**deploy**") && s.contains("**staging**")),
+        "stemmed and marked: {first}"
+    );
+    let (_, invoices) = call(
+        &world,
+        Method::GET,
+        "/conversations/search?q=invoices",
+        "alice",
+        None,
+    )
+    .await?;
+    assert_eq!(
+        invoices["results"][0]["conversation_title"],
+        "Invoices performance"
+    );
+    let (_, nothing) = call(&world, Method::GET, "/conversations/search?q=deploy", "bob", None).await?;
+    assert_eq!(nothing["total"], 0, "bob finds none of alice's messages");
+    let (status, _) = call(&world, Method::GET, "/conversations/search?q=%20", "alice", None).await?;
+    assert_eq!(status, 400);
     world.shutdown.cancel();
     Ok(())
 }

@@ -1,0 +1,266 @@
+//! The time mainloop adds between a person's message and the first words of the reply in their
+//! browser, with 50 people chatting at once, beside the model's own first-token time measured in
+//! the same run. Real gateway, conversation and inbox on real NATS and Postgres; each person
+//! holds an `/events` stream and posts `/chat`; the model is a local Messages API that streams
+//! its reply and notes when each request arrived and when it sent the first word.
+//!
+//! For each message: `total` = first `chat:delta` at the person − `POST /chat` sent;
+//! `model` = first word sent − request arrived at the model; `added` = `total − model` (the
+//! gateway, the conversation's reads of its memory and the person's tasks, the request to the
+//! model, and the way back through NATS and SSE). Goal: added ≤ 5 ms at p99.
+//! `BENCH_PEOPLE` (50) and `BENCH_ROUNDS` (10) set the load.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::StreamExt;
+use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_runtime::Secret;
+use mainloop_testkit::Infra;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// When the model received each request and sent its first word, by the person's message.
+#[derive(Clone, Default)]
+struct Clock {
+    seen: Arc<Mutex<HashMap<String, (Instant, Instant)>>>,
+}
+
+/// The Messages API, streaming: the reply's first word at once, the rest 20 ms later.
+async fn messages(State(clock): State<Clock>, body: String) -> Response {
+    let arrived = Instant::now();
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let said = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"][0]["text"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let frame = |event: &str, data: Value| format!("event: {event}\ndata: {data}\n\n");
+    let start = frame(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+    ) + &frame(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ) + &frame(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Sure, "}}),
+    );
+    let rest = frame(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "here it is."}}),
+    ) + &frame(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ) + &frame(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+    ) + &frame("message_stop", json!({"type": "message_stop"}));
+    let stream = futures_util::stream::once(async move {
+        if let Ok(mut seen) = clock.seen.lock() {
+            seen.insert(said, (arrived, Instant::now()));
+        }
+        Ok::<_, Infallible>(start)
+    })
+    .chain(futures_util::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok::<_, Infallible>(rest)
+    }));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One person: their event stream open, `rounds` messages one after another; for each, when it
+/// was posted and when its first `chat:delta` arrived.
+async fn person(base: String, who: String, rounds: usize) -> anyhow::Result<Vec<(String, Instant, Instant)>> {
+    let http = reqwest::Client::new();
+    let events = http
+        .get(format!("{base}/events?user_id_query={who}"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut frames = events.bytes_stream();
+    let mut buffer = String::new();
+    // Until `connected`: the stream is open.
+    while !buffer.contains("event: connected") && !buffer.contains("event:connected") {
+        let chunk = frames
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no events"))??;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    buffer.clear();
+    let mut conversation: Option<String> = None;
+    let mut timings = Vec::new();
+    for round in 0..rounds {
+        let message = format!("{who} message {round}");
+        let posted = Instant::now();
+        let post = {
+            let http = http.clone();
+            let body = json!({"message": message, "conversation_id": conversation});
+            let url = format!("{base}/chat");
+            let who = who.clone();
+            tokio::spawn(async move {
+                http.post(url)
+                    .header("x-user-id", who)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await
+            })
+        };
+        let first = loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                if frame.contains("chat:delta") {
+                    break Instant::now();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), frames.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        };
+        let answered = post.await??;
+        conversation = answered["conversation_id"].as_str().map(str::to_string);
+        // The rest of this reply's frames are read before the next message.
+        while !buffer.contains("chat:message") {
+            let chunk = frames
+                .next()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        buffer.clear();
+        timings.push((message, posted, first));
+    }
+    Ok(timings)
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        mainloop_runtime::tls::install();
+        let people = env("BENCH_PEOPLE", 50);
+        let rounds = env("BENCH_ROUNDS", 10);
+        let clock = Clock::default();
+        let model = axum::Router::new()
+            .route("/v1/messages", axum::routing::post(messages))
+            .with_state(clock.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let model_url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, model).await });
+
+        let infra = Infra::start()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(mainloop_inbox::run(
+            mainloop_inbox::Config {
+                common: infra.common(),
+            },
+            shutdown.clone(),
+        ));
+        tokio::spawn(mainloop_conversation::run(
+            mainloop_conversation::Config {
+                common: infra.common(),
+                llm: mainloop_conversation::LlmSettings::anthropic(&model_url, Some(Secret::new("sk")), "m"),
+            },
+            shutdown.clone(),
+        ));
+        tokio::spawn(mainloop_gateway::run(
+            mainloop_gateway::Config {
+                common: infra.common(),
+                http: HttpConfig {
+                    http_addr: format!("127.0.0.1:{port}"),
+                    auth_mode: AuthMode::Test,
+                    api_token: None,
+                    api_token_file: None,
+                    public_hosts: vec![],
+                    user: "local-dev-user".into(),
+                    cors_origins: vec![],
+                    github_webhook_secret: None,
+                },
+            },
+            shutdown.clone(),
+        ));
+        infra.ready(3).await?;
+        let base = format!("http://127.0.0.1:{port}");
+
+        // Warm up: one message, so connections and prepared statements exist.
+        person(base.clone(), "warmup".into(), 1).await?;
+        let started = Instant::now();
+        let runs: Vec<_> = (0..people)
+            .map(|n| tokio::spawn(person(base.clone(), format!("p{n}"), rounds)))
+            .collect();
+        let mut timings = Vec::new();
+        for run in runs {
+            timings.extend(run.await??);
+        }
+        let elapsed = started.elapsed();
+        let seen = clock.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let (mut total, mut model, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        for (message, posted, first) in timings {
+            let Some((arrived, sent)) = seen.get(&message) else {
+                continue;
+            };
+            let own = sent.saturating_duration_since(*arrived);
+            let whole = first.saturating_duration_since(posted);
+            total.push(whole);
+            model.push(own);
+            added.push(whole.saturating_sub(own));
+        }
+        for list in [&mut total, &mut model, &mut added] {
+            list.sort();
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "first token in the browser, {people} people x {rounds} messages ({} measured) in {:.1} s",
+            added.len(),
+            elapsed.as_secs_f64()
+        );
+        for (name, list) in [
+            ("message -> first token at the person", &total),
+            ("the model's own first token", &model),
+            ("added by mainloop", &added),
+        ] {
+            println!(
+                "  {name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+                ms(percentile(list, 0.5)),
+                ms(percentile(list, 0.99)),
+                ms(percentile(list, 1.0))
+            );
+        }
+        println!(
+            "  ratio added/model at p50: {:.2} (goal: added <= 5 ms at p99)",
+            ms(percentile(&added, 0.5)) / ms(percentile(&model, 0.5)).max(0.001)
+        );
+        shutdown.cancel();
+        anyhow::Ok(())
+    })
+}
