@@ -31,6 +31,14 @@ pub struct PostMessage {
     pub message: String,
 }
 
+/// What a turn gives the model besides the tools: the conversation's summary, its messages
+/// since, and what the model should know about the person's work.
+struct Prepared {
+    summary: Option<String>,
+    history: Vec<Message>,
+    about: String,
+}
+
 /// Messages given word for word at most, should compaction lag behind.
 const RECENT_AT_MOST: i64 = 60;
 
@@ -59,48 +67,57 @@ impl Turns {
             ));
         }
         subjects::token("user id", &command.user_id).map_err(|e| CommandError::invalid(e.to_string()))?;
-        let conversation = match &command.conversation_id {
-            Some(id) => {
-                let found: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 AND user_id = $2")
-                        .bind(id)
-                        .bind(&command.user_id)
-                        .fetch_optional(&self.db)
-                        .await
-                        .map_err(internal)?;
-                found.ok_or_else(|| CommandError::not_found("no such conversation"))?
-            }
-            None => {
-                let id = uuid::Uuid::now_v7().to_string();
-                // Titled after the message that started it; the person may rename it.
-                sqlx::query("INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, $3)")
-                    .bind(&id)
-                    .bind(&command.user_id)
-                    .bind(crate::conversations::title_of(text))
-                    .execute(&self.db)
-                    .await
-                    .map_err(internal)?;
-                id
-            }
+        let (conversation, new) = match &command.conversation_id {
+            Some(id) => (id.clone(), None),
+            // Titled after the message that started it; the person may rename it.
+            None => (
+                uuid::Uuid::now_v7().to_string(),
+                Some(crate::conversations::title_of(text)),
+            ),
         };
-        let user_message = self.store(&conversation, "user", text).await?;
-        self.announce(
-            &command.user_id,
-            &conversation,
-            Payload::UserMessagePosted(UserMessagePosted {
-                message_id: user_message.clone(),
-                content: text.to_string(),
-            }),
-        )
-        .await;
+        // The message is stored and announced while what the model needs is read: the first
+        // words of the reply wait for the slower of the two, not for both.
+        let user_message = uuid::Uuid::now_v7().to_string();
+        let storing = async {
+            self.store_user_message(
+                &command.user_id,
+                &conversation,
+                new.as_deref(),
+                &user_message,
+                text,
+            )
+            .await?;
+            self.announce(
+                &command.user_id,
+                &conversation,
+                Payload::UserMessagePosted(UserMessagePosted {
+                    message_id: user_message.clone(),
+                    content: text.to_string(),
+                }),
+            )
+            .await;
+            Ok::<_, CommandError>(())
+        };
+        let remembering = async {
+            let (memory, about) = tokio::join!(
+                self.memory(&conversation, &user_message, text),
+                context::about(&self.bus, &command.user_id)
+            );
+            memory.map(|(summary, history)| Prepared {
+                summary,
+                history,
+                about,
+            })
+        };
+        let (stored, prepared) = tokio::join!(storing, remembering);
+        stored?;
 
         let reply_id = uuid::Uuid::now_v7().to_string();
         let mut speech = Speech::new(&self.bus, &command.user_id, &conversation, &reply_id);
-        self.answer(&command.user_id, &conversation, text, &mut speech)
+        self.answer(&command.user_id, &conversation, text, prepared, &mut speech)
             .await;
         let reply = speech.said().to_string();
-        self.store_as(&reply_id, &conversation, "assistant", &reply)
-            .await?;
+        self.store_reply(&reply_id, &conversation, &reply).await?;
         self.announce(
             &command.user_id,
             &conversation,
@@ -123,25 +140,35 @@ impl Turns {
 
     /// What the model remembers of the conversation: its summary, and the messages after it
     /// word for word (at most the newest `RECENT_AT_MOST`, should compaction lag), starting with
-    /// one of the person's.
-    async fn memory(&self, conversation: &str) -> Result<(Option<String>, Vec<Message>), sqlx::Error> {
-        let summary: Option<String> = sqlx::query_scalar("SELECT summary FROM conversations WHERE id = $1")
-            .bind(conversation)
-            .fetch_one(&self.db)
-            .await?;
-        let recent: Vec<(String, String)> = sqlx::query_as(
-            "SELECT role, content FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
-               JOIN conversations c ON c.id = m.conversation_id WHERE m.conversation_id = $1 \
-               AND (c.summarized_through_id IS NULL OR (m.created_at, m.id) > \
-                    (SELECT created_at, id FROM messages WHERE id = c.summarized_through_id)) \
-               ORDER BY m.created_at DESC, m.id DESC LIMIT $2) recent ORDER BY created_at, id",
+    /// one of the person's and ending with their latest (`latest_id`, which may or may not be
+    /// stored yet: it is read apart from the rest).
+    async fn memory(
+        &self,
+        conversation: &str,
+        latest_id: &str,
+        latest: &str,
+    ) -> Result<(Option<String>, Vec<Message>), sqlx::Error> {
+        // One read: the summary rides along on each message row (and alone when there is none).
+        let recent: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT c.summary, recent.role, recent.content FROM conversations c LEFT JOIN LATERAL \
+               (SELECT role, content, created_at, id FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
+                 WHERE m.conversation_id = c.id AND m.id <> $3 AND (c.summarized_through_id IS NULL \
+                   OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = c.summarized_through_id)) \
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT $2) newest) recent ON true \
+             WHERE c.id = $1 ORDER BY recent.created_at, recent.id",
         )
         .bind(conversation)
         .bind(RECENT_AT_MOST)
+        .bind(latest_id)
         .fetch_all(&self.db)
         .await?;
+        let summary = recent.first().and_then(|(summary, _, _)| summary.clone());
+        let recent = recent
+            .into_iter()
+            .filter_map(|(_, role, content)| Some((role?, content?)));
         let messages = recent
             .into_iter()
+            .chain([("user".to_string(), latest.to_string())])
             .skip_while(|(role, _)| role == "assistant")
             .map(|(role, content)| {
                 let role = if role == "assistant" {
@@ -171,36 +198,58 @@ impl Turns {
         });
     }
 
-    async fn store(&self, conversation: &str, role: &str, content: &str) -> Result<String, CommandError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        self.store_as(&id, conversation, role, content).await?;
-        Ok(id)
-    }
-
-    async fn store_as(
+    /// Stores the person's message — in one statement, with the conversation when it is new,
+    /// and only in a conversation of theirs (else "no such conversation").
+    async fn store_user_message(
         &self,
-        id: &str,
+        user: &str,
         conversation: &str,
-        role: &str,
+        new_title: Option<&str>,
+        id: &str,
         content: &str,
     ) -> Result<(), CommandError> {
-        let mut tx = self.db.begin().await.map_err(internal)?;
-        sqlx::query("INSERT INTO messages (id, conversation_id, role, content) VALUES ($1, $2, $3, $4)")
+        let statement = match new_title {
+            Some(_) => {
+                "WITH target AS (INSERT INTO conversations (id, user_id, title, message_count) \
+                 VALUES ($2, $5, $6, 1) RETURNING id) \
+                 INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target"
+            }
+            None => {
+                "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
+                 WHERE id = $2 AND user_id = $5 RETURNING id) \
+                 INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target"
+            }
+        };
+        let stored = sqlx::query(statement)
             .bind(id)
             .bind(conversation)
-            .bind(role)
+            .bind("user")
             .bind(content)
-            .execute(&mut *tx)
+            .bind(user)
+            .bind(new_title.unwrap_or_default())
+            .execute(&self.db)
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .rows_affected();
+        if stored == 0 {
+            return Err(CommandError::not_found("no such conversation"));
+        }
+        Ok(())
+    }
+
+    /// Stores mainloop's reply in the conversation the person's message was stored in.
+    async fn store_reply(&self, id: &str, conversation: &str, content: &str) -> Result<(), CommandError> {
         sqlx::query(
-            "UPDATE conversations SET message_count = message_count + 1, updated_at = now() WHERE id = $1",
+            "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
+             WHERE id = $2 RETURNING id) \
+             INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, 'assistant', $3 FROM target",
         )
+        .bind(id)
         .bind(conversation)
-        .execute(&mut *tx)
+        .bind(content)
+        .execute(&self.db)
         .await
         .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
         Ok(())
     }
 
@@ -220,8 +269,19 @@ impl Turns {
 
     /// Runs the model, with its tools, until it answers in words; what it writes is said live as
     /// it arrives (`speech`). A failure is said too, so the reply is never only a log line.
-    async fn answer(&self, user: &str, conversation: &str, latest: &str, speech: &mut Speech<'_>) {
-        if let Err(reason) = self.converse(user, conversation, latest, speech).await {
+    async fn answer(
+        &self,
+        user: &str,
+        conversation: &str,
+        latest: &str,
+        prepared: Result<Prepared, sqlx::Error>,
+        speech: &mut Speech<'_>,
+    ) {
+        let outcome = match prepared {
+            Ok(prepared) => self.converse(user, conversation, latest, prepared, speech).await,
+            Err(err) => Err(format!("the conversation could not be read: {err}")),
+        };
+        if let Err(reason) = outcome {
             tracing::warn!(%reason, model = %self.llm.describe(), "chat turn failed");
             speech.say(&format!("⚠ I could not answer: {reason}"), true).await;
         }
@@ -232,10 +292,15 @@ impl Turns {
         user: &str,
         conversation: &str,
         latest: &str,
+        prepared: Prepared,
         speech: &mut Speech<'_>,
     ) -> Result<(), String> {
-        let (summary, history) = self.memory(conversation).await.map_err(|e| e.to_string())?;
-        let mut system = format!("{SYSTEM}\n\n{}", context::about(&self.bus, user).await);
+        let Prepared {
+            summary,
+            history,
+            about,
+        } = prepared;
+        let mut system = format!("{SYSTEM}\n\n{about}");
         if let Some(summary) = summary {
             system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
         }

@@ -333,3 +333,21 @@ async fn a_nul_from_the_model_is_shown_not_stored_or_passed_on() -> anyhow::Resu
     world.shutdown.cancel();
     Ok(())
 }
+
+#[tokio::test]
+async fn a_long_conversation_keeps_answering_while_it_is_compacted() -> anyhow::Result<()> {
+    let world = start(true).await?;
+    let first = say(&world, None, "hello").await?;
+    let conversation = first["conversation_id"].as_str().unwrap_or_default().to_string();
+    for n in 0..30 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            say(&world, Some(&conversation), &format!("message {n}")),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("turn {n} hung"))??;
+        assert!(answer["message"]["content"].is_string());
+    }
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -8,7 +8,9 @@
 //! `model` = first word sent − request arrived at the model; `added` = `total − model` (the
 //! gateway, the conversation's reads of its memory and the person's tasks, the request to the
 //! model, and the way back through NATS and SSE). Goal: added ≤ 5 ms at p99.
-//! `BENCH_PEOPLE` (50) and `BENCH_ROUNDS` (10) set the load.
+//! `BENCH_PEOPLE` (50), `BENCH_ROUNDS` (10) and `BENCH_THINK_MS` (500: how long a person reads
+//! before writing again; 0 is a flood) set the load; the gateway allows a person a burst
+//! of 10 messages, so more rounds meet its rate limit (and the bench says so).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -79,6 +81,14 @@ async fn messages(State(clock): State<Clock>, body: String) -> Response {
         .unwrap_or_default()
 }
 
+/// A fraction in [0, 1) from a name, so people's first messages are spread out.
+fn fastrand_fraction(name: &str) -> f64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % 1000) as f64 / 1000.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -96,7 +106,12 @@ fn env(name: &str, default: usize) -> usize {
 
 /// One person: their event stream open, `rounds` messages one after another; for each, when it
 /// was posted and when its first `chat:delta` arrived.
-async fn person(base: String, who: String, rounds: usize) -> anyhow::Result<Vec<(String, Instant, Instant)>> {
+async fn person(
+    base: String,
+    who: String,
+    rounds: usize,
+    think: Duration,
+) -> anyhow::Result<Vec<(String, Instant, Instant)>> {
     let http = reqwest::Client::new();
     let events = http
         .get(format!("{base}/events?user_id_query={who}"))
@@ -117,23 +132,29 @@ async fn person(base: String, who: String, rounds: usize) -> anyhow::Result<Vec<
     let mut conversation: Option<String> = None;
     let mut timings = Vec::new();
     for round in 0..rounds {
+        // People read the answer before they write again; they start at different moments.
+        tokio::time::sleep(if round == 0 {
+            think.mul_f64(fastrand_fraction(&who))
+        } else {
+            think
+        })
+        .await;
         let message = format!("{who} message {round}");
         let posted = Instant::now();
-        let post = {
+        let mut post = {
             let http = http.clone();
             let body = json!({"message": message, "conversation_id": conversation});
             let url = format!("{base}/chat");
             let who = who.clone();
             tokio::spawn(async move {
-                http.post(url)
-                    .header("x-user-id", who)
-                    .json(&body)
-                    .send()
-                    .await?
-                    .json::<Value>()
-                    .await
+                let answer = http.post(url).header("x-user-id", who).json(&body).send().await?;
+                let status = answer.status();
+                let body: Value = answer.json().await?;
+                anyhow::ensure!(status.is_success(), "POST /chat answered {status}: {body}");
+                anyhow::Ok(body)
             })
         };
+        let mut answered = None;
         let first = loop {
             if let Some(end) = buffer.find("\n\n") {
                 let frame: String = buffer.drain(..end + 2).collect();
@@ -142,12 +163,19 @@ async fn person(base: String, who: String, rounds: usize) -> anyhow::Result<Vec<
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), frames.next())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            tokio::select! {
+                chunk = tokio::time::timeout(Duration::from_secs(30), frames.next()) => {
+                    let chunk = chunk?.ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                }
+                // A refused message (a rate limit, say) never streams: say so instead of waiting.
+                done = &mut post, if answered.is_none() => answered = Some(done??),
+            }
         };
-        let answered = post.await??;
+        let answered = match answered {
+            Some(answered) => answered,
+            None => post.await??,
+        };
         conversation = answered["conversation_id"].as_str().map(str::to_string);
         // The rest of this reply's frames are read before the next message.
         while !buffer.contains("chat:message") {
@@ -169,6 +197,7 @@ fn main() -> anyhow::Result<()> {
         mainloop_runtime::tls::install();
         let people = env("BENCH_PEOPLE", 50);
         let rounds = env("BENCH_ROUNDS", 10);
+        let think = Duration::from_millis(env("BENCH_THINK_MS", 500) as u64);
         let clock = Clock::default();
         let model = axum::Router::new()
             .route("/v1/messages", axum::routing::post(messages))
@@ -213,10 +242,10 @@ fn main() -> anyhow::Result<()> {
         let base = format!("http://127.0.0.1:{port}");
 
         // Warm up: one message, so connections and prepared statements exist.
-        person(base.clone(), "warmup".into(), 1).await?;
+        person(base.clone(), "warmup".into(), 1, Duration::ZERO).await?;
         let started = Instant::now();
         let runs: Vec<_> = (0..people)
-            .map(|n| tokio::spawn(person(base.clone(), format!("p{n}"), rounds)))
+            .map(|n| tokio::spawn(person(base.clone(), format!("p{n}"), rounds, think)))
             .collect();
         let mut timings = Vec::new();
         for run in runs {
@@ -225,6 +254,7 @@ fn main() -> anyhow::Result<()> {
         let elapsed = started.elapsed();
         let seen = clock.seen.lock().map(|s| s.clone()).unwrap_or_default();
         let (mut total, mut model, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut before, mut after) = (Vec::new(), Vec::new());
         for (message, posted, first) in timings {
             let Some((arrived, sent)) = seen.get(&message) else {
                 continue;
@@ -234,13 +264,16 @@ fn main() -> anyhow::Result<()> {
             total.push(whole);
             model.push(own);
             added.push(whole.saturating_sub(own));
+            before.push(arrived.saturating_duration_since(posted));
+            after.push(first.saturating_duration_since(*sent));
         }
-        for list in [&mut total, &mut model, &mut added] {
+        for list in [&mut total, &mut model, &mut added, &mut before, &mut after] {
             list.sort();
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "first token in the browser, {people} people x {rounds} messages ({} measured) in {:.1} s",
+            "first token in the browser, {people} people x {rounds} messages, {} ms between a reply and the next message ({} measured) in {:.1} s",
+            think.as_millis(),
             added.len(),
             elapsed.as_secs_f64()
         );
@@ -248,6 +281,8 @@ fn main() -> anyhow::Result<()> {
             ("message -> first token at the person", &total),
             ("the model's own first token", &model),
             ("added by mainloop", &added),
+            ("  of which: message -> model asked", &before),
+            ("  of which: first token -> person", &after),
         ] {
             println!(
                 "  {name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
