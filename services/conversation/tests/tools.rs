@@ -386,3 +386,125 @@ async fn the_model_knows_the_tasks_passes_follow_ups_on_and_cancels_only_when_co
     world.shutdown.cancel();
     Ok(())
 }
+
+impl World {
+    /// Waits for the person's pending inbox item of `kind` about `task`; returns it.
+    async fn item(&self, task: &str, kind: &str, nth: usize) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let queue: Value = request::send_json(
+                &self.bus,
+                "query.inbox.list-queue",
+                &json!({"user_id": "alice"}),
+                Duration::from_secs(5),
+            )
+            .await?;
+            let found: Vec<Value> = queue
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["task_id"] == task && i["item_type"] == kind)
+                .cloned()
+                .collect();
+            if found.len() > nth {
+                let mut found = found;
+                found.sort_by_key(|i| i["created_at"].as_str().unwrap_or_default().to_string());
+                return Ok(found[nth].clone());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no {kind} item for {task}: {queue}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn respond(&self, item: &Value, response: &str) -> anyhow::Result<Value> {
+        Ok(request::send_json(
+            &self.bus,
+            "cmd.inbox.respond",
+            &json!({"user_id": "alice", "item_id": item["id"], "response": response}),
+            Duration::from_secs(10),
+        )
+        .await?)
+    }
+}
+
+#[tokio::test]
+async fn an_unsure_route_asks_the_person_and_their_answer_is_applied() -> anyhow::Result<()> {
+    let world = start().await?;
+    let first = world
+        .say(
+            None,
+            &format!("{REQUEST}. I confirm."),
+            vec![spawn_call(), Turn::Text("Started.".into())],
+        )
+        .await?;
+    let conversation = first["conversation_id"].as_str().unwrap_or_default().to_string();
+    let task = world.spawned().await?.pop().unwrap_or_default();
+    world.listed(&task, "planning").await?;
+
+    let unsure = |message: &str| {
+        vec![
+            call("suggest_routing", json!({"task_id": task, "message": message})),
+            Turn::Text("I asked you in the inbox.".into()),
+        ]
+    };
+    world
+        .say(Some(&conversation), "keep it short", unsure("keep it short"))
+        .await?;
+    let (said, refused) = world.last_tool_result();
+    assert!(!refused && said.contains("asked in their inbox"), "{said}");
+    let asked = world.item(&task, "routing_suggestion", 0).await?;
+    assert_eq!(asked["options"], json!(["Route to this task", "Create new task"]));
+    assert_eq!(asked["content"], "keep it short");
+    assert_eq!(
+        world.respond(&asked, "Route to this task").await?,
+        json!({"status": "ok"})
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !world.events(&task).await?.iter().any(|e| {
+        matches!(e, Payload::ContextAdded(added) if added.context == "keep it short"
+            && added.source == format!("chat:{conversation}"))
+    }) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the message never reached the task"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    world
+        .say(
+            Some(&conversation),
+            "and add a CHANGELOG",
+            unsure("add a CHANGELOG"),
+        )
+        .await?;
+    let asked = world.item(&task, "routing_suggestion", 0).await?;
+    assert_eq!(asked["content"], "add a CHANGELOG", "the first one was answered");
+    assert_eq!(
+        world.respond(&asked, "Create new task").await?,
+        json!({"status": "ok"})
+    );
+    let spawned = world.spawned().await?;
+    assert_eq!(spawned.len(), 2, "{spawned:?}");
+    let new_task = asked["id"].as_str().unwrap_or_default();
+    let created = world
+        .events(new_task)
+        .await?
+        .into_iter()
+        .find_map(|e| match e {
+            Payload::TaskSpawned(spawned) => Some(spawned),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert_eq!(created.description, "add a CHANGELOG");
+    assert_eq!(
+        created.repo.map(|r| format!("{}/{}", r.owner, r.name)).as_deref(),
+        Some("acme/widgets")
+    );
+    assert_eq!(created.conversation_id, conversation);
+    world.shutdown.cancel();
+    Ok(())
+}

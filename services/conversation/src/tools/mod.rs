@@ -8,6 +8,7 @@ mod cancel_task;
 mod list_tasks;
 mod retry_task;
 mod spawn_task;
+mod suggest_routing;
 
 use std::time::Duration;
 
@@ -65,6 +66,7 @@ pub fn all() -> Vec<Box<dyn ChatTool>> {
         Box::new(add_context::AddContext),
         Box::new(cancel_task::CancelTask),
         Box::new(retry_task::RetryTask),
+        Box::new(suggest_routing::SuggestRouting),
     ]
 }
 

@@ -5,6 +5,7 @@
 mod mark_all_read;
 mod mark_read;
 mod respond;
+mod route;
 
 use std::future::Future;
 

@@ -107,13 +107,24 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
                 "answer questions on the task card (answer-questions)",
             ));
         }
+        "routing_suggestion" => {
+            super::route::apply(
+                &context,
+                &user_id,
+                &task_id,
+                &command.item_id,
+                &response,
+                &item_context,
+            )
+            .await?;
+        }
         _ => {}
     }
     record_response(&context, tx, &command, &task_id, &response).await?;
     Ok(Done { status: "ok" })
 }
 
-async fn forward<C: prost::Message>(
+pub(super) async fn forward<C: prost::Message>(
     context: &Context,
     name: &str,
     command: &C,

@@ -35,9 +35,14 @@ pub(super) async fn apply(
         Payload::TaskRetried(_) => &["error"],
         Payload::NeedsApproval(_) => &["plan_review", "question"],
         Payload::FeedbackAddressingStarted(_) => &["code_ready"],
-        Payload::TaskCompleted(_) | Payload::TaskCancelled(_) => {
-            &["plan_review", "question", "code_ready", "error", "approval"]
-        }
+        Payload::TaskCompleted(_) | Payload::TaskCancelled(_) => &[
+            "plan_review",
+            "question",
+            "code_ready",
+            "error",
+            "approval",
+            "routing_suggestion",
+        ],
         // A failed task asks one thing: retry or not. What it asked before can no longer be done.
         Payload::TaskFailed(_) => &["plan_review", "question", "code_ready", "approval"],
         _ => &[],
@@ -172,6 +177,7 @@ async fn resurface(
 #[derive(sqlx::FromRow)]
 struct TaskFacts {
     description: String,
+    repo_url: Option<String>,
     issue_url: Option<String>,
     pr_url: Option<String>,
     pending_questions: Option<Value>,
@@ -182,13 +188,15 @@ async fn new_item(
     event: &Envelope,
     payload: &Payload,
 ) -> Result<Option<NewItem>, sqlx::Error> {
-    let task: Option<TaskFacts> =
-        sqlx::query_as("SELECT description, issue_url, pr_url, pending_questions FROM tasks WHERE id = $1")
-            .bind(&event.correlation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let task: Option<TaskFacts> = sqlx::query_as(
+        "SELECT description, repo_url, issue_url, pr_url, pending_questions FROM tasks WHERE id = $1",
+    )
+    .bind(&event.correlation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(TaskFacts {
         description,
+        repo_url,
         issue_url,
         pr_url,
         pending_questions: questions,
@@ -237,6 +245,19 @@ async fn new_item(
             },
             options: vec![],
             context: json!({"pr_url": if ready.pr_url.is_empty() { pr_url } else { Some(ready.pr_url.clone()) }}),
+        },
+        // The person decides where a message goes: to this task, or to a new one on its
+        // repository.
+        Payload::RoutingSuggested(suggested) => NewItem {
+            item_type: InboxItemType::RoutingSuggestion,
+            api_type: "routing_suggestion",
+            priority: Priority::High,
+            api_priority: "high",
+            title: format!("Is this about \"{short}\"?"),
+            content: suggested.message.clone(),
+            options: vec!["Route to this task".into(), "Create new task".into()],
+            context: json!({"message": suggested.message, "source": suggested.source,
+                "suggestion_id": suggested.suggestion_id, "repo_url": repo_url}),
         },
         Payload::TaskFailed(failed) => NewItem {
             item_type: InboxItemType::Error,

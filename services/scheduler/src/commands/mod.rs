@@ -9,6 +9,7 @@ mod retry_task;
 mod review_plan;
 mod spawn_task;
 mod start_implementation;
+mod suggest_routing;
 
 use std::future::Future;
 
@@ -51,6 +52,7 @@ pub async fn serve_all(
     serve(tasks, store, shutdown, "cancel-task", cancel_task::handle).await?;
     serve(tasks, store, shutdown, "retry-task", retry_task::handle).await?;
     serve(tasks, store, shutdown, "add-context", add_context::handle).await?;
+    serve(tasks, store, shutdown, "suggest-routing", suggest_routing::handle).await?;
     Ok(())
 }
 

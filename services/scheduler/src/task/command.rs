@@ -40,6 +40,11 @@ pub enum Command {
         text: String,
         source: String,
     },
+    /// The main thread is unsure whether `message` is about this task: ask the person.
+    SuggestRouting {
+        message: String,
+        source: String,
+    },
     JobSucceeded(JobSucceeded),
     JobFailed {
         result: JobFailed,

@@ -4,7 +4,8 @@ use mainloop_events::v1::{
     CompletionReason, ContextAdded, FailureReason, FeedbackAddressed, FeedbackAddressingStarted,
     ImplementationStarted, IssueLinked, JobMode, JobRequested, JobRetryScheduled, PlanApproved, PlanProposed,
     PlanRevisionRequested, PullRequestLinked, Question, QuestionsAnswered, QuestionsAsked, ReopenedOnGitHub,
-    TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting, job_succeeded,
+    RoutingSuggested, TaskCancelled, TaskCompleted, TaskFailed, TaskRetried, TaskStatus, TaskWaiting,
+    job_succeeded,
 };
 
 use super::command::GitHubComment;
@@ -56,6 +57,7 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
         }
         Command::Retry => retry(task),
         Command::AddContext { text, source } => add_context(task, text, source),
+        Command::SuggestRouting { message, source } => suggest_routing(task, message, source),
         Command::GitHubComment(comment) => Ok(steer_from_github(task, comment)),
         Command::ReviewFeedback { review, max_rounds } => Ok(feedback::from_review(task, review)
             .map(|round| feedback::take_up(task, round, *max_rounds))
@@ -480,6 +482,27 @@ fn add_context(task: &Task, text: &str, source: &str) -> Result<Vec<Payload>, Re
         return Ok(events);
     }
     Ok(vec![added])
+}
+
+/// Asks the person whether a message belongs to this task (each suggestion has its own id).
+fn suggest_routing(task: &Task, message: &str, source: &str) -> Result<Vec<Payload>, Rejection> {
+    let message = message.trim();
+    if message.is_empty() || message.chars().count() > MAX_CONTEXT_CHARS {
+        return Err(Rejection::Invalid(format!(
+            "the message must be 1 to {MAX_CONTEXT_CHARS} characters"
+        )));
+    }
+    if task.is_terminal() {
+        return Err(Rejection::Conflict(format!(
+            "the task is already {}: start a new one",
+            task.status_name()
+        )));
+    }
+    Ok(vec![Payload::RoutingSuggested(RoutingSuggested {
+        suggestion_id: format!("{}-route-{}", task.task_id, task.routing_suggestions + 1),
+        message: message.to_string(),
+        source: source.to_string(),
+    })])
 }
 
 fn retry(task: &Task) -> Result<Vec<Payload>, Rejection> {

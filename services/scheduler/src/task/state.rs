@@ -77,6 +77,8 @@ pub struct Task {
     pub reopen_needed: bool,
     /// What the person added about the task since it started; every job reads it.
     pub added_context: Vec<String>,
+    /// Messages the person was asked about ("is this about this task?").
+    pub routing_suggestions: u32,
 }
 
 /// One round of review feedback: what it took up, and, once the job is done, what it did.
@@ -239,6 +241,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.reopen_needed = task.issue_number > 0 || task.pr_number > 0;
         }
         Payload::ContextAdded(e) => task.added_context.push(e.context.clone()),
+        Payload::RoutingSuggested(_) => task.routing_suggestions += 1,
         Payload::ReopenedOnGithub(e) => {
             task.reopen_needed = false;
             if e.pr_replaced {
