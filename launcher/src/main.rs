@@ -7,6 +7,7 @@ mod credentials;
 mod demo;
 mod events_tail;
 mod keeper;
+mod local_model;
 mod run_one;
 mod services;
 mod setup_check;

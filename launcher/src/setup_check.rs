@@ -1,6 +1,6 @@
 //! What `mainloop up` finds, checked for real before anything starts, so a bad token is found
 //! now and not by the first task: GitHub (`GET /user`, and the token's scopes when it has
-//! classic ones), the chat model's key (`GET /v1/models`), the agent CLI (its version, and a
+//! classic ones), the chat model's key or server (`GET /v1/models`), the agent CLI (its version, and a
 //! key or subscription token to log in with). Each line says what works or what to do.
 
 use crate::console::say;
@@ -68,6 +68,9 @@ async fn github(http: &reqwest::Client, args: &UpArgs, source: Option<&str>) -> 
 }
 
 async fn chat(http: &reqwest::Client, args: &UpArgs) -> String {
+    if args.llm.provider() == mainloop_conversation::Provider::Openai {
+        return openai_compatible(http, args).await;
+    }
     let base = args.llm.chat_api_url.trim_end_matches('/');
     let Some(key) = &args.llm.chat_api_key else {
         return "MISSING: set ANTHROPIC_API_KEY (or try --demo, or --fake llm)".into();
@@ -92,6 +95,43 @@ async fn chat(http: &reqwest::Client, args: &UpArgs) -> String {
             )
         }
         Ok(response) => format!("could not check the key at {base}: HTTP {}", response.status()),
+        Err(err) => format!("could not reach {base}: {err}"),
+    }
+}
+
+/// An OpenAI-compatible server (Ollama, vLLM, llama.cpp, hosted): it answers `/models` and
+/// offers the model named.
+async fn openai_compatible(http: &reqwest::Client, args: &UpArgs) -> String {
+    let base = args
+        .llm
+        .openai_base_url
+        .as_deref()
+        .unwrap_or("http://localhost:11434/v1")
+        .trim_end_matches('/');
+    let mut request = http.get(format!("{base}/models"));
+    if let Some(key) = &args.llm.openai_api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    let model = &args.llm.chat_model;
+    match request.send().await {
+        Ok(response) if response.status().is_success() => {
+            let listed: Value = response.json().await.unwrap_or(Value::Null);
+            let offered = listed["data"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["id"].as_str() == Some(model.as_str())));
+            if offered {
+                format!("OpenAI-compatible server at {base}, model {model}")
+            } else {
+                format!("MISSING MODEL: {base} does not offer {model} (set CHAT_MODEL, or pull it)")
+            }
+        }
+        Ok(response) if response.status() == 401 || response.status() == 403 => {
+            format!(
+                "REFUSED: {base} does not accept OPENAI_API_KEY ({})",
+                response.status()
+            )
+        }
+        Ok(response) => format!("could not check {base}: HTTP {}", response.status()),
         Err(err) => format!("could not reach {base}: {err}"),
     }
 }

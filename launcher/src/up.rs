@@ -32,6 +32,9 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     } else {
         crate::credentials::github_token(&mut args)
     };
+    if !fakes.contains(&Fake::Llm) {
+        crate::local_model::find(&mut args).await;
+    }
     crate::setup_check::report(&args, token_source).await;
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;

@@ -14,4 +14,5 @@ pub mod anthropic;
 mod anthropic_stream;
 pub mod claude;
 pub mod github;
+pub mod openai;
 pub mod scripted_model;
