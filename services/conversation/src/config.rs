@@ -42,6 +42,9 @@ pub struct LlmSettings {
     /// Compaction keeps this many newest messages word for word.
     #[arg(long, env = "COMPACT_KEEP", default_value_t = 20)]
     pub compact_keep: i64,
+    /// Characters of memory of earlier days (the pyramid of summaries) a turn is given at most.
+    #[arg(long, env = "MEMORY_CHARS", default_value_t = 4_000)]
+    pub memory_chars: usize,
     /// Repository URLs must start with this (GitHub Enterprise: your server).
     #[arg(long, env = "GITHUB_WEB_URL", default_value = "https://github.com")]
     pub github_web_url: String,
@@ -65,6 +68,7 @@ impl LlmSettings {
             chat_model: model.to_string(),
             compact_after: 40,
             compact_keep: 20,
+            memory_chars: 4_000,
             github_web_url: "https://github.com".into(),
         }
     }

@@ -13,6 +13,7 @@ mod context;
 mod conversations;
 mod error;
 pub mod models;
+pub mod pyramid;
 mod queries;
 pub mod repo_url;
 mod speech;
@@ -50,10 +51,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         after: config.llm.compact_after,
         keep: config.llm.compact_keep,
     };
+    let pyramid = pyramid::Pyramid {
+        db: db.clone(),
+        model: llm.clone(),
+        budget: config.llm.memory_chars,
+    };
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),
         compactor,
+        pyramid,
         llm,
         tools: tools::all(),
         github_web_url: config.llm.github_web_url.clone(),

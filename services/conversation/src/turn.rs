@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::compaction::{Compacted, Compactor};
 use crate::context;
 use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop};
+use crate::pyramid::Pyramid;
 use crate::speech::Speech;
 use crate::tools::{self, Asking, ChatTool};
 
@@ -21,6 +22,7 @@ pub struct Turns {
     pub llm: std::sync::Arc<dyn ChatModel>,
     pub tools: Vec<Box<dyn ChatTool>>,
     pub compactor: Compactor,
+    pub pyramid: Pyramid,
     pub github_web_url: String,
 }
 
@@ -37,6 +39,8 @@ struct Prepared {
     summary: Option<String>,
     history: Vec<Message>,
     about: String,
+    /// What the person said on earlier days, from the pyramid of summaries.
+    earlier: String,
 }
 
 /// Messages given word for word at most, should compaction lag behind.
@@ -99,15 +103,22 @@ impl Turns {
             .await;
             Ok::<_, CommandError>(())
         };
+        let today = chrono::Utc::now().date_naive();
         let remembering = async {
-            let (memory, about) = tokio::join!(
+            let (memory, about, earlier) = tokio::join!(
                 self.memory(&conversation, &user_message, text),
-                context::about(&self.bus, &command.user_id)
+                context::about(&self.bus, &command.user_id),
+                self.pyramid.recall(&command.user_id, today)
             );
+            let earlier = earlier.unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "earlier days could not be recalled");
+                String::new()
+            });
             memory.map(|(summary, history)| Prepared {
                 summary,
                 history,
                 about,
+                earlier,
             })
         };
         let (stored, prepared) = tokio::join!(storing, remembering);
@@ -136,6 +147,7 @@ impl Turns {
             .map_err(internal)?;
         speech.finished(&message).await;
         self.compact_later(&conversation);
+        self.remember_later(&command.user_id, today);
         Ok(json!({"conversation_id": conversation, "message": message}))
     }
 
@@ -181,6 +193,21 @@ impl Turns {
             })
             .collect();
         Ok((summary, messages))
+    }
+
+    /// Writes the summaries of the person's past days, weeks and months that are missing, in
+    /// the background (see `pyramid`).
+    fn remember_later(&self, user: &str, today: chrono::NaiveDate) {
+        let (pyramid, user) = (self.pyramid.clone(), user.to_string());
+        tokio::spawn(async move {
+            match pyramid.build(&user, today).await {
+                Ok(0) => {}
+                Ok(written) => tracing::info!(%user, written, "earlier days summarised"),
+                Err(err) => {
+                    tracing::warn!(%user, error = %err, "earlier days not summarised; the next turn tries again")
+                }
+            }
+        });
     }
 
     /// Compacts the conversation in the background when it has grown (see `compaction`).
@@ -300,8 +327,12 @@ impl Turns {
             summary,
             history,
             about,
+            earlier,
         } = prepared;
         let mut system = format!("{SYSTEM}\n\n{about}");
+        if !earlier.is_empty() {
+            system.push_str(&format!("\n\n{earlier}"));
+        }
         if let Some(summary) = summary {
             system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
         }
