@@ -9,7 +9,7 @@ mod common;
 
 use common::{FULL_HISTORY, Mainloop, Outside, status_history, until};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Result<()> {
@@ -25,21 +25,12 @@ async fn a_task_survives_two_crashes_and_nothing_happens_twice() -> anyhow::Resu
     let base = format!("http://127.0.0.1:{port}");
 
     let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
         q[0]["item_type"] == "plan_review"
     })
@@ -115,21 +106,12 @@ async fn a_task_in_flight_finishes_across_server_restarts() -> anyhow::Result<()
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
     let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     up.kill_server("nats-server").await?;
 
     let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
@@ -202,21 +184,12 @@ async fn a_steering_comment_is_acted_on_once_across_a_crash() -> anyhow::Result<
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
     let up = Mainloop::start(&data, port, &github_url, "gh", &llm_url, "sk")?;
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let tasks = until(&http, &format!("{base}/tasks"), "the plan on its issue", |t| {
         t[0]["status"] == "waiting_plan_review" && !t[0]["issue_url"].is_null()
     })

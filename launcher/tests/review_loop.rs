@@ -48,21 +48,12 @@ async fn a_review_with_two_inline_comments_is_addressed_in_one_round() -> anyhow
         &CancellationToken::new(),
     )
     .await?;
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
         q[0]["item_type"] == "plan_review"
     })

@@ -72,21 +72,12 @@ async fn a_plan_is_revised_and_approved_by_comments_on_its_issue() -> anyhow::Re
     )
     .await?;
 
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let tasks = until(&http, &format!("{base}/tasks"), "the plan on its issue", |t| {
         t[0]["status"] == "waiting_plan_review" && !t[0]["issue_url"].is_null()
     })
@@ -338,21 +329,12 @@ async fn a_collaborators_thumbs_up_on_the_plan_comment_approves() -> anyhow::Res
         &CancellationToken::new(),
     )
     .await?;
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let tasks = until(&http, &format!("{base}/tasks"), "the plan in review", |t| {
         t[0]["status"] == "waiting_plan_review"
     })

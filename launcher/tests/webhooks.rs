@@ -6,7 +6,7 @@
 mod common;
 
 use common::{FULL_HISTORY, Mainloop, Outside, status_history, until};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECRET: &str = "hook-secret-0123456789";
 
@@ -45,21 +45,12 @@ async fn a_task_reaches_merged_through_webhooks_with_polling_ten_minutes_apart()
         up.printed
     );
 
-    let chat = |body: Value| {
-        http.post(format!("{base}/chat"))
-            .header("x-user-id", "alice")
-            .json(&body)
-            .send()
-    };
-    let asked: Value = chat(
-        json!({"message": "add a quick start section to the README of https://github.com/acme/widgets"}),
+    common::ask_and_confirm(
+        &http,
+        &base,
+        "add a quick start section to the README of https://github.com/acme/widgets",
     )
-    .await?
-    .json()
     .await?;
-    chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
-        .await?
-        .error_for_status()?;
     let queue = until(&http, &format!("{base}/queue"), "the plan review", |q| {
         q[0]["item_type"] == "plan_review"
     })

@@ -366,3 +366,26 @@ pub fn child_named(parent: u32, name: &str) -> Option<u32> {
                 == Some(parent)
     })
 }
+
+/// Asks for `request` in a new conversation as alice, then confirms ("yes"), as a person does:
+/// the task is spawned. Returns the confirming turn's answer.
+pub async fn ask_and_confirm(http: &reqwest::Client, base: &str, request: &str) -> anyhow::Result<Value> {
+    let chat = |body: Value| {
+        http.post(format!("{base}/chat"))
+            .header("x-user-id", "alice")
+            .json(&body)
+            .send()
+    };
+    let asked: Value = chat(json!({"message": request}))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(
+        chat(json!({"message": "yes", "conversation_id": asked["conversation_id"]}))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?,
+    )
+}

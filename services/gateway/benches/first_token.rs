@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::StreamExt;
-use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_gateway::HttpConfig;
 use mainloop_runtime::Secret;
 use mainloop_testkit::Infra;
 use serde_json::{Value, json};
@@ -225,16 +225,7 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(mainloop_gateway::run(
             mainloop_gateway::Config {
                 common: infra.common(),
-                http: HttpConfig {
-                    http_addr: format!("127.0.0.1:{port}"),
-                    auth_mode: AuthMode::Test,
-                    api_token: None,
-                    api_token_file: None,
-                    public_hosts: vec![],
-                    user: "local-dev-user".into(),
-                    cors_origins: vec![],
-                    github_webhook_secret: None,
-                },
+                http: HttpConfig::test_mode(&format!("127.0.0.1:{port}")),
             },
             shutdown.clone(),
         ));

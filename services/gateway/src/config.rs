@@ -42,6 +42,23 @@ pub struct HttpConfig {
     pub github_webhook_secret: Option<Secret>,
 }
 
+impl HttpConfig {
+    /// Test mode (`X-User-ID`, which nothing but a test should trust) on `addr`, loopback only,
+    /// nothing else set: what test harnesses and benchmarks run the gateway with.
+    pub fn test_mode(addr: &str) -> Self {
+        HttpConfig {
+            http_addr: addr.to_string(),
+            auth_mode: AuthMode::Test,
+            api_token: None,
+            api_token_file: None,
+            public_hosts: vec![],
+            user: crate::auth::LOCAL_USER.into(),
+            cors_origins: vec![],
+            github_webhook_secret: None,
+        }
+    }
+}
+
 impl Config {
     pub fn health(&self) -> Health {
         self.common.health.clone()

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{LogSource, RepoRef, SpawnTask, TaskAccepted, WorkerLog};
 use mainloop_events::{Envelope, Payload, subjects};
-use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -44,16 +44,7 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_gateway::run(
         mainloop_gateway::Config {
             common: infra.common(),
-            http: HttpConfig {
-                http_addr: format!("127.0.0.1:{port}"),
-                auth_mode: AuthMode::Test,
-                api_token: None,
-                api_token_file: None,
-                public_hosts: vec![],
-                user: "local-dev-user".into(),
-                cors_origins: vec![],
-                github_webhook_secret: None,
-            },
+            http: HttpConfig::test_mode(&format!("127.0.0.1:{port}")),
         },
         shutdown.clone(),
     ));

@@ -443,24 +443,33 @@ pub(crate) fn add_reaction(
         return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
     }
     let made = with_repo(gh, owner, name, |repo, next| {
-        let comment = repo.comment_mut(id)?;
-        if let Some(existing) = comment
-            .reactions
-            .iter()
-            .find(|r| r.user == author && r.content == content)
-        {
-            return Some((StatusCode::OK, reaction_json(existing)));
-        }
-        let reaction = super::model::Reaction {
-            id: next,
-            content: content.to_string(),
-            user: author.to_string(),
-        };
-        comment.reactions.push(reaction.clone());
-        Some((StatusCode::CREATED, reaction_json(&reaction)))
+        Some(react(&mut repo.comment_mut(id)?.reactions, next, author, content))
     })?;
     made.map(|(status, body)| (status, Json(body)).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+/// Adds `content` by `author` to `reactions` (with id `next` when new): 200 with the existing
+/// reaction when that person already reacted so, 201 when new.
+pub(crate) fn react(
+    reactions: &mut Vec<super::model::Reaction>,
+    next: u64,
+    author: &str,
+    content: &str,
+) -> (StatusCode, Value) {
+    if let Some(existing) = reactions
+        .iter()
+        .find(|r| r.user == author && r.content == content)
+    {
+        return (StatusCode::OK, reaction_json(existing));
+    }
+    let reaction = super::model::Reaction {
+        id: next,
+        content: content.to_string(),
+        user: author.to_string(),
+    };
+    reactions.push(reaction.clone());
+    (StatusCode::CREATED, reaction_json(&reaction))
 }
 
 async fn create_reaction(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::FakeGitHub;
 use super::api::{NewReaction, Page, REACTIONS, Reply, authorize, error, paged, reaction_json, user};
-use super::model::{Reaction, Review, ReviewComment, timestamp};
+use super::model::{Review, ReviewComment, timestamp};
 
 /// The token's user: who writes what mainloop writes.
 const BOT: &str = "mainloop-bot";
@@ -203,21 +203,12 @@ pub(crate) fn add_reaction(
         return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"));
     }
     let made = super::api::with_repo(gh, owner, name, |repo, next| {
-        let comment = find_comment(repo, id)?;
-        if let Some(existing) = comment
-            .reactions
-            .iter()
-            .find(|r| r.user == author && r.content == content)
-        {
-            return Some((StatusCode::OK, reaction_json(existing)));
-        }
-        let reaction = Reaction {
-            id: next,
-            content: content.to_string(),
-            user: author.to_string(),
-        };
-        comment.reactions.push(reaction.clone());
-        Some((StatusCode::CREATED, reaction_json(&reaction)))
+        Some(super::api::react(
+            &mut find_comment(repo, id)?.reactions,
+            next,
+            author,
+            content,
+        ))
     })?;
     made.map(|(status, body)| (status, Json(body)).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
