@@ -838,49 +838,8 @@ async fn comments_are_read_once_with_their_authors_permission() -> anyhow::Resul
     let world = start().await?;
     let github = mainloop_github_watcher::client::GitHub::new(&world.base, "gh-token")
         .map_err(|e| anyhow::anyhow!(e))?;
-    let issue = github
-        .create_issue("acme", "widgets", "Plan: a quick start", "the plan", &[])
-        .await?;
-    let number = issue["number"].as_u64().unwrap_or_default();
-    let control = |path: String, body: Value| {
-        world
-            .http
-            .post(format!("{}/_control/repos/acme/widgets/{path}", world.base))
-            .json(&body)
-            .send()
-    };
-    control(
-        "collaborators".into(),
-        json!({"login": "maria", "permission": "write"}),
-    )
-    .await?
-    .error_for_status()?;
-    let subject = subjects::task("u1", "t7")?;
-    let spawned = Payload::TaskSpawned(TaskSpawned {
-        task_id: "t7".into(),
-        repo: Some(repo()),
-        description: "d".into(),
-        ..Default::default()
-    });
-    world
-        .bus
-        .publish(&subject, &Envelope::new("u1", "t7", spawned), Expect::Any)
-        .await?;
-    let linked = Payload::IssueLinked(mainloop_events::v1::IssueLinked {
-        issue_number: number,
-        issue_url: String::new(),
-    });
-    world
-        .bus
-        .publish(&subject, &Envelope::new("u1", "t7", linked), Expect::Any)
-        .await?;
-
-    let comment = |author: &str, body: &str| {
-        control(
-            format!("issues/{number}/comments"),
-            json!({"author": author, "body": body}),
-        )
-    };
+    let number = world.watched_issue(("maria", "write")).await?;
+    let comment = |author: &str, body: &str| world.comment_as(number, author, body);
     comment("maria", "approve").await?.error_for_status()?;
     comment("stranger", "lgtm").await?.error_for_status()?;
     github
@@ -953,50 +912,12 @@ async fn comments_are_read_once_with_their_authors_permission() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allow_list_decides_who_steers_without_asking_github() -> anyhow::Result<()> {
     let world = start_with(100, 400, "Bob, @carol").await?;
-    let github = mainloop_github_watcher::client::GitHub::new(&world.base, "gh-token")
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let issue = github
-        .create_issue("acme", "widgets", "Plan: a quick start", "the plan", &[])
-        .await?;
-    let number = issue["number"].as_u64().unwrap_or_default();
-    let control = |path: String, body: Value| {
-        world
-            .http
-            .post(format!("{}/_control/repos/acme/widgets/{path}", world.base))
-            .json(&body)
-            .send()
-    };
-    control(
-        "collaborators".into(),
-        json!({"login": "maria", "permission": "admin"}),
-    )
-    .await?
-    .error_for_status()?;
-    let subject = subjects::task("u1", "t7")?;
-    for payload in [
-        Payload::TaskSpawned(TaskSpawned {
-            task_id: "t7".into(),
-            repo: Some(repo()),
-            description: "d".into(),
-            ..Default::default()
-        }),
-        Payload::IssueLinked(mainloop_events::v1::IssueLinked {
-            issue_number: number,
-            issue_url: String::new(),
-        }),
-    ] {
-        world
-            .bus
-            .publish(&subject, &Envelope::new("u1", "t7", payload), Expect::Any)
-            .await?;
-    }
+    let number = world.watched_issue(("maria", "admin")).await?;
     for author in ["maria", "bob", "carol"] {
-        control(
-            format!("issues/{number}/comments"),
-            json!({"author": author, "body": "lgtm"}),
-        )
-        .await?
-        .error_for_status()?;
+        world
+            .comment_as(number, author, "lgtm")
+            .await?
+            .error_for_status()?;
     }
     let read = comments_received(&world, 3).await?;
     use mainloop_events::v1::AuthorPermission;
@@ -1021,6 +942,59 @@ async fn an_allow_list_decides_who_steers_without_asking_github() -> anyhow::Res
     );
     world.shutdown.cancel();
     Ok(())
+}
+
+impl World {
+    /// An issue for task t7 of u1 on acme/widgets, linked so its comments are read, with one
+    /// collaborator (login, permission); returns its number.
+    async fn watched_issue(&self, collaborator: (&str, &str)) -> anyhow::Result<u64> {
+        let github = mainloop_github_watcher::client::GitHub::new(&self.base, "gh-token")
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let issue = github
+            .create_issue("acme", "widgets", "Plan: a quick start", "the plan", &[])
+            .await?;
+        let number = issue["number"].as_u64().unwrap_or_default();
+        self.http
+            .post(format!("{}/_control/repos/acme/widgets/collaborators", self.base))
+            .json(&json!({"login": collaborator.0, "permission": collaborator.1}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let subject = subjects::task("u1", "t7")?;
+        for payload in [
+            Payload::TaskSpawned(TaskSpawned {
+                task_id: "t7".into(),
+                repo: Some(repo()),
+                description: "d".into(),
+                ..Default::default()
+            }),
+            Payload::IssueLinked(mainloop_events::v1::IssueLinked {
+                issue_number: number,
+                issue_url: String::new(),
+            }),
+        ] {
+            self.bus
+                .publish(&subject, &Envelope::new("u1", "t7", payload), Expect::Any)
+                .await?;
+        }
+        Ok(number)
+    }
+
+    /// A comment by `author` (a person, through the fake's control API) on issue `number`.
+    fn comment_as(
+        &self,
+        number: u64,
+        author: &str,
+        body: &str,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.http
+            .post(format!(
+                "{}/_control/repos/acme/widgets/issues/{number}/comments",
+                self.base
+            ))
+            .json(&json!({"author": author, "body": body}))
+            .send()
+    }
 }
 
 /// Waits until task t7 has at least `count` comments reported; returns them in order.

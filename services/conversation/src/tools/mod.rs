@@ -110,7 +110,8 @@ fn unconfirmed(what: &str) -> Outcome {
     ))
 }
 
-/// A task id the model gave: the whole id, or the start of one of the person's tasks' ids.
+/// The task id the model gave, checked to be an id at all (the scheduler says whether it is the
+/// person's).
 fn task_id(input: &Value) -> Result<String, Outcome> {
     let id = input["task_id"].as_str().unwrap_or_default().trim();
     if id.is_empty() || mainloop_events::subjects::token("task id", id).is_err() {
