@@ -40,6 +40,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// mainloop's tools for the Claude Code CLI as chat model: an MCP server over stdio,
+    /// relayed to the conversation service (started by the CLI, not by people).
+    #[command(hide = true)]
+    McpRelay {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,8 @@
 //! `mainloop up` picks what it finds: with no Anthropic key and no OpenAI-compatible server
-//! named, a local Ollama (`OLLAMA_HOST`, else 127.0.0.1:11434) that answers `/v1/models` becomes
-//! the chat model, and its first model is used unless `CHAT_MODEL` names one.
+//! named, the Claude Code CLI when it is installed and signed in to a subscription
+//! (`CLAUDE_CODE_OAUTH_TOKEN`, or the login `claude` keeps in `~/.claude`); else a local Ollama
+//! (`OLLAMA_HOST`, else 127.0.0.1:11434) that answers `/v1/models`, with its first model unless
+//! `CHAT_MODEL` names one.
 
 use std::time::Duration;
 
@@ -26,7 +28,31 @@ fn ollama_base() -> String {
     }
 }
 
-/// Points the chat at a local Ollama when nothing else was configured and one answers.
+/// How the Claude Code CLI is signed in to a subscription, if it is.
+pub fn claude_login() -> Option<&'static str> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    if set("CLAUDE_CODE_OAUTH_TOKEN") {
+        return Some("CLAUDE_CODE_OAUTH_TOKEN");
+    }
+    let config = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".claude")))?;
+    config
+        .join(".credentials.json")
+        .is_file()
+        .then_some("the login in ~/.claude")
+}
+
+/// Whether `program` can be started (a path, or a name on the PATH).
+fn installed(program: &std::path::Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Points the chat at the Claude Code CLI or a local Ollama when nothing else was configured.
 pub async fn find(args: &mut UpArgs) {
     let llm = &args.llm;
     let anthropic_key = llm
@@ -38,6 +64,10 @@ pub async fn find(args: &mut UpArgs) {
         .as_deref()
         .is_some_and(|u| !u.trim().is_empty());
     if llm.chat_provider != Provider::Auto || anthropic_key || openai_url {
+        return;
+    }
+    if installed(&llm.chat_cli) && claude_login().is_some() {
+        args.llm.chat_provider = Provider::ClaudeCode;
         return;
     }
     let base = ollama_base();

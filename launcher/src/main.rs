@@ -22,6 +22,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::FakeClaude { args } = &cli.command {
         std::process::exit(mainloop_fakes::claude::main(args));
     }
+    if let Command::McpRelay { args } = &cli.command {
+        std::process::exit(mainloop_conversation::models::claude_code::relay::main(args));
+    }
     mainloop_runtime::tls::install();
     // The runtime's main thread starts the local servers, and they are bound to the thread that
     // started them (parent-death signal), so they must not be started from a pool thread.
@@ -39,7 +42,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Events {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
-                Command::FakeClaude { .. } => Ok(()),
+                Command::FakeClaude { .. } | Command::McpRelay { .. } => Ok(()),
             }
         })
 }

@@ -68,8 +68,10 @@ async fn github(http: &reqwest::Client, args: &UpArgs, source: Option<&str>) -> 
 }
 
 async fn chat(http: &reqwest::Client, args: &UpArgs) -> String {
-    if args.llm.provider() == mainloop_conversation::Provider::Openai {
-        return openai_compatible(http, args).await;
+    match args.llm.provider() {
+        mainloop_conversation::Provider::Openai => return openai_compatible(http, args).await,
+        mainloop_conversation::Provider::ClaudeCode => return claude_code(args).await,
+        _ => {}
     }
     let base = args.llm.chat_api_url.trim_end_matches('/');
     let Some(key) = &args.llm.chat_api_key else {
@@ -136,38 +138,58 @@ async fn openai_compatible(http: &reqwest::Client, args: &UpArgs) -> String {
     }
 }
 
-async fn agent(args: &UpArgs) -> String {
-    let agent = &args.agent;
+/// `program --version`, or what is wrong with it (naming `setting`, which points elsewhere).
+async fn cli_version(program: &std::path::Path, prefix: &[String], setting: &str) -> Result<String, String> {
     let version = tokio::time::timeout(
         TIMEOUT,
-        tokio::process::Command::new(&agent.agent_program)
-            .args(&agent.agent_args_prefix)
+        tokio::process::Command::new(program)
+            .args(prefix)
             .arg("--version")
             .stdin(std::process::Stdio::null())
             .output(),
     )
     .await;
-    let version = match version {
-        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(Ok(out)) => {
-            return format!(
-                "{} --version failed ({}): install Claude Code (npm install -g @anthropic-ai/claude-code) or set AGENT_PROGRAM",
-                agent.agent_program.display(),
-                out.status
-            );
-        }
-        Ok(Err(_)) => {
-            return format!(
-                "MISSING: {} not found; install Claude Code (npm install -g @anthropic-ai/claude-code) or set AGENT_PROGRAM",
-                agent.agent_program.display()
-            );
-        }
-        Err(_) => {
-            return format!(
-                "{} --version did not answer in {TIMEOUT:?}",
-                agent.agent_program.display()
-            );
-        }
+    match version {
+        Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        Ok(Ok(out)) => Err(format!(
+            "{} --version failed ({}): install Claude Code (npm install -g @anthropic-ai/claude-code) or set {setting}",
+            program.display(),
+            out.status
+        )),
+        Ok(Err(_)) => Err(format!(
+            "MISSING: {} not found; install Claude Code (npm install -g @anthropic-ai/claude-code) or set {setting}",
+            program.display()
+        )),
+        Err(_) => Err(format!(
+            "{} --version did not answer in {TIMEOUT:?}",
+            program.display()
+        )),
+    }
+}
+
+/// The Claude Code CLI as the chat model: installed, and signed in.
+async fn claude_code(args: &UpArgs) -> String {
+    let llm = &args.llm;
+    let version = match cli_version(&llm.chat_cli, &llm.chat_cli_args_prefix, "CHAT_CLI").await {
+        Ok(version) => version,
+        Err(problem) => return problem,
+    };
+    let login = match crate::local_model::claude_login() {
+        Some(how) => format!("signed in with {how}"),
+        None => "NOT SIGNED IN: run `claude` once and log in, or set CLAUDE_CODE_OAUTH_TOKEN (`claude setup-token`)".into(),
+    };
+    format!(
+        "Claude Code CLI {version} ({}), model {}, {login}; only mainloop's tools",
+        llm.chat_cli.display(),
+        llm.chat_model
+    )
+}
+
+async fn agent(args: &UpArgs) -> String {
+    let agent = &args.agent;
+    let version = match cli_version(&agent.agent_program, &agent.agent_args_prefix, "AGENT_PROGRAM").await {
+        Ok(version) => version,
+        Err(problem) => return problem,
     };
     let login = login(&agent.anthropic_api_key, &agent.claude_code_oauth_token);
     let user = if !mainloop_local_servers::is_root() {

@@ -30,7 +30,14 @@ async fn up_chats_with_a_local_ollama_when_there_is_no_anthropic_key() -> anyhow
         "gh",
         "http://127.0.0.1:9",
         "",
-        &[("OLLAMA_HOST", host.as_str())],
+        // No Claude Code login to find instead, whatever this machine's user has.
+        &[
+            ("OLLAMA_HOST", host.as_str()),
+            (
+                "CLAUDE_CONFIG_DIR",
+                &dir.path().join("no-claude").display().to_string(),
+            ),
+        ],
     )?;
     let said = format!("Chat LLM:  OpenAI-compatible server at http://{host}/v1, model llama3.2");
     assert!(up.printed.iter().any(|l| l == &said), "{:?}", up.printed);

@@ -16,6 +16,8 @@ pub enum Provider {
     Auto,
     Anthropic,
     Openai,
+    /// The Claude Code CLI, signed in to a Claude subscription (`CHAT_CLI`).
+    ClaudeCode,
 }
 
 /// The chat model; `mainloop up` takes the same flags.
@@ -33,6 +35,21 @@ pub struct LlmSettings {
     pub openai_base_url: Option<String>,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<Secret>,
+    /// The Claude Code CLI, for `claude-code`.
+    #[arg(long, env = "CHAT_CLI", default_value = "claude")]
+    pub chat_cli: std::path::PathBuf,
+    /// Arguments put before the CLI's own (for a wrapper such as `mainloop fake-claude`).
+    #[arg(
+        long,
+        env = "CHAT_CLI_ARGS_PREFIX",
+        value_delimiter = ' ',
+        allow_hyphen_values = true
+    )]
+    pub chat_cli_args_prefix: Vec<String>,
+    /// The mainloop binary the CLI starts as `<it> mcp-relay <socket>` to reach mainloop's
+    /// tools (default: this program).
+    #[arg(long, env = "CHAT_MCP_RELAY")]
+    pub chat_mcp_relay: Option<std::path::PathBuf>,
     /// The model's name at the provider.
     #[arg(long, env = "CHAT_MODEL", default_value = "claude-sonnet-4-5")]
     pub chat_model: String,
@@ -65,6 +82,9 @@ impl LlmSettings {
             chat_api_key: key,
             openai_base_url: None,
             openai_api_key: None,
+            chat_cli: "claude".into(),
+            chat_cli_args_prefix: vec![],
+            chat_mcp_relay: None,
             chat_model: model.to_string(),
             compact_after: 40,
             compact_keep: 20,
@@ -94,6 +114,19 @@ impl LlmSettings {
                 self.openai_api_key.clone(),
                 &self.chat_model,
             )),
+            Provider::ClaudeCode => {
+                let relay = self
+                    .chat_mcp_relay
+                    .clone()
+                    .or_else(|| std::env::current_exe().ok())
+                    .unwrap_or_else(|| "mainloop".into());
+                std::sync::Arc::new(crate::models::claude_code::ClaudeCode::new(
+                    &self.chat_cli,
+                    &self.chat_cli_args_prefix,
+                    &relay,
+                    &self.chat_model,
+                ))
+            }
             _ => std::sync::Arc::new(crate::models::anthropic::Anthropic::new(
                 &self.chat_api_url,
                 self.chat_api_key.clone(),

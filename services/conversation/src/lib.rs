@@ -1,7 +1,7 @@
 //! The conversation service owns the main thread: conversations and messages, and the calls to
-//! the chat model (`models`: the Anthropic Messages API or any OpenAI-compatible server,
-//! streamed). It answers `cmd.conversation.post-message` (one chat turn) and
-//! `query.conversation.*`, says the reply live as it is written (`live.chat.<user>.<conversation>`,
+//! the chat model (`models`: the Anthropic Messages API, any OpenAI-compatible server, or the
+//! Claude Code CLI with only our tools, over MCP; streamed). It answers
+//! `cmd.conversation.post-message` (one chat turn) and `query.conversation.*`, says the reply live as it is written (`live.chat.<user>.<conversation>`,
 //! see `speech`), publishes CHAT (`chat.<user>.<conversation>`), and
 //! turns a confirmed request into `cmd.scheduler.spawn-task`. The model has no shell, file or
 //! network tool: only the tools in `tools` (spawn, list, add context, cancel, retry), and those

@@ -7,7 +7,7 @@
 use mainloop_bus::Bus;
 use serde_json::{Value, json};
 
-use crate::models::Deltas;
+use crate::models::{Delta, Deltas};
 
 pub struct Speech<'a> {
     bus: &'a Bus,
@@ -52,10 +52,10 @@ impl<'a> Speech<'a> {
         self.publish(&delta).await;
     }
 
-    /// Runs `turn` (one model call writing to the `Deltas` it is given) while saying each
-    /// fragment as it arrives; returns what `turn` returned.
+    /// Runs `turn` (the model, writing to the `Deltas` it is given) while saying each fragment
+    /// as it arrives, a new turn of the model as a new paragraph; returns what `turn` returned.
     pub async fn while_speaking<T>(&mut self, turn: impl AsyncFnOnce(Deltas) -> T) -> T {
-        let (deltas, mut fragments) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (deltas, mut fragments) = tokio::sync::mpsc::unbounded_channel::<Delta>();
         let running = turn(deltas);
         tokio::pin!(running);
         let mut first = true;
@@ -64,10 +64,12 @@ impl<'a> Speech<'a> {
             tokio::select! {
                 biased;
                 fragment = fragments.recv() => match fragment {
-                    Some(fragment) => {
+                    Some(Delta::Text(fragment)) if !fragment.is_empty() => {
                         self.say(&fragment, first).await;
                         first = false;
                     }
+                    Some(Delta::Text(_)) => {}
+                    Some(Delta::NewTurn) => first = true,
                     None => break,
                 },
                 done = &mut running, if result.is_none() => result = Some(done),

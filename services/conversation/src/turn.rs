@@ -11,10 +11,10 @@ use sqlx::PgPool;
 
 use crate::compaction::{Compacted, Compactor};
 use crate::context;
-use crate::models::{Block, ChatModel, Message, ModelRequest, Role, Stop};
+use crate::models::{ChatModel, Message, ModelRequest, Role};
 use crate::pyramid::Pyramid;
 use crate::speech::Speech;
-use crate::tools::{self, Asking, ChatTool};
+use crate::tools::{Asking, ChatTool, Toolbox};
 
 pub struct Turns {
     pub bus: Bus,
@@ -336,53 +336,26 @@ impl Turns {
         if let Some(summary) = summary {
             system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
         }
-        let mut request = ModelRequest {
+        let request = ModelRequest {
             system,
             messages: history,
             tools: self.tools.iter().map(|t| t.spec()).collect(),
             max_tokens: 2048,
         };
-        for _ in 0..4 {
-            let llm = &self.llm;
-            let reply = speech
-                .while_speaking(async |deltas| llm.turn(&request, &deltas).await)
-                .await
-                .map_err(|e| e.to_string())?;
-            let calls: Vec<&Block> = reply
-                .blocks
-                .iter()
-                .filter(|b| matches!(b, Block::ToolUse { .. }))
-                .collect();
-            if reply.stop != Stop::ToolUse || calls.is_empty() {
-                return Ok(());
-            }
-            let asking = Asking {
+        let toolbox = Toolbox {
+            tools: &self.tools,
+            asking: Asking {
                 bus: &self.bus,
                 user,
                 conversation,
                 latest,
                 github_web_url: &self.github_web_url,
-            };
-            let mut results = Vec::new();
-            for call in calls {
-                if let Block::ToolUse { id, name, input } = call {
-                    let outcome = tools::run(&self.tools, &asking, name, input).await;
-                    results.push(Block::ToolResult {
-                        tool_use_id: id.clone(),
-                        content: outcome.content,
-                        is_error: outcome.is_error,
-                    });
-                }
-            }
-            request.messages.push(Message {
-                role: Role::Assistant,
-                blocks: reply.blocks.clone(),
-            });
-            request.messages.push(Message {
-                role: Role::User,
-                blocks: results,
-            });
-        }
-        Err("the model kept calling tools".into())
+            },
+        };
+        let llm = &self.llm;
+        speech
+            .while_speaking(async |deltas| llm.converse(request, &deltas, &toolbox).await)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -14,7 +14,7 @@ use axum::routing::post;
 use mainloop_conversation::models::anthropic::Anthropic;
 use mainloop_conversation::models::openai::OpenAi;
 use mainloop_conversation::models::{
-    Block, ChatModel, Message, ModelError, ModelReply, ModelRequest, Role, Stop, Tool,
+    Block, ChatModel, Delta, Message, ModelError, ModelReply, ModelRequest, Role, Stop, Tool,
 };
 use mainloop_runtime::Secret;
 use serde_json::{Value, json};
@@ -139,8 +139,10 @@ async fn run(model: &dyn ChatModel) -> (Result<ModelReply, ModelError>, Vec<Stri
     let reply = model.turn(&request(), &deltas).await;
     drop(deltas);
     let mut seen = Vec::new();
-    while let Some(fragment) = fragments.recv().await {
-        seen.push(fragment);
+    while let Some(delta) = fragments.recv().await {
+        if let Delta::Text(fragment) = delta {
+            seen.push(fragment);
+        }
     }
     (reply, seen)
 }

@@ -13,7 +13,7 @@
 //! keeps each session's transcript under `~/.claude/projects/`, and continues one with `--resume`
 //! (or ends with "No conversation found" when it has none). "write notes while planning" makes
 //! it try to write and commit in plan mode; "leave it uncommitted" makes it edit without
-//! committing.
+//! committing. With its built-in tools off (`--tools ""`) it is a chat (`claude_chat`).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -111,7 +111,7 @@ fn feedback_change(prompt: &str) -> (String, &'static str) {
     (change + "\n", "Address review feedback")
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -162,6 +162,10 @@ pub fn main(args: &[String]) -> i32 {
     if flag(args, "--output-format") == Some("stream-json") && !has("--verbose") {
         eprintln!("Error: When using --print, --output-format=stream-json requires --verbose");
         return 1;
+    }
+    if flag(args, "--tools") == Some("") {
+        // Built-in tools off: a chat, as mainloop's main thread runs it.
+        return crate::claude_chat::main(args);
     }
     let mode = flag(args, "--permission-mode").unwrap_or("default");
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());

@@ -13,6 +13,7 @@
 pub mod anthropic;
 mod anthropic_stream;
 pub mod claude;
+mod claude_chat;
 pub mod github;
 pub mod openai;
 pub mod scripted_model;

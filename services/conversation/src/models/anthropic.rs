@@ -137,7 +137,7 @@ impl Reading {
                     Some("text") => {
                         let text = block["text"].as_str().unwrap_or_default().to_string();
                         if !text.is_empty() {
-                            let _ = deltas.send(super::storable(&text));
+                            let _ = deltas.send(super::Delta::Text(super::storable(&text)));
                         }
                         Partial::Text(text)
                     }
@@ -156,7 +156,7 @@ impl Reading {
                     (Some(Partial::Text(text)), Some("text_delta")) => {
                         let fragment = delta["text"].as_str().unwrap_or_default();
                         text.push_str(fragment);
-                        let _ = deltas.send(super::storable(fragment));
+                        let _ = deltas.send(super::Delta::Text(super::storable(fragment)));
                     }
                     (Some(Partial::Tool { json, .. }), Some("input_json_delta")) => {
                         json.push_str(delta["partial_json"].as_str().unwrap_or_default());

@@ -1,13 +1,18 @@
 //! Chat models behind one trait. A turn goes out in our own neutral shape ([`ModelRequest`]:
 //! system text, messages of text / tool-use / tool-result blocks, tools with JSON schemas) and
 //! comes back as [`ModelReply`] (the same blocks and why the model stopped), while the text
-//! streams out through [`Deltas`] as it arrives. Each provider is one module that speaks its
-//! wire format: `anthropic` (the Messages API, SSE) and `openai` (any OpenAI-compatible
-//! chat-completions endpoint: Ollama, vLLM, llama.cpp, hosted). Busy answers before the stream
-//! starts (429, 5xx, 529) are retried as the provider asks (`retry-after`); anything after it
-//! has started is an error the person sees, never a silent retry that would repeat text.
+//! streams out through [`Deltas`] as it arrives. [`ChatModel::converse`] runs turns until the
+//! model answers in words, running the tools it calls through a [`ToolRunner`]; a model that
+//! runs its own loop (the Claude Code CLI) does that its own way. Each provider is one module
+//! that speaks its wire format: `anthropic` (the Messages API, SSE), `openai` (any
+//! OpenAI-compatible chat-completions endpoint: Ollama, vLLM, llama.cpp, hosted) and
+//! `claude_code` (the Claude Code CLI on a subscription, its own tools off and ours offered over
+//! MCP). Busy answers before the stream starts (429, 5xx, 529) are retried as the provider asks
+//! (`retry-after`); anything after it has started is an error the person sees, never a silent
+//! retry that would repeat text.
 
 pub mod anthropic;
+pub mod claude_code;
 pub mod openai;
 
 use std::time::Duration;
@@ -96,8 +101,48 @@ impl ModelReply {
     }
 }
 
-/// Where text goes as it arrives (one message per fragment, in order).
-pub type Deltas = tokio::sync::mpsc::UnboundedSender<String>;
+/// What a model says as it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    /// A fragment of text, in order.
+    Text(String),
+    /// The model starts another turn (after tool calls): its text is a new paragraph.
+    NewTurn,
+}
+
+/// Where text goes as it arrives.
+pub type Deltas = tokio::sync::mpsc::UnboundedSender<Delta>;
+
+/// What a tool says back to the model; `is_error` marks a refusal or failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutcome {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl ToolOutcome {
+    pub fn done(content: impl Into<String>) -> Self {
+        ToolOutcome {
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    pub fn refused(content: impl Into<String>) -> Self {
+        ToolOutcome {
+            content: content.into(),
+            is_error: true,
+        }
+    }
+}
+
+/// Runs the tools a model calls (for one person, in one conversation).
+pub trait ToolRunner: Send + Sync {
+    fn run<'a>(&'a self, name: &'a str, input: &'a Value) -> BoxFuture<'a, ToolOutcome>;
+}
+
+/// Rounds of tool calls in one reply before the model is stopped.
+pub const MAX_TOOL_ROUNDS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -113,6 +158,10 @@ pub enum ModelError {
     Transport(String),
     #[error("the chat model's answer could not be read: {0}")]
     Protocol(String),
+    #[error("the Claude Code CLI said: {0}")]
+    Cli(String),
+    #[error("the model kept calling tools")]
+    KeptCallingTools,
 }
 
 /// A chat model: one turn, streamed.
@@ -126,6 +175,60 @@ pub trait ChatModel: Send + Sync {
         request: &'a ModelRequest,
         deltas: &'a Deltas,
     ) -> BoxFuture<'a, Result<ModelReply, ModelError>>;
+
+    /// Runs turns until the model answers in words, running the tools it calls with `tools`
+    /// (at most [`MAX_TOOL_ROUNDS`] rounds); each turn's text goes to `deltas`.
+    fn converse<'a>(
+        &'a self,
+        request: ModelRequest,
+        deltas: &'a Deltas,
+        tools: &'a dyn ToolRunner,
+    ) -> BoxFuture<'a, Result<(), ModelError>> {
+        Box::pin(take_turns(self, request, deltas, tools))
+    }
+}
+
+/// The loop of a model that answers one turn at a time: its tool calls are run and their
+/// results sent back until it answers in words.
+async fn take_turns<M: ChatModel + ?Sized>(
+    model: &M,
+    mut request: ModelRequest,
+    deltas: &Deltas,
+    tools: &dyn ToolRunner,
+) -> Result<(), ModelError> {
+    for _ in 0..MAX_TOOL_ROUNDS {
+        let _ = deltas.send(Delta::NewTurn);
+        let reply = model.turn(&request, deltas).await?;
+        let calls: Vec<(&String, &String, &Value)> = reply
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::ToolUse { id, name, input } => Some((id, name, input)),
+                _ => None,
+            })
+            .collect();
+        if reply.stop != Stop::ToolUse || calls.is_empty() {
+            return Ok(());
+        }
+        let mut results = Vec::new();
+        for (id, name, input) in calls {
+            let outcome = tools.run(name, input).await;
+            results.push(Block::ToolResult {
+                tool_use_id: id.clone(),
+                content: outcome.content,
+                is_error: outcome.is_error,
+            });
+        }
+        request.messages.push(Message {
+            role: Role::Assistant,
+            blocks: reply.blocks.clone(),
+        });
+        request.messages.push(Message {
+            role: Role::User,
+            blocks: results,
+        });
+    }
+    Err(ModelError::KeptCallingTools)
 }
 
 /// Attempts of a request the provider answered busy, before the error reaches the person.

@@ -190,7 +190,7 @@ impl Reading {
         let delta = &choice["delta"];
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
             self.text.push_str(text);
-            let _ = deltas.send(super::storable(text));
+            let _ = deltas.send(super::Delta::Text(super::storable(text)));
         }
         for fragment in delta["tool_calls"].as_array().into_iter().flatten() {
             let call = self

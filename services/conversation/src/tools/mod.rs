@@ -18,7 +18,7 @@ use mainloop_bus::request::{self, RequestError};
 use mainloop_events::v1::{ErrorCode, TaskAccepted};
 use serde_json::Value;
 
-use crate::models::Tool;
+use crate::models::{Tool, ToolRunner};
 
 /// Who asks, in which conversation, with which latest message.
 pub struct Asking<'a> {
@@ -30,28 +30,8 @@ pub struct Asking<'a> {
     pub github_web_url: &'a str,
 }
 
-/// What a tool says back to the model; `is_error` marks a refusal or failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub content: String,
-    pub is_error: bool,
-}
-
-impl Outcome {
-    pub fn done(content: impl Into<String>) -> Self {
-        Outcome {
-            content: content.into(),
-            is_error: false,
-        }
-    }
-
-    pub fn refused(content: impl Into<String>) -> Self {
-        Outcome {
-            content: content.into(),
-            is_error: true,
-        }
-    }
-}
+/// What a tool says back to the model.
+pub use crate::models::ToolOutcome as Outcome;
 
 pub trait ChatTool: Send + Sync {
     fn spec(&self) -> Tool;
@@ -70,11 +50,21 @@ pub fn all() -> Vec<Box<dyn ChatTool>> {
     ]
 }
 
-/// Runs tool `name`, or says there is none.
-pub async fn run(tools: &[Box<dyn ChatTool>], asking: &Asking<'_>, name: &str, input: &Value) -> Outcome {
-    match tools.iter().find(|t| t.spec().name == name) {
-        Some(tool) => tool.run(asking, input).await,
-        None => Outcome::refused(format!("there is no tool {name}")),
+/// The tools, run for one person's turn.
+pub struct Toolbox<'a> {
+    pub tools: &'a [Box<dyn ChatTool>],
+    pub asking: Asking<'a>,
+}
+
+impl ToolRunner for Toolbox<'_> {
+    /// Runs tool `name`, or says there is none.
+    fn run<'a>(&'a self, name: &'a str, input: &'a Value) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match self.tools.iter().find(|t| t.spec().name == name) {
+                Some(tool) => tool.run(&self.asking, input).await,
+                None => Outcome::refused(format!("there is no tool {name}")),
+            }
+        })
     }
 }
 
