@@ -51,11 +51,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         after: config.llm.compact_after,
         keep: config.llm.compact_keep,
     };
-    let pyramid = pyramid::Pyramid {
-        db: db.clone(),
-        model: llm.clone(),
-        budget: config.llm.memory_chars,
-    };
+    let pyramid = pyramid::Pyramid::new(db.clone(), llm.clone(), config.llm.memory_chars);
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),

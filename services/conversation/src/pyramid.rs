@@ -2,11 +2,16 @@
 //! summarised once (every conversation of theirs that day, in order); each past week (Monday to
 //! Sunday) from its days; each past month from its days. A turn is given, newest first and within
 //! a budget of characters: the days of the last week, the weeks of the month before, then months.
-//! Building runs in the background after a reply, one build at a time per person (an advisory
-//! lock taken without waiting), each summary stored once (its row's key is the person, the span
-//! and its first day), so a crash repeats at most the summary it was writing.
+//! Building runs in the background after a person's first reply of the day (days end, they do
+//! not change), one build at a time per person (an advisory lock taken without waiting), each
+//! summary stored once (its row's key is the person, the span and its first day), so a crash
+//! repeats at most the summary it was writing. What a turn recalls is kept for the day (at most
+//! `RECALL_KEPT`, for summaries another replica wrote), so a turn reads no memories on its way
+//! to the model.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use sqlx::PgPool;
@@ -21,13 +26,25 @@ open questions. Plain prose, at most 120 words. Answer with the summary only.";
 const PER_BUILD: usize = 12;
 /// How far back days are summarised.
 const DAYS_BACK: u64 = 400;
+/// How long a recall is kept before it is read again.
+const RECALL_KEPT: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct Pyramid {
-    pub db: PgPool,
-    pub model: Arc<dyn ChatModel>,
+    db: PgPool,
+    model: Arc<dyn ChatModel>,
     /// Characters of memory a turn is given at most.
-    pub budget: usize,
+    budget: usize,
+    known: Arc<Mutex<Known>>,
+}
+
+/// What this process knows without asking Postgres, per person.
+#[derive(Default)]
+struct Known {
+    /// The day their pyramid was last built.
+    built: HashMap<String, NaiveDate>,
+    /// Their recall: for which day, since when, what.
+    recalled: HashMap<String, (NaiveDate, Instant, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +105,31 @@ fn first_of_month(day: NaiveDate) -> NaiveDate {
 }
 
 impl Pyramid {
+    pub fn new(db: PgPool, model: Arc<dyn ChatModel>, budget: usize) -> Self {
+        Pyramid {
+            db,
+            model,
+            budget,
+            known: Arc::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`Pyramid::build`], unless it already ran for `user` today.
+    pub async fn build_once_a_day(&self, user: &str, today: NaiveDate) -> Result<usize, PyramidError> {
+        if self.known().built.get(user) == Some(&today) {
+            return Ok(0);
+        }
+        let written = self.build(user, today).await?;
+        self.known().built.insert(user.to_string(), today);
+        Ok(written)
+    }
+
     /// Writes the summaries `user` is missing for spans that ended before `today`; returns how many.
     pub async fn build(&self, user: &str, today: NaiveDate) -> Result<usize, PyramidError> {
         let mut tx = self.db.begin().await?;
@@ -99,7 +141,7 @@ impl Pyramid {
             return Ok(0);
         }
         let mut written = 0;
-        for span in self.missing(user, today).await? {
+        for span in missing(&mut tx, user, today).await? {
             if written == PER_BUILD {
                 break;
             }
@@ -121,43 +163,10 @@ impl Pyramid {
             written += 1;
         }
         tx.commit().await?;
+        if written > 0 {
+            self.known().recalled.remove(user);
+        }
         Ok(written)
-    }
-
-    /// Spans that ended before `today`, had something said in them, and have no summary yet:
-    /// days first (oldest first), then the weeks and months they complete.
-    async fn missing(&self, user: &str, today: NaiveDate) -> Result<Vec<Span>, sqlx::Error> {
-        let since = today - Days::new(DAYS_BACK);
-        let talked: Vec<NaiveDate> = sqlx::query_scalar(
-            "SELECT DISTINCT (m.created_at AT TIME ZONE 'UTC')::date AS day FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id \
-             WHERE c.user_id = $1 AND m.created_at >= $2::date AND m.created_at < $3::date ORDER BY day",
-        )
-        .bind(user)
-        .bind(since)
-        .bind(today)
-        .fetch_all(&self.db)
-        .await?;
-        let have: Vec<(String, NaiveDate)> =
-            sqlx::query_as("SELECT span, starts_on FROM memories WHERE user_id = $1")
-                .bind(user)
-                .fetch_all(&self.db)
-                .await?;
-        let has = |span: Span| {
-            have.iter()
-                .any(|(kind, start)| kind == span.kind() && *start == span.start())
-        };
-        let mut spans: Vec<Span> = talked.iter().map(|d| Span::Day(*d)).collect();
-        let mut weeks: Vec<Span> = talked.iter().map(|d| Span::Week(monday_of(*d))).collect();
-        let mut months: Vec<Span> = talked.iter().map(|d| Span::Month(first_of_month(*d))).collect();
-        weeks.dedup();
-        months.dedup();
-        spans.extend(weeks);
-        spans.extend(months);
-        Ok(spans
-            .into_iter()
-            .filter(|span| span.end() <= today && !has(*span))
-            .collect())
     }
 
     async fn summarise(&self, span: Span, material: &[String]) -> Result<String, PyramidError> {
@@ -186,6 +195,20 @@ impl Pyramid {
     /// What a turn is told of earlier days, newest first, within the budget: the days of the last
     /// week, the weeks before it back to a month, then months.
     pub async fn recall(&self, user: &str, today: NaiveDate) -> Result<String, sqlx::Error> {
+        if let Some((day, since, said)) = self.known().recalled.get(user)
+            && *day == today
+            && since.elapsed() < RECALL_KEPT
+        {
+            return Ok(said.clone());
+        }
+        let said = self.read_recall(user, today).await?;
+        self.known()
+            .recalled
+            .insert(user.to_string(), (today, Instant::now(), said.clone()));
+        Ok(said)
+    }
+
+    async fn read_recall(&self, user: &str, today: NaiveDate) -> Result<String, sqlx::Error> {
         let kept: Vec<(String, NaiveDate, String)> = sqlx::query_as(
             "SELECT span, starts_on, summary FROM memories WHERE user_id = $1 ORDER BY starts_on DESC, span",
         )
@@ -250,6 +273,47 @@ impl Pyramid {
             )
         })
     }
+}
+
+/// Spans that ended before `today`, had something said in them, and have no summary yet:
+/// days first (oldest first), then the weeks and months they complete. Read on the build's own
+/// connection: it holds one already, and waiting for a second could starve the pool.
+async fn missing(
+    db: &mut sqlx::PgConnection,
+    user: &str,
+    today: NaiveDate,
+) -> Result<Vec<Span>, sqlx::Error> {
+    let since = today - Days::new(DAYS_BACK);
+    let talked: Vec<NaiveDate> = sqlx::query_scalar(
+        "SELECT DISTINCT (m.created_at AT TIME ZONE 'UTC')::date AS day FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id \
+         WHERE c.user_id = $1 AND m.created_at >= $2::date AND m.created_at < $3::date ORDER BY day",
+    )
+    .bind(user)
+    .bind(since)
+    .bind(today)
+    .fetch_all(&mut *db)
+    .await?;
+    let have: Vec<(String, NaiveDate)> =
+        sqlx::query_as("SELECT span, starts_on FROM memories WHERE user_id = $1")
+            .bind(user)
+            .fetch_all(&mut *db)
+            .await?;
+    let has = |span: Span| {
+        have.iter()
+            .any(|(kind, start)| kind == span.kind() && *start == span.start())
+    };
+    let mut spans: Vec<Span> = talked.iter().map(|d| Span::Day(*d)).collect();
+    let mut weeks: Vec<Span> = talked.iter().map(|d| Span::Week(monday_of(*d))).collect();
+    let mut months: Vec<Span> = talked.iter().map(|d| Span::Month(first_of_month(*d))).collect();
+    weeks.dedup();
+    months.dedup();
+    spans.extend(weeks);
+    spans.extend(months);
+    Ok(spans
+        .into_iter()
+        .filter(|span| span.end() <= today && !has(*span))
+        .collect())
 }
 
 /// What a span's summary is made of: a day's messages, or the day summaries of a week or month.

@@ -129,7 +129,7 @@ impl Turns {
         self.answer(&command.user_id, &conversation, text, prepared, &mut speech)
             .await;
         let reply = speech.said().to_string();
-        self.store_reply(&reply_id, &conversation, &reply).await?;
+        let messages = self.store_reply(&reply_id, &conversation, &reply).await?;
         self.announce(
             &command.user_id,
             &conversation,
@@ -146,7 +146,10 @@ impl Turns {
             .await
             .map_err(internal)?;
         speech.finished(&message).await;
-        self.compact_later(&conversation);
+        // A conversation no longer than the compaction threshold has nothing to compact.
+        if messages > self.compactor.after {
+            self.compact_later(&conversation);
+        }
         self.remember_later(&command.user_id, today);
         Ok(json!({"conversation_id": conversation, "message": message}))
     }
@@ -196,11 +199,11 @@ impl Turns {
     }
 
     /// Writes the summaries of the person's past days, weeks and months that are missing, in
-    /// the background (see `pyramid`).
+    /// the background, once a day (see `pyramid`).
     fn remember_later(&self, user: &str, today: chrono::NaiveDate) {
         let (pyramid, user) = (self.pyramid.clone(), user.to_string());
         tokio::spawn(async move {
-            match pyramid.build(&user, today).await {
+            match pyramid.build_once_a_day(&user, today).await {
                 Ok(0) => {}
                 Ok(written) => tracing::info!(%user, written, "earlier days summarised"),
                 Err(err) => {
@@ -265,20 +268,22 @@ impl Turns {
         Ok(())
     }
 
-    /// Stores mainloop's reply in the conversation the person's message was stored in.
-    async fn store_reply(&self, id: &str, conversation: &str, content: &str) -> Result<(), CommandError> {
-        sqlx::query(
+    /// Stores mainloop's reply in the conversation the person's message was stored in; returns
+    /// how many messages the conversation now has.
+    async fn store_reply(&self, id: &str, conversation: &str, content: &str) -> Result<i64, CommandError> {
+        let count: Option<i64> = sqlx::query_scalar(
             "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
-             WHERE id = $2 RETURNING id) \
-             INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, 'assistant', $3 FROM target",
+             WHERE id = $2 RETURNING id, message_count), \
+             stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, 'assistant', $3 FROM target) \
+             SELECT message_count::bigint FROM target",
         )
         .bind(id)
         .bind(conversation)
         .bind(content)
-        .execute(&self.db)
+        .fetch_optional(&self.db)
         .await
         .map_err(internal)?;
-        Ok(())
+        Ok(count.unwrap_or(0))
     }
 
     /// CHAT events, for other tools and the live feed; the rows are the conversation's record.

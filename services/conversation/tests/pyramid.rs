@@ -101,13 +101,11 @@ async fn past_days_weeks_and_months_are_summarised_once_and_recalled_by_age() ->
     said(&db, "c1", "2026-12-02 09:00:00+00", "today: not yet").await?;
     said(&db, "c3", "2026-11-20 09:00:00+00", "bob's own day").await?;
     let model = Arc::new(Summariser::default());
-    let pyramid = Pyramid {
-        db: db.clone(),
-        model: model.clone(),
-        budget: 4_000,
-    };
+    let pyramid = Pyramid::new(db.clone(), model.clone(), 4_000);
 
-    assert_eq!(pyramid.build("alice", today).await?, 9);
+    assert_eq!(pyramid.recall("alice", today).await?, "", "nothing built yet");
+    assert_eq!(pyramid.build_once_a_day("alice", today).await?, 9);
+    assert_eq!(pyramid.build_once_a_day("alice", today).await?, 0, "once a day");
     let mut asked = model.asked.lock().map(|a| a.clone()).unwrap_or_default();
     asked.sort();
     assert_eq!(
@@ -135,10 +133,7 @@ async fn past_days_weeks_and_months_are_summarised_once_and_recalled_by_age() ->
          - week of 2026-11-16: summary of week of 2026-11-16\n\
          - 2026-10: summary of 2026-10"
     );
-    let small = Pyramid {
-        budget: 80,
-        ..pyramid.clone()
-    };
+    let small = Pyramid::new(db.clone(), model.clone(), 80);
     assert_eq!(
         small.recall("alice", today).await?,
         "What you remember of earlier days, newest first:\n\
