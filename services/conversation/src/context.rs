@@ -1,33 +1,115 @@
 //! What the model should know about the person's work before it answers: their active tasks
 //! (id, status, repository, what they asked) and the five repositories they used most recently,
 //! so "what is running?" needs no guess and "do the same on widgets" knows which widgets. Read
-//! from the inbox's read model at each turn; when it cannot be read, the model is told so.
+//! from the inbox's read model, and kept warm: read again only once the inbox says something of
+//! the person's changed (its feed on `inbox.<user>`, published after its commit), or after
+//! `KEPT` in case a change went by while NATS was away. When it cannot be read, the model is
+//! told so.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use mainloop_bus::{Bus, request};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// Recent repositories the model is told about.
 const RECENT_REPOSITORIES: usize = 5;
+/// How long a person's context is used without a word from the inbox.
+const KEPT: Duration = Duration::from_secs(60);
 
-pub async fn about(bus: &Bus, user: &str) -> String {
-    let tasks: Value = match request::send_json(
-        bus,
-        "query.inbox.list-tasks",
-        &json!({"user_id": user}),
-        Duration::from_secs(5),
-    )
-    .await
-    {
-        Ok(tasks) => tasks,
-        Err(err) => {
-            tracing::warn!(error = %err, "the person's tasks could not be read for the model");
-            return "The person's tasks could not be read just now; use list_tasks if they ask about them."
-                .into();
+/// The people's contexts, kept warm.
+#[derive(Clone)]
+pub struct Context {
+    bus: Bus,
+    known: Arc<Mutex<HashMap<String, Known>>>,
+}
+
+/// One person's: how many changes were heard of, and what was read (when) since the last.
+#[derive(Default)]
+struct Known {
+    changes: u64,
+    read: Option<(Instant, String)>,
+}
+
+impl Context {
+    /// Listens to the inbox's feed (in `tasks`, until `shutdown`), forgetting a person's context
+    /// at each word of theirs.
+    pub async fn start(
+        bus: Bus,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: CancellationToken,
+    ) -> Result<Context, async_nats::SubscribeError> {
+        let mut feed = bus.client().subscribe("inbox.*").await?;
+        let context = Context {
+            bus,
+            known: Arc::default(),
+        };
+        let forgetting = context.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    heard = feed.next() => match heard {
+                        Some(message) => forgetting.changed(message.subject.trim_start_matches("inbox.")),
+                        None => return,
+                    },
+                }
+            }
+        });
+        Ok(context)
+    }
+
+    fn known(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self, user: &str) {
+        let mut known = self.known();
+        let person = known.entry(user.to_string()).or_default();
+        person.changes += 1;
+        person.read = None;
+    }
+
+    /// What the model is told about `user`'s work.
+    pub async fn about(&self, user: &str) -> String {
+        let changes = {
+            let known = self.known();
+            match known.get(user) {
+                Some(Known {
+                    read: Some((at, said)),
+                    ..
+                }) if at.elapsed() < KEPT => return said.clone(),
+                Some(person) => person.changes,
+                None => 0,
+            }
+        };
+        let tasks: Value = match request::send_json(
+            &self.bus,
+            "query.inbox.list-tasks",
+            &json!({"user_id": user}),
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(tasks) => tasks,
+            Err(err) => {
+                tracing::warn!(error = %err, "the person's tasks could not be read for the model");
+                return "The person's tasks could not be read just now; use list_tasks if they ask about them."
+                    .into();
+            }
+        };
+        let said = describe(&tasks);
+        let mut known = self.known();
+        let person = known.entry(user.to_string()).or_default();
+        // A change heard while reading may not be in what was read: not kept.
+        if person.changes == changes {
+            person.read = Some((Instant::now(), said.clone()));
         }
-    };
-    describe(&tasks)
+        said
+    }
 }
 
 fn describe(tasks: &Value) -> String {

@@ -52,16 +52,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         keep: config.llm.compact_keep,
     };
     let pyramid = pyramid::Pyramid::new(db.clone(), llm.clone(), config.llm.memory_chars);
+    let mut tasks = JoinSet::new();
+    let context = context::Context::start(bus.clone(), &mut tasks, shutdown.clone())
+        .await
+        .map_err(|e| Error::Setup(format!("the inbox's feed could not be followed: {e}")))?;
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),
         compactor,
         pyramid,
+        context,
         llm,
         tools: tools::all(),
         github_web_url: config.llm.github_web_url.clone(),
     });
-    let mut tasks = JoinSet::new();
     let post = bind(&bus, "cmd.conversation.post-message").await?;
     let stop = shutdown.clone();
     tasks.spawn(async move {

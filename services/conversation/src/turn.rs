@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::compaction::{Compacted, Compactor};
-use crate::context;
+use crate::context::Context;
 use crate::models::{ChatModel, Message, ModelRequest, Role};
 use crate::pyramid::Pyramid;
 use crate::speech::Speech;
@@ -23,6 +23,7 @@ pub struct Turns {
     pub tools: Vec<Box<dyn ChatTool>>,
     pub compactor: Compactor,
     pub pyramid: Pyramid,
+    pub context: Context,
     pub github_web_url: String,
 }
 
@@ -83,31 +84,18 @@ impl Turns {
         // The message is stored and announced while what the model needs is read: the first
         // words of the reply wait for the slower of the two, not for both.
         let user_message = uuid::Uuid::now_v7().to_string();
-        let storing = async {
-            self.store_user_message(
-                &command.user_id,
-                &conversation,
-                new.as_deref(),
-                &user_message,
-                text,
-            )
-            .await?;
-            self.announce(
-                &command.user_id,
-                &conversation,
-                Payload::UserMessagePosted(UserMessagePosted {
-                    message_id: user_message.clone(),
-                    content: text.to_string(),
-                }),
-            )
-            .await;
-            Ok::<_, CommandError>(())
-        };
+        let storing = self.store_user_message(
+            &command.user_id,
+            &conversation,
+            new.as_deref(),
+            &user_message,
+            text,
+        );
         let today = chrono::Utc::now().date_naive();
         let remembering = async {
             let (memory, about, earlier) = tokio::join!(
                 self.memory(&conversation, &user_message, text),
-                context::about(&self.bus, &command.user_id),
+                self.context.about(&command.user_id),
                 self.pyramid.recall(&command.user_id, today)
             );
             let earlier = earlier.unwrap_or_else(|err| {
@@ -126,8 +114,17 @@ impl Turns {
 
         let reply_id = uuid::Uuid::now_v7().to_string();
         let mut speech = Speech::new(&self.bus, &command.user_id, &conversation, &reply_id);
-        self.answer(&command.user_id, &conversation, text, prepared, &mut speech)
-            .await;
+        // The person's message is announced while the model thinks (before the reply is).
+        let announcing = self.announce(
+            &command.user_id,
+            &conversation,
+            Payload::UserMessagePosted(UserMessagePosted {
+                message_id: user_message.clone(),
+                content: text.to_string(),
+            }),
+        );
+        let answering = self.answer(&command.user_id, &conversation, text, prepared, &mut speech);
+        tokio::join!(announcing, answering);
         let reply = speech.said().to_string();
         let messages = self.store_reply(&reply_id, &conversation, &reply).await?;
         self.announce(
