@@ -148,3 +148,29 @@ async fn past_days_weeks_and_months_are_summarised_once_and_recalled_by_age() ->
     );
     Ok(())
 }
+
+/// Many people's builds at once on a small pool: a build never waits for a second connection
+/// while it holds one (it did, and twelve people at once starved a pool of five).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_at_once_do_not_starve_the_pool() -> anyhow::Result<()> {
+    let (_pg, db) = database().await?;
+    let people: Vec<String> = (0..12).map(|n| format!("p{n}")).collect();
+    for person in &people {
+        sqlx::query("INSERT INTO conversations (id, user_id, title) VALUES ($1, $1, $1)")
+            .bind(person)
+            .execute(&db)
+            .await?;
+        said(&db, person, "2026-12-01 09:00:00+00", "yesterday's words").await?;
+    }
+    let pyramid = Pyramid::new(db.clone(), Arc::new(Summariser::default()), 4_000);
+    let today = day("2026-12-02");
+    let builds = people.iter().map(|person| {
+        let pyramid = pyramid.clone();
+        let person = person.clone();
+        tokio::spawn(async move { pyramid.build(&person, today).await })
+    });
+    for build in futures_util::future::join_all(builds).await {
+        assert_eq!(build?.map_err(|e| anyhow::anyhow!("{e}"))?, 1, "yesterday, once");
+    }
+    Ok(())
+}
