@@ -30,32 +30,56 @@ function startMainloop(port, dataDir) {
   delete env.DATABASE_URL;
   const child = spawn(MAINLOOP, ["up", "--demo", "--http-addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
     env,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
+  let errors = "";
+  child.stderr.on("data", (chunk) => {
+    errors += chunk;
+    process.stderr.write(chunk);
+  });
   const ready = new Promise((resolve, reject) => {
     child.stdout.on("data", (chunk) => {
       output += chunk;
       if (output.includes("mainloop is running")) resolve(output);
     });
-    child.on("exit", (code) => reject(new Error(`mainloop up exited with ${code}:\n${output}`)));
+    child.on("exit", (code) => reject(new Error(`mainloop up exited with ${code}:\n${output}\n${errors}`)));
   });
   return { child, ready };
+}
+
+/// Starts mainloop on a port that was free a moment ago; another server started meanwhile (the
+/// demo's own fakes bind random ports) may have taken it, and then another port is tried.
+async function startOnAFreePort(dataDir) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const { child, ready } = startMainloop(port, dataDir);
+    try {
+      return { child, port, printed: await ready };
+    } catch (err) {
+      if (attempt < 3 && /Address already in use/.test(String(err))) continue;
+      throw err;
+    }
+  }
 }
 
 test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 }, async () => {
   assert.ok(MAINLOOP, "MAINLOOP_BIN must point at the mainloop binary");
   const dataDir = mkdtempSync(join(tmpdir(), "mainloop-browser-"));
   chmodSync(dataDir, 0o755);
-  const port = await freePort();
-  const { child, ready } = startMainloop(port, dataDir);
+  const started = startOnAFreePort(dataDir);
+  let child;
+  let port;
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync"],
   });
   try {
-    const printed = await ready;
+    const mainloop = await started;
+    child = mainloop.child;
+    port = mainloop.port;
+    const printed = mainloop.printed;
     const githubUrl = printed.match(/fake, at (http:\/\/[0-9.:]+)/)[1];
     const page = await browser.newPage();
     page.setDefaultTimeout(60_000);
@@ -105,8 +129,10 @@ test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 
     throw error;
   } finally {
     await browser.close();
-    child.kill("SIGINT");
-    await new Promise((resolve) => child.on("exit", resolve));
+    if (child) {
+      child.kill("SIGINT");
+      await new Promise((resolve) => child.on("exit", resolve));
+    }
     rmSync(dataDir, { recursive: true, force: true });
   }
 });

@@ -81,36 +81,32 @@ impl Turns {
                 Some(crate::conversations::title_of(text)),
             ),
         };
-        // The message is stored and announced while what the model needs is read: the first
-        // words of the reply wait for the slower of the two, not for both.
+        // One statement stores the message and reads the conversation's memory, while the
+        // person's tasks and earlier days come from what this service keeps warm.
         let user_message = uuid::Uuid::now_v7().to_string();
-        let storing = self.store_user_message(
-            &command.user_id,
-            &conversation,
-            new.as_deref(),
-            &user_message,
-            text,
-        );
         let today = chrono::Utc::now().date_naive();
-        let remembering = async {
-            let (memory, about, earlier) = tokio::join!(
-                self.memory(&conversation, &user_message, text),
-                self.context.about(&command.user_id),
-                self.pyramid.recall(&command.user_id, today)
-            );
-            let earlier = earlier.unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "earlier days could not be recalled");
-                String::new()
-            });
-            memory.map(|(summary, history)| Prepared {
-                summary,
-                history,
-                about,
-                earlier,
-            })
+        let (memory, about, earlier) = tokio::join!(
+            self.store_and_remember(
+                &command.user_id,
+                &conversation,
+                new.as_deref(),
+                &user_message,
+                text
+            ),
+            self.context.about(&command.user_id),
+            self.pyramid.recall(&command.user_id, today)
+        );
+        let (summary, history) = memory?;
+        let earlier = earlier.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "earlier days could not be recalled");
+            String::new()
+        });
+        let prepared = Prepared {
+            summary,
+            history,
+            about,
+            earlier,
         };
-        let (stored, prepared) = tokio::join!(storing, remembering);
-        stored?;
 
         let reply_id = uuid::Uuid::now_v7().to_string();
         let mut speech = Speech::new(&self.bus, &command.user_id, &conversation, &reply_id);
@@ -151,50 +147,6 @@ impl Turns {
         Ok(json!({"conversation_id": conversation, "message": message}))
     }
 
-    /// What the model remembers of the conversation: its summary, and the messages after it
-    /// word for word (at most the newest `RECENT_AT_MOST`, should compaction lag), starting with
-    /// one of the person's and ending with their latest (`latest_id`, which may or may not be
-    /// stored yet: it is read apart from the rest).
-    async fn memory(
-        &self,
-        conversation: &str,
-        latest_id: &str,
-        latest: &str,
-    ) -> Result<(Option<String>, Vec<Message>), sqlx::Error> {
-        // One read: the summary rides along on each message row (and alone when there is none).
-        let recent: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT c.summary, recent.role, recent.content FROM conversations c LEFT JOIN LATERAL \
-               (SELECT role, content, created_at, id FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
-                 WHERE m.conversation_id = c.id AND m.id <> $3 AND (c.summarized_through_id IS NULL \
-                   OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = c.summarized_through_id)) \
-                 ORDER BY m.created_at DESC, m.id DESC LIMIT $2) newest) recent ON true \
-             WHERE c.id = $1 ORDER BY recent.created_at, recent.id",
-        )
-        .bind(conversation)
-        .bind(RECENT_AT_MOST)
-        .bind(latest_id)
-        .fetch_all(&self.db)
-        .await?;
-        let summary = recent.first().and_then(|(summary, _, _)| summary.clone());
-        let recent = recent
-            .into_iter()
-            .filter_map(|(_, role, content)| Some((role?, content?)));
-        let messages = recent
-            .into_iter()
-            .chain([("user".to_string(), latest.to_string())])
-            .skip_while(|(role, _)| role == "assistant")
-            .map(|(role, content)| {
-                let role = if role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
-                };
-                Message::text(role, &content)
-            })
-            .collect();
-        Ok((summary, messages))
-    }
-
     /// Writes the summaries of the person's past days, weeks and months that are missing, in
     /// the background, once a day (see `pyramid`).
     fn remember_later(&self, user: &str, today: chrono::NaiveDate) {
@@ -226,43 +178,73 @@ impl Turns {
         });
     }
 
-    /// Stores the person's message — in one statement, with the conversation when it is new,
-    /// and only in a conversation of theirs (else "no such conversation").
-    async fn store_user_message(
+    /// Stores the person's message — with the conversation when it is new, and only in a
+    /// conversation of theirs (else "no such conversation") — and reads what the model remembers
+    /// of the conversation, in one statement: its summary, and the messages after it word for
+    /// word (at most the newest `RECENT_AT_MOST`, should compaction lag), starting with one of the
+    /// person's and ending with this one. The statement reads the conversation as it was before
+    /// it wrote, so this message is added at the end here.
+    async fn store_and_remember(
         &self,
         user: &str,
         conversation: &str,
         new_title: Option<&str>,
         id: &str,
         content: &str,
-    ) -> Result<(), CommandError> {
+    ) -> Result<(Option<String>, Vec<Message>), CommandError> {
+        macro_rules! then_remember {
+            () => {
+                "stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target) \
+                 SELECT t.summary, recent.role, recent.content FROM target t LEFT JOIN LATERAL \
+                   (SELECT role, content, created_at, id FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
+                     WHERE m.conversation_id = t.id AND (t.summarized_through_id IS NULL \
+                       OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = t.summarized_through_id)) \
+                     ORDER BY m.created_at DESC, m.id DESC LIMIT $7) newest) recent ON true \
+                 ORDER BY recent.created_at, recent.id"
+            };
+        }
         let statement = match new_title {
-            Some(_) => {
+            Some(_) => concat!(
                 "WITH target AS (INSERT INTO conversations (id, user_id, title, message_count) \
-                 VALUES ($2, $5, $6, 1) RETURNING id) \
-                 INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target"
-            }
-            None => {
+                 VALUES ($2, $5, $6, 1) RETURNING id, summary, summarized_through_id), ",
+                then_remember!()
+            ),
+            None => concat!(
                 "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
-                 WHERE id = $2 AND user_id = $5 RETURNING id) \
-                 INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target"
-            }
+                 WHERE id = $2 AND user_id = $5 RETURNING id, summary, summarized_through_id), ",
+                then_remember!()
+            ),
         };
-        let stored = sqlx::query(statement)
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(statement)
             .bind(id)
             .bind(conversation)
             .bind("user")
             .bind(content)
             .bind(user)
             .bind(new_title.unwrap_or_default())
-            .execute(&self.db)
+            .bind(RECENT_AT_MOST)
+            .fetch_all(&self.db)
             .await
-            .map_err(internal)?
-            .rows_affected();
-        if stored == 0 {
+            .map_err(internal)?;
+        let Some((summary, _, _)) = rows.first() else {
             return Err(CommandError::not_found("no such conversation"));
-        }
-        Ok(())
+        };
+        let summary = summary.clone();
+        let messages = rows
+            .into_iter()
+            .filter_map(|(_, role, content)| Some((role?, content?)))
+            .chain([("user".to_string(), content.to_string())])
+            .skip_while(|(role, _)| role == "assistant")
+            .map(|(role, content)| {
+                let role = if role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                };
+                Message::text(role, &content)
+            })
+            .collect();
+        Ok((summary, messages))
     }
 
     /// Stores mainloop's reply in the conversation the person's message was stored in; returns
@@ -304,14 +286,10 @@ impl Turns {
         user: &str,
         conversation: &str,
         latest: &str,
-        prepared: Result<Prepared, sqlx::Error>,
+        prepared: Prepared,
         speech: &mut Speech<'_>,
     ) {
-        let outcome = match prepared {
-            Ok(prepared) => self.converse(user, conversation, latest, prepared, speech).await,
-            Err(err) => Err(format!("the conversation could not be read: {err}")),
-        };
-        if let Err(reason) = outcome {
+        if let Err(reason) = self.converse(user, conversation, latest, prepared, speech).await {
             tracing::warn!(%reason, model = %self.llm.describe(), "chat turn failed");
             speech.say(&format!("⚠ I could not answer: {reason}"), true).await;
         }
