@@ -209,20 +209,27 @@ fn main() -> anyhow::Result<()> {
         let infra = Infra::start()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let shutdown = CancellationToken::new();
-        tokio::spawn(mainloop_inbox::run(
+        // mainloop runs on a runtime of its own, as it runs in a process of its own; the people
+        // and the model (a browser, a provider) are elsewhere, so their tasks never queue behind
+        // mainloop's in one runtime and get counted as time mainloop added.
+        let services = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        services.spawn(mainloop_inbox::run(
             mainloop_inbox::Config {
                 common: infra.common(),
             },
             shutdown.clone(),
         ));
-        tokio::spawn(mainloop_conversation::run(
+        services.spawn(mainloop_conversation::run(
             mainloop_conversation::Config {
                 common: infra.common(),
                 llm: mainloop_conversation::LlmSettings::anthropic(&model_url, Some(Secret::new("sk")), "m"),
             },
             shutdown.clone(),
         ));
-        tokio::spawn(mainloop_gateway::run(
+        services.spawn(mainloop_gateway::run(
             mainloop_gateway::Config {
                 common: infra.common(),
                 http: HttpConfig::test_mode(&format!("127.0.0.1:{port}")),
@@ -287,6 +294,7 @@ fn main() -> anyhow::Result<()> {
             ms(percentile(&added, 0.5)) / ms(percentile(&model, 0.5)).max(0.001)
         );
         shutdown.cancel();
+        services.shutdown_background();
         anyhow::Ok(())
     })
 }
