@@ -122,6 +122,9 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
             Ok(()) => {
                 servers.report_to(&health);
                 say!("{}", webhook_hint(&args.http));
+                if args.http.auth_mode == mainloop_gateway::AuthMode::Test {
+                    say!("\n!!! TEST MODE: every request is whoever its X-User-ID header says; for test suites only, never for real work !!!");
+                }
                 say!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
             }
             Err(err) => failure = Some(err),

@@ -89,6 +89,11 @@ async fn a_signed_in_claude_code_cli_chats_with_only_mainloops_tools() -> anyhow
          CLAUDE_CODE_OAUTH_TOKEN; only mainloop's tools"
     );
     assert!(up.printed.iter().any(|l| l == &said), "{:?}", up.printed);
+    assert!(
+        up.printed.iter().any(|l| l.contains("TEST MODE")),
+        "up says loudly that X-User-ID is believed: {:?}",
+        up.printed
+    );
 
     model.push(vec![
         Turn::Tool {

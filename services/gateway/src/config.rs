@@ -40,6 +40,9 @@ pub struct HttpConfig {
     /// only). Without it `POST /webhooks/github` refuses every delivery.
     #[arg(skip = std::env::var("GITHUB_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).map(Secret::new))]
     pub github_webhook_secret: Option<Secret>,
+    /// Seconds `/events` stays quiet before it says `heartbeat`.
+    #[arg(long, env = "SSE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub sse_heartbeat_secs: u64,
 }
 
 impl HttpConfig {
@@ -55,6 +58,7 @@ impl HttpConfig {
             user: crate::auth::LOCAL_USER.into(),
             cors_origins: vec![],
             github_webhook_secret: None,
+            sse_heartbeat_secs: 30,
         }
     }
 }
@@ -66,8 +70,8 @@ impl Config {
 }
 
 impl HttpConfig {
-    /// Refuses settings that would be unsafe or silently ignored: local mode (no login) on an
-    /// address other than loopback, a token without token mode, token mode without a token.
+    /// Refuses settings that would be unsafe or silently ignored: local mode (no login) or test
+    /// mode (a client-chosen identity) on an address other than loopback, a token without token mode, token mode without a token.
     pub fn checked(mut self) -> Result<Self, String> {
         if let Some(file) = &self.api_token_file {
             let token = std::fs::read_to_string(file)
@@ -82,6 +86,11 @@ impl HttpConfig {
             AuthMode::Local if !addr.ip().is_loopback() => Err(format!(
                 "local mode has no login, so it serves loopback only; {} is not. Use --auth-mode token \
                  (with MAINLOOP_API_TOKEN) to listen there",
+                self.http_addr
+            )),
+            AuthMode::Test if !addr.ip().is_loopback() => Err(format!(
+                "test mode believes whoever a request says it is (X-User-ID), so it serves loopback only; \
+                 {} is not. Use --auth-mode token to listen there",
                 self.http_addr
             )),
             AuthMode::Local | AuthMode::Test if self.api_token.is_some() => Err(
@@ -117,6 +126,7 @@ mod tests {
             user: "u".into(),
             cors_origins: vec![],
             github_webhook_secret: None,
+            sse_heartbeat_secs: 30,
         }
     }
 
@@ -125,6 +135,9 @@ mod tests {
         assert!(config("127.0.0.1:8080", AuthMode::Local, None).checked().is_ok());
         let open = config("0.0.0.0:8080", AuthMode::Local, None).checked();
         assert!(open.is_err_and(|e| e.contains("loopback only")));
+        let test_mode_outside = config("192.168.1.5:8080", AuthMode::Test, None).checked();
+        assert!(test_mode_outside.is_err_and(|e| e.contains("X-User-ID")));
+        assert!(config("127.0.0.1:8080", AuthMode::Test, None).checked().is_ok());
         let ignored = config("127.0.0.1:8080", AuthMode::Local, Some("t")).checked();
         assert!(ignored.is_err_and(|e| e.contains("--auth-mode token")));
         assert!(config("0.0.0.0:8080", AuthMode::Token, None).checked().is_err());

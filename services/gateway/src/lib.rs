@@ -55,6 +55,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         served_hosts: config.http.served_hosts(),
         limits: limits::Limits::default(),
         webhook_secret: config.http.github_webhook_secret.clone(),
+        heartbeat: std::time::Duration::from_secs(config.http.sse_heartbeat_secs.max(1)),
     };
     server::serve(listener, routes::app(state), shutdown.clone()).await;
     foundation.stop().await;

@@ -28,4 +28,6 @@ pub struct AppState {
     pub limits: crate::limits::Limits,
     /// What GitHub signs webhook deliveries with; none: deliveries are refused.
     pub webhook_secret: Option<Secret>,
+    /// How long `/events` stays quiet before it says `heartbeat`.
+    pub heartbeat: Duration,
 }

@@ -9,7 +9,7 @@ use mainloop_events::v1::{
     JobMode, JobSucceeded, PlanOutcome, RepoRef, SpawnTask, TaskAccepted, job_succeeded,
 };
 use mainloop_events::{Envelope, Payload, subjects};
-use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,14 +30,10 @@ async fn start() -> anyhow::Result<World> {
     let infra = Infra::start()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let http = HttpConfig {
-        http_addr: format!("127.0.0.1:{port}"),
-        auth_mode: AuthMode::Test,
-        api_token: None,
-        api_token_file: None,
-        public_hosts: vec![],
-        user: "local-dev-user".into(),
-        cors_origins: vec![],
         github_webhook_secret: Some(mainloop_runtime::Secret::new(WEBHOOK_SECRET)),
+        // A quick heartbeat: the streams below meet it between events and must pass it by.
+        sse_heartbeat_secs: 1,
+        ..HttpConfig::test_mode(&format!("127.0.0.1:{port}"))
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_scheduler::run(
@@ -309,7 +305,17 @@ async fn sse_delivers_changes_live_and_replays_after_reconnect() -> anyhow::Resu
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut frames = response.bytes_stream();
     let mut buffer = String::new();
-    next_event(&mut frames, &mut buffer, "connected").await?;
+    let (_, connected) = next_event(&mut frames, &mut buffer, "connected").await?;
+    assert_eq!(connected["user_id"], "alice");
+    let iso = |v: &Value| {
+        v["timestamp"]
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok() && t.ends_with('Z'))
+    };
+    assert!(iso(&connected), "ISO 8601: {connected}");
+    // Quiet for a second: the named heartbeat, with its timestamp, as the original client expects.
+    let (id, heartbeat) = next_event(&mut frames, &mut buffer, "heartbeat").await?;
+    assert!(iso(&heartbeat) && id.is_none(), "{heartbeat}");
 
     spawn_and_plan(&world).await?;
     let (first_id, first) = next_event(&mut frames, &mut buffer, "task:updated").await?;

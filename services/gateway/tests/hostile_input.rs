@@ -20,7 +20,7 @@ use mainloop_events::v1::{
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_fakes::anthropic::FakeAnthropic;
-use mainloop_gateway::{AuthMode, HttpConfig};
+use mainloop_gateway::HttpConfig;
 use mainloop_runtime::Secret;
 use mainloop_testkit::Infra;
 use proptest::prelude::*;
@@ -579,16 +579,7 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_gateway::run(
         mainloop_gateway::Config {
             common: infra.common(),
-            http: HttpConfig {
-                http_addr: format!("127.0.0.1:{port}"),
-                auth_mode: AuthMode::Test,
-                api_token: None,
-                api_token_file: None,
-                public_hosts: vec![],
-                user: "local-dev-user".into(),
-                cors_origins: vec![],
-                github_webhook_secret: None,
-            },
+            http: HttpConfig::test_mode(&format!("127.0.0.1:{port}")),
         },
         shutdown.clone(),
     ));

@@ -2,7 +2,10 @@
 //! stream sequence; a client that reconnects with `Last-Event-ID` (or `?last_event_id=`) gets
 //! everything after it, in order, once. A new connection starts with what happens from now on,
 //! since the page loads the current state over REST. Chat replies stream in the same feed as
-//! they are written (`chat:delta`, then `chat:message`), live only.
+//! they are written (`chat:delta`, then `chat:message`), live only. The first frame is
+//! `connected` (`{user_id, timestamp}`), and after `SSE_HEARTBEAT_SECS` (30) with nothing else
+//! said comes a named `heartbeat` (`{timestamp}`), as the original client expects; timestamps
+//! are ISO 8601 in UTC.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -80,6 +83,7 @@ async fn events(
         .map_err(|e| unavailable(e.to_string()))?;
 
     let chat = chat_live(&state, &user).await.map_err(unavailable)?;
+    let heartbeat = state.heartbeat;
     let connected = Event::default()
         .event("connected")
         .json_data(json!({"user_id": user.clone(), "timestamp": now()}))
@@ -97,7 +101,7 @@ async fn events(
             }
         });
     let stream = stream::once(async { connected })
-        .chain(stream::select(live, chat))
+        .chain(with_heartbeats(stream::select(live, chat), heartbeat))
         .map(Ok::<_, Infallible>);
     let mut response = sse(stream).into_response();
     response
@@ -182,7 +186,75 @@ async fn inbox_update(state: &AppState, user: &str, item_id: &str, change: &str)
     json!({"item_id": item_id, "change": change, "unread_count": count.and_then(|c| c.get("count").cloned())})
 }
 
+/// Says `heartbeat` whenever `quiet` passes with nothing else said.
+fn with_heartbeats(
+    events: impl Stream<Item = Event> + Send + 'static,
+    quiet: Duration,
+) -> impl Stream<Item = Event> + Send + 'static {
+    stream::unfold(Box::pin(events), move |mut events| async move {
+        match tokio::time::timeout(quiet, events.next()).await {
+            Ok(Some(event)) => Some((event, events)),
+            Ok(None) => None,
+            Err(_) => {
+                let beat = Event::default()
+                    .event("heartbeat")
+                    .json_data(json!({"timestamp": now()}))
+                    .unwrap_or_default();
+                Some((beat, events))
+            }
+        }
+    })
+}
+
+/// Now, in ISO 8601 (UTC, microseconds): `2026-12-02T06:30:29.123456Z`.
 fn now() -> String {
-    let at = mainloop_events::now();
-    format!("{}.{:09}Z", at.seconds, at.nanos)
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::response::sse::Event;
+    use futures_util::{StreamExt, stream};
+
+    use super::with_heartbeats;
+
+    /// What the stream said, and after how long.
+    async fn heard(
+        events: impl futures_util::Stream<Item = Event> + Send + 'static,
+        limit: usize,
+    ) -> Vec<(u64, String)> {
+        let start = tokio::time::Instant::now();
+        with_heartbeats(events, Duration::from_secs(30))
+            .take(limit)
+            .map(|event| {
+                let said = format!("{event:?}");
+                let name = if said.contains("heartbeat") {
+                    "heartbeat"
+                } else {
+                    "event"
+                };
+                (start.elapsed().as_secs(), name.to_string())
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_comes_after_thirty_quiet_seconds_and_only_then() {
+        let events = stream::once(async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Event::default().event("task:updated").data("{}")
+        })
+        .chain(stream::pending());
+        assert_eq!(
+            heard(events, 3).await,
+            [
+                (20, "event".into()),
+                (50, "heartbeat".into()),
+                (80, "heartbeat".into())
+            ]
+        );
+    }
 }
