@@ -54,7 +54,8 @@ test: test-rust test-web
 test-rust: deps
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-# The browser journey: Playwright (core) driving Debian's Chromium against `mainloop up --demo`.
+# The browser tests (the journey, logging in): Playwright (core) driving Debian's Chromium against
+# `mainloop up --demo`.
 # The mainloop binary comes from the test build (same features, so nothing is rebuilt).
 test-web: deps
 	$(CARGO) nextest run --workspace --no-run

@@ -8,6 +8,7 @@ mod demo;
 mod events_tail;
 mod keeper;
 mod local_model;
+mod login;
 mod run_one;
 mod services;
 mod setup_check;

@@ -27,6 +27,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     let fakes = args.fake.clone();
     crate::demo::start(&mut args, &data_dir, &fakes).await?;
+    crate::login::prepare(&mut args.http, &data_dir)?;
     let token_source = if fakes.contains(&Fake::Github) {
         Some("the fake")
     } else {
@@ -124,6 +125,9 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 say!("{}", webhook_hint(&args.http));
                 if args.http.auth_mode == mainloop_gateway::AuthMode::Test {
                     say!("\n!!! TEST MODE: every request is whoever its X-User-ID header says; for test suites only, never for real work !!!");
+                }
+                if let Some(url) = crate::login::url(&args.http) {
+                    say!("\nLog in from your phone or another computer (keep this link to yourself):\n  {url}");
                 }
                 say!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
             }

@@ -4,64 +4,11 @@
 // merges the pull request on the (fake) GitHub page, and sees the task reach DONE.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, chmodSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer } from "node:net";
 import { chromium } from "playwright-core";
-
-const MAINLOOP = process.env.MAINLOOP_BIN;
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function startMainloop(port, dataDir) {
-  const env = { ...process.env, RUST_LOG: "warn" };
-  delete env.NATS_URL;
-  delete env.DATABASE_URL;
-  const child = spawn(MAINLOOP, ["up", "--demo", "--http-addr", `127.0.0.1:${port}`, "--data-dir", dataDir], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  let errors = "";
-  child.stderr.on("data", (chunk) => {
-    errors += chunk;
-    process.stderr.write(chunk);
-  });
-  const ready = new Promise((resolve, reject) => {
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-      if (output.includes("mainloop is running")) resolve(output);
-    });
-    child.on("exit", (code) => reject(new Error(`mainloop up exited with ${code}:\n${output}\n${errors}`)));
-  });
-  return { child, ready };
-}
-
-/// Starts mainloop on a port that was free a moment ago; another server started meanwhile (the
-/// demo's own fakes bind random ports) may have taken it, and then another port is tried.
-async function startOnAFreePort(dataDir) {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const { child, ready } = startMainloop(port, dataDir);
-    try {
-      return { child, port, printed: await ready };
-    } catch (err) {
-      if (attempt < 3 && /Address already in use/.test(String(err))) continue;
-      throw err;
-    }
-  }
-}
+import { CHROMIUM, CHROMIUM_ARGS, MAINLOOP, startOnAFreePort } from "./support.js";
 
 test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 }, async () => {
   assert.ok(MAINLOOP, "MAINLOOP_BIN must point at the mainloop binary");
@@ -70,11 +17,7 @@ test("chat, confirm, approve, merge: the task reaches DONE", { timeout: 240_000 
   const started = startOnAFreePort(dataDir);
   let child;
   let port;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   try {
     const mainloop = await started;
     child = mainloop.child;

@@ -2,8 +2,9 @@
 //!
 //! - `local` (the default for `mainloop up`, which listens on loopback only): everyone is the one
 //!   local user, `local-dev-user`.
-//! - `token`: `Authorization: Bearer <token>` or, on the SSE routes only (EventSource cannot send
-//!   headers), a `token` query parameter; the user is `MAINLOOP_USER` (default `local-dev-user`).
+//! - `token`: `Authorization: Bearer <token>` (API clients), the session cookie a browser got by
+//!   logging in (`session`), or, on the SSE routes only (EventSource cannot send headers), a
+//!   `token` query parameter; the user is `MAINLOOP_USER` (default `local-dev-user`).
 //! - `test`: the original test contract: `X-User-ID` header, or `user_id_query` for SSE. Never
 //!   the default; a client-chosen identity is only for test setups.
 
@@ -50,9 +51,15 @@ impl FromRequestParts<AppState> for User {
                 let sse = parts.uri.path() == "/events" || parts.uri.path().ends_with("/logs/stream");
                 let presented = bearer.or_else(|| sse.then(|| query_param(parts, "token")).flatten());
                 let expected = state.auth.token.as_ref().map(|t| t.expose());
-                match (presented, expected) {
-                    (Some(given), Some(expected))
+                let session = crate::session::from_headers(&parts.headers);
+                match (presented, session, expected) {
+                    (Some(given), _, Some(expected))
                         if constant_time_eq(given.as_bytes(), expected.as_bytes()) =>
+                    {
+                        state.auth.user.clone()
+                    }
+                    (_, Some(session), Some(expected))
+                        if crate::session::valid(expected.as_bytes(), session) =>
                     {
                         state.auth.user.clone()
                     }
@@ -81,6 +88,6 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

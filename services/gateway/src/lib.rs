@@ -13,6 +13,7 @@ mod limits;
 mod routes;
 mod server;
 mod services;
+pub mod session;
 mod signature;
 mod state;
 

@@ -1,5 +1,6 @@
 mod chat;
 mod events;
+mod login;
 mod logs;
 mod projects;
 mod queue;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router(state.health.clone()))
         .merge(web::router())
+        .merge(login::router())
         .merge(webhooks::router())
         .merge(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
