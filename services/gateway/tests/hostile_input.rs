@@ -84,7 +84,7 @@ const ROUTES: &[Route] = &[
         Method::GET,
         "/tasks",
         Names::Nothing,
-        &["status", "project_id"],
+        &["status", "project_id", "limit", "before"],
         Reads::Nothing,
     ),
     route(Method::GET, "/tasks/{id}", Names::Task, &[], Reads::Nothing),
@@ -155,7 +155,7 @@ const ROUTES: &[Route] = &[
         Method::GET,
         "/queue",
         Names::Nothing,
-        &["status", "unread_only", "task_id"],
+        &["status", "unread_only", "task_id", "limit", "before"],
         Reads::Nothing,
     ),
     route(

@@ -60,9 +60,13 @@ async fn until(bus: &Bus, name: &str, body: Value, check: impl Fn(&Value) -> boo
 }
 
 async fn spawn(bus: &Bus) -> anyhow::Result<()> {
+    spawn_as(bus, "t1").await
+}
+
+async fn spawn_as(bus: &Bus, task: &str) -> anyhow::Result<()> {
     let spawn = SpawnTask {
         user_id: "u1".into(),
-        task_id: "t1".into(),
+        task_id: task.into(),
         repo: Some(RepoRef {
             owner: "acme".into(),
             name: "widgets".into(),
@@ -77,8 +81,12 @@ async fn spawn(bus: &Bus) -> anyhow::Result<()> {
 }
 
 async fn report_plan(bus: &Bus, plan: &str) -> anyhow::Result<()> {
+    report_plan_for(bus, "t1", plan).await
+}
+
+async fn report_plan_for(bus: &Bus, task: &str, plan: &str) -> anyhow::Result<()> {
     let events = bus
-        .read_subject(subjects::TASKS, &subjects::task("u1", "t1")?, 0)
+        .read_subject(subjects::TASKS, &subjects::task("u1", task)?, 0)
         .await?;
     let job = events
         .iter()
@@ -90,7 +98,7 @@ async fn report_plan(bus: &Bus, plan: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no job requested"))?;
     let result = Envelope::new(
         "u1",
-        "t1",
+        task,
         Payload::JobSucceeded(JobSucceeded {
             job_id: job.job_id,
             attempt: job.attempt,
@@ -102,8 +110,101 @@ async fn report_plan(bus: &Bus, plan: &str) -> anyhow::Result<()> {
             ..Default::default()
         }),
     );
-    bus.publish(&subjects::job("u1", "t1")?, &result, Expect::Any)
+    bus.publish(&subjects::job("u1", task)?, &result, Expect::Any)
         .await?;
+    Ok(())
+}
+
+/// Every page of `name`, `size` at a time, following `before` from the last of each page.
+async fn pages(bus: &Bus, name: &str, size: usize) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = query(
+            bus,
+            name,
+            json!({"user_id": "u1", "limit": size, "before": before}),
+        )
+        .await?;
+        let ids: Vec<String> = page
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        if ids.is_empty() {
+            return Ok(pages);
+        }
+        before = ids.last().cloned();
+        pages.push(ids);
+        anyhow::ensure!(pages.len() <= 10, "{name} pages without end: {pages:?}");
+    }
+}
+
+#[tokio::test]
+async fn lists_come_a_page_at_a_time_and_nothing_vanishes_past_fifty() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    let tasks: Vec<String> = (1..=7).map(|n| format!("p{n}")).collect();
+    for task in &tasks {
+        spawn_as(bus, task).await?;
+    }
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t.as_array()
+            .is_some_and(|a| a.len() == 7 && a.iter().all(|t| t["status"] == "planning"))
+    })
+    .await?;
+    for task in &tasks {
+        report_plan_for(bus, task, "1. Do it").await?;
+    }
+    let queue = until(bus, "list-queue", json!({"user_id": "u1"}), |q| {
+        q.as_array().map(Vec::len) == Some(7)
+    })
+    .await?;
+    let listed = query(bus, "list-tasks", json!({"user_id": "u1"})).await?;
+
+    for (name, whole) in [("list-tasks", &listed), ("list-queue", &queue)] {
+        let all: Vec<String> = whole
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        let paged = pages(bus, name, 3).await?;
+        assert_eq!(
+            paged.iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 3, 1],
+            "{name}"
+        );
+        assert_eq!(paged.concat(), all, "{name}: every one once, in the list's order");
+        let lost = query(bus, name, json!({"user_id": "u1", "before": "nobody-knows"})).await;
+        assert!(
+            matches!(
+                lost,
+                Err(request::RequestError::Rejected {
+                    code: mainloop_events::v1::ErrorCode::NotFound,
+                    ..
+                })
+            ),
+            "{name}: {lost:?}"
+        );
+        let other = query(bus, name, json!({"user_id": "u2", "before": all[0]})).await;
+        assert!(other.is_err(), "{name}: another person's id is no anchor");
+        for size in [0, 201] {
+            let refused = query(bus, name, json!({"user_id": "u1", "limit": size})).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(request::RequestError::Rejected {
+                        code: mainloop_events::v1::ErrorCode::Invalid,
+                        ..
+                    })
+                ),
+                "{name} {size}: {refused:?}"
+            );
+        }
+    }
+    world.shutdown.cancel();
     Ok(())
 }
 

@@ -28,6 +28,10 @@ struct ListParams {
     #[serde(default)]
     unread_only: bool,
     task_id: Option<String>,
+    /// A page of at most this many (default 50, at most 200)…
+    limit: Option<i64>,
+    /// …after this item (the last one of the page before).
+    before: Option<String>,
 }
 
 async fn list(
@@ -35,8 +39,9 @@ async fn list(
     User(user): User,
     Params(p): Params<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let query =
-        json!({"user_id": user, "status": p.status, "unread_only": p.unread_only, "task_id": p.task_id});
+    let before = p.before.as_deref().map(|b| id(b, "queue item")).transpose()?;
+    let query = json!({"user_id": user, "status": p.status, "unread_only": p.unread_only, "task_id": p.task_id,
+        "limit": p.limit, "before": before});
     Ok(Json(inbox_query(&state, "list-queue", query).await?))
 }
 

@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
 struct ListParams {
     status: Option<String>,
     project_id: Option<String>,
+    /// A page of at most this many (default 50, at most 200)…
+    limit: Option<i64>,
+    /// …after this task (the last one of the page before).
+    before: Option<String>,
 }
 
 async fn list(
@@ -40,7 +44,9 @@ async fn list(
     User(user): User,
     Params(p): Params<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let query = json!({"user_id": user, "status": p.status, "project_id": p.project_id});
+    let before = p.before.as_deref().map(|b| id(b, "task")).transpose()?;
+    let query = json!({"user_id": user, "status": p.status, "project_id": p.project_id,
+        "limit": p.limit, "before": before});
     Ok(Json(inbox_query(&state, "list-tasks", query).await?))
 }
 

@@ -89,3 +89,19 @@ pub(crate) async fn one(
         .map_err(internal)?
         .ok_or_else(|| CommandError::not_found(format!("no such {what}")))
 }
+
+/// Items a list page holds when the client does not say: as many as the original's lists held.
+const PAGE: i64 = 50;
+/// The most a page may hold.
+const PAGE_MOST: i64 = 200;
+
+/// The page size asked for, checked.
+pub(crate) fn page_size(asked: Option<i64>) -> Result<i64, CommandError> {
+    match asked {
+        None => Ok(PAGE),
+        Some(size) if (1..=PAGE_MOST).contains(&size) => Ok(size),
+        Some(_) => Err(CommandError::invalid(format!(
+            "limit must be between 1 and {PAGE_MOST}"
+        ))),
+    }
+}

@@ -12,26 +12,43 @@ pub struct ListQueue {
     #[serde(default)]
     pub unread_only: bool,
     pub task_id: Option<String>,
+    /// A page: at most this many (default 50, at most 200)…
+    pub limit: Option<i64>,
+    /// …of those after this item in the list (the last of the page before).
+    pub before: Option<String>,
 }
 
-/// Urgent first, then newest; at most 50. Status defaults to pending.
+/// Urgent first, then newest, a page at a time (keyset: the page after `before`). Status
+/// defaults to pending.
 pub async fn list(db: PgPool, query: ListQueue) -> Result<Vec<Value>, CommandError> {
     let status = query.status.unwrap_or_else(|| "pending".into());
     if !["pending", "responded", "expired", "cancelled"].contains(&status.as_str()) {
         return Err(CommandError::invalid(format!("unknown queue status {status:?}")));
     }
-    sqlx::query_scalar(
-        "SELECT body FROM api_queue_items WHERE user_id = $1 AND status = $2 \
-         AND (NOT $3 OR read_at IS NULL) AND ($4::text IS NULL OR task_id = $4) \
-         ORDER BY rank, created_at DESC LIMIT 50",
+    let limit = super::page_size(query.limit)?;
+    let page: Vec<(bool, Option<Value>)> = sqlx::query_as(
+        "WITH anchor AS (SELECT rank, created_at, id FROM api_queue_items WHERE id = $5 AND user_id = $1) \
+         SELECT $5::text IS NULL OR EXISTS (SELECT 1 FROM anchor), q.body FROM (SELECT 1) one LEFT JOIN LATERAL \
+           (SELECT body, rank, created_at, id FROM api_queue_items WHERE user_id = $1 AND status = $2 \
+             AND (NOT $3 OR read_at IS NULL) AND ($4::text IS NULL OR task_id = $4) \
+             AND ($5::text IS NULL OR rank > (SELECT rank FROM anchor) OR (rank = (SELECT rank FROM anchor) \
+               AND (created_at, id) < (SELECT created_at, id FROM anchor))) \
+             ORDER BY rank, created_at DESC, id DESC LIMIT $6) q ON true \
+         ORDER BY q.rank, q.created_at DESC, q.id DESC",
     )
     .bind(&query.user_id)
     .bind(&status)
     .bind(query.unread_only)
     .bind(&query.task_id)
+    .bind(&query.before)
+    .bind(limit)
     .fetch_all(&db)
     .await
-    .map_err(internal)
+    .map_err(internal)?;
+    if page.first().is_some_and(|(found, _)| !found) {
+        return Err(CommandError::not_found("no such item to page from (before)"));
+    }
+    Ok(page.into_iter().filter_map(|(_, body)| body).collect())
 }
 
 #[derive(Debug, Deserialize)]
