@@ -122,8 +122,8 @@ impl Turns {
         let answering = self.answer(&command.user_id, &conversation, text, prepared, &mut speech);
         tokio::join!(announcing, answering);
         let reply = speech.said().to_string();
-        let messages = self.store_reply(&reply_id, &conversation, &reply).await?;
-        self.announce(
+        let (messages, message) = self.store_reply(&reply_id, &conversation, &reply).await?;
+        let announcing = self.announce(
             &command.user_id,
             &conversation,
             Payload::AssistantMessagePosted(AssistantMessagePosted {
@@ -131,14 +131,8 @@ impl Turns {
                 content: reply,
                 reply_to: user_message,
             }),
-        )
-        .await;
-        let message: Value = sqlx::query_scalar("SELECT body FROM api_messages WHERE id = $1")
-            .bind(&reply_id)
-            .fetch_one(&self.db)
-            .await
-            .map_err(internal)?;
-        speech.finished(&message).await;
+        );
+        tokio::join!(announcing, speech.finished(&message));
         // A conversation no longer than the compaction threshold has nothing to compact.
         if messages > self.compactor.after {
             self.compact_later(&conversation);
@@ -248,21 +242,27 @@ impl Turns {
     }
 
     /// Stores mainloop's reply in the conversation the person's message was stored in; returns
-    /// how many messages the conversation now has.
-    async fn store_reply(&self, id: &str, conversation: &str, content: &str) -> Result<i64, CommandError> {
-        let count: Option<i64> = sqlx::query_scalar(
+    /// how many messages the conversation now has, and the reply as the API shows it.
+    async fn store_reply(
+        &self,
+        id: &str,
+        conversation: &str,
+        content: &str,
+    ) -> Result<(i64, Value), CommandError> {
+        sqlx::query_as(
             "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
              WHERE id = $2 RETURNING id, message_count), \
-             stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, 'assistant', $3 FROM target) \
-             SELECT message_count::bigint FROM target",
+             stored AS (INSERT INTO messages (id, conversation_id, role, content) \
+               SELECT $1, id, 'assistant', $3 FROM target RETURNING *) \
+             SELECT target.message_count::bigint, api_message_body(ROW(stored.*)::messages) FROM target, stored",
         )
         .bind(id)
         .bind(conversation)
         .bind(content)
         .fetch_optional(&self.db)
         .await
-        .map_err(internal)?;
-        Ok(count.unwrap_or(0))
+        .map_err(internal)?
+        .ok_or_else(|| CommandError::not_found("no such conversation"))
     }
 
     /// CHAT events, for other tools and the live feed; the rows are the conversation's record.
