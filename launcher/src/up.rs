@@ -28,6 +28,8 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
     let fakes = args.fake.clone();
     crate::demo::start(&mut args, &data_dir, &fakes).await?;
     crate::login::prepare(&mut args.http, &data_dir)?;
+    // Test suites seed tasks in test mode (`POST /internal/test/seed-task`); nowhere else.
+    args.scheduling.accept_test_seeds = args.http.auth_mode == mainloop_gateway::AuthMode::Test;
     let token_source = if fakes.contains(&Fake::Github) {
         Some("the fake")
     } else {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{
-    JobMode, JobSucceeded, PlanOutcome, RepoRef, SpawnTask, TaskAccepted, job_succeeded,
+    JobMode, JobSucceeded, PlanOutcome, Question, QuestionOption, RepoRef, SpawnTask, TaskAccepted,
+    job_succeeded,
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
@@ -39,7 +40,11 @@ async fn start() -> anyhow::Result<World> {
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
             common: infra.common(),
-            scheduling: Default::default(),
+            // The original client's suites seed tasks in test mode.
+            scheduling: mainloop_scheduler::SchedulingSettings {
+                accept_test_seeds: true,
+                ..Default::default()
+            },
         },
         shutdown.clone(),
     ));
@@ -107,15 +112,37 @@ impl World {
 }
 
 async fn spawn_and_plan(world: &World) -> anyhow::Result<()> {
+    let plan = PlanOutcome {
+        plan_text: "1. Write it".into(),
+        ..Default::default()
+    };
+    spawn_and_report(
+        world,
+        "alice",
+        "t1",
+        "add a quick start section to the README",
+        plan,
+    )
+    .await
+}
+
+/// A real task of `user`, spawned, whose planning job reports `outcome`.
+async fn spawn_and_report(
+    world: &World,
+    user: &str,
+    task: &str,
+    description: &str,
+    outcome: PlanOutcome,
+) -> anyhow::Result<()> {
     let spawn = SpawnTask {
-        user_id: "alice".into(),
-        task_id: "t1".into(),
+        user_id: user.into(),
+        task_id: task.into(),
         repo: Some(RepoRef {
             owner: "acme".into(),
             name: "widgets".into(),
             html_url: "https://github.com/acme/widgets".into(),
         }),
-        description: "add a quick start section to the README".into(),
+        description: description.into(),
         ..Default::default()
     };
     let _: TaskAccepted = request::send(
@@ -127,28 +154,25 @@ async fn spawn_and_plan(world: &World) -> anyhow::Result<()> {
     .await?;
     let events = world
         .bus
-        .read_subject(subjects::TASKS, &subjects::task("alice", "t1")?, 0)
+        .read_subject(subjects::TASKS, &subjects::task(user, task)?, 0)
         .await?;
     let Some(Payload::JobRequested(job)) = events.last().and_then(|s| s.event.payload.clone()) else {
         anyhow::bail!("no job")
     };
     let result = Envelope::new(
-        "alice",
-        "t1",
+        user,
+        task,
         Payload::JobSucceeded(JobSucceeded {
             job_id: job.job_id,
             attempt: job.attempt,
             mode: JobMode::Plan as i32,
-            outcome: Some(job_succeeded::Outcome::Plan(PlanOutcome {
-                plan_text: "1. Write it".into(),
-                ..Default::default()
-            })),
+            outcome: Some(job_succeeded::Outcome::Plan(outcome)),
             ..Default::default()
         }),
     );
     world
         .bus
-        .publish(&subjects::job("alice", "t1")?, &result, Expect::Any)
+        .publish(&subjects::job(user, task)?, &result, Expect::Any)
         .await?;
     Ok(())
 }
@@ -707,6 +731,168 @@ async fn webhook_deliveries_are_verified_and_stored_once() -> anyhow::Result<()>
         ),
         ("d-1", "pull_request", body)
     );
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// The row of `path` (as `user`) for which `pick` holds, once it shows `status`.
+async fn row_as(
+    world: &World,
+    path: &str,
+    user: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = world.get(path, user).await?;
+        if let Some(row) = body.as_array().and_then(|rows| rows.iter().find(|r| pick(r))) {
+            return Ok(row.clone());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{path} as {user}: never; last {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A row without what differs between any two tasks or items: ids, owners, times.
+fn shape(row: &Value) -> Value {
+    let mut row = row.clone();
+    if let Some(fields) = row.as_object_mut() {
+        for key in [
+            "id",
+            "user_id",
+            "task_id",
+            "project_id",
+            "created_at",
+            "updated_at",
+            "started_at",
+        ] {
+            fields.remove(key);
+        }
+    }
+    row
+}
+
+#[tokio::test]
+async fn seeded_tasks_look_exactly_like_real_ones() -> anyhow::Result<()> {
+    let world = start().await?;
+    spawn_and_plan(&world).await?;
+    let real = row_as(&world, "/tasks", "alice", |t| {
+        t["status"] == "waiting_plan_review"
+    })
+    .await?;
+    let real_item = row_as(&world, "/queue", "alice", |i| i["item_type"] == "plan_review").await?;
+
+    let (status, seeded) = world
+        .post(
+            "/internal/test/seed-task",
+            "bob",
+            Some(json!({"status": "waiting_plan_review", "task_type": "feature",
+                "description": "add a quick start section to the README",
+                "repo_url": "https://github.com/acme/widgets", "plan": "1. Write it"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{seeded}");
+    assert_eq!(seeded["status"], "waiting_plan_review");
+    let id = seeded["task_id"].as_str().unwrap_or_default().to_string();
+    let task = row_as(&world, "/tasks", "bob", |t| {
+        t["id"] == id.as_str() && t["status"] == "waiting_plan_review"
+    })
+    .await?;
+    let item = row_as(&world, "/queue", "bob", |i| i["task_id"] == id.as_str()).await?;
+    assert_eq!(shape(&task), shape(&real), "the task row");
+    assert_eq!(shape(&item), shape(&real_item), "the queue item");
+
+    // The original suites' questions (fixtures/seed-data.ts), option ids dropped.
+    let (status, asked) = world
+        .post(
+            "/internal/test/seed-task",
+            "carol",
+            Some(json!({"status": "waiting_questions", "task_type": "feature", "description": "Add authentication",
+                "repo_url": "https://github.com/test/repo", "questions": [
+                    {"id": "q1", "header": "Authentication Method", "question": "Which authentication method should we use?",
+                     "options": [{"id": "a", "label": "JWT tokens", "description": "Stateless"}, {"label": "Session cookies"}, {"label": "OAuth 2.0"}]},
+                    {"id": "q2", "question": "Should we add rate limiting?", "options": [{"label": "Yes"}, {"label": "No"}, {"label": "Add later"}],
+                     "multi_select": true}]})),
+        )
+        .await?;
+    assert_eq!(
+        (status, asked["status"].clone()),
+        (StatusCode::OK, json!("waiting_questions"))
+    );
+    let id = asked["task_id"].as_str().unwrap_or_default().to_string();
+    let task = row_as(&world, "/tasks", "carol", |t| {
+        t["id"] == id.as_str() && t["status"] == "waiting_questions"
+    })
+    .await?;
+    let questions = &task["pending_questions"];
+    assert_eq!(questions[0]["header"], "Authentication Method");
+    assert_eq!(
+        questions[0]["options"][0],
+        json!({"label": "JWT tokens", "description": "Stateless"})
+    );
+    assert_eq!(questions[1]["header"], "Should we add rate limiting?");
+    assert_eq!(questions[1]["multi_select"], true);
+    let item = row_as(&world, "/queue", "carol", |i| i["task_id"] == id.as_str()).await?;
+    assert_eq!(item["item_type"], "question");
+
+    // And a real task asking the same questions shows the same rows.
+    let asked_for_real = PlanOutcome {
+        questions: vec![
+            Question {
+                id: "q1".into(),
+                header: "Authentication Method".into(),
+                question: "Which authentication method should we use?".into(),
+                options: ["JWT tokens", "Session cookies", "OAuth 2.0"]
+                    .iter()
+                    .map(|label| QuestionOption {
+                        label: (*label).into(),
+                        description: if *label == "JWT tokens" {
+                            "Stateless".into()
+                        } else {
+                            String::new()
+                        },
+                    })
+                    .collect(),
+                multi_select: false,
+            },
+            Question {
+                id: "q2".into(),
+                header: "Should we add rate limiting?".into(),
+                question: "Should we add rate limiting?".into(),
+                options: ["Yes", "No", "Add later"]
+                    .iter()
+                    .map(|label| QuestionOption {
+                        label: (*label).into(),
+                        description: String::new(),
+                    })
+                    .collect(),
+                multi_select: true,
+            },
+        ],
+        ..Default::default()
+    };
+    spawn_and_report(&world, "carol", "t-real", "Add authentication", asked_for_real).await?;
+    let real = row_as(&world, "/tasks", "carol", |t| {
+        t["id"] == "t-real" && t["status"] == "waiting_questions"
+    })
+    .await?;
+    let real_item = row_as(&world, "/queue", "carol", |i| i["task_id"] == "t-real").await?;
+    let mut real = shape(&real);
+    real["repo_url"] = json!("https://github.com/test/repo");
+    assert_eq!(shape(&task), real, "the task row");
+    assert_eq!(shape(&item), shape(&real_item), "the queue item");
+
+    let (status, refused) = world
+        .post(
+            "/internal/test/seed-task",
+            "carol",
+            Some(json!({"status": "completed", "description": "x", "repo_url": "https://github.com/test/repo"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     world.shutdown.cancel();
     Ok(())
 }

@@ -137,6 +137,16 @@ async fn a_browser_trades_the_token_for_a_session_cookie() -> anyhow::Result<()>
     let (_, secure) = world.login(TOKEN, &[("x-forwarded-proto", "https")]).await?;
     assert!(secure.unwrap_or_default().ends_with("; Secure"));
 
+    // The test endpoints are for test mode only.
+    let seed = world
+        .http
+        .post(format!("{}/internal/test/seed-task", world.base))
+        .header("authorization", &bearer)
+        .json(&json!({"status": "waiting_plan_review", "description": "x", "repo_url": "https://github.com/test/repo"}))
+        .send()
+        .await?;
+    assert_eq!(seed.status(), StatusCode::FORBIDDEN);
+
     let out = world.http.post(format!("{}/logout", world.base)).send().await?;
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     assert_eq!(

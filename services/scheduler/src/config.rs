@@ -28,6 +28,10 @@ pub struct SchedulingSettings {
     /// 0: never.
     #[arg(long, env = "EXPIRE_AFTER_SECS", default_value_t = 0)]
     pub expire_after_secs: u64,
+    /// Serve `cmd.scheduler.seed-task`: tasks put straight into a waiting state, for test
+    /// suites (`mainloop up` turns it on with test mode). Never for real work.
+    #[arg(long, env = "ACCEPT_TEST_SEEDS", default_value_t = false)]
+    pub accept_test_seeds: bool,
 }
 
 impl Default for SchedulingSettings {
@@ -38,6 +42,7 @@ impl Default for SchedulingSettings {
             max_feedback_rounds: crate::task::MAX_FEEDBACK_ROUNDS,
             remind_after_secs: 86_400,
             expire_after_secs: 0,
+            accept_test_seeds: false,
         }
     }
 }

@@ -44,7 +44,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     // A part that fails stops the scheduler's other parts, not whoever else shares `shutdown`.
     let shutdown = shutdown.child_token();
     let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
-    commands::serve_all(&store, &shutdown, &mut tasks)
+    commands::serve_all(&store, &shutdown, &mut tasks, config.scheduling.accept_test_seeds)
         .await
         .map_err(|e| Error::Serve(e.to_string()))?;
 

@@ -5,6 +5,7 @@ mod logs;
 mod projects;
 mod queue;
 mod tasks;
+mod test_support;
 mod web;
 mod webhooks;
 
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(queue::router())
         .merge(projects::router())
         .merge(events::router())
+        .merge(test_support::router())
         .fallback(|| async { crate::api_error::ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

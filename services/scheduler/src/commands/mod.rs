@@ -7,6 +7,7 @@ mod answer_questions;
 mod cancel_task;
 mod retry_task;
 mod review_plan;
+mod seed_task;
 mod spawn_task;
 mod start_implementation;
 mod suggest_routing;
@@ -25,12 +26,17 @@ use crate::task::{Command, Rejection};
 
 pub const SERVICE: &str = "scheduler";
 
-/// Subscribes to every command subject, then answers on them until `shutdown`.
+/// Subscribes to every command subject, then answers on them until `shutdown`; `seed-task`
+/// only when test seeds are accepted.
 pub async fn serve_all(
     store: &TaskStore,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<Result<(), String>>,
+    accept_test_seeds: bool,
 ) -> Result<(), async_nats::SubscribeError> {
+    if accept_test_seeds {
+        serve(tasks, store, shutdown, "seed-task", seed_task::handle).await?;
+    }
     serve(tasks, store, shutdown, "spawn-task", spawn_task::handle).await?;
     serve(
         tasks,

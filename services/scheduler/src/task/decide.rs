@@ -25,6 +25,9 @@ pub const MAX_CI_FIXES: u32 = 5;
 /// all; what follows from it is a follow-up), or why it cannot happen.
 pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection> {
     if let Command::Spawn(spawn) = command {
+        if let Some(seed) = &spawn.seed {
+            super::seed::check(seed)?;
+        }
         return spawn_task(task, spawn);
     }
     if !task.exists() {

@@ -32,6 +32,9 @@ pub fn effect_id(task: &Task, kind: &str) -> String {
 /// The requests the task still needs, given only its state: each is asked once, and asked
 /// again after a crash because the state still shows it missing.
 pub fn follow_ups(task: &Task) -> Vec<Payload> {
+    if task.seed.is_some() {
+        return super::seed::follow_ups(task);
+    }
     let mut requests = Vec::new();
     // The issue is where people follow and steer the plan: it exists from the start of planning.
     if matches!(
@@ -104,22 +107,7 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         TaskStatus::Planning if task.job.is_none() => {
             requests.push(job(task, JobMode::Plan, plan_prompt(task), plan_context(task)));
         }
-        TaskStatus::WaitingQuestions
-            if task.asked != Some((ApprovalKind::AnswerQuestions, task.plan_round)) =>
-        {
-            requests.push(Payload::NeedsApproval(NeedsApproval {
-                kind: ApprovalKind::AnswerQuestions as i32,
-                plan_revision: task.plan_round,
-                title: format!("Questions about: {}", issue_title(&task.description)),
-                summary: task
-                    .questions
-                    .iter()
-                    .map(|q| q.question.clone())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                options: vec![],
-            }));
-        }
+        TaskStatus::WaitingQuestions => requests.extend(ask_answers(task)),
         TaskStatus::WaitingPlanReview => {
             let body_effect = format!("issue-body-r{}", task.plan_revision);
             if task.issue_number > 0 && !requested(task, &body_effect) {
@@ -133,15 +121,7 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
                     }),
                 ));
             }
-            if task.asked != Some((ApprovalKind::PlanReview, task.plan_revision)) {
-                requests.push(Payload::NeedsApproval(NeedsApproval {
-                    kind: ApprovalKind::PlanReview as i32,
-                    plan_revision: task.plan_revision,
-                    title: format!("Review plan: {}", issue_title(&task.description)),
-                    summary: task.plan_text.clone(),
-                    options: plan_options(task),
-                }));
-            }
+            requests.extend(ask_review(task));
         }
         TaskStatus::Implementing if task.job.is_none() => {
             if let Some(round) = task.feedback_round.as_ref().filter(|r| r.addressed.is_none()) {
@@ -309,6 +289,37 @@ fn issue_comments(task: &Task) -> Vec<Payload> {
         }
     }
     comments
+}
+
+/// The person is asked the questions of this round, once.
+pub(super) fn ask_answers(task: &Task) -> Option<Payload> {
+    (task.asked != Some((ApprovalKind::AnswerQuestions, task.plan_round))).then(|| {
+        Payload::NeedsApproval(NeedsApproval {
+            kind: ApprovalKind::AnswerQuestions as i32,
+            plan_revision: task.plan_round,
+            title: format!("Questions about: {}", issue_title(&task.description)),
+            summary: task
+                .questions
+                .iter()
+                .map(|q| q.question.clone())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            options: vec![],
+        })
+    })
+}
+
+/// The person is asked to review this revision of the plan, once.
+pub(super) fn ask_review(task: &Task) -> Option<Payload> {
+    (task.asked != Some((ApprovalKind::PlanReview, task.plan_revision))).then(|| {
+        Payload::NeedsApproval(NeedsApproval {
+            kind: ApprovalKind::PlanReview as i32,
+            plan_revision: task.plan_revision,
+            title: format!("Review plan: {}", issue_title(&task.description)),
+            summary: task.plan_text.clone(),
+            options: plan_options(task),
+        })
+    })
 }
 
 pub(super) fn requested(task: &Task, kind: &str) -> bool {

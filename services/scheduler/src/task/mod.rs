@@ -8,6 +8,7 @@ mod command;
 mod decide;
 mod feedback;
 mod follow_ups;
+mod seed;
 mod state;
 mod steering;
 mod text;
@@ -20,6 +21,7 @@ mod tests;
 pub use command::{Backoff, Command, GitHubComment, PlanAction, Rejection};
 pub use decide::{MAX_CI_FIXES, MAX_FEEDBACK_ROUNDS, MAX_JOB_ATTEMPTS, decide};
 pub use follow_ups::follow_ups;
+pub use seed::STATES as SEEDABLE;
 pub use state::{Task, evolve};
 pub use text::{branch_name, issue_title};
 

@@ -14,6 +14,8 @@ pub struct Task {
     pub repo: RepoRef,
     pub description: String,
     pub skip_plan: bool,
+    /// A test fixture's seed: where it goes without jobs or GitHub (see `seed`).
+    pub seed: Option<mainloop_events::v1::Seed>,
     pub model: String,
 
     /// Plan jobs requested so far (a round is one plan job, with or without questions).
@@ -142,6 +144,7 @@ pub fn evolve(task: &mut Task, event: &Payload) {
             task.description = e.description.clone();
             task.skip_plan = e.skip_plan;
             task.model = e.model.clone();
+            task.seed = e.seed.clone();
         }
         Payload::QuestionsAsked(e) => {
             task.questions = e.questions.clone();
