@@ -14,18 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-ant-real-cli-test";
 
-/// The installed CLI: `CLAUDE_BIN`, or `claude` on the PATH.
+/// The installed CLI (see the test kit).
 fn claude() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("CLAUDE_BIN") {
-        return Ok(bin.into());
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("claude"))
-                .find(|p| p.is_file())
-        })
-        .ok_or_else(|| anyhow::anyhow!("the claude CLI is not installed: run `make deps`"))
+    Ok(mainloop_testkit::claude_cli()?)
 }
 
 struct Scene {

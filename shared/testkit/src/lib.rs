@@ -29,6 +29,23 @@ pub enum TestkitError {
     NotReady(String),
     #[error(transparent)]
     Bus(#[from] mainloop_bus::BusError),
+    #[error("the claude CLI is not installed: run `make deps`")]
+    NoClaude,
+}
+
+/// The installed Claude Code CLI, for tests against the real thing: `CLAUDE_BIN`, or `claude`
+/// on the PATH.
+pub fn claude_cli() -> Result<PathBuf, TestkitError> {
+    if let Some(bin) = std::env::var_os("CLAUDE_BIN") {
+        return Ok(bin.into());
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("claude"))
+                .find(|p| p.is_file())
+        })
+        .ok_or(TestkitError::NoClaude)
 }
 
 /// Test data lives in memory (/dev/shm) when the machine has it: throw-away servers need no
