@@ -16,6 +16,10 @@ use crate::services::{self, ServiceExit};
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // The port is ours before anything else starts (servers and fakes bind ports of their own),
+    // and a taken one is said at once.
+    args.http.bound = mainloop_gateway::Bound::bind(&args.http.http_addr)
+        .with_context(|| format!("cannot listen on {}", args.http.http_addr))?;
     let mut data_dir = std::path::absolute(&args.data_dir).context("data dir")?;
     if args.demo {
         args.fake = vec![Fake::Github, Fake::Claude, Fake::Llm];

@@ -286,6 +286,32 @@ fn up_says_what_to_install_when_nats_server_is_missing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A port somebody else holds is said at once, before any server is started (`up` takes its
+/// port first, so nothing it starts afterwards can take it either).
+#[test]
+fn up_says_at_once_when_its_port_is_taken() -> anyhow::Result<()> {
+    let dir = data_dir()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_mainloop"))
+        .args(["up", "--http-addr", &addr, "--data-dir"])
+        .arg(dir.path().join(".mainloop"))
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("NATS:"), "no server was started: {stdout}");
+    assert!(
+        descendants(std::process::id()).is_empty(),
+        "nothing may be left running"
+    );
+    Ok(())
+}
+
 /// A fresh VM's checkout lives under `/root` (mode 0700), which the `postgres` user cannot
 /// enter: as root, the cluster goes to /var/lib/mainloop and a link at the usual place says so.
 #[test]

@@ -43,6 +43,34 @@ pub struct HttpConfig {
     /// Seconds `/events` stays quiet before it says `heartbeat`.
     #[arg(long, env = "SSE_HEARTBEAT_SECS", default_value_t = 30)]
     pub sse_heartbeat_secs: u64,
+    /// A listener already bound to `http_addr` (by `mainloop up`, first thing, so the port is
+    /// its own before anything else starts); none: the gateway binds it.
+    #[arg(skip)]
+    pub bound: Bound,
+}
+
+/// A listening socket handed to the gateway once.
+#[derive(Clone, Default)]
+pub struct Bound(std::sync::Arc<std::sync::Mutex<Option<std::net::TcpListener>>>);
+
+impl Bound {
+    /// Binds `addr` now.
+    pub fn bind(addr: &str) -> std::io::Result<Bound> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Bound(std::sync::Arc::new(std::sync::Mutex::new(Some(listener)))))
+    }
+
+    /// The listener, the first time it is asked for.
+    pub fn take(&self) -> Option<std::net::TcpListener> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bound")
+    }
 }
 
 impl HttpConfig {
@@ -59,6 +87,7 @@ impl HttpConfig {
             cors_origins: vec![],
             github_webhook_secret: None,
             sse_heartbeat_secs: 30,
+            bound: Bound::default(),
         }
     }
 }
@@ -127,6 +156,7 @@ mod tests {
             cors_origins: vec![],
             github_webhook_secret: None,
             sse_heartbeat_secs: 30,
+            bound: super::Bound::default(),
         }
     }
 

@@ -22,7 +22,7 @@ use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::AuthMode;
-pub use config::{Config, HttpConfig};
+pub use config::{Bound, Config, HttpConfig};
 pub use error::Error;
 pub use extract::BODY_TIMEOUT;
 
@@ -38,9 +38,12 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         addr: config.http.http_addr.clone(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(&config.http.http_addr)
-        .await
-        .map_err(http)?;
+    let listener = match config.http.bound.take() {
+        Some(bound) => tokio::net::TcpListener::from_std(bound).map_err(http)?,
+        None => tokio::net::TcpListener::bind(&config.http.http_addr)
+            .await
+            .map_err(http)?,
+    };
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
     tracing::info!(addr = %config.http.http_addr, "gateway listening");
     foundation.readiness.ready();
