@@ -94,6 +94,20 @@ async fn a_signed_in_claude_code_cli_chats_with_only_mainloops_tools() -> anyhow
         "up says loudly that X-User-ID is believed: {:?}",
         up.printed
     );
+    // In test mode `up` lets test suites seed tasks (the scheduler serves seed-task).
+    let seeded: Value = http
+        .post(format!("{base}/internal/test/seed-task"))
+        .header("x-user-id", "seed-checker")
+        .json(
+            &json!({"status": "waiting_plan_review", "description": "Add a README",
+            "repo_url": "https://github.com/test/repo", "plan": "1. Write it"}),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(seeded["status"], "waiting_plan_review", "{seeded}");
 
     model.push(vec![
         Turn::Tool {
