@@ -112,6 +112,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
         database_url,
         stream_replicas: 1,
         health: health.clone(),
+        test_mode: args.http.auth_mode == mainloop_gateway::AuthMode::Test,
     };
     let mut running = services::spawn_all(
         &common,

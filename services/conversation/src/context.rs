@@ -66,6 +66,11 @@ impl Context {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Forgets every person's context (a test suite's reset).
+    pub fn forget_all(&self) {
+        self.known().clear();
+    }
+
     fn changed(&self, user: &str) {
         let mut known = self.known();
         let person = known.entry(user.to_string()).or_default();

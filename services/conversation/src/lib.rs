@@ -56,6 +56,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let context = context::Context::start(bus.clone(), &mut tasks, shutdown.clone())
         .await
         .map_err(|e| Error::Setup(format!("the inbox's feed could not be followed: {e}")))?;
+    foundation.reset_hooks.add({
+        let (context, pyramid) = (context.clone(), pyramid.clone());
+        move || {
+            context.forget_all();
+            pyramid.forget_all();
+        }
+    });
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),

@@ -114,6 +114,11 @@ impl Pyramid {
         }
     }
 
+    /// Forgets what was built and recalled (a test suite's reset).
+    pub fn forget_all(&self) {
+        *self.known() = Known::default();
+    }
+
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known
             .lock()

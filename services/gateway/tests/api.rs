@@ -896,3 +896,38 @@ async fn seeded_tasks_look_exactly_like_real_ones() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reset_empties_everything_and_the_same_task_starts_afresh() -> anyhow::Result<()> {
+    let world = start().await?;
+    spawn_and_plan(&world).await?;
+    row_as(&world, "/tasks", "alice", |t| {
+        t["status"] == "waiting_plan_review"
+    })
+    .await?;
+    row_as(&world, "/queue", "alice", |i| i["item_type"] == "plan_review").await?;
+
+    let (status, answer) = world.post("/internal/test/reset", "alice", None).await?;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"status": "ok"})));
+    for path in ["/tasks", "/queue", "/projects"] {
+        assert_eq!(
+            world.get(path, "alice").await?,
+            (StatusCode::OK, json!([])),
+            "{path}"
+        );
+    }
+    for name in [subjects::TASKS, subjects::INBOX, subjects::WORK] {
+        let mut stream = world.bus.jetstream().get_stream(name).await?;
+        assert_eq!(stream.info().await?.state.messages, 0, "{name}");
+    }
+
+    // Nothing of the old t1 is left anywhere: spawned again, it is a new task that plans again.
+    spawn_and_plan(&world).await?;
+    let again = row_as(&world, "/tasks", "alice", |t| {
+        t["status"] == "waiting_plan_review"
+    })
+    .await?;
+    assert_eq!(again["id"], "t1");
+    world.shutdown.cancel();
+    Ok(())
+}

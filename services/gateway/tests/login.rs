@@ -146,6 +146,13 @@ async fn a_browser_trades_the_token_for_a_session_cookie() -> anyhow::Result<()>
         .send()
         .await?;
     assert_eq!(seed.status(), StatusCode::FORBIDDEN);
+    let reset = world
+        .http
+        .post(format!("{}/internal/test/reset", world.base))
+        .header("authorization", &bearer)
+        .send()
+        .await?;
+    assert_eq!(reset.status(), StatusCode::FORBIDDEN);
 
     let out = world.http.post(format!("{}/logout", world.base)).send().await?;
     assert_eq!(out.status(), StatusCode::NO_CONTENT);

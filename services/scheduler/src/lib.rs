@@ -41,6 +41,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
     let bus = foundation.bus.clone();
     let store = TaskStore::new(bus.clone());
+    foundation.reset_hooks.add({
+        let store = store.clone();
+        move || store.forget_all()
+    });
     // A part that fails stops the scheduler's other parts, not whoever else shares `shutdown`.
     let shutdown = shutdown.child_token();
     let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();

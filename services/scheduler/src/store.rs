@@ -122,6 +122,13 @@ impl TaskStore {
         &self.bus
     }
 
+    /// Forgets every cached task (a test suite's reset emptied the streams).
+    pub fn forget_all(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+
     fn cached(&self, subject: &str) -> Option<(Task, u64)> {
         self.cache.lock().ok()?.get(subject).cloned()
     }

@@ -55,6 +55,10 @@ pub struct CommonConfig {
     /// Where this service reports readiness; shared by all services in `mainloop up`.
     #[arg(skip)]
     pub health: Health,
+    /// Test mode: every service also answers `cmd.<service>.test-reset` (emptying its tables),
+    /// for test suites (`mainloop up` sets it with `--auth-mode test`). Never for real work.
+    #[arg(long, env = "MAINLOOP_TEST_MODE", default_value_t = false)]
+    pub test_mode: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

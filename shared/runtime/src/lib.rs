@@ -12,6 +12,7 @@ pub mod health;
 pub mod idempotency;
 pub mod shutdown;
 pub mod telemetry;
+pub mod test_reset;
 pub mod tls;
 
 pub use config::{CommonConfig, Secret, TelemetryConfig};

@@ -20,6 +20,8 @@ pub struct Foundation {
     pub bus: Bus,
     pub db: PgPool,
     pub readiness: Readiness,
+    /// What the service forgets when a test suite resets it (test mode only).
+    pub reset_hooks: crate::test_reset::ResetHooks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum StartError {
     Bus(#[from] mainloop_bus::BusError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("cannot serve the test reset: {0}")]
+    TestReset(#[from] async_nats::SubscribeError),
 }
 
 impl Foundation {
@@ -55,7 +59,16 @@ impl Foundation {
             service = name,
             "connected to NATS and Postgres; migrations applied"
         );
-        Ok(Foundation { bus, db, readiness })
+        let reset_hooks = crate::test_reset::ResetHooks::default();
+        if common.test_mode {
+            crate::test_reset::serve(&bus, db.clone(), name, reset_hooks.clone(), shutdown.clone()).await?;
+        }
+        Ok(Foundation {
+            bus,
+            db,
+            readiness,
+            reset_hooks,
+        })
     }
 
     /// Drains the bus (flushing acks and publishes) and closes the pool.

@@ -31,6 +31,8 @@ impl Infra {
             database_url: Secret::new(self.pg.url()),
             stream_replicas: 1,
             health: self.health.clone(),
+            // Tests may reset services as the original client's suites do.
+            test_mode: true,
         }
     }
 

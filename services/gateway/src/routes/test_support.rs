@@ -3,12 +3,17 @@
 //! answered without `IS_TEST_ENV`. `POST /internal/test/seed-task` puts a task of the person
 //! (`X-User-ID`) straight into a waiting state through the scheduler's `seed-task` (see its
 //! `task::seed`): its rows in `/tasks` and `/queue` are made by the same projections as a real
-//! task's, and it starts no job and touches nothing on GitHub.
+//! task's, and it starts no job and touches nothing on GitHub. `POST /internal/test/reset` wipes
+//! everything, as the original's TRUNCATE did: every stream purged, then every service asked to
+//! empty its tables and forget its caches (`mainloop_runtime::test_reset`); a service that is
+//! not running has nothing to forget. It expects a quiet system, as a suite's set-up is.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use mainloop_bus::request;
+use mainloop_events::subjects;
 use mainloop_events::v1::{Question, QuestionOption, RepoRef, Seed, SeedTask};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,10 +22,73 @@ use crate::api_error::ApiError;
 use crate::auth::{AuthMode, User};
 use crate::extract::Body;
 use crate::services::scheduler;
-use crate::state::AppState;
+use crate::state::{AppState, SERVICE_TIMEOUT};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/internal/test/seed-task", post(seed_task))
+    Router::new()
+        .route("/internal/test/seed-task", post(seed_task))
+        .route("/internal/test/reset", post(reset))
+}
+
+/// Every stream mainloop keeps.
+const STREAMS: &[&str] = &[
+    subjects::TASKS,
+    subjects::JOBS,
+    subjects::LOGS,
+    subjects::GITHUB,
+    subjects::CHAT,
+    subjects::INBOX,
+    subjects::WORK,
+    subjects::DEADLETTER,
+];
+
+/// Every service that keeps tables or caches.
+const SERVICES: &[&str] = &[
+    "scheduler",
+    "inbox",
+    "conversation",
+    "github-watcher",
+    "worker-supervisor",
+    "gateway",
+];
+
+fn test_mode_only(state: &AppState) -> Result<(), ApiError> {
+    if state.auth.mode == AuthMode::Test {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "test endpoints are off: they answer only in test mode",
+        ))
+    }
+}
+
+async fn reset(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    test_mode_only(&state)?;
+    let failed = |what: String| {
+        tracing::error!(%what, "test reset failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the reset failed: {what}"),
+        )
+    };
+    for name in STREAMS {
+        let stream = state.bus.jetstream().get_stream(*name).await;
+        stream
+            .map_err(|e| failed(format!("{name}: {e}")))?
+            .purge()
+            .await
+            .map_err(|e| failed(format!("{name}: {e}")))?;
+    }
+    for service in SERVICES {
+        let subject = mainloop_runtime::test_reset::subject(service);
+        match request::send_json::<_, Value>(&state.bus, &subject, &json!({}), SERVICE_TIMEOUT).await {
+            Ok(_) | Err(request::RequestError::NoResponders(_)) => {}
+            Err(err) => return Err(failed(format!("{service}: {err}"))),
+        }
+    }
+    tracing::warn!("TEST MODE: every stream and table emptied, as a test suite asked");
+    Ok(Json(json!({"status": "ok"})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,12 +165,7 @@ async fn seed_task(
     User(user): User,
     Body(body): Body<SeedBody>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.auth.mode != AuthMode::Test {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "test endpoints are off: they answer only in test mode",
-        ));
-    }
+    test_mode_only(&state)?;
     let task_id = uuid::Uuid::now_v7().to_string();
     let command = SeedTask {
         user_id: user,
