@@ -245,6 +245,21 @@ async fn the_original_contract_for_tasks_queue_and_projects() -> anyhow::Result<
         json!({"count": 1})
     );
 
+    // Every field of the original's objects is there (null when empty, never left out).
+    let task = world.get("/tasks/t1", "alice").await?.1;
+    for (what, row, fields) in [
+        ("task", &task, TASK_FIELDS),
+        ("queue item", &queue[0], QUEUE_ITEM_FIELDS),
+        ("project", &projects[0], PROJECT_FIELDS),
+        (
+            "project detail",
+            &detail,
+            &["project", "open_prs", "recent_commits", "tasks"][..],
+        ),
+    ] {
+        assert_eq!(missing(row, fields), Vec::<&str>::new(), "{what}: {row}");
+    }
+
     // Wrong state, bad input, unknown ids: 4xx with a reason, nothing changes.
     let (status, body) = world
         .post("/tasks/t1/start-implementation", "alice", None)
@@ -930,4 +945,89 @@ async fn a_reset_empties_everything_and_the_same_task_starts_afresh() -> anyhow:
     assert_eq!(again["id"], "t1");
     world.shutdown.cancel();
     Ok(())
+}
+
+/// The original's WorkerTask fields (../shared/reference/seed-api.md §1.1).
+const TASK_FIELDS: &[&str] = &[
+    "id",
+    "main_thread_id",
+    "user_id",
+    "task_type",
+    "description",
+    "prompt",
+    "model",
+    "repo_url",
+    "project_id",
+    "branch_name",
+    "base_branch",
+    "status",
+    "workflow_run_id",
+    "worker_pod_name",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "result",
+    "error",
+    "issue_url",
+    "issue_number",
+    "issue_etag",
+    "issue_last_modified",
+    "pr_url",
+    "pr_number",
+    "pr_etag",
+    "pr_last_modified",
+    "commit_sha",
+    "conversation_id",
+    "message_id",
+    "keywords",
+    "skip_plan",
+    "pending_questions",
+    "plan_text",
+];
+
+/// The original's QueueItem fields (§1.2).
+const QUEUE_ITEM_FIELDS: &[&str] = &[
+    "id",
+    "main_thread_id",
+    "task_id",
+    "user_id",
+    "item_type",
+    "priority",
+    "title",
+    "content",
+    "context",
+    "options",
+    "status",
+    "response",
+    "responded_at",
+    "read_at",
+    "created_at",
+    "expires_at",
+];
+
+/// The original's Project fields (§1.4).
+const PROJECT_FIELDS: &[&str] = &[
+    "id",
+    "user_id",
+    "owner",
+    "name",
+    "full_name",
+    "description",
+    "default_branch",
+    "avatar_url",
+    "html_url",
+    "created_at",
+    "last_used_at",
+    "metadata_updated_at",
+    "open_pr_count",
+    "open_issue_count",
+];
+
+/// The fields `row` lacks (present with null counts as present).
+fn missing<'a>(row: &Value, fields: &[&'a str]) -> Vec<&'a str> {
+    fields
+        .iter()
+        .copied()
+        .filter(|f| row.as_object().is_none_or(|o| !o.contains_key(*f)))
+        .collect()
 }
