@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use mainloop_bus::request;
-use mainloop_events::subjects;
 use mainloop_events::v1::{Question, QuestionOption, RepoRef, Seed, SeedTask};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,18 +28,6 @@ pub fn router() -> Router<AppState> {
         .route("/internal/test/seed-task", post(seed_task))
         .route("/internal/test/reset", post(reset))
 }
-
-/// Every stream mainloop keeps.
-const STREAMS: &[&str] = &[
-    subjects::TASKS,
-    subjects::JOBS,
-    subjects::LOGS,
-    subjects::GITHUB,
-    subjects::CHAT,
-    subjects::INBOX,
-    subjects::WORK,
-    subjects::DEADLETTER,
-];
 
 /// Every service that keeps tables or caches.
 const SERVICES: &[&str] = &[
@@ -72,8 +59,9 @@ async fn reset(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
             format!("the reset failed: {what}"),
         )
     };
-    for name in STREAMS {
-        let stream = state.bus.jetstream().get_stream(*name).await;
+    // Every stream the bus declares, so a new one is never left out.
+    for name in mainloop_bus::streams::STREAMS.iter().map(|spec| spec.name) {
+        let stream = state.bus.jetstream().get_stream(name).await;
         stream
             .map_err(|e| failed(format!("{name}: {e}")))?
             .purge()
