@@ -42,6 +42,8 @@ deps:
 		$(SUDO) npm install -g --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$(CLAUDE_VERSION)"; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null \
+		|| { echo "the web app is built with Node.js 20.19 or newer and npm: install them (https://nodejs.org)"; exit 1; }
 
 up: deps
 	$(CARGO) run --release -p mainloop -- up
@@ -54,12 +56,14 @@ test: test-rust test-web
 test-rust: deps
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-# The browser tests (the journey, logging in): Playwright (core) driving Debian's Chromium against
-# `mainloop up --demo`.
-# The mainloop binary comes from the test build (same features, so nothing is rebuilt).
+# The browser suite: Playwright driving Debian's Chromium against `mainloop up --demo`, at a
+# desktop size and as a Pixel 5 (web/playwright.config.ts), after the client's type check. The
+# mainloop binary comes from the test build (same features, so nothing is rebuilt); the client
+# inside it was built by the gateway's build script.
 test-web: deps
 	$(CARGO) nextest run --workspace --no-run
-	cd web && npm ci --no-audit --no-fund && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/debug/mainloop node --test tests/
+	cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } \
+		&& npm run check && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/debug/mainloop npx playwright test
 
 fmt:
 	$(CARGO) fmt --all

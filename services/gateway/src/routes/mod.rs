@@ -24,7 +24,14 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route(
             "/api",
-            get(|| async { Json(json!({"message": "Mainloop API", "version": env!("CARGO_PKG_VERSION")})) }),
+            get(|state: axum::extract::State<AppState>| async move {
+                let auth = match state.auth.mode {
+                    crate::auth::AuthMode::Local => "local",
+                    crate::auth::AuthMode::Token => "token",
+                    crate::auth::AuthMode::Test => "test",
+                };
+                Json(json!({"message": "Mainloop API", "version": env!("CARGO_PKG_VERSION"), "auth_mode": auth}))
+            }),
         )
         .merge(chat::router())
         .merge(tasks::router())
