@@ -41,7 +41,10 @@ impl GitError {
             "write access to repository not granted",
         ]) {
             Some("the token may not push here: it needs write access to the repository's contents")
-        } else if said(&["repository not found", "error: 404"]) {
+        } else if said(&["repository not found", "error: 404"])
+            // git's own words for a 404 whose body it did not show: "repository '<url>' not found".
+            || (output.contains("fatal: repository '") && output.contains("' not found"))
+        {
             Some("the repository does not exist, or the token cannot see it")
         } else if said(&["workflow` scope", "workflow scope"]) {
             Some("the change touches .github/workflows: the token needs the `workflow` scope")
@@ -232,5 +235,6 @@ mod tests {
             .is_permanent()
         );
         assert!(!error("fatal: unable to access: The requested URL returned error: 503").is_permanent());
+        assert!(error("fatal: repository 'http://127.0.0.1:9/acme/gone.git/' not found").is_permanent());
     }
 }

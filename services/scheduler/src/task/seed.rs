@@ -51,8 +51,10 @@ pub fn follow_ups(task: &Task) -> Vec<Payload> {
         TaskStatus::Pending => Some(Payload::PlanningStarted(mainloop_events::v1::PlanningStarted {
             round: task.plan_round + 1,
         })),
-        // Only the first round comes from the seed; after answers there is no agent to plan.
-        TaskStatus::Planning if task.answered_round == 0 && task.plan_revision == 0 => {
+        // Only the first round comes from the seed; after answers (or a revision asked for)
+        // there is no agent to plan. A seed requests no jobs, so its rounds never advance: what
+        // was answered tells, not the round.
+        TaskStatus::Planning if task.answers.is_empty() && task.plan_revision == 0 => {
             Some(if seed.status == "waiting_questions" {
                 Payload::QuestionsAsked(QuestionsAsked {
                     round: task.plan_round,
@@ -173,6 +175,21 @@ mod tests {
             (task.status, task.questions.len()),
             (TaskStatus::WaitingQuestions, 1)
         );
+
+        let answered = when(
+            &mut task,
+            Command::AnswerQuestions {
+                answers: vec![mainloop_events::v1::Answer {
+                    question_id: "q1".into(),
+                    header: String::new(),
+                    values: vec!["Top".into()],
+                }],
+                cancel: false,
+                by: "ui".into(),
+            },
+        );
+        assert_eq!(answered.as_deref().map(types), Ok(vec!["QuestionsAnswered"]));
+        assert_eq!((task.status, task.questions.len()), (TaskStatus::Planning, 0));
     }
 
     #[test]
