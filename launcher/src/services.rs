@@ -75,9 +75,7 @@ pub fn spawn_all(
         mainloop_github_watcher::NAME,
         mainloop_github_watcher::run(watcher, shutdown.clone()),
     ));
-    let inbox = mainloop_inbox::Config {
-        common: common.clone(),
-    };
+    let inbox = mainloop_inbox::Config::new(common.clone());
     services.spawn(named(
         mainloop_inbox::NAME,
         mainloop_inbox::run(inbox, shutdown.clone()),

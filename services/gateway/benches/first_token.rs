@@ -217,9 +217,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         services.spawn(mainloop_inbox::run(
-            mainloop_inbox::Config {
-                common: infra.common(),
-            },
+            mainloop_inbox::Config::new(infra.common()),
             shutdown.clone(),
         ));
         services.spawn(mainloop_conversation::run(

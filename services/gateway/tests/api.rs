@@ -49,9 +49,7 @@ async fn start() -> anyhow::Result<World> {
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_inbox::run(
-        mainloop_inbox::Config {
-            common: infra.common(),
-        },
+        mainloop_inbox::Config::new(infra.common()),
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_gateway::run(

@@ -29,9 +29,7 @@ async fn start(mode: AuthMode) -> anyhow::Result<World> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(mainloop_inbox::run(
-        mainloop_inbox::Config {
-            common: infra.common(),
-        },
+        mainloop_inbox::Config::new(infra.common()),
         shutdown.clone(),
     ));
     tokio::spawn(mainloop_gateway::run(

@@ -1,13 +1,16 @@
 //! The inbox projects TASKS into the attention queue and the task and project read models,
 //! answers queries about them (`query.inbox.*`) and the person's actions on queue items
 //! (`cmd.inbox.*`), and publishes the INBOX feed (`inbox.<user>`) that the gateway streams to
-//! browsers. Its tables are derived: each transaction stores the stream sequence it applied.
+//! browsers, and calls the person back with Web Push for items that need them (`push`). Its
+//! tables are derived: each transaction stores the stream sequence it applied; the push
+//! subscriptions are the person's own settings.
 
 mod commands;
 mod config;
 mod error;
 mod outbox;
 mod projector;
+mod push;
 mod queries;
 
 use std::sync::Arc;
@@ -65,6 +68,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         outbox: outbox.clone(),
     };
     commands::serve_all(&context, &shutdown, &mut tasks)
+        .await
+        .map_err(serve)?;
+    push::serve(&bus, &db, config.push(), &shutdown, &mut tasks)
         .await
         .map_err(serve)?;
 
