@@ -1,5 +1,5 @@
 // What every browser test starts from: its own person (X-User-ID on every request the page
-// makes, the event feeds included), the app open and showing its inbox, and helpers to seed
+// and its service worker make, the event feeds included), the app open and showing its inbox, and helpers to seed
 // tasks through the test-mode endpoints and to save screenshots.
 import { test as base, expect, type Page } from "@playwright/test";
 
@@ -17,10 +17,8 @@ export const test = base.extend<Fixtures>({
   baseURL: async ({}, use) => use(process.env.MAINLOOP_URL),
   user: async ({}, use) => use(`test-${Date.now()}-${Math.random().toString(36).slice(2, 11)}`),
   mobile: async ({ isMobile }, use) => use(isMobile),
-  page: async ({ page, user }, use) => {
-    await page.setExtraHTTPHeaders({ "X-User-ID": user });
-    await use(page);
-  },
+  // On every request of the browser context: its pages, event feeds and service worker.
+  extraHTTPHeaders: async ({ user }, use) => use({ "X-User-ID": user }),
   app: async ({ page }, use) => {
     await page.goto("/");
     await expect(page.getByRole("heading", { name: "$ mainloop" })).toBeVisible();

@@ -128,6 +128,9 @@ export const api = {
   projectDetail: (project: string) => request<ProjectDetail>("GET", `/projects/${id(project)}/detail`),
   refreshProject: (project: string) => request<unknown>("POST", `/projects/${id(project)}/refresh`),
   logout: () => request<unknown>("POST", "/logout"),
+  pushKey: () => request<{ public_key: string }>("GET", "/push/key"),
+  subscribePush: (subscription: PushSubscriptionJSON) => request<unknown>("POST", "/push/subscriptions", subscription),
+  unsubscribePush: (endpoint: string) => request<unknown>("DELETE", "/push/subscriptions", { endpoint }),
   /// What the gateway says about itself, the way it authenticates included.
   about: () => request<{ version: string; auth_mode?: string }>("GET", "/api"),
 };

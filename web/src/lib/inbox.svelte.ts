@@ -23,6 +23,8 @@ class Inbox {
   moreTasks = $state(false);
   moreItems = $state(false);
   loaded = $state(false);
+  /// The task a notification opened: its card opens and scrolls into view.
+  focus = $state<string | null>(null);
   error = $state<string | null>(null);
 
   attention = $derived(this.tasks.filter((t) => ACTIVE.has(t.status)).length + this.unread);

@@ -3,6 +3,7 @@ mod events;
 mod login;
 mod logs;
 mod projects;
+mod push;
 mod queue;
 mod tasks;
 mod test_support;
@@ -38,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .merge(logs::router())
         .merge(queue::router())
         .merge(projects::router())
+        .merge(push::router())
         .merge(events::router())
         .merge(test_support::router())
         .fallback(|| async { crate::api_error::ApiError::not_found("no such route") })

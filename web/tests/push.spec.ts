@@ -1,0 +1,77 @@
+// Called back on the phone: the person turns notifications on (the page subscribes with the
+// server's VAPID key and hands the subscription over), a plan waiting for review is pushed to
+// the local push endpoint, which checks the VAPID signature and decrypts exactly what the
+// service worker will show; delivered to the service worker, it shows a notification naming
+// the task with an "Approve plan" action, and that action approves the plan.
+import { expect, test } from "./fixtures";
+import { PushEndpoint, type Subscription } from "./push-endpoint";
+
+let endpoint: PushEndpoint;
+test.beforeAll(async () => {
+  endpoint = new PushEndpoint();
+  await endpoint.start();
+});
+test.afterAll(async () => endpoint?.stop());
+
+test("a push subscription, a plan review pushed to it, approved from the notification", async ({ page, context, seed, request, baseURL }) => {
+  const subscription = endpoint.subscribe();
+  await context.grantPermissions(["notifications"]);
+  // Chromium's own push service (Google's) cannot be reached from here, so the page's
+  // pushManager hands out the local endpoint's subscription, as a browser's would.
+  await page.addInitScript((sub: Subscription) => {
+    const given = { endpoint: sub.endpoint, expirationTime: null, toJSON: () => ({ ...sub, expirationTime: null }),
+      unsubscribe: async () => true };
+    let current: typeof given | null = null;
+    PushManager.prototype.subscribe = async function (options?: PushSubscriptionOptionsInit) {
+      const key = new Uint8Array(options?.applicationServerKey as ArrayBuffer);
+      (window as unknown as { serverKey: string }).serverKey = btoa(String.fromCharCode(...key));
+      current = given;
+      return given as unknown as PushSubscription;
+    };
+    PushManager.prototype.getSubscription = async () => current as unknown as PushSubscription;
+  }, subscription);
+  await page.goto("/");
+  await expect(page.getByTestId("connection")).toHaveAttribute("data-state", "live");
+
+  const handedOver = page.waitForResponse((r) => r.url().endsWith("/push/subscriptions") && r.request().method() === "POST");
+  await page.getByTestId("push-toggle").click();
+  expect((await handedOver).status()).toBe(201);
+  await expect(page.getByTestId("push-toggle")).toHaveAttribute("data-state", "on");
+  const { public_key } = await (await request.get("/push/key")).json();
+  const usedKey = await page.evaluate(() => (window as unknown as { serverKey: string }).serverKey);
+  expect(Buffer.from(usedKey, "base64").toString("base64url")).toBe(public_key);
+
+  const task = await seed({ status: "waiting_plan_review", description: "Add rate limiting", plan: "# Plan\n1. Limit" });
+  await expect.poll(() => endpoint.received(subscription.endpoint).length, { timeout: 60_000 }).toBe(1);
+  const pushed = endpoint.received(subscription.endpoint)[0] as Record<string, unknown>;
+  expect(pushed).toEqual({
+    title: "mainloop: A plan to review", body: "Review plan: Add rate limiting", kind: "plan_review",
+    task_id: task, item_id: pushed.item_id, plan_revision: 1,
+  });
+  expect(endpoint.refusals).toEqual([]);
+
+  // What the push service would hand the browser, handed to its service worker.
+  const cdp = await context.newCDPSession(page);
+  const registration = new Promise<string>((resolve) => {
+    cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations }) => {
+      const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) => r.scopeURL === `${baseURL}/` && !r.isDeleted);
+      if (ours) resolve(ours.registrationId);
+    });
+  });
+  await cdp.send("ServiceWorker.enable");
+  await cdp.send("ServiceWorker.deliverPushMessage", { origin: `${baseURL}/`, registrationId: await registration, data: JSON.stringify(pushed) });
+  const shown = () => page.evaluate(async () => {
+    const notifications = await (await navigator.serviceWorker.ready).getNotifications();
+    return notifications.map((n) => ({ title: n.title, body: n.body, tag: n.tag, actions: (n as unknown as { actions: { action: string }[] }).actions.map((a) => a.action) }));
+  });
+  await expect.poll(shown).toEqual([{ title: "mainloop: A plan to review", body: "Review plan: Add rate limiting", tag: pushed.item_id, actions: ["approve"] }]);
+
+  // The notification's "Approve plan" button, pressed.
+  const worker = context.serviceWorkers()[0] ?? (await context.waitForEvent("serviceworker"));
+  await worker.evaluate(async () => {
+    const scope = self as unknown as ServiceWorkerGlobalScope;
+    const [notification] = await scope.registration.getNotifications();
+    scope.dispatchEvent(new NotificationEvent("notificationclick", { notification, action: "approve" }));
+  });
+  await expect.poll(async () => (await (await request.get(`/tasks/${task}`)).json()).status).toBe("ready_to_implement");
+});
