@@ -8,6 +8,7 @@ import "./app.css";
 const target = document.getElementById("app");
 if (target) mount(App, { target });
 live.start();
+live.watch();
 
 if ("serviceWorker" in navigator && window.isSecureContext) {
   navigator.serviceWorker.register("/sw.js").catch((error) => console.warn("mainloop: no service worker", error));

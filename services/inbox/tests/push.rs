@@ -113,7 +113,7 @@ async fn a_plan_review_reaches_every_browser_of_the_person_decrypted() -> anyhow
     });
     assert_eq!(
         received(&world.push, &phone.endpoint, 1).await?,
-        [expected.clone()]
+        std::slice::from_ref(&expected)
     );
     assert_eq!(received(&world.push, &laptop.endpoint, 1).await?, [expected]);
     // The notification before it needed nothing and was not pushed; nor was anyone else called.

@@ -44,12 +44,15 @@ pub struct Subscription {
     pub auth: String,
 }
 
+/// An injected failure: the status, and `Retry-After` seconds.
+type Fault = (u16, Option<u64>);
+
 #[derive(Clone, Default)]
 pub struct FakePushService {
     origin: Arc<Mutex<String>>,
     browsers: Arc<Mutex<HashMap<String, Browser>>>,
     /// The next pushes fail with these statuses (and `Retry-After` seconds), first first.
-    faults: Arc<Mutex<Vec<(u16, Option<u64>)>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
     /// Every refusal, with its reason, for assertions.
     refusals: Arc<Mutex<Vec<String>>>,
 }

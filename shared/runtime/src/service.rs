@@ -44,6 +44,8 @@ impl Foundation {
         common: &CommonConfig,
         shutdown: &CancellationToken,
     ) -> Result<Self, StartError> {
+        // Every service may make HTTPS clients, however it was started (a binary, `up`, a test).
+        crate::tls::install();
         let readiness = common.health.register(name);
         let bus = Bus::connect(
             &common.nats_url,
