@@ -183,6 +183,17 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         .unwrap_or_default()
         .to_string();
     assert!(pr_url.ends_with("/acme/widgets/pull/2"), "{pr_url}");
+    let context = &ready[0]["context"];
+    assert_eq!(
+        (
+            &context["ci"],
+            &context["files"][0]["filename"],
+            &context["files"][0]["status"]
+        ),
+        (&json!("passed"), &json!("README.md"), &json!("modified")),
+        "{context}"
+    );
+    assert!(context["files"][0]["additions"].as_u64() > Some(0), "{context}");
     // The inbox says "ready" when CI passed; marking the PR ready on GitHub follows.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while github.snapshot().repos["acme/widgets"].pulls[&2].draft {

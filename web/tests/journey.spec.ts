@@ -49,6 +49,8 @@ test("chat, confirm, approve, follow the log, merge: the task reaches DONE", asy
   const prUrl = await ready.getByRole("link", { name: "View PR" }).getAttribute("href");
   expect(prUrl?.startsWith(process.env.MAINLOOP_GITHUB_URL ?? "-")).toBeTruthy();
   await expect(card.getByTestId("task-badge")).toHaveText("REVIEW");
+  await expect(ready.getByTestId("ci-state")).toHaveText("passed");
+  await expect(ready.getByTestId("files-changed").locator("li")).toHaveText([/^README\.md \+\d+ −\d+$/]);
   await screen(page, "code-ready");
 
   // Merged on the (fake) GitHub page, as a person would.

@@ -29,6 +29,21 @@ pub async fn inbox_command(state: &AppState, name: &str, command: Value) -> Resu
     .await?)
 }
 
+/// A query to the github-watcher (`query.github.<name>`), which asks GitHub.
+pub async fn github_query(
+    state: &AppState,
+    name: &str,
+    query: Value,
+) -> Result<Value, request::RequestError> {
+    request::send_json(
+        &state.bus,
+        &format!("query.github.{name}"),
+        &query,
+        SERVICE_TIMEOUT,
+    )
+    .await
+}
+
 /// A task command to the scheduler (`cmd.scheduler.<name>`).
 pub async fn scheduler<C: prost::Message>(
     state: &AppState,

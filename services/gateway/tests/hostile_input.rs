@@ -537,6 +537,8 @@ struct World {
     /// How many answers had each status, printed at the end.
     statuses: std::sync::Mutex<BTreeMap<u16, usize>>,
     shutdown: CancellationToken,
+    /// The fake GitHub's repositories, which the github-watcher asks about projects.
+    _github: tempfile::TempDir,
 }
 
 fn person(index: usize) -> String {
@@ -549,9 +551,36 @@ async fn start() -> anyhow::Result<World> {
     let fake_url = fake
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         .await?;
+    let github_dir = tempfile::tempdir()?;
+    let github = mainloop_fakes::github::FakeGitHub::new(github_dir.path().to_path_buf(), "gh-token");
+    let github_url = github
+        .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
+    reqwest::Client::new()
+        .post(format!("{github_url}/_control/repos"))
+        .json(&json!({"owner": "acme", "name": "widgets"}))
+        .send()
+        .await?
+        .error_for_status()?;
     let infra = Infra::start()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let shutdown = CancellationToken::new();
+    tokio::spawn(mainloop_github_watcher::run(
+        mainloop_github_watcher::Config {
+            common: infra.common(),
+            github: mainloop_github_watcher::GitHubSettings {
+                github_api_url: github_url,
+                github_token: Some(Secret::new("gh-token")),
+                github_poll_interval_ms: 60_000,
+                github_poll_max_interval_ms: 60_000,
+                github_poll_with_webhooks_ms: 60_000,
+                ci_grace_secs: 180,
+                ci_timeout_secs: 3600,
+                github_steerers: String::new(),
+            },
+        },
+        shutdown.clone(),
+    ));
     tokio::spawn(mainloop_scheduler::run(
         mainloop_scheduler::Config {
             common: infra.common(),
@@ -581,7 +610,7 @@ async fn start() -> anyhow::Result<World> {
         },
         shutdown.clone(),
     ));
-    infra.ready(4).await?;
+    infra.ready(5).await?;
     let bus = infra.bus().await?;
     let db = PgPool::connect(&infra.pg.url()).await?;
     let mut world = World {
@@ -593,6 +622,7 @@ async fn start() -> anyhow::Result<World> {
         people: Vec::new(),
         statuses: Default::default(),
         shutdown,
+        _github: github_dir,
     };
     for index in 0..PEOPLE {
         let owned = world.seed(&person(index)).await?;
@@ -628,7 +658,11 @@ impl World {
             .bus
             .read_subject(subjects::TASKS, &subjects::task(user, &task)?, 0)
             .await?;
-        let Some(Payload::JobRequested(job)) = events.last().and_then(|s| s.event.payload.clone()) else {
+        // The github-watcher may already have answered the task's effects after its job.
+        let Some(job) = events.iter().rev().find_map(|s| match &s.event.payload {
+            Some(Payload::JobRequested(job)) => Some(job.clone()),
+            _ => None,
+        }) else {
             anyhow::bail!("no job for {user}")
         };
         let result = Envelope::new(

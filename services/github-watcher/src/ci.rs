@@ -7,8 +7,24 @@
 use std::time::Duration;
 
 use mainloop_events::Payload;
-use mainloop_events::v1::{CheckFailure, CiFailed, CiPassed, CiPending, CiTimedOut};
+use mainloop_events::v1::{ChangedFile, CheckFailure, CiFailed, CiPassed, CiPending, CiTimedOut};
 use serde_json::Value;
+
+/// The files of `GET /pulls/{n}/files`, as the person reviews them.
+pub fn changed_files(files: &Value) -> Vec<ChangedFile> {
+    let count = |file: &Value, key: &str| u32::try_from(file[key].as_u64().unwrap_or(0)).unwrap_or(u32::MAX);
+    files
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|file| ChangedFile {
+            filename: text(file, "filename"),
+            additions: count(file, "additions"),
+            deletions: count(file, "deletions"),
+            status: text(file, "status"),
+        })
+        .collect()
+}
 
 /// What GitHub said about one commit.
 #[derive(Debug, Default)]
@@ -57,6 +73,7 @@ pub fn state(
                     pr_number,
                     head_sha,
                     no_ci: true,
+                    files: vec![],
                 }),
             )
         } else {
@@ -137,6 +154,7 @@ pub fn state(
                 pr_number,
                 head_sha,
                 no_ci: false,
+                files: vec![],
             }),
         )
     } else {

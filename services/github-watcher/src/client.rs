@@ -329,6 +329,33 @@ impl GitHub {
             .await
     }
 
+    /// The repository's open pull requests, newest first (the first `count`).
+    pub async fn open_pulls(&self, owner: &str, name: &str, count: u8) -> Result<Value> {
+        self.get(&format!(
+            "{}/pulls?state=open&sort=created&direction=desc&per_page={count}",
+            Self::repo_path(owner, name)
+        ))
+        .await
+    }
+
+    /// The newest commits on `branch` (the first `count`).
+    pub async fn commits(&self, owner: &str, name: &str, branch: &str, count: u8) -> Result<Value> {
+        self.get(&format!(
+            "{}/commits?sha={branch}&per_page={count}",
+            Self::repo_path(owner, name)
+        ))
+        .await
+    }
+
+    /// The files a pull request changes (the first 100), with their added and removed lines.
+    pub async fn pull_files(&self, owner: &str, name: &str, number: u64) -> Result<Value> {
+        self.get(&format!(
+            "{}/pulls/{number}/files?per_page=100",
+            Self::repo_path(owner, name)
+        ))
+        .await
+    }
+
     pub async fn update_pull(&self, owner: &str, name: &str, number: u64, changes: &Value) -> Result<Value> {
         self.patch(
             &format!("{}/pulls/{number}", Self::repo_path(owner, name)),

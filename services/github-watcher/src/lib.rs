@@ -3,7 +3,8 @@
 //! CI results and merges, and reports both on GITHUB (`github.<user>.<task>`). Verified webhook
 //! deliveries (`work.webhooks.github`, from the gateway) make it look at once instead of at the
 //! next poll. It also answers `query.github.repo` (clone URL and default branch) for the
-//! worker-supervisor.
+//! worker-supervisor, and `query.github.project` (open pull requests and recent commits, cached)
+//! for the project page.
 
 mod ci;
 pub mod client;
@@ -13,6 +14,7 @@ mod error;
 mod etags;
 mod permissions;
 mod poller;
+mod project_query;
 mod repo_query;
 mod watch;
 mod webhooks;
@@ -60,6 +62,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         lookup
             .run_json(query_shutdown, move |query| {
                 repo_query::answer(query_github.clone(), query)
+            })
+            .await;
+        Ok(())
+    });
+
+    let project = request::Server::bind(&bus, "query.github.project", NAME)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let (project_github, project_shutdown) = (github.clone(), shutdown.clone());
+    let cache = project_query::ProjectCache::default();
+    tasks.spawn(async move {
+        project
+            .run_json(project_shutdown, move |query| {
+                project_query::answer(project_github.clone(), cache.clone(), query)
             })
             .await;
         Ok(())

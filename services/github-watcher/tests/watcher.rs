@@ -334,6 +334,13 @@ async fn effects_happen_once_and_ci_and_merge_are_reported() -> anyhow::Result<(
         anyhow::bail!("{:?}", events.last())
     };
     assert_ne!(passed.head_sha, failed.head_sha);
+    // What the pull request changes comes with the green, for the person's review.
+    let files: Vec<(&str, &str, bool)> = passed
+        .files
+        .iter()
+        .map(|f| (f.filename.as_str(), f.status.as_str(), f.additions > 0))
+        .collect();
+    assert_eq!(files, [("README.md", "modified", true)]);
 
     let ready = effect(
         "t1:mark-ready",

@@ -41,6 +41,8 @@ export interface PullSummary {
 export interface CommitSummary { sha: string; message: string; author: string; date: string; url: string }
 export interface ProjectDetail {
   project: Project; open_prs: PullSummary[]; recent_commits: CommitSummary[]; tasks: Task[];
+  /// Why the pull requests and commits are missing, when GitHub could not be asked.
+  github_error: string | null;
 }
 
 export interface Conversation {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mainloop_bus::{Bus, Expect};
-use mainloop_events::v1::{PullRequestClosed, PullRequestMerged};
+use mainloop_events::v1::{ChangedFile, PullRequestClosed, PullRequestMerged};
 use mainloop_events::{Envelope, Payload, subjects};
 use sqlx::PgPool;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -257,7 +257,10 @@ async fn poll_watch(poller: &Poller, watch: &Watch) -> Result<Polled, PollError>
             .await
             .map_err(PollError::Failed)?;
         let observed = observe(github, &watch.owner, &watch.name, &head).await?;
-        let (outcome, payload) = ci::state(number, &head, &observed, age, *limits);
+        let (outcome, mut payload) = ci::state(number, &head, &observed, age, *limits);
+        if let Payload::CiPassed(passed) = &mut payload {
+            passed.files = changed_files(github, &watch.owner, &watch.name, number).await?;
+        }
         busy |= !final_outcome(outcome);
         (format!("{head}:{outcome}"), payload, true)
     };
@@ -325,6 +328,26 @@ async fn head_age(db: &PgPool, task_id: &str, head: &str) -> Result<Duration, St
 
 /// What GitHub reports on `head`; check suites are asked for only when nothing else reported
 /// (they only tell "CI about to start" from "no CI"), to spend fewer calls of the rate limit.
+/// What the pull request changes, for the person's review. A rate limit waits like any call;
+/// any other failure costs only the list, never the news that CI passed.
+async fn changed_files(
+    github: &GitHub,
+    owner: &str,
+    name: &str,
+    number: u64,
+) -> Result<Vec<ChangedFile>, PollError> {
+    match github.pull_files(owner, name, number).await {
+        Ok(files) => Ok(ci::changed_files(&files)),
+        Err(err) => match PollError::from(err) {
+            PollError::RateLimited(wait) => Err(PollError::RateLimited(wait)),
+            PollError::Failed(reason) => {
+                tracing::warn!(%reason, pr = number, "the pull request's files could not be read");
+                Ok(vec![])
+            }
+        },
+    }
+}
+
 async fn observe(github: &GitHub, owner: &str, name: &str, head: &str) -> crate::client::Result<Observed> {
     let runs = github.check_runs(owner, name, head).await?;
     let status = github.combined_status(owner, name, head).await?;

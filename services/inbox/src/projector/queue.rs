@@ -244,7 +244,13 @@ async fn new_item(
                 )
             },
             options: vec![],
-            context: json!({"pr_url": if ready.pr_url.is_empty() { pr_url } else { Some(ready.pr_url.clone()) }}),
+            context: json!({
+                "pr_url": if ready.pr_url.is_empty() { pr_url } else { Some(ready.pr_url.clone()) },
+                "ci": if ready.note.is_empty() { "passed" } else { "none" },
+                "files": ready.files.iter().map(|f| json!({"filename": f.filename,
+                    "additions": f.additions, "deletions": f.deletions, "status": f.status}))
+                    .collect::<Vec<_>>(),
+            }),
         },
         // The person decides where a message goes: to this task, or to a new one on its
         // repository.

@@ -146,6 +146,7 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
                     } else {
                         String::new()
                     },
+                    files: ci.files.clone(),
                 })]
             } else {
                 vec![]

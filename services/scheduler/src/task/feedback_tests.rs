@@ -23,6 +23,7 @@ fn ci_passed(head: &str) -> Command {
         pr_number: 3,
         head_sha: head.into(),
         no_ci: false,
+        ..Default::default()
     })
 }
 

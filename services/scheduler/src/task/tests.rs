@@ -266,15 +266,27 @@ fn the_whole_journey_in_order() {
     // A late result for the old head changes nothing.
     assert_eq!(when(&mut task, ci_failed("sha1")), Ok(vec![]));
 
+    let readme = mainloop_events::v1::ChangedFile {
+        filename: "README.md".into(),
+        additions: 6,
+        deletions: 1,
+        status: "modified".into(),
+    };
     let green = when(
         &mut task,
         Command::CiPassed(CiPassed {
             pr_number: 3,
             head_sha: "sha2".into(),
             no_ci: false,
+            files: vec![readme.clone()],
         }),
     )
     .unwrap_or_default();
+    let ready = green.iter().find_map(|e| match e {
+        Payload::CodeReadyForReview(ready) => Some(ready.files.clone()),
+        _ => None,
+    });
+    assert_eq!(ready, Some(vec![readme]), "the files reach the person's review");
     assert_eq!(
         types(&green),
         [
@@ -706,6 +718,7 @@ fn a_pull_request_github_will_not_mark_ready_fails_the_task_with_the_reason() {
             pr_number: 3,
             head_sha: head,
             no_ci: false,
+            ..Default::default()
         }),
     )
     .ok();
@@ -740,6 +753,7 @@ fn a_repository_without_ci_goes_to_review_with_a_note() {
             pr_number: 3,
             head_sha: head,
             no_ci: true,
+            ..Default::default()
         }),
     )
     .unwrap_or_default();
@@ -1014,6 +1028,7 @@ fn a_retry_reopens_what_the_cancellation_closed_before_watching_it_again() {
             pr_number: 3,
             head_sha: head,
             no_ci: false,
+            ..Default::default()
         }),
     )
     .ok();

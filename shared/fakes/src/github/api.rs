@@ -43,6 +43,8 @@ pub fn router() -> Router<FakeGitHub> {
             "/repos/{owner}/{repo}/pulls/{number}",
             get(get_pull).patch(update_pull),
         )
+        .route("/repos/{owner}/{repo}/pulls/{number}/files", get(pull_files))
+        .route("/repos/{owner}/{repo}/commits", get(list_commits))
         .route(
             "/repos/{owner}/{repo}/commits/{sha}/check-runs",
             get(super::ci::check_runs),
@@ -248,6 +250,10 @@ pub(crate) struct Page {
     #[serde(default = "first")]
     page: usize,
     head: Option<String>,
+    /// Pull requests: `open` (GitHub's default), `closed` or `all`.
+    state: Option<String>,
+    /// Commits: the branch or sha to list from (the default branch when not given).
+    sha: Option<String>,
     /// Only what was updated at or after this (RFC 3339), where the list supports it.
     pub(crate) since: Option<String>,
 }
@@ -625,9 +631,12 @@ async fn list_pulls(
         .clone()
         .map(|h| h.rsplit(':').next().unwrap_or_default().to_string());
     let items = with_repo(&gh, &owner, &name, |repo, _| {
+        let wanted = page.state.as_deref().unwrap_or("open");
         repo.pulls
             .values()
+            .rev()
             .filter(|p| head.as_ref().is_none_or(|h| *h == p.head))
+            .filter(|p| wanted == "all" || p.state == wanted)
             .map(|p| pull_json(&gh, repo, p))
             .collect()
     })?;
@@ -645,6 +654,100 @@ async fn get_pull(
     })?;
     body.map(|b| Json(b).into_response())
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+/// `GET /commits?sha=`: the newest commits on a branch, from the real git history.
+async fn list_commits(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/commits");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let (bare, branch, web) = with_repo(&gh, &owner, &name, |repo, _| {
+        let bare = gh.root.join(&repo.owner).join(format!("{}.git", repo.name));
+        let web = format!("{}/{}/{}", gh.base(), repo.owner, repo.name);
+        (
+            bare,
+            page.sha.clone().unwrap_or_else(|| repo.default_branch.clone()),
+            web,
+        )
+    })?;
+    let log = std::process::Command::new("git")
+        .args([
+            "log",
+            "-n",
+            "100",
+            "--format=%H%x00%an%x00%ae%x00%aI%x00%B%x1e",
+            &branch,
+            "--",
+        ])
+        .current_dir(&bare)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let items = log
+        .split('\x1e')
+        .filter_map(|entry| {
+            let mut parts = entry.trim_start_matches('\n').splitn(5, '\0');
+            let (sha, author, email, date, message) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            Some(json!({"sha": sha, "html_url": format!("{web}/commit/{sha}"),
+                "commit": {"message": message.trim_end(), "author": {"name": author, "email": email, "date": date}}}))
+        })
+        .collect();
+    Ok(paged(&gh, &path, items, &page))
+}
+
+/// `GET /pulls/{n}/files`: what the head branch changes since it left the base, counted by git
+/// as GitHub counts it (lines added and removed per file; `added`, `modified`, `removed`).
+async fn pull_files(
+    State(gh): State<FakeGitHub>,
+    headers: HeaderMap,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let path = format!("/repos/{owner}/{name}/pulls/{number}/files");
+    authorize(&gh, &headers, format!("GET {path}"))?;
+    let found = with_repo(&gh, &owner, &name, |repo, _| {
+        repo.pulls.get(&number).map(|p| {
+            let bare = gh.root.join(&repo.owner).join(format!("{}.git", repo.name));
+            (bare, format!("{}...{}", p.base, p.head))
+        })
+    })?;
+    let (bare, range) = found.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&bare)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let statuses = git(&["diff", "--no-renames", "--name-status", &range]);
+    let counts = git(&["diff", "--no-renames", "--numstat", &range]);
+    let items = counts
+        .lines()
+        .zip(statuses.lines())
+        .filter_map(|(count, status)| {
+            let mut parts = count.splitn(3, '\t');
+            let (additions, deletions, filename) = (parts.next()?, parts.next()?, parts.next()?);
+            let (additions, deletions) = (
+                additions.parse::<u64>().unwrap_or(0),
+                deletions.parse::<u64>().unwrap_or(0),
+            );
+            let status = match status.split('\t').next() {
+                Some("A") => "added",
+                Some("D") => "removed",
+                _ => "modified",
+            };
+            Some(
+                json!({"sha": "", "filename": filename, "status": status, "additions": additions,
+                "deletions": deletions, "changes": additions + deletions}),
+            )
+        })
+        .collect();
+    Ok(paged(&gh, &path, items, &page))
 }
 
 #[derive(Debug, Deserialize)]
