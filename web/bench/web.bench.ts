@@ -14,7 +14,7 @@ import { gzipSync } from "node:zlib";
 import { devices } from "@playwright/test";
 import { test } from "../tests/fixtures";
 
-const TASKS = Number(process.env.BENCH_TASKS ?? 100);
+const TASKS = Number(process.env.BENCH_TASKS ?? 60);
 
 const quantile = (values: number[], q: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -47,8 +47,12 @@ test("badge latency, size, throttled first load", async ({ app: page, seed, brow
         });
         observer.observe(document.body, { subtree: true, childList: true, characterData: true });
       });
-      const start = performance.now();
-      await fetch(`/tasks/${id}/cancel`, { method: "POST" });
+      // Commands are rate-limited per person (60 at once, 2 a second after): wait as told.
+      let start = performance.now();
+      while ((await fetch(`/tasks/${id}/cancel`, { method: "POST" })).status === 429) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        start = performance.now();
+      }
       const badge = await changed;
       while (!arrived.has(id)) await new Promise((resolve) => setTimeout(resolve, 1));
       results.push({ badge: badge - start, feed: (arrived.get(id) ?? badge) - start });

@@ -9,9 +9,24 @@ test("chat, confirm, approve, follow the log, merge: the task reaches DONE", asy
   await openChat(page, mobile);
 
   const input = page.getByTestId("command-input");
+  // Every text the reply's bubble shows on its way, to see it grow as it streams.
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { replyTexts: string[] }).replyTexts = seen;
+    new MutationObserver(() => {
+      const text = document.querySelector('[data-testid="message-assistant"] .content')?.textContent ?? "";
+      if (text && seen.at(-1) !== text) seen.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
   await input.fill("add a quick start section to the README of https://github.com/acme/widgets");
   await page.getByRole("button", { name: "EXEC" }).click();
   await expect(page.getByText("Shall I go ahead?")).toBeVisible();
+  const texts = await page.evaluate(() => (window as unknown as { replyTexts: string[] }).replyTexts);
+  expect(texts.length, texts.join(" | ")).toBeGreaterThan(1);
+  // The same bubble grew from its first words to the whole reply.
+  expect(texts.at(-1)?.startsWith(texts[0].trim()), texts.join(" | ")).toBe(true);
+  expect(texts[0].length).toBeLessThan(texts.at(-1)?.length ?? 0);
+  expect(texts.at(-1)).toContain("Shall I go ahead?");
   await input.fill("yes");
   await input.press("Enter");
   await expect(page.getByText("I'll plan it in a GitHub issue")).toBeVisible();

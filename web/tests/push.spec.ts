@@ -51,15 +51,30 @@ test("a push subscription, a plan review pushed to it, approved from the notific
   expect(endpoint.refusals).toEqual([]);
 
   // What the push service would hand the browser, handed to its service worker.
+  // Delivered once the DevTools protocol itself reports our registration's worker activated and
+  // running (a push to a worker it is still starting can be dropped).
   const cdp = await context.newCDPSession(page);
-  const registration = new Promise<string>((resolve) => {
+  let ours: string | null = null;
+  const ready = new Promise<string>((resolve) => {
+    type Version = { versionId: string; registrationId: string; status: string; runningStatus: string };
+    const versions = new Map<string, Version>();
+    const check = () => {
+      const live = [...versions.values()].find((v) => v.registrationId === ours && v.status === "activated" && v.runningStatus === "running");
+      if (live && ours) resolve(ours);
+    };
     cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations }) => {
-      const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) => r.scopeURL === `${baseURL}/` && !r.isDeleted);
-      if (ours) resolve(ours.registrationId);
+      const found = registrations.find((r: { scopeURL: string; isDeleted: boolean }) => r.scopeURL === `${baseURL}/` && !r.isDeleted);
+      if (found) ours = found.registrationId;
+      check();
+    });
+    cdp.on("ServiceWorker.workerVersionUpdated", ({ versions: updated }) => {
+      for (const version of updated as Version[]) versions.set(version.versionId, version);
+      check();
     });
   });
   await cdp.send("ServiceWorker.enable");
-  await cdp.send("ServiceWorker.deliverPushMessage", { origin: `${baseURL}/`, registrationId: await registration, data: JSON.stringify(pushed) });
+  await cdp.send("ServiceWorker.startWorker", { scopeURL: `${baseURL}/` });
+  await cdp.send("ServiceWorker.deliverPushMessage", { origin: `${baseURL}/`, registrationId: await ready, data: JSON.stringify(pushed) });
   const shown = () => page.evaluate(async () => {
     const notifications = await (await navigator.serviceWorker.ready).getNotifications();
     return notifications.map((n) => ({ title: n.title, body: n.body, tag: n.tag, actions: (n as unknown as { actions: { action: string }[] }).actions.map((a) => a.action) }));
