@@ -40,6 +40,12 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A step of an agent's Kubernetes Job (checkout, agent, deliver), run inside its pod.
+    #[command(hide = true)]
+    PodStep {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// mainloop's tools for the Claude Code CLI as chat model: an MCP server over stdio,
     /// relayed to the conversation service (started by the CLI, not by people).
     #[command(hide = true)]
@@ -89,7 +95,7 @@ pub enum ServiceCommand {
     /// The task state machine, timers and agent concurrency.
     Scheduler(mainloop_scheduler::Config),
     /// Runs coding agents in workspaces (local processes or Kubernetes Jobs).
-    WorkerSupervisor(mainloop_worker_supervisor::Config),
+    WorkerSupervisor(Box<mainloop_worker_supervisor::Config>),
     /// GitHub effects, webhooks and polling.
     GithubWatcher(mainloop_github_watcher::Config),
     /// The attention queue and read models.

@@ -26,6 +26,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::McpRelay { args } = &cli.command {
         std::process::exit(mainloop_conversation::models::claude_code::relay::main(args));
     }
+    if let Command::PodStep { args } = &cli.command {
+        std::process::exit(mainloop_worker_supervisor::pod::main(args));
+    }
     mainloop_runtime::tls::install();
     // The runtime's main thread starts the local servers, and they are bound to the thread that
     // started them (parent-death signal), so they must not be started from a pool thread.
@@ -43,7 +46,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Events {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
-                Command::FakeClaude { .. } | Command::McpRelay { .. } => Ok(()),
+                Command::FakeClaude { .. } | Command::McpRelay { .. } | Command::PodStep { .. } => Ok(()),
             }
         })
 }

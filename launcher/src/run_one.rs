@@ -29,7 +29,7 @@ pub async fn run_one(
         ServiceCommand::Gateway(c) => mainloop_gateway::run(c, shutdown).await?,
         ServiceCommand::Conversation(c) => mainloop_conversation::run(c, shutdown).await?,
         ServiceCommand::Scheduler(c) => mainloop_scheduler::run(c, shutdown).await?,
-        ServiceCommand::WorkerSupervisor(c) => mainloop_worker_supervisor::run(c, shutdown).await?,
+        ServiceCommand::WorkerSupervisor(c) => mainloop_worker_supervisor::run(*c, shutdown).await?,
         ServiceCommand::GithubWatcher(c) => mainloop_github_watcher::run(c, shutdown).await?,
         ServiceCommand::Inbox(c) => mainloop_inbox::run(c, shutdown).await?,
     }

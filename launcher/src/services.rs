@@ -59,10 +59,7 @@ pub fn spawn_all(
         mainloop_scheduler::NAME,
         mainloop_scheduler::run(scheduler, shutdown.clone()),
     ));
-    let supervisor = mainloop_worker_supervisor::Config {
-        common: common.clone(),
-        agent: agent.clone(),
-    };
+    let supervisor = mainloop_worker_supervisor::Config::new(common.clone(), agent.clone());
     services.spawn(named(
         mainloop_worker_supervisor::NAME,
         mainloop_worker_supervisor::run(supervisor, shutdown.clone()),

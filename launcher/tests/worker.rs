@@ -158,10 +158,7 @@ impl Setup {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(mainloop_worker_supervisor::run(
-            mainloop_worker_supervisor::Config {
-                common: infra.common(),
-                agent,
-            },
+            mainloop_worker_supervisor::Config::new(infra.common(), agent),
             shutdown.clone(),
         ));
         let bus = infra.bus().await?;

@@ -1,13 +1,15 @@
 // A task that fails (the fake GitHub refuses its repository's clone with a 403, as GitHub does
 // when the token lost access) shows the failure with its error, and one click retries it: the
-// task goes back to work.
+// task goes back to work. The refusal answers one clone only, so the retried task gets on
+// (a refusal that lasted would fail the retry too, and a new failure would take the old one's
+// place).
 import { expect, openChat, openInbox, test } from "./fixtures";
 
 test("a failure retried in one click", async ({ app: page, mobile, request, user }) => {
   const repo = `fragile-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   const github = process.env.MAINLOOP_GITHUB_URL;
   expect((await request.post(`${github}/_control/repos`, { data: { owner: "acme", name: repo } })).ok()).toBeTruthy();
-  const fault = { route: `GIT /acme/${repo}`, status: 403, message: "Permission denied", for_ms: 600_000 };
+  const fault = { route: `GIT /acme/${repo}`, status: 403, message: "Permission denied", times: 1 };
   expect((await request.post(`${github}/_control/faults`, { data: fault })).ok()).toBeTruthy();
 
   await openChat(page, mobile);
@@ -27,6 +29,7 @@ test("a failure retried in one click", async ({ app: page, mobile, request, user
   const task = await card.getAttribute("data-task-id");
   await failure.getByRole("button", { name: "Retry" }).click();
   await expect(failure).toHaveCount(0);
+  await expect(card.getByTestId("task-badge")).not.toHaveText("FAILED");
   await expect.poll(async () => {
     const history = await (await request.get(`/tasks/${task}/history`, { headers: { "X-User-ID": user } })).json();
     return history.map((h: { event_type: string }) => h.event_type);

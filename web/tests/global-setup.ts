@@ -7,5 +7,6 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   const mainloop = await startMainloop(["--demo", "--auth-mode", "test"]);
   process.env.MAINLOOP_URL = mainloop.url;
   process.env.MAINLOOP_GITHUB_URL = mainloop.printed.match(/fake, at (http:\/\/[0-9.:]+)/)?.[1] ?? "";
+  process.env.MAINLOOP_ANTHROPIC_URL = mainloop.printed.match(/fake Anthropic API .*, at (http:\/\/[0-9.:]+)/)?.[1] ?? "";
   return mainloop.stop;
 }

@@ -3,7 +3,7 @@
 // merges it on the (fake) GitHub page, and the task reaches DONE.
 import { expect, openChat, openInbox, screen, test } from "./fixtures";
 
-test("chat, confirm, approve, follow the log, merge: the task reaches DONE", async ({ app: page, mobile, browser }) => {
+test("chat, confirm, approve, follow the log, merge: the task reaches DONE", async ({ app: page, mobile, browser, request }) => {
   await openInbox(page, mobile);
   await expect(page.getByText("All caught up")).toBeVisible();
   await openChat(page, mobile);
@@ -18,8 +18,17 @@ test("chat, confirm, approve, follow the log, merge: the task reaches DONE", asy
       if (text && seen.at(-1) !== text) seen.push(text);
     }).observe(document.body, { subtree: true, childList: true, characterData: true });
   });
-  await input.fill("add a quick start section to the README of https://github.com/acme/widgets");
+  // The fake model holds its answer to this message after the first words until released, so
+  // the page is seen showing part of the reply however loaded the machine is.
+  const anthropic = process.env.MAINLOOP_ANTHROPIC_URL;
+  const marker = `(journey ${Date.now()}-${Math.random().toString(36).slice(2, 8)})`;
+  expect((await request.post(`${anthropic}/_control/hold`, { data: { contains: marker } })).ok()).toBeTruthy();
+  await input.fill(`add a quick start section to the README of https://github.com/acme/widgets ${marker}`);
   await page.getByRole("button", { name: "EXEC" }).click();
+  const bubble = page.getByTestId("message-assistant").locator(".content");
+  await expect(bubble).not.toBeEmpty();
+  await expect(bubble).not.toContainText("Shall I go ahead?");
+  expect((await request.post(`${anthropic}/_control/release`, { data: { contains: marker } })).ok()).toBeTruthy();
   await expect(page.getByText("Shall I go ahead?")).toBeVisible();
   const texts = await page.evaluate(() => (window as unknown as { replyTexts: string[] }).replyTexts);
   expect(texts.length, texts.join(" | ")).toBeGreaterThan(1);

@@ -2,12 +2,66 @@ use std::path::PathBuf;
 
 use mainloop_runtime::{CommonConfig, Health, Secret};
 
+pub use crate::runner::kubernetes::KubernetesSettings;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
     #[command(flatten)]
     pub agent: AgentSettings,
+    #[command(flatten)]
+    pub replica: ReplicaSettings,
+    #[command(flatten)]
+    pub kubernetes: KubernetesSettings,
+}
+
+/// Where agents run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunnerKind {
+    /// Processes on this machine (`mainloop up`, one supervisor).
+    Local,
+    /// One locked-down Job per job in the cluster (production, any number of supervisors).
+    Kubernetes,
+}
+
+/// This supervisor among several sharing the work.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplicaSettings {
+    #[arg(long = "runner", env = "AGENT_RUNNER", value_enum, default_value = "local")]
+    pub runner: RunnerKind,
+    /// This replica's name among the supervisors sharing the work (default: the host name,
+    /// which in Kubernetes is the pod's). Its own jobs are taken back at once after a restart.
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// How long a job stays held by a replica that stopped renewing it before another takes it.
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            runner: RunnerKind::Local,
+            worker_id: None,
+            job_lease_secs: 30,
+        }
+    }
+}
+
+impl ReplicaSettings {
+    pub fn worker_id(&self) -> String {
+        self.worker_id
+            .clone()
+            .filter(|id| !id.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "worker-supervisor".into())
+    }
 }
 
 /// How agents are run; `mainloop up` takes the same flags.
@@ -55,6 +109,16 @@ pub struct AgentSettings {
 }
 
 impl Config {
+    /// A local runner's configuration, every other setting at its default (`mainloop up`).
+    pub fn new(common: CommonConfig, agent: AgentSettings) -> Self {
+        Config {
+            common,
+            agent,
+            replica: ReplicaSettings::default(),
+            kubernetes: KubernetesSettings::default(),
+        }
+    }
+
     pub fn health(&self) -> Health {
         self.common.health.clone()
     }

@@ -9,7 +9,10 @@ mod config;
 mod error;
 pub mod git;
 mod jobs;
+mod patience;
+pub mod pod;
 mod redact;
+pub mod runner;
 mod sessions;
 pub mod workspace;
 
@@ -24,11 +27,15 @@ use sqlx::migrate::Migrator;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentSettings, Config};
+pub use config::{AgentSettings, Config, ReplicaSettings, RunnerKind};
 pub use error::Error;
 
 use crate::agent::AgentConfig;
+use crate::jobs::lease::{self, Leases};
 use crate::jobs::{JobQueue, Jobs};
+use crate::runner::Runner;
+use crate::runner::kubernetes::KubernetesRunner;
+use crate::runner::local::LocalRunner;
 use crate::workspace::Workspaces;
 
 pub const NAME: &str = "worker-supervisor";
@@ -82,30 +89,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 work_dir.display()
             ))
         })?;
+    let workspaces = Workspaces::new(work_dir, git, run_as);
+    let redactor = redact::Redactor::new(&secrets);
+    let runner: Arc<dyn Runner> = match config.replica.runner {
+        RunnerKind::Local => Arc::new(LocalRunner {
+            workspaces: workspaces.clone(),
+            sessions: sessions::Sessions {
+                db: foundation.db.clone(),
+            },
+            agent: AgentConfig {
+                program: settings.agent_program.clone(),
+                args_prefix: settings.agent_args_prefix.clone(),
+                env,
+                model: settings.agent_model.clone(),
+                timeout: Duration::from_secs(settings.agent_timeout_secs),
+                run_as,
+            },
+            redactor: redactor.clone(),
+        }),
+        RunnerKind::Kubernetes => Arc::new(
+            KubernetesRunner::connect(config.kubernetes.clone(), settings)
+                .await
+                .map_err(|e| Error::Setup(e.to_string()))?,
+        ),
+    };
+    let worker_id = config.replica.worker_id();
+    tracing::info!(runner = runner.name(), worker_id, "agents run here");
     let jobs = Arc::new(Jobs {
         bus: foundation.bus.clone(),
-        db: foundation.db.clone(),
-        workspaces: Workspaces::new(work_dir, git, run_as),
-        sessions: sessions::Sessions {
+        runner,
+        leases: Leases {
             db: foundation.db.clone(),
-        },
-        agent: AgentConfig {
-            program: settings.agent_program.clone(),
-            args_prefix: settings.agent_args_prefix.clone(),
-            env,
-            model: settings.agent_model.clone(),
-            timeout: Duration::from_secs(settings.agent_timeout_secs),
-            run_as,
+            worker_id,
+            lease: Duration::from_secs(config.replica.job_lease_secs.max(3)),
         },
         slots: Arc::new(Semaphore::new(settings.agent_slots.max(1))),
         running: Mutex::new(HashMap::new()),
-        redactor: redact::Redactor::new(&secrets),
+        redactor,
         shutdown: shutdown.clone(),
     });
-    let lost = jobs.recover().await.map_err(|e| Error::Setup(e.to_string()))?;
-    if lost > 0 {
-        tracing::warn!(lost, "jobs interrupted by the last stop were reported for retry");
+    let taken = jobs
+        .recover(true)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    if taken > 0 {
+        tracing::warn!(taken, "jobs interrupted by a stop were taken over");
     }
+    tokio::spawn(lease::maintain(jobs.clone(), shutdown.clone()));
+    tokio::spawn(lease::hear_cancellations(jobs.clone(), shutdown.clone()));
     // Work items are recorded and acked at once; the runs themselves wait for a slot.
     let spec = ConsumerSpec {
         concurrency: 4,
@@ -114,7 +145,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     let cleanup = Arc::new(cleanup::Cleanup {
         db: foundation.db.clone(),
-        workspaces: jobs.workspaces.clone(),
+        workspaces,
     });
     let cleanup_spec = ConsumerSpec {
         max_deliver: u32::MAX,

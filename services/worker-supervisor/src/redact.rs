@@ -34,6 +34,20 @@ impl Redactor {
     }
 
     /// Whether `text` holds any form of any secret.
+    /// The job's commits may be pushed only if none holds a configured secret (in a message or
+    /// a patch). They cannot be cleaned without rewriting the agent's work, so nothing is pushed
+    /// and the person is told why (a final failure).
+    pub fn refuse_secrets(&self, commits_text: &str) -> Result<(), String> {
+        if self.finds_secret(commits_text) {
+            return Err(
+                "the agent's commits contain a configured secret (an API key or token); nothing was \
+                 pushed. Retry the task, or tell the agent not to write credentials."
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn finds_secret(&self, text: &str) -> bool {
         self.forms.iter().any(|form| text.contains(form.as_str()))
             || self

@@ -11,10 +11,21 @@ use std::path::{Path, PathBuf};
 
 use crate::git::{AsAgent, Git, GitError};
 
+/// Where the workspaces live. Locally the task clones borrow the cache's objects and the
+/// directories are made walkable for the agent's user; in a Kubernetes Job the cache and the
+/// task's clone are separate volumes (the agent never mounts the cache), so the clone holds
+/// its own copy of the objects and the volumes' own permissions stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Local,
+    Pod,
+}
+
 #[derive(Debug, Clone)]
 pub struct Workspaces {
     root: PathBuf,
     git: Git,
+    layout: Layout,
     /// The agent's user (uid, gid): task directories are given to it. `None`: ours.
     owner: Option<(u32, u32)>,
     /// One lock per cached repository: its fetches and pushes must not interleave.
@@ -47,8 +58,38 @@ impl Workspaces {
         Workspaces {
             root,
             git,
+            layout: Layout::Local,
             owner,
             caches: Default::default(),
+        }
+    }
+
+    /// Workspaces inside a Kubernetes Job's pod (see [`Layout::Pod`]).
+    pub fn in_pod(root: PathBuf, git: Git) -> Self {
+        Workspaces {
+            layout: Layout::Pod,
+            ..Workspaces::new(root, git, None)
+        }
+    }
+
+    /// The task's workspace as `prepare` left it, for a later step that knows where the job
+    /// started (in a pod, the deliver step).
+    pub fn reopen(&self, task_id: &str, owner: &str, name: &str, clone_url: &str, start: &str) -> Workspace {
+        Workspace {
+            dir: self.task_dir(task_id).join("repo"),
+            home: self.task_dir(task_id).join("home"),
+            start: start.to_string(),
+            task_id: task_id.to_string(),
+            cache: self.cache(owner, name),
+            clone_url: clone_url.to_string(),
+        }
+    }
+
+    /// Makes `dir` (and, locally, its ancestors up to the root) walkable by every task's agent.
+    async fn shared_dir(&self, dir: &Path) -> Result<(), GitError> {
+        match self.layout {
+            Layout::Local => shared_dirs(&self.root, dir).await,
+            Layout::Pod => tokio::fs::create_dir_all(dir).await.map_err(io_error("mkdir")),
         }
     }
 
@@ -120,7 +161,7 @@ impl Workspaces {
             // A clone a crash cut short is started over.
             let _ = tokio::fs::remove_dir_all(cache).await;
             let parent = cache.parent().unwrap_or(&self.root).to_path_buf();
-            shared_dirs(&self.root, &parent).await?;
+            self.shared_dir(&parent).await?;
             let target = cache.display().to_string();
             self.git
                 .remote(
@@ -168,18 +209,22 @@ impl Workspaces {
         branch: Option<&str>,
     ) -> Result<String, GitError> {
         let task_dir = self.task_dir(&workspace.task_id);
-        shared_dirs(&self.root, &self.root.join("tasks")).await?;
+        self.shared_dir(&self.root.join("tasks")).await?;
         self.owned_dir(&task_dir).await?;
         self.owned_dir(&workspace.home).await?;
         let (dir, agent) = (&workspace.dir, self.as_agent(&workspace.home));
         if !dir.join(".git").is_dir() {
             let _ = tokio::fs::remove_dir_all(dir).await;
             let (from, to) = (workspace.cache.display().to_string(), dir.display().to_string());
+            let objects = match self.layout {
+                Layout::Local => "--shared",
+                Layout::Pod => "--no-hardlinks",
+            };
             self.git
                 .in_clone(
                     &task_dir,
                     agent,
-                    &["clone", "--shared", "--no-checkout", "--quiet", &from, &to],
+                    &["clone", objects, "--no-checkout", "--quiet", &from, &to],
                 )
                 .await?;
             // `origin` is GitHub, as in any clone: an agent's `git push origin` goes there, and

@@ -319,6 +319,36 @@ async fn cancel_stops_what_the_agent_started_in_another_session() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn a_background_process_holding_stdout_does_not_hold_the_run() -> anyhow::Result<()> {
+    let replay = Replay::new()?;
+    let pid_file = replay.dir.path().join("holder.pid");
+    let mut config = replay.config("text-simple", 0, None);
+    config
+        .env
+        .push(("REPLAY_HOLD_STDOUT".into(), pid_file.display().to_string()));
+    // Without the drain after the result, the run would wait for stdout until its timeout
+    // (20 s here) and fail as having run too long.
+    let outcome = run_agent(
+        &config,
+        &replay.run(JobMode::Implement),
+        &CancellationToken::new(),
+        |_, _| {},
+    )
+    .await;
+    assert!(matches!(outcome, AgentOutcome::Done { .. }), "{outcome:?}");
+    let pid: u32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process holding stdout lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_api_error_reads_as_the_api_message_not_the_subtype() -> anyhow::Result<()> {
     let replay = Replay::new()?;
     let outcome = run_agent(

@@ -32,6 +32,27 @@ impl Bus {
         }
     }
 
+    /// The last event on `subject`, if there is one.
+    pub async fn last_event(&self, stream: &str, subject: &str) -> Result<Option<Stored>, BusError> {
+        let fail = |reason: String| BusError::Stream {
+            stream: stream.to_string(),
+            reason,
+        };
+        let stream_handle = self
+            .jetstream()
+            .get_stream(stream)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        match stream_handle.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some(Stored {
+                stream_sequence: message.sequence,
+                event: Envelope::from_bytes(&message.payload)?,
+            })),
+            Err(err) if not_found(err.kind()) => Ok(None),
+            Err(err) => Err(fail(err.to_string())),
+        }
+    }
+
     /// Every event on `subject` after stream sequence `after`, oldest first.
     pub async fn read_subject(
         &self,

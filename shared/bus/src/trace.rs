@@ -40,3 +40,12 @@ pub fn extract(headers: Option<&HeaderMap>) -> opentelemetry::Context {
         None => opentelemetry::Context::new(),
     }
 }
+
+/// The current span's W3C `traceparent`, for a process started on its behalf (an agent's
+/// `TRACEPARENT`); none without a valid span context.
+pub fn traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
+}

@@ -5,7 +5,8 @@
 //! Requests are checked as the real API checks them (`x-api-key`, `anthropic-version`, `model`,
 //! `max_tokens`, `messages`), errors have the real shape, and `/_control/fail` scripts a 529 or 429
 //! (`{"status", "type"}`), or with `"mid_stream": true` an `error` event after a 200 and the first
-//! words of the answer.
+//! words of the answer; `/_control/hold` and `/_control/release` (`{"contains"}`) pause the
+//! streamed answer to one message after its first words.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +23,16 @@ pub struct FakeAnthropic {
     /// Errors to answer with before answering normally: (status, error type, mid-stream).
     failures: Arc<Mutex<Vec<(u16, String, bool)>>>,
     requests: Arc<Mutex<Vec<Value>>>,
+    /// `/_control/hold {"contains"}`: the next streamed answer to a message containing that
+    /// text stops after its first fragment until `/_control/release {"contains"}`. Keyed, so
+    /// tests running side by side hold only their own answers.
+    holds: Arc<Mutex<std::collections::HashMap<String, Hold>>>,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    gate: Arc<tokio::sync::Notify>,
+    taken: bool,
 }
 
 impl FakeAnthropic {
@@ -37,6 +48,8 @@ impl FakeAnthropic {
             .route("/v1/messages", post(messages))
             .route("/v1/models", axum::routing::get(models))
             .route("/_control/fail", post(script_failure))
+            .route("/_control/hold", post(hold))
+            .route("/_control/release", post(release))
             .with_state(self.clone())
     }
 
@@ -69,6 +82,40 @@ async fn script_failure(State(fake): State<FakeAnthropic>, Json(body): Json<Valu
         failures.push((status, kind, mid_stream));
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn hold(State(fake): State<FakeAnthropic>, Json(body): Json<Value>) -> StatusCode {
+    let Some(text) = body["contains"].as_str().filter(|t| !t.is_empty()) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    if let Ok(mut holds) = fake.holds.lock() {
+        holds.insert(text.to_string(), Hold::default());
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn release(State(fake): State<FakeAnthropic>, Json(body): Json<Value>) -> StatusCode {
+    let text = body["contains"].as_str().unwrap_or_default();
+    match fake.holds.lock().ok().and_then(|mut holds| holds.remove(text)) {
+        Some(hold) => {
+            // A permit is kept if the stream is not waiting yet.
+            hold.gate.notify_one();
+            StatusCode::NO_CONTENT
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+/// The gate of a hold whose text the person's last message contains (each hold once).
+fn held(fake: &FakeAnthropic, last: &Value) -> Option<Arc<tokio::sync::Notify>> {
+    let said = last.to_string();
+    let mut holds = fake.holds.lock().ok()?;
+    let hold = holds
+        .iter_mut()
+        .find(|(text, hold)| !hold.taken && said.contains(text.as_str()))?
+        .1;
+    hold.taken = true;
+    Some(hold.gate.clone())
 }
 
 /// `GET /v1/models`: what a key check asks; 401 for a wrong key, as the real API answers.
@@ -200,7 +247,8 @@ async fn messages(
         "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
     });
     if request["stream"] == true {
-        return crate::anthropic_stream::response(&message, fail_mid_stream.as_deref());
+        let gate = held(&fake, last);
+        return crate::anthropic_stream::held_response(&message, fail_mid_stream.as_deref(), gate);
     }
     Json(message).into_response()
 }

@@ -6,27 +6,44 @@
 //! event, as the API does when it is overloaded mid-answer (the HTTP status was already 200).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 /// `message` is a complete non-streaming answer (`id`, `model`, `content`, `stop_reason`, `usage`).
 pub fn response(message: &Value, fail_after_start: Option<&str>) -> Response {
+    held_response(message, fail_after_start, None)
+}
+
+/// As [`response`]; with `hold`, the stream stops after its first text fragment until `hold` is
+/// notified (a test can then see a reply arrive part by part, whatever the machine's load).
+pub fn held_response(message: &Value, fail_after_start: Option<&str>, hold: Option<Arc<Notify>>) -> Response {
     let frames: String = events(message, fail_after_start)
         .into_iter()
         .map(|(event, data)| format!("event: {event}\ndata: {data}\n\n"))
         .collect();
     // Several chunks on the wire, as a real stream arrives.
-    let chunks: Vec<Result<String, Infallible>> = frames
-        .split_inclusive("\n\n")
-        .map(|frame| Ok(frame.to_string()))
-        .collect();
+    let chunks: Vec<String> = frames.split_inclusive("\n\n").map(String::from).collect();
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), hold, false),
+        |(mut chunks, mut hold, wait)| async move {
+            if wait && let Some(gate) = hold.take() {
+                gate.notified().await;
+            }
+            let chunk = chunks.next()?;
+            // The first text fragment goes out; what follows waits for the gate.
+            let wait = hold.is_some() && chunk.contains("text_delta");
+            Some((Ok::<_, Infallible>(chunk), (chunks, hold, wait)))
+        },
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
-        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

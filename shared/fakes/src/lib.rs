@@ -4,7 +4,7 @@
 //! repositories (so pushes are real) with a control API for tests; an Anthropic Messages API that
 //! plays a main thread which asks before it spawns; a Messages API whose model follows a script,
 //! streaming, for running the real Claude Code CLI in tests; a Web Push service that checks VAPID
-//! and decrypts what it receives. Used by tests and, clearly labelled,
+//! and decrypts what it receives; a Kubernetes API server for Jobs, pods and their logs. Used by tests and, clearly labelled,
 //! by `mainloop up --demo`.
 
 // Handlers answer `Result<Response, Response>`: both sides are HTTP answers, and boxing the
@@ -16,6 +16,7 @@ mod anthropic_stream;
 pub mod claude;
 mod claude_chat;
 pub mod github;
+pub mod kubernetes;
 pub mod openai;
 pub mod push_service;
 pub mod scripted_model;

@@ -46,7 +46,9 @@ pub struct AgentRun {
     pub run_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// How a run ended. Serialized (tagged by `kind`) when a Kubernetes Job's agent step reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentOutcome {
     Plan {
         plan_text: String,
@@ -63,6 +65,48 @@ pub enum AgentOutcome {
     },
     Cancelled,
 }
+
+impl AgentOutcome {
+    /// The run's words with secrets removed and NUL made visible, before anything stores them
+    /// (the plan goes to the issue, the summary into our commit message and the PR).
+    pub fn cleaned(self, redactor: &crate::redact::Redactor) -> AgentOutcome {
+        let clean = |text: String| redactor.clean(&text);
+        match self {
+            AgentOutcome::Plan {
+                plan_text,
+                questions,
+                session_id,
+            } => AgentOutcome::Plan {
+                plan_text: clean(plan_text),
+                questions: questions
+                    .into_iter()
+                    .map(|mut q| {
+                        q.question = clean(q.question);
+                        q.header = clean(q.header);
+                        for option in &mut q.options {
+                            option.label = clean(std::mem::take(&mut option.label));
+                            option.description = clean(std::mem::take(&mut option.description));
+                        }
+                        q
+                    })
+                    .collect(),
+                session_id,
+            },
+            AgentOutcome::Done { summary, session_id } => AgentOutcome::Done {
+                summary: clean(summary),
+                session_id,
+            },
+            AgentOutcome::Failed { error, retryable } => AgentOutcome::Failed {
+                error: clean(error),
+                retryable,
+            },
+            AgentOutcome::Cancelled => AgentOutcome::Cancelled,
+        }
+    }
+}
+
+/// How long stdout may stay open after the result line.
+const RESULT_DRAIN: Duration = Duration::from_secs(3);
 
 /// How long the CLI gets to clean up after SIGINT before everything of the run is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
@@ -199,9 +243,14 @@ async fn run_once(
     let (mut captured, mut result, mut session) = (Captured::default(), None::<AgentResult>, String::new());
     let deadline = tokio::time::sleep(config.timeout);
     tokio::pin!(deadline);
+    // Once the result is in, stdout has a moment to close; a background process the run left
+    // holding it (it inherited the pipe) does not keep the job waiting.
+    let drained = tokio::time::sleep(Duration::from_secs(3600 * 24));
+    tokio::pin!(drained);
     let mut stderr_open = true;
     loop {
         tokio::select! {
+            () = &mut drained, if result.is_some() => break,
             () = cancel.cancelled() => {
                 stop(pid, &run.run_id, &mut child).await;
                 return Ended::Outcome(AgentOutcome::Cancelled);
@@ -239,6 +288,7 @@ async fn run_once(
                             // One turn only: closing stdin lets the CLI exit.
                             stdin = None;
                             result = Some(done);
+                            drained.as_mut().reset(tokio::time::Instant::now() + RESULT_DRAIN);
                         }
                         other => log_line(other, log),
                     }

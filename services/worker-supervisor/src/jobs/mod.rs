@@ -1,33 +1,32 @@
-//! Jobs: take a request from the WORK queue, record it, ack it, and run it when a slot is free;
-//! report JobStarted, WorkerLog lines, and JobSucceeded / JobFailed / JobCancelled on JOBS and
-//! LOGS. A cancellation request stops the run and every process it started.
+//! Jobs: take a request from the WORK queue, record it under this replica's lease, ack it, and
+//! run it when a slot is free; report JobStarted, WorkerLog lines, and JobSucceeded / JobFailed /
+//! JobCancelled on JOBS and LOGS. A cancellation request stops the run, on whichever replica
+//! holds it, and every process or Kubernetes object it started.
 
 mod execute;
+pub mod lease;
 mod report;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mainloop_bus::{Bus, Delivery, Handler, HandlerError};
-use mainloop_events::v1::{JobFailed, JobRequested, JobStarted};
+use mainloop_events::v1::{JobRequested, JobStarted};
 use mainloop_events::{Envelope, Payload};
-use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentConfig;
-use crate::sessions::Sessions;
-use crate::workspace::Workspaces;
+use crate::runner::Runner;
+use execute::Start;
+use lease::Leases;
 use report::Reporter;
 
 pub struct Jobs {
     pub bus: Bus,
-    pub db: PgPool,
-    pub workspaces: Workspaces,
-    pub sessions: Sessions,
-    pub agent: AgentConfig,
+    pub runner: Arc<dyn Runner>,
+    pub leases: Leases,
     pub slots: Arc<Semaphore>,
-    /// Runs in progress: job id → (attempt, its cancellation).
+    /// Runs in progress here: job id → (attempt, its cancellation).
     pub running: Mutex<HashMap<String, (u32, CancellationToken)>>,
     /// Removes secrets (and bytes Postgres refuses) from everything the agent produces.
     pub redactor: crate::redact::Redactor,
@@ -43,40 +42,27 @@ impl Handler for JobQueue {
         let event = delivery.event;
         match &event.payload {
             Some(Payload::JobRequested(job)) => {
-                let inserted = sqlx::query(
-                    "INSERT INTO jobs (job_id, attempt, user_id, task_id, state, request) VALUES ($1, $2, $3, $4, 'accepted', $5) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&job.job_id)
-                .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
-                .bind(&event.user_id)
-                .bind(&event.correlation_id)
-                .bind(event.to_bytes())
-                .execute(&jobs.db)
-                .await
-                .map_err(|e| HandlerError::Transient(e.to_string()))?
-                .rows_affected();
-                if inserted == 1 {
+                let inserted = jobs
+                    .leases
+                    .accept(job, &event)
+                    .await
+                    .map_err(|e| HandlerError::Transient(e.to_string()))?;
+                if inserted {
                     let (jobs, job) = (jobs.clone(), job.clone());
-                    tokio::spawn(async move { jobs.run(event, job).await });
+                    tokio::spawn(async move { jobs.run(event, job, Start::Fresh).await });
                 }
                 Ok(())
             }
             Some(Payload::JobCancellationRequested(cancel)) => {
-                // Recorded first: the request may arrive before the job it cancels.
-                sqlx::query("INSERT INTO cancelled_jobs (job_id) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(&cancel.job_id)
-                    .execute(&jobs.db)
+                // Recorded first: the request may arrive before the job it cancels, or reach
+                // a replica other than the one running it (which hears it from the lease loop
+                // and the broadcast).
+                jobs.leases
+                    .record_cancellation(&cancel.job_id)
                     .await
                     .map_err(|e| HandlerError::Transient(e.to_string()))?;
-                if let Some((_, token)) = jobs
-                    .running
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.get(&cancel.job_id).cloned())
-                {
-                    token.cancel();
-                }
+                jobs.cancel_if_running(&cancel.job_id);
+                lease::broadcast_cancellation(jobs, &cancel.job_id).await;
                 Ok(())
             }
             _ => Ok(()),
@@ -85,40 +71,62 @@ impl Handler for JobQueue {
 }
 
 impl Jobs {
-    async fn run(self: Arc<Self>, request: Envelope, job: JobRequested) {
+    /// Stops the job if it runs here.
+    pub fn cancel_if_running(&self, job_id: &str) {
+        if let Some((_, token)) = self.running.lock().ok().and_then(|r| r.get(job_id).cloned()) {
+            token.cancel();
+        }
+    }
+
+    /// The jobs running here, for the lease renewal.
+    pub fn running_ids(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn run(self: Arc<Self>, request: Envelope, job: JobRequested, start: Start) {
         let reporter = Reporter::for_request(&self.bus, &request);
         let cancel = self.shutdown.child_token();
         if let Ok(mut running) = self.running.lock() {
             running.insert(job.job_id.clone(), (job.attempt, cancel.clone()));
         }
-        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
-            return;
+        let _slot = match start {
+            // A recovered job already holds its place in the world (a Job in the cluster).
+            Start::Recovered => None,
+            Start::Fresh => match self.slots.clone().acquire_owned().await {
+                Ok(slot) => Some(slot),
+                Err(_) => return,
+            },
         };
-        if self.cancel_requested(&job.job_id).await {
+        if self.leases.cancel_requested(&job.job_id).await {
             cancel.cancel();
         }
-        self.set_state(&job, "running").await;
-        reporter
-            .job(Payload::JobStarted(JobStarted {
-                job_id: job.job_id.clone(),
-                attempt: job.attempt,
-                mode: job.mode,
-                runner: "local".into(),
-            }))
-            .await;
-        let result = self.execute(&reporter, &job, &cancel).await;
+        if start == Start::Fresh {
+            self.leases.set_state(&job, "running").await;
+            reporter
+                .job(Payload::JobStarted(JobStarted {
+                    job_id: job.job_id.clone(),
+                    attempt: job.attempt,
+                    mode: job.mode,
+                    runner: self.runner.name().into(),
+                }))
+                .await;
+        }
+        let result = self.execute(&reporter, &job, &cancel, start).await;
         let state = match &result {
             Payload::JobSucceeded(_) => "succeeded",
             Payload::JobCancelled(_) => "cancelled",
             _ => "failed",
         };
         if state == "cancelled" && self.shutdown.is_cancelled() {
-            // Stopped by our own shutdown: leave it "running" so the restart reports it as lost.
+            // Stopped by our own shutdown: left unfinished, so it is recovered after the restart.
             return;
         }
-        // Left "running" if the report could not go out: the next start reports it lost.
+        // Left unfinished if the report could not go out: it is recovered and reported again.
         if reporter.job(result).await {
-            self.set_state(&job, state).await;
+            self.leases.set_state(&job, state).await;
         }
         if let Ok(mut running) = self.running.lock()
             && running
@@ -129,67 +137,24 @@ impl Jobs {
         }
     }
 
-    async fn cancel_requested(&self, job_id: &str) -> bool {
-        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM cancelled_jobs WHERE job_id = $1)")
-            .bind(job_id)
-            .fetch_one(&self.db)
-            .await
-            .unwrap_or(false)
-    }
-
-    async fn set_state(&self, job: &JobRequested, state: &str) {
-        let done = state != "running";
-        let updated = sqlx::query(
-            "UPDATE jobs SET state = $3, finished_at = CASE WHEN $4 THEN now() END WHERE job_id = $1 AND attempt = $2",
-        )
-        .bind(&job.job_id)
-        .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
-        .bind(state)
-        .bind(done)
-        .execute(&self.db)
-        .await;
-        if let Err(err) = updated {
-            tracing::error!(error = %err, job = %job.job_id, "job state not recorded");
-        }
-    }
-
-    /// After a restart: jobs that were accepted or running died with the old process. Report
-    /// them as failed (retryable) so the scheduler asks again with a new attempt.
-    pub async fn recover(&self) -> Result<usize, sqlx::Error> {
-        let lost: Vec<(Vec<u8>,)> =
-            sqlx::query_as("SELECT request FROM jobs WHERE state IN ('accepted', 'running')")
-                .fetch_all(&self.db)
-                .await?;
-        for (bytes,) in &lost {
+    /// Takes over the unfinished jobs no live replica holds (this one's own from before a
+    /// restart at once, others' when their lease has run out) and runs each to its report:
+    /// a local run died with its supervisor and is reported for retry; a Kubernetes Job is
+    /// followed again. Returns how many were taken.
+    pub async fn recover(self: &Arc<Self>, at_start: bool) -> Result<usize, sqlx::Error> {
+        let running = self.running_ids();
+        let claimed = self.leases.claim_unheld(at_start, &running).await?;
+        for bytes in &claimed {
             let Ok(request) = Envelope::from_bytes(bytes) else {
                 continue;
             };
-            let Some(Payload::JobRequested(job)) = &request.payload else {
+            let Some(Payload::JobRequested(job)) = request.payload.clone() else {
                 continue;
             };
-            // Whatever the lost run left behind (a dev server its Bash tool started in its own
-            // session) must not keep working in the task's clone under the next attempt.
-            let run_id = format!("{}:{}", job.job_id, job.attempt);
-            crate::agent::process_tree::kill(&crate::agent::process_tree::find(&run_id, 0));
-            let reporter = Reporter::for_request(&self.bus, &request);
-            reporter
-                .job(Payload::JobFailed(JobFailed {
-                    job_id: job.job_id.clone(),
-                    attempt: job.attempt,
-                    mode: job.mode,
-                    error: "the worker stopped during the job".into(),
-                    retryable: true,
-                }))
-                .await;
-            // Marked only once reported, so a failed report is tried again at the next start.
-            sqlx::query(
-                "UPDATE jobs SET state = 'lost', finished_at = now() WHERE job_id = $1 AND attempt = $2",
-            )
-            .bind(&job.job_id)
-            .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
-            .execute(&self.db)
-            .await?;
+            tracing::warn!(job = %job.job_id, attempt = job.attempt, "taking over a job whose supervisor stopped");
+            let jobs = self.clone();
+            tokio::spawn(async move { jobs.run(request, job, Start::Recovered).await });
         }
-        Ok(lost.len())
+        Ok(claimed.len())
     }
 }

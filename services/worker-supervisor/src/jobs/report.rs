@@ -7,6 +7,8 @@ use mainloop_events::{Envelope, Payload, subjects};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::runner::Lines;
+
 #[derive(Clone)]
 pub struct Reporter {
     pub bus: Bus,
@@ -60,18 +62,40 @@ impl Reporter {
             .await
     }
 
-    /// A sender for the job's log lines; they are published in order, redacted, until every
-    /// sender is dropped and the returned handle is awaited.
+    /// The number of the job's last log line already published (0 if none): a recovered job
+    /// that is followed again from its start skips that many, so each line is published once.
+    pub async fn last_log_line(&self, job_id: &str, attempt: u32) -> u64 {
+        let Ok(subject) = subjects::log(&self.user_id, &self.task_id) else {
+            return 0;
+        };
+        match self.bus.last_event(subjects::LOGS, &subject).await {
+            Ok(Some(stored)) => match stored.event.payload {
+                Some(Payload::WorkerLog(log)) if log.job_id == job_id && log.attempt == attempt => {
+                    log.line_no
+                }
+                _ => 0,
+            },
+            Ok(None) => 0,
+            Err(err) => {
+                tracing::warn!(error = %err, job = job_id, "the job's last log line is unknown; its log may repeat");
+                0
+            }
+        }
+    }
+
+    /// A sender for the job's log lines; they are published in order, redacted, numbered from
+    /// `after + 1`, until every sender is dropped and the returned handle is awaited.
     pub fn log_lines(
         &self,
         job_id: &str,
         attempt: u32,
+        after: u64,
         redactor: crate::redact::Redactor,
-    ) -> (mpsc::UnboundedSender<(LogSource, String)>, JoinHandle<()>) {
+    ) -> (Lines, JoinHandle<()>) {
         let (lines, mut to_publish) = mpsc::unbounded_channel::<(LogSource, String)>();
         let (reporter, job_id) = (self.clone(), job_id.to_string());
         let publisher = tokio::spawn(async move {
-            let mut line_no = 0;
+            let mut line_no = after;
             while let Some((source, line)) = to_publish.recv().await {
                 line_no += 1;
                 let log = WorkerLog {
@@ -89,6 +113,6 @@ impl Reporter {
                     .await;
             }
         });
-        (lines, publisher)
+        (Lines::new(lines, after), publisher)
     }
 }
