@@ -34,6 +34,8 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Per-person API tokens for teams: create, list, revoke.
+    Tokens(crate::tokens::TokensArgs),
     /// A stand-in for the Claude Code CLI (tests and --demo).
     #[command(hide = true)]
     FakeClaude {

@@ -12,6 +12,7 @@ mod login;
 mod run_one;
 mod services;
 mod setup_check;
+mod tokens;
 mod up;
 
 use clap::Parser;
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Events {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
+                Command::Tokens(args) => tokens::tokens(args).await,
                 Command::FakeClaude { .. } | Command::McpRelay { .. } | Command::PodStep { .. } => Ok(()),
             }
         })

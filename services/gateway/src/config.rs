@@ -16,7 +16,8 @@ pub struct HttpConfig {
     /// Where the HTTP API, the SSE feed and the web app are served.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
-    /// local: one user, no login (loopback only); token: a bearer token; test: X-User-ID.
+    /// local: one user, no login (loopback only); token: a bearer token; proxy: the user an
+    /// identity-aware proxy names; test: X-User-ID.
     #[arg(long, env = "AUTH_MODE", value_enum, default_value = "local")]
     pub auth_mode: AuthMode,
     /// The token for `--auth-mode token`, from the environment only (never a command line,
@@ -43,6 +44,8 @@ pub struct HttpConfig {
     /// Seconds `/events` stays quiet before it says `heartbeat`.
     #[arg(long, env = "SSE_HEARTBEAT_SECS", default_value_t = 30)]
     pub sse_heartbeat_secs: u64,
+    #[command(flatten)]
+    pub proxy: crate::auth::proxy::ProxySettings,
     /// A listener already bound to `http_addr` (by `mainloop up`, first thing, so the port is
     /// its own before anything else starts); none: the gateway binds it.
     #[arg(skip)]
@@ -87,6 +90,7 @@ impl HttpConfig {
             cors_origins: vec![],
             github_webhook_secret: None,
             sse_heartbeat_secs: 30,
+            proxy: Default::default(),
             bound: Bound::default(),
         }
     }
@@ -122,7 +126,10 @@ impl HttpConfig {
                  {} is not. Use --auth-mode token to listen there",
                 self.http_addr
             )),
-            AuthMode::Local | AuthMode::Test if self.api_token.is_some() => Err(
+            AuthMode::Proxy if self.proxy.auth_trusted_proxies.is_empty() => Err(
+                "--auth-mode proxy needs AUTH_TRUSTED_PROXIES: the addresses the user header is believed from".into(),
+            ),
+            AuthMode::Local | AuthMode::Test | AuthMode::Proxy if self.api_token.is_some() => Err(
                 "an API token was given, but the auth mode is not `token`; set --auth-mode token (or AUTH_MODE=token)".into(),
             ),
             AuthMode::Token if self.api_token.is_none() => {
@@ -156,6 +163,7 @@ mod tests {
             cors_origins: vec![],
             github_webhook_secret: None,
             sse_heartbeat_secs: 30,
+            proxy: Default::default(),
             bound: super::Bound::default(),
         }
     }
@@ -171,6 +179,25 @@ mod tests {
         let ignored = config("127.0.0.1:8080", AuthMode::Local, Some("t")).checked();
         assert!(ignored.is_err_and(|e| e.contains("--auth-mode token")));
         assert!(config("0.0.0.0:8080", AuthMode::Token, None).checked().is_err());
+        let proxied = HttpConfig {
+            proxy: crate::auth::proxy::ProxySettings {
+                auth_proxy_header: "X-Forwarded-User".into(),
+                auth_trusted_proxies: vec![],
+            },
+            ..config("0.0.0.0:8080", AuthMode::Proxy, None)
+        };
+        assert!(
+            proxied.clone().checked().is_err(),
+            "proxy mode without trusted proxies"
+        );
+        let trusted = HttpConfig {
+            proxy: crate::auth::proxy::ProxySettings {
+                auth_trusted_proxies: vec!["10.0.0.5".parse().unwrap_or_else(|_| unreachable!())],
+                ..proxied.proxy.clone()
+            },
+            ..proxied
+        };
+        assert!(trusted.checked().is_ok());
         assert!(
             config("0.0.0.0:8080", AuthMode::Token, Some("t"))
                 .checked()

@@ -3,7 +3,7 @@
 //! state; it sends commands over NATS request/reply and reads the inbox's projections.
 //!
 mod api_error;
-mod auth;
+pub mod auth;
 mod config;
 mod cors;
 mod error;
@@ -21,7 +21,8 @@ use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::AuthMode;
+pub use auth::proxy::ProxySettings;
+pub use auth::{AuthMode, api_tokens};
 pub use config::{Bound, Config, HttpConfig};
 pub use error::Error;
 pub use extract::BODY_TIMEOUT;
@@ -49,11 +50,13 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     foundation.readiness.ready();
     let state = state::AppState {
         bus: foundation.bus.clone(),
+        db: foundation.db.clone(),
         health: config.health(),
         auth: state::Auth {
             mode: config.http.auth_mode.clone(),
             token: config.http.api_token.clone(),
             user: config.http.user.clone(),
+            proxy: config.http.proxy.clone(),
         },
         cors_origins: config.http.cors_origins.clone(),
         served_hosts: config.http.served_hosts(),

@@ -33,8 +33,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors, most likely: wait a little rather than spin.
                 tracing::warn!(error = %err, "accepting a connection failed");
@@ -50,7 +50,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             continue;
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        // Who connected, for the trusted-proxy check (`ConnectInfo`).
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
         let (builder, watcher) = (builder.clone(), graceful.watcher());

@@ -13,11 +13,14 @@ pub struct Auth {
     pub mode: AuthMode,
     pub token: Option<Secret>,
     pub user: String,
+    pub proxy: crate::auth::proxy::ProxySettings,
 }
 
 #[derive(Clone)]
 pub struct AppState {
     pub bus: Bus,
+    /// The gateway's own schema: per-person API tokens.
+    pub db: sqlx::PgPool,
     pub health: Health,
     pub auth: Auth,
     /// Origins allowed to call the API from a browser page elsewhere.

@@ -29,6 +29,7 @@ pub fn app(state: AppState) -> Router {
                 let auth = match state.auth.mode {
                     crate::auth::AuthMode::Local => "local",
                     crate::auth::AuthMode::Token => "token",
+                    crate::auth::AuthMode::Proxy => "proxy",
                     crate::auth::AuthMode::Test => "test",
                 };
                 Json(json!({"message": "Mainloop API", "version": env!("CARGO_PKG_VERSION"), "auth_mode": auth}))
