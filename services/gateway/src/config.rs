@@ -192,7 +192,7 @@ mod tests {
         );
         let trusted = HttpConfig {
             proxy: crate::auth::proxy::ProxySettings {
-                auth_trusted_proxies: vec!["10.0.0.5".parse().unwrap_or_else(|_| unreachable!())],
+                auth_trusted_proxies: crate::auth::proxy::parse_net("10.0.0.5").into_iter().collect(),
                 ..proxied.proxy.clone()
             },
             ..proxied
