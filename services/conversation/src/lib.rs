@@ -3,7 +3,8 @@
 //! Claude Code CLI with only our tools, over MCP; streamed). It answers
 //! `cmd.conversation.post-message` (one chat turn) and `query.conversation.*`, says the reply live as it is written (`live.chat.<user>.<conversation>`,
 //! see `speech`), publishes CHAT (`chat.<user>.<conversation>`), and
-//! turns a confirmed request into `cmd.scheduler.spawn-task`. The model has no shell, file or
+//! turns a confirmed request into `cmd.scheduler.spawn-task`. A person opening their feed
+//! (`live.present.<user>`) has what their first message needs read ahead (`warm`). The model has no shell, file or
 //! network tool: only the tools in `tools` (spawn, list, add context, cancel, retry), and those
 //! that change work need the person's confirmation, checked in code.
 
@@ -19,6 +20,7 @@ pub mod repo_url;
 mod speech;
 mod tools;
 mod turn;
+mod warm;
 
 use std::sync::Arc;
 
@@ -56,6 +58,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let context = context::Context::start(bus.clone(), &mut tasks, shutdown.clone())
         .await
         .map_err(|e| Error::Setup(format!("the inbox's feed could not be followed: {e}")))?;
+    warm::start(
+        &bus,
+        context.clone(),
+        pyramid.clone(),
+        &mut tasks,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| Error::Setup(format!("presence could not be followed: {e}")))?;
     foundation.reset_hooks.add({
         let (context, pyramid) = (context.clone(), pyramid.clone());
         move || {

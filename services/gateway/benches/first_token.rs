@@ -7,7 +7,8 @@
 //! For each message: `total` = first `chat:delta` at the person − `POST /chat` sent;
 //! `model` = first word sent − request arrived at the model; `added` = `total − model` (the
 //! gateway, the conversation's reads of its memory and the person's tasks, the request to the
-//! model, and the way back through NATS and SSE). Goal: added ≤ 5 ms at p99.
+//! model, and the way back through NATS and SSE), also shown apart for each person's first
+//! message (a new conversation) and the later ones. Goal: added ≤ 5 ms at p99.
 //! `BENCH_PEOPLE` (50), `BENCH_ROUNDS` (10) and `BENCH_THINK_MS` (500: how long a person reads
 //! before writing again; 0 is a flood) set the load; the gateway allows a person a burst
 //! of 10 messages, so more rounds meet its rate limit (and the bench says so).
@@ -251,6 +252,7 @@ fn main() -> anyhow::Result<()> {
         let seen = clock.seen.lock().map(|s| s.clone()).unwrap_or_default();
         let (mut total, mut model, mut added) = (Vec::new(), Vec::new(), Vec::new());
         let (mut before, mut after) = (Vec::new(), Vec::new());
+        let (mut firsts, mut laters) = (Vec::new(), Vec::new());
         for (message, posted, first) in timings {
             let Some((arrived, sent)) = seen.get(&message) else {
                 continue;
@@ -260,10 +262,16 @@ fn main() -> anyhow::Result<()> {
             total.push(whole);
             model.push(own);
             added.push(whole.saturating_sub(own));
+            // A person's first message starts their conversation; the rest continue it.
+            if message.ends_with(" message 0") {
+                firsts.push(whole.saturating_sub(own));
+            } else {
+                laters.push(whole.saturating_sub(own));
+            }
             before.push(arrived.saturating_duration_since(posted));
             after.push(first.saturating_duration_since(*sent));
         }
-        for list in [&mut total, &mut model, &mut added, &mut before, &mut after] {
+        for list in [&mut total, &mut model, &mut added, &mut before, &mut after, &mut firsts, &mut laters] {
             list.sort();
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -279,6 +287,8 @@ fn main() -> anyhow::Result<()> {
             ("added by mainloop", &added),
             ("  of which: message -> model asked", &before),
             ("  of which: first token -> person", &after),
+            ("  a person's first message", &firsts),
+            ("  their later messages", &laters),
         ] {
             println!(
                 "  {name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",

@@ -333,6 +333,9 @@ async fn the_original_contract_for_tasks_queue_and_projects() -> anyhow::Result<
 #[tokio::test]
 async fn sse_delivers_changes_live_and_replays_after_reconnect() -> anyhow::Result<()> {
     let world = start().await?;
+    // Opening the feed says alice is present, so her first message's needs are read ahead.
+    let mut present = world.bus.client().subscribe("live.present.*").await?;
+    world.bus.client().flush().await?;
     let response = world
         .http
         .get(format!("{}/events?user_id_query=alice", world.base))
@@ -343,6 +346,10 @@ async fn sse_delivers_changes_live_and_replays_after_reconnect() -> anyhow::Resu
     let mut frames = response.bytes_stream();
     let mut buffer = String::new();
     let (_, connected) = next_event(&mut frames, &mut buffer, "connected").await?;
+    let said = tokio::time::timeout(Duration::from_secs(5), present.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("presence ended"))?;
+    assert_eq!(said.subject.as_str(), "live.present.alice");
     assert_eq!(connected["user_id"], "alice");
     let iso = |v: &Value| {
         v["timestamp"]

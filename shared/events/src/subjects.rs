@@ -102,6 +102,15 @@ pub fn chat_live_all(user_id: &str) -> Result<String, EventError> {
     Ok(format!("live.chat.{}.>", token("user id", user_id)?))
 }
 
+/// Live, not stored (core NATS, empty body): the person opened their feed (`GET /events`), so
+/// a message from them is likely soon. `live.present.<user>`.
+pub fn present(user_id: &str) -> Result<String, EventError> {
+    Ok(format!("live.present.{}", token("user id", user_id)?))
+}
+
+/// Every person's presence subject.
+pub const PRESENT_ALL: &str = "live.present.*";
+
 pub fn inbox(user_id: &str) -> Result<String, EventError> {
     Ok(format!("inbox.{}", token("user id", user_id)?))
 }

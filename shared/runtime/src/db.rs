@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{RuntimeError, Secret};
 
+/// A pooled connection idle this long is pinged before it is used again.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
+
 fn check_schema(schema: &str) -> Result<(), RuntimeError> {
     let ok = !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     if ok {
@@ -40,6 +43,17 @@ pub async fn connect(
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out: a round trip before each query. Only a
+            // connection idle for a while is asked whether it still lives; a busy one just ran.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await;
         match attempt {

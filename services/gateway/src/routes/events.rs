@@ -5,7 +5,7 @@
 //! they are written (`chat:delta`, then `chat:message`), live only. The first frame is
 //! `connected` (`{user_id, timestamp}`), and after `SSE_HEARTBEAT_SECS` (30) with nothing else
 //! said comes a named `heartbeat` (`{timestamp}`), as the original client expects; timestamps
-//! are ISO 8601 in UTC.
+//! are ISO 8601 in UTC. Opening the feed says the person is present (`live.present.<user>`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -83,6 +83,7 @@ async fn events(
         .map_err(|e| unavailable(e.to_string()))?;
 
     let chat = chat_live(&state, &user).await.map_err(unavailable)?;
+    say_present(&state, &user).await;
     let heartbeat = state.heartbeat;
     let connected = Event::default()
         .event("connected")
@@ -108,6 +109,17 @@ async fn events(
         .headers_mut()
         .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// Says on `live.present.<user>` that the person is here, so what their first message needs
+/// is read before they send it (see the conversation's `warm`). Only a hint: never fails a feed.
+async fn say_present(state: &AppState, user: &str) {
+    let Ok(subject) = subjects::present(user) else {
+        return;
+    };
+    if let Err(err) = state.bus.client().publish(subject, Default::default()).await {
+        tracing::debug!(error = %err, "presence not said");
+    }
 }
 
 /// The person's chat replies as they are written (`chat:delta`, each with the conversation,
