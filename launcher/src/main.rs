@@ -1,11 +1,12 @@
 //! `mainloop`: run everything locally (`up`), one service per process (`run <service>`), or read
-//! the event streams (`events tail`).
+//! the event streams (`events tail`); `health` is a container's health check.
 
 mod cli;
 mod console;
 mod credentials;
 mod demo;
 mod events_tail;
+mod health_probe;
 mod keeper;
 mod local_model;
 mod login;
@@ -48,6 +49,9 @@ fn main() -> anyhow::Result<()> {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
                 Command::Tokens(args) => tokens::tokens(args).await,
+                Command::Health { url, timeout_secs } => {
+                    health_probe::probe(&url, std::time::Duration::from_secs(timeout_secs)).await
+                }
                 Command::FakeClaude { .. } | Command::McpRelay { .. } | Command::PodStep { .. } => Ok(()),
             }
         })
