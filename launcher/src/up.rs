@@ -136,7 +136,9 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 if let Some(url) = crate::login::url(&args.http) {
                     say!("\nLog in from your phone or another computer (keep this link to yourself):\n  {url}");
                 }
-                say!("\nmainloop is running: open http://{}\nPress Ctrl-C to stop.", browsable(&args.http.http_addr));
+                let at = browsable(&args.http.http_addr);
+                say!("\nHealth: http://{at}/health  Metrics (Prometheus): http://{at}/metrics");
+                say!("\nmainloop is running: open http://{at}\nPress Ctrl-C to stop.");
             }
             Err(err) => failure = Some(err),
         },

@@ -309,6 +309,7 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         argv_hits.is_empty(),
         "the token was in a command line: {argv_hits:?}"
     );
+    metrics_moved(&http, &base).await?;
     let log = std::fs::read_to_string(Mainloop::log_path(&dir.path().join(".mainloop")))?;
     assert!(log.contains("INFO"), "the log was captured");
     assert!(!log.contains(token), "the token is in a log line");
@@ -331,5 +332,91 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
             }
         }
     }
+    Ok(())
+}
+
+/// The sum of `name`'s samples whose labels hold every one of `labels` (`key="value"`).
+fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// `/metrics` after the journey: each service's work counted.
+async fn metrics_moved(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let page = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let moved = |name: &str, labels: &[&str]| sample(&page, name, labels).is_some_and(|v| v > 0.0);
+    for consumer in [
+        "scheduler-tasks",
+        "scheduler-jobs",
+        "scheduler-github",
+        "worker-supervisor-jobs",
+        "github-effects",
+        "inbox-tasks",
+    ] {
+        let label = format!("consumer=\"{consumer}\"");
+        assert!(
+            moved("mainloop_events_handled_total", &[&label, "outcome=\"done\""]),
+            "{consumer} handled nothing:\n{page}"
+        );
+        assert!(
+            moved("mainloop_handler_duration_seconds_count", &[&label]),
+            "{consumer} was not timed"
+        );
+        assert!(
+            sample(&page, "mainloop_consumer_lag", &[&label]).is_some(),
+            "{consumer} has no lag"
+        );
+    }
+    assert!(
+        moved("mainloop_jobs_finished_total", &["state=\"succeeded\""]),
+        "no job counted:\n{page}"
+    );
+    assert_eq!(
+        sample(&page, "mainloop_jobs_running", &[]),
+        Some(0.0),
+        "jobs still counted as running"
+    );
+    assert!(
+        moved("mainloop_agent_tokens_total", &["kind=\"input\""]),
+        "no agent tokens counted"
+    );
+    assert!(
+        moved(
+            "mainloop_github_requests_total",
+            &["method=\"POST\"", "status=\"201\""]
+        ),
+        "no GitHub call counted"
+    );
+    let left = sample(&page, "mainloop_github_rate_limit_remaining", &[]).unwrap_or_default();
+    assert!(left > 0.0 && left < 5000.0, "rate limit left: {left}");
+    assert!(
+        moved(
+            "mainloop_http_requests_total",
+            &["route=\"/chat\"", "status=\"200\""]
+        ),
+        "no chat counted"
+    );
+    assert!(
+        moved(
+            "mainloop_http_request_duration_seconds_count",
+            &["route=\"/chat\""]
+        ),
+        "no chat timed"
+    );
+    assert!(
+        sample(&page, "mainloop_sse_clients", &["feed=\"events\""]).is_some(),
+        "no SSE feed counted"
+    );
     Ok(())
 }

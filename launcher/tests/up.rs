@@ -138,7 +138,13 @@ fn up_starts_both_servers_answers_health_and_leaves_no_process_behind() -> anyho
         "no postgres among {names:?}"
     );
     assert_eq!(http_status(up.port, "/healthz"), Some(200));
+    // It says where the metrics are (before it says it runs), and they are there.
+    up.wait_printed(&format!(
+        "Metrics (Prometheus): http://127.0.0.1:{}/metrics",
+        up.port
+    ))?;
     up.wait_printed(&format!("open http://127.0.0.1:{}", up.port))?;
+    assert_eq!(http_status(up.port, "/metrics"), Some(200));
 
     up.interrupt_and_wait()?;
     let left: Vec<(u32, String)> = started

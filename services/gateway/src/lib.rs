@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod guard;
 mod limits;
+mod metrics;
 mod routes;
 mod server;
 mod services;

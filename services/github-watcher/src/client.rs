@@ -156,8 +156,12 @@ impl GitHub {
             http::Method::PATCH => self.client._patch(route, body).await,
             _ => self.client._get_with_headers(route, self.etags.ask(route)).await,
         }
-        .map_err(GitHubError::from)?;
+        .map_err(|err| {
+            crate::metrics::called(&method, None, None);
+            GitHubError::from(err)
+        })?;
         let (status, headers) = (response.status(), response.headers().clone());
+        crate::metrics::called(&method, Some(status.as_u16()), Some(&headers));
         if conditional
             && status == http::StatusCode::NOT_MODIFIED
             && let Some((value, headers)) = self.etags.unchanged(route)

@@ -12,6 +12,7 @@ mod config;
 mod effects;
 mod error;
 mod etags;
+mod metrics;
 mod permissions;
 mod poller;
 mod project_query;

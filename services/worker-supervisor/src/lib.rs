@@ -9,6 +9,7 @@ mod config;
 mod error;
 pub mod git;
 mod jobs;
+mod metrics;
 mod patience;
 pub mod pod;
 mod redact;

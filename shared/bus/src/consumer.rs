@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::metrics::{self, Outcome};
 use crate::{Bus, BusError, dead_letter, trace};
 
 /// What a consumer reads and how hard it tries.
@@ -188,10 +189,13 @@ async fn create(
 
 async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, message: jetstream::Message) {
     let (stream_sequence, delivered) = match message.info() {
-        Ok(info) => (
-            info.stream_sequence,
-            u32::try_from(info.delivered).unwrap_or(u32::MAX),
-        ),
+        Ok(info) => {
+            metrics::lag(&spec.stream, &spec.durable, info.pending);
+            (
+                info.stream_sequence,
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+            )
+        }
         Err(err) => {
             tracing::error!(error = %err, "message without JetStream metadata; leaving it to redelivery");
             return;
@@ -207,6 +211,7 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
     );
     let _ = span.set_parent(trace::extract(message.headers.as_ref()));
 
+    let started = std::time::Instant::now();
     let outcome = match Envelope::from_bytes(&message.payload) {
         Ok(event) => {
             let delivery = Delivery {
@@ -222,16 +227,22 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
     };
 
     let _entered = span.enter();
+    let counted = |outcome| metrics::handled(&spec.stream, &spec.durable, outcome, started.elapsed());
     let ack = match outcome {
-        Ok(()) => message.ack_with(AckKind::Ack).await,
+        Ok(()) => {
+            counted(Outcome::Done);
+            message.ack_with(AckKind::Ack).await
+        }
         Err(HandlerError::RetryAfter { reason, after }) => {
             tracing::warn!(%reason, retry_in = ?after, "told to wait; will retry then");
+            counted(Outcome::Retried);
             message.ack_with(AckKind::Nak(Some(after))).await
         }
         // An ordered projection must never skip an event: it waits out transient trouble.
         Err(HandlerError::Transient(reason)) if spec.ordered || delivered < spec.max_deliver => {
             let delay = spec.nak_delay(delivered);
             tracing::warn!(%reason, retry_in = ?delay, "handler failed; will retry");
+            counted(Outcome::Retried);
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
         Err(failure) => {
@@ -239,6 +250,8 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
             match dead_letter::record(bus, spec, &message, stream_sequence, delivered, &reason).await {
                 Ok(()) => {
                     tracing::error!(%reason, "message dead-lettered");
+                    counted(Outcome::DeadLettered);
+                    metrics::dead_lettered(&spec.stream, &spec.durable);
                     message.ack_with(AckKind::Term).await
                 }
                 Err(err) => {

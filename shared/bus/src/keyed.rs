@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::metrics::Outcome;
 use crate::{Bus, BusError, ConsumerSpec, Delivery, Handler, HandlerError, dead_letter, trace};
 
 /// The longest wait before reading again after the server went away.
@@ -176,7 +177,10 @@ async fn read<H: KeyedHandler>(shared: &Arc<Shared<H>>, start: u64) -> Result<()
             match item {
                 Some(Ok(message)) => {
                     attempt = 0;
-                    let Ok(info) = message.info().map(|i| i.stream_sequence) else {
+                    let Ok(info) = message.info().map(|i| {
+                        crate::metrics::lag(&shared.spec.stream, &shared.spec.name, i.pending);
+                        i.stream_sequence
+                    }) else {
                         tracing::error!("message without JetStream metadata; skipped");
                         continue;
                     };
@@ -309,14 +313,23 @@ async fn handle<H: KeyedHandler>(shared: &Shared<H>, read: &Read) -> bool {
         Err(err) => return bury(shared, read, 1, &err.to_string()).instrument(span).await,
     };
     let mut attempt = 0u32;
+    let (stream, name) = (&shared.spec.stream, &shared.spec.name);
     loop {
+        let started = std::time::Instant::now();
         let delivery = Delivery {
             event: event.clone(),
             subject: message.subject.to_string(),
             stream_sequence: read.stream_sequence,
             delivered: attempt + 1,
         };
-        let wait = match shared.handler.handle(delivery).instrument(span.clone()).await {
+        let handled = shared.handler.handle(delivery).instrument(span.clone()).await;
+        let outcome = match &handled {
+            Ok(()) => Outcome::Done,
+            Err(HandlerError::Permanent(_)) => Outcome::DeadLettered,
+            Err(_) => Outcome::Retried,
+        };
+        crate::metrics::handled(stream, name, outcome, started.elapsed());
+        let wait = match handled {
             Ok(()) => return true,
             Err(HandlerError::Permanent(reason)) => {
                 return bury(shared, read, attempt + 1, &reason).instrument(span).await;
@@ -354,6 +367,7 @@ async fn bury<H>(shared: &Shared<H>, read: &Read, deliveries: u32, reason: &str)
         {
             Ok(()) => {
                 tracing::error!(%reason, "event dead-lettered; its lane goes on");
+                crate::metrics::dead_lettered(&shared.spec.stream, &shared.spec.name);
                 return true;
             }
             Err(err) => tracing::error!(%reason, error = %err, "could not store dead letter; will retry"),

@@ -10,6 +10,7 @@
 //!   DEADLETTER) for a message that keeps failing, so nothing vanishes silently.
 //! - [`keyed::run`] drives a projection that keeps order per aggregate (per subject) instead of
 //!   for the whole stream, so one slow or failing task holds back only itself.
+//! - Every consumer is counted ([`metrics`]): events handled, handler time, lag, dead letters.
 //! - W3C `traceparent` travels in message headers ([`trace`]), so one trace spans services.
 //! - [`request`] carries commands with typed errors over NATS request/reply.
 
@@ -18,6 +19,7 @@ pub mod consumer;
 pub mod dead_letter;
 mod error;
 pub mod keyed;
+pub mod metrics;
 mod publish;
 mod read;
 pub mod request;

@@ -88,9 +88,12 @@ async fn readiness(State(health): State<Health>) -> impl IntoResponse {
     (code, Json(report))
 }
 
-/// `/health` and `/readyz` answer readiness; `/healthz` only says the process is alive.
+/// `/health` and `/readyz` answer readiness; `/healthz` only says the process is alive;
+/// `/metrics` is Prometheus' page (`crate::metrics`).
 pub fn router<S>(health: Health) -> Router<S> {
+    crate::metrics::install();
     Router::new()
+        .route("/metrics", get(crate::metrics::page))
         .route("/health", get(readiness))
         .route("/readyz", get(readiness))
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }))

@@ -46,6 +46,8 @@ impl Foundation {
     ) -> Result<Self, StartError> {
         // Every service may make HTTPS clients, however it was started (a binary, `up`, a test).
         crate::tls::install();
+        // Counted from the start, whoever serves the page.
+        crate::metrics::install();
         let readiness = common.health.register(name);
         let bus = Bus::connect(
             &common.nats_url,

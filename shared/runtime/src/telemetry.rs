@@ -25,6 +25,7 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), logs go to stderr.
 pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, RuntimeError> {
+    crate::metrics::install();
     let resource = Resource::builder().with_service_name(service).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if config.otlp_endpoint.is_some() {

@@ -101,9 +101,13 @@ async fn events(
                 to_sse(&state, &user, sequence, &event).await
             }
         });
+    let open = crate::metrics::OpenFeed::new("events");
     let stream = stream::once(async { connected })
         .chain(with_heartbeats(stream::select(live, chat), heartbeat))
-        .map(Ok::<_, Infallible>);
+        .map(move |event| {
+            let _counted = &open;
+            Ok::<_, Infallible>(event)
+        });
     let mut response = sse(stream).into_response();
     response
         .headers_mut()

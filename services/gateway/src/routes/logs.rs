@@ -129,9 +129,10 @@ async fn stream_logs(
         // Ended: the whole log stored, then the end.
         follow.finish().await;
     }
-    let events = stream::unfold(follow, |mut follow| async move {
+    let open = crate::metrics::OpenFeed::new("logs");
+    let events = stream::unfold((follow, open), |(mut follow, open)| async move {
         let event = follow.next().await?;
-        Some((Ok::<_, Infallible>(event), follow))
+        Some((Ok::<_, Infallible>(event), (follow, open)))
     });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -54,6 +54,8 @@ pub fn app(state: AppState) -> Router {
         .merge(login::router())
         .merge(webhooks::router())
         .merge(api)
+        // After routing, so each request is counted under the route it matched.
+        .route_layer(axum::middleware::from_fn(crate::metrics::measure))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::api_error::json_errors))
         .layer(axum::middleware::from_fn_with_state(

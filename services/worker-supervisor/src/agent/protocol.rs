@@ -47,6 +47,10 @@ pub struct AgentResult {
     pub session_id: String,
     pub errors: Vec<String>,
     pub permission_denials: usize,
+    /// What the run used: tokens read (with the cache's) and written, and its cost in dollars.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
 }
 
 /// What the agent's API refusing who we are looks like (no key, a bad key, a lapsed login).
@@ -184,6 +188,16 @@ pub fn parse_line(line: &str) -> Result<Vec<AgentLine>, serde_json::Error> {
                 .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
                 .collect(),
             permission_denials: value["permission_denials"].as_array().map_or(0, Vec::len),
+            input_tokens: [
+                "input_tokens",
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+            ]
+            .iter()
+            .filter_map(|kind| value["usage"][kind].as_u64())
+            .sum(),
+            output_tokens: value["usage"]["output_tokens"].as_u64().unwrap_or(0),
+            cost_usd: value["total_cost_usd"].as_f64().unwrap_or(0.0),
         })],
         _ => vec![AgentLine::Other],
     })

@@ -287,6 +287,7 @@ async fn run_once(
                         AgentLine::Result(done) => {
                             // One turn only: closing stdin lets the CLI exit.
                             stdin = None;
+                            crate::metrics::agent_used(done.input_tokens, done.output_tokens, done.cost_usd);
                             result = Some(done);
                             drained.as_mut().reset(tokio::time::Instant::now() + RESULT_DRAIN);
                         }

@@ -92,6 +92,7 @@ impl Jobs {
         if let Ok(mut running) = self.running.lock() {
             running.insert(job.job_id.clone(), (job.attempt, cancel.clone()));
         }
+        let queued = crate::metrics::InState::queued();
         let _slot = match start {
             // A recovered job already holds its place in the world (a Job in the cluster).
             Start::Recovered => None,
@@ -100,6 +101,8 @@ impl Jobs {
                 Err(_) => return,
             },
         };
+        drop(queued);
+        let _running = crate::metrics::InState::running();
         if self.leases.cancel_requested(&job.job_id).await {
             cancel.cancel();
         }
@@ -127,6 +130,7 @@ impl Jobs {
         // Left unfinished if the report could not go out: it is recovered and reported again.
         if reporter.job(result).await {
             self.leases.set_state(&job, state).await;
+            crate::metrics::finished(state);
         }
         if let Ok(mut running) = self.running.lock()
             && running

@@ -7,7 +7,7 @@ use mainloop_events::subjects;
 use mainloop_testkit::TestNats;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{connect, eventually, spawned};
+use crate::helpers::{connect, eventually, metric, metrics_page, spawned};
 
 /// Fails the first `failures` deliveries of each message, then succeeds; remembers every call.
 struct Flaky {
@@ -99,6 +99,7 @@ async fn a_message_that_always_fails_is_dead_lettered_with_its_reason() -> anyho
     let published = bus.publish(&subject, &event, Expect::Any).await?;
     let handler = Flaky::new(u32::MAX);
     let shutdown = CancellationToken::new();
+    metrics_page();
     let running = tokio::spawn({
         let (bus, handler, shutdown) = (bus.clone(), handler.clone(), shutdown.clone());
         async move { consumer::run(&bus, fast_spec(3), handler, shutdown).await }
@@ -125,6 +126,33 @@ async fn a_message_that_always_fails_is_dead_lettered_with_its_reason() -> anyho
     eventually("the term", || async { Ok(consumer_state(&bus).await? == (0, 0)) }).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(handler.calls().len(), 3);
+
+    // Counted: two retries, then the dead letter.
+    let page = metrics_page();
+    let consumer = "consumer=\"test-consumer\"";
+    assert!(
+        metric(
+            &page,
+            "mainloop_events_handled_total",
+            &[consumer, "outcome=\"retried\""]
+        ) >= 2.0,
+        "{page}"
+    );
+    assert!(
+        metric(
+            &page,
+            "mainloop_events_handled_total",
+            &[consumer, "outcome=\"dead_lettered\""]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &page,
+            "mainloop_dead_letters_total",
+            &[consumer, "stream=\"TASKS\""]
+        ) >= 1.0
+    );
+    assert!(metric(&page, "mainloop_handler_duration_seconds_count", &[consumer]) >= 3.0);
 
     shutdown.cancel();
     running.await??;

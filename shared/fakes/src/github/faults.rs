@@ -150,6 +150,32 @@ impl FakeGitHub {
 }
 
 /// The middleware in front of the REST API and git: a matching fault answers instead.
+/// What GitHub says of its primary rate limit on every REST answer: 5,000 calls an hour, one
+/// used per call; a 304 to a conditional request costs nothing, as GitHub documents.
+fn rate_limit_headers(gh: &FakeGitHub, response: &mut Response) {
+    use std::sync::atomic::Ordering;
+    let used = if response.status() == StatusCode::NOT_MODIFIED {
+        gh.calls.load(Ordering::SeqCst)
+    } else {
+        gh.calls.fetch_add(1, Ordering::SeqCst) + 1
+    };
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() + 3600);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", "5000".to_string()),
+        ("x-ratelimit-remaining", 5000u64.saturating_sub(used).to_string()),
+        ("x-ratelimit-used", used.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+        ("x-ratelimit-resource", "core".to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 pub async fn inject(State(gh): State<FakeGitHub>, request: Request<Body>, next: Next) -> Response {
     let path = request.uri().path().to_string();
     if path.starts_with("/_control") {
@@ -162,7 +188,12 @@ pub async fn inject(State(gh): State<FakeGitHub>, request: Request<Body>, next: 
         format!("{} {path}", request.method())
     };
     match gh.fault_for(&call) {
-        None => next.run(request).await,
+        None if git => next.run(request).await,
+        None => {
+            let mut response = next.run(request).await;
+            rate_limit_headers(&gh, &mut response);
+            response
+        }
         Some((answer, true)) => {
             let _ = next.run(request).await.into_response();
             answer

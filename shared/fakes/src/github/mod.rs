@@ -30,6 +30,8 @@ pub struct FakeGitHub {
     pub(crate) root: PathBuf,
     pub(crate) token: String,
     pub(crate) base_url: Arc<Mutex<String>>,
+    /// REST calls counted against the hourly rate limit (`faults::rate_limit_headers`).
+    pub(crate) calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeGitHub {
@@ -40,6 +42,7 @@ impl FakeGitHub {
             root,
             token: token.to_string(),
             base_url: Arc::default(),
+            calls: Arc::default(),
         }
     }
 
