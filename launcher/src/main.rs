@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(async move {
-            let _telemetry = mainloop_runtime::telemetry::init("mainloop", &cli.telemetry)?;
+            let _telemetry = mainloop_runtime::telemetry::init(service_name(&cli.command), &cli.telemetry)?;
             let shutdown = mainloop_runtime::shutdown::on_signals()?;
             match cli.command {
                 Command::Up(args) => up::up(*args, shutdown).await,
@@ -55,4 +55,20 @@ fn main() -> anyhow::Result<()> {
                 Command::FakeClaude { .. } | Command::McpRelay { .. } | Command::PodStep { .. } => Ok(()),
             }
         })
+}
+
+/// The name this process's spans carry: the service it runs, or `mainloop` for all of them.
+fn service_name(command: &Command) -> &'static str {
+    use cli::ServiceCommand as S;
+    match command {
+        Command::Run { service, .. } => match service.as_ref() {
+            S::Gateway(_) => "mainloop-gateway",
+            S::Conversation(_) => "mainloop-conversation",
+            S::Scheduler(_) => "mainloop-scheduler",
+            S::WorkerSupervisor(_) => "mainloop-worker-supervisor",
+            S::GithubWatcher(_) => "mainloop-github-watcher",
+            S::Inbox(_) => "mainloop-inbox",
+        },
+        _ => "mainloop",
+    }
 }

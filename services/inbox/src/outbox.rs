@@ -1,6 +1,7 @@
 //! Feed events wait here, written in the transaction that caused them, until they are published
 //! to INBOX. Publishing uses the event's own id as `Nats-Msg-Id`, so publishing a row twice (a
-//! crash after publish, before delete) stores it once.
+//! crash after publish, before delete) stores it once. Each row keeps the trace of the event that
+//! caused it, and is published in that trace.
 
 use std::sync::Arc;
 
@@ -8,6 +9,11 @@ use mainloop_bus::{Bus, Expect};
 use mainloop_events::Envelope;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// A row waiting: its position, subject, envelope and the trace that caused it.
+type Waiting = (i64, String, Vec<u8>, String);
 
 #[derive(Clone)]
 pub struct Outbox {
@@ -32,9 +38,12 @@ impl Outbox {
         subject: &str,
         event: &Envelope,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO feed_outbox (subject, envelope) VALUES ($1, $2)")
+        // The trace of the event that caused it, continued when it is published.
+        let traceparent = mainloop_bus::trace::traceparent().unwrap_or_default();
+        sqlx::query("INSERT INTO feed_outbox (subject, envelope, traceparent) VALUES ($1, $2, $3)")
             .bind(subject)
             .bind(event.to_bytes())
+            .bind(traceparent)
             .execute(tx)
             .await?;
         Ok(())
@@ -44,8 +53,8 @@ impl Outbox {
     pub async fn flush(&self) {
         let _turn = self.flushing.lock().await;
         loop {
-            let rows: Result<Vec<(i64, String, Vec<u8>)>, _> = sqlx::query_as(
-                "SELECT position, subject, envelope FROM feed_outbox ORDER BY position LIMIT 100",
+            let rows: Result<Vec<Waiting>, _> = sqlx::query_as(
+                "SELECT position, subject, envelope, traceparent FROM feed_outbox ORDER BY position LIMIT 100",
             )
             .fetch_all(&self.db)
             .await;
@@ -57,11 +66,14 @@ impl Outbox {
                     return;
                 }
             };
-            for (position, subject, bytes) in rows {
+            for (position, subject, bytes, traceparent) in rows {
+                let span = tracing::info_span!("inbox.feed", %subject);
+                let _ = span.set_parent(mainloop_bus::trace::from_traceparent(&traceparent));
                 let published = match Envelope::from_bytes(&bytes) {
                     Ok(event) => self
                         .bus
                         .publish(&subject, &event, Expect::Any)
+                        .instrument(span)
                         .await
                         .map(drop)
                         .map_err(|e| e.to_string()),

@@ -49,3 +49,10 @@ pub fn traceparent() -> Option<String> {
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
     carrier.remove("traceparent")
 }
+
+/// The remote context a stored `traceparent` names (empty when it names none), to continue a
+/// trace in work done later (an outbox's publish).
+pub fn from_traceparent(traceparent: &str) -> opentelemetry::Context {
+    let carrier = std::collections::HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    TraceContextPropagator::new().extract(&carrier)
+}

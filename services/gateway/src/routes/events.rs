@@ -22,6 +22,9 @@ use mainloop_events::{Envelope, Payload, subjects};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use crate::api_error::ApiError;
 use crate::auth::User;
 use crate::extract::Params;
@@ -98,7 +101,10 @@ async fn events(
                 let message = message.ok()?;
                 let sequence = message.info().ok()?.stream_sequence;
                 let event = Envelope::from_bytes(&message.payload).ok()?;
-                to_sse(&state, &user, sequence, &event).await
+                // Sending it to the person is the last step of the trace that made it.
+                let span = tracing::info_span!("sse.send", subject = %message.subject, seq = sequence);
+                let _ = span.set_parent(mainloop_bus::trace::extract(message.headers.as_ref()));
+                to_sse(&state, &user, sequence, &event).instrument(span).await
             }
         });
     let open = crate::metrics::OpenFeed::new("events");

@@ -196,7 +196,12 @@ fn command(config: &AgentConfig, run: &AgentRun) -> Command {
         // A few quick retries inside a run; longer outages are paced by the scheduler's durable
         // backoff between attempts, not by one run retrying for three minutes.
         .env("CLAUDE_CODE_MAX_RETRIES", "3")
-        .env(process_tree::MARKER, &run.run_id)
+        .env(process_tree::MARKER, &run.run_id);
+    // The job's trace, for an agent that reports its own spans; an explicit one (a pod's) wins.
+    if let Some(traceparent) = mainloop_bus::trace::traceparent() {
+        command.env("TRACEPARENT", traceparent);
+    }
+    command
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -15,6 +15,7 @@ use mainloop_events::v1::{JobRequested, JobStarted};
 use mainloop_events::{Envelope, Payload};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::runner::Runner;
 use execute::Start;
@@ -49,7 +50,8 @@ impl Handler for JobQueue {
                     .map_err(|e| HandlerError::Transient(e.to_string()))?;
                 if inserted {
                     let (jobs, job) = (jobs.clone(), job.clone());
-                    tokio::spawn(async move { jobs.run(event, job, Start::Fresh).await });
+                    let span = job_span(&job);
+                    tokio::spawn(async move { jobs.run(event, job, Start::Fresh).await }.instrument(span));
                 }
                 Ok(())
             }
@@ -157,8 +159,15 @@ impl Jobs {
             };
             tracing::warn!(job = %job.job_id, attempt = job.attempt, "taking over a job whose supervisor stopped");
             let jobs = self.clone();
-            tokio::spawn(async move { jobs.run(request, job, Start::Recovered).await });
+            let span = job_span(&job);
+            tokio::spawn(async move { jobs.run(request, job, Start::Recovered).await }.instrument(span));
         }
         Ok(claimed.len())
     }
+}
+
+/// A job's span: a child of the delivery that asked for it, so the job, its agent
+/// (`TRACEPARENT`) and what it reports stay in the task's trace.
+fn job_span(job: &JobRequested) -> tracing::Span {
+    tracing::info_span!("job.run", job_id = %job.job_id, attempt = job.attempt, mode = ?job.mode())
 }
