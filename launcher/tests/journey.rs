@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{ArgvWatch, FULL_HISTORY, Mainloop, status_history, until};
+use common::{ArgvWatch, FULL_HISTORY, Mainloop, sample, status_history, until};
 use futures_util::StreamExt;
 use mainloop_bus::Bus;
 use mainloop_events::{Payload, subjects};
@@ -333,17 +333,6 @@ async fn a_task_goes_from_spawn_to_merged_through_every_service() -> anyhow::Res
         }
     }
     Ok(())
-}
-
-/// The sum of `name`'s samples whose labels hold every one of `labels` (`key="value"`).
-fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let values: Vec<f64> = page
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// `/metrics` after the journey: each service's work counted.

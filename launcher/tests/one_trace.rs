@@ -4,7 +4,7 @@
 //! issue on GitHub and asks the person to review the plan, which reaches their feed. Every
 //! service's spans for it carry the trace the gateway's `POST /chat` began: gateway →
 //! conversation → scheduler → worker-supervisor (and the agent's `TRACEPARENT`) → github-watcher
-//! → inbox → the gateway's SSE.
+//! → inbox → the gateway's SSE. Each process's own `/metrics` counts its part.
 
 mod common;
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use common::{Outside, ask_and_confirm, until};
+use common::{Outside, ask_and_confirm, sample, until};
 use futures_util::StreamExt;
 use mainloop_testkit::Infra;
 use prost::Message;
@@ -225,6 +225,43 @@ async fn a_journey_is_one_trace_across_all_six_services() -> anyhow::Result<()> 
     })
     .await?;
     assert!(review_reached.await?, "the plan review never reached the feed");
+
+    // Each process counts its own work on its own /metrics.
+    for (name, (_, health)) in &running {
+        let page = http
+            .get(format!("http://127.0.0.1:{health}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let moved = |metric: &str, labels: &[&str]| sample(&page, metric, labels).is_some_and(|v| v > 0.0);
+        let counted = match *name {
+            "gateway" => moved(
+                "mainloop_http_requests_total",
+                &["route=\"/chat\"", "status=\"200\""],
+            ),
+            "conversation" => moved(
+                "mainloop_commands_handled_total",
+                &["subject=\"cmd.conversation.post-message\"", "outcome=\"done\""],
+            ),
+            "scheduler" => {
+                moved(
+                    "mainloop_commands_handled_total",
+                    &["subject=\"cmd.scheduler.spawn-task\""],
+                ) && moved("mainloop_events_handled_total", &["consumer=\"scheduler-tasks\""])
+            }
+            "worker-supervisor" => {
+                moved("mainloop_jobs_finished_total", &["state=\"succeeded\""])
+                    && moved("mainloop_agent_tokens_total", &["kind=\"output\""])
+            }
+            "github-watcher" => {
+                moved("mainloop_github_requests_total", &[])
+                    && moved("mainloop_github_rate_limit_remaining", &[])
+            }
+            _ => moved("mainloop_events_handled_total", &["consumer=\"inbox-tasks\""]),
+        };
+        assert!(counted, "{name}'s metrics did not move:\n{page}");
+    }
 
     // Stopped, each process sends the spans it still holds.
     for (_, (child, _)) in &running {

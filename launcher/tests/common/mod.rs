@@ -389,3 +389,14 @@ pub async fn ask_and_confirm(http: &reqwest::Client, base: &str, request: &str) 
             .await?,
     )
 }
+
+/// The sum of `name`'s samples whose labels hold every one of `labels` (`key="value"`).
+pub fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}

@@ -105,6 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 model: settings.agent_model.clone(),
                 timeout: Duration::from_secs(settings.agent_timeout_secs),
                 run_as,
+                on_usage: metrics::agent_used,
             },
             redactor: redactor.clone(),
         }),

@@ -32,12 +32,12 @@ pub fn finished(state: &'static str) {
 }
 
 /// What one agent run used.
-pub fn agent_used(input_tokens: u64, output_tokens: u64, cost_usd: f64) {
-    metrics::counter!("mainloop_agent_tokens_total", "kind" => "input").increment(input_tokens);
-    metrics::counter!("mainloop_agent_tokens_total", "kind" => "output").increment(output_tokens);
-    if cost_usd.is_finite() && cost_usd > 0.0 {
+pub fn agent_used(usage: crate::agent::protocol::Usage) {
+    metrics::counter!("mainloop_agent_tokens_total", "kind" => "input").increment(usage.input_tokens);
+    metrics::counter!("mainloop_agent_tokens_total", "kind" => "output").increment(usage.output_tokens);
+    if usage.cost_usd.is_finite() && usage.cost_usd > 0.0 {
         // Counters are whole numbers: cost is kept in micro-dollars.
         metrics::counter!("mainloop_agent_cost_microdollars_total")
-            .increment((cost_usd * 1e6).round() as u64);
+            .increment((usage.cost_usd * 1e6).round() as u64);
     }
 }

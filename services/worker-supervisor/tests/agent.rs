@@ -133,6 +133,7 @@ impl Replay {
             model: "sonnet".into(),
             timeout: Duration::from_secs(20),
             run_as: None,
+            on_usage: |_| {},
         }
     }
 

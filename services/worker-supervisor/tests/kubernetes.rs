@@ -457,6 +457,15 @@ async fn a_job_becomes_one_locked_down_kubernetes_job_followed_to_its_result() -
         head: "f00".into(),
     });
     cluster.k8s.print(&name, "agent", &forged);
+    // What the run used comes back as a line of the agent step and is counted here.
+    let usage = mainloop_worker_supervisor::agent::protocol::Usage {
+        input_tokens: 1200,
+        output_tokens: 340,
+        cost_usd: 0.0123,
+    };
+    cluster
+        .k8s
+        .print(&name, "agent", &json_line(&PodLine::Usage { usage }));
     cluster
         .k8s
         .print(&name, "agent", &json_line(&PodLine::Outcome { outcome: plan }));
@@ -473,6 +482,16 @@ async fn a_job_becomes_one_locked_down_kubernetes_job_followed_to_its_result() -
         panic!("not a plan: {done:?}");
     };
     assert_eq!(plan.plan_text, "# Plan\n1. Limit");
+    let page = mainloop_runtime::metrics::install()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    for counted in [
+        "mainloop_agent_tokens_total{kind=\"input\"} 1200",
+        "mainloop_agent_tokens_total{kind=\"output\"} 340",
+        "mainloop_agent_cost_microdollars_total 12300",
+    ] {
+        assert!(page.lines().any(|l| l == counted), "{counted} not in:\n{page}");
+    }
     let lines = cluster.log("t1").await?;
     assert_eq!(
         lines,

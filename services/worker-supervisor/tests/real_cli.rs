@@ -66,6 +66,7 @@ impl Scene {
             model: "sonnet".into(),
             timeout: Duration::from_secs(90),
             run_as: None,
+            on_usage: |_| {},
         })
     }
 

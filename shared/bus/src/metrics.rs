@@ -1,6 +1,6 @@
 //! What the bus counts for every consumer, whichever service runs it: events handled (by
 //! outcome) and how long their handlers took, how far behind the stream the consumer is, and
-//! dead letters. Recorded through the `metrics` facade; the process's recorder renders them
+//! dead letters; and for every command or query served, how it ended and how long it took. Recorded through the `metrics` facade; the process's recorder renders them
 //! (`mainloop_runtime::metrics`).
 
 use std::time::Duration;
@@ -44,4 +44,13 @@ pub fn lag(stream: &str, consumer: &str, pending: u64) {
 pub fn dead_lettered(stream: &str, consumer: &str) {
     metrics::counter!("mainloop_dead_letters_total", "stream" => stream.to_string(), "consumer" => consumer.to_string())
         .increment(1);
+}
+
+/// One command or query answered on `subject`: done, or refused; in `took`.
+pub fn command(subject: &str, done: bool, took: Duration) {
+    let outcome = if done { "done" } else { "refused" };
+    metrics::counter!("mainloop_commands_handled_total", "subject" => subject.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("mainloop_command_duration_seconds", "subject" => subject.to_string())
+        .record(took.as_secs_f64());
 }

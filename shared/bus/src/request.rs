@@ -213,6 +213,7 @@ impl Server {
             let _ = span.set_parent(trace::extract(request.headers.as_ref()));
             in_flight.spawn(
                 async move {
+                    let started = std::time::Instant::now();
                     let result = match decode(request.payload) {
                         Ok(command) => handler(command).await.map(encode),
                         Err(err) => Err(CommandError::new(
@@ -223,6 +224,7 @@ impl Server {
                     if let Err(error) = &result {
                         tracing::info!(code = ?error.code(), message = %error.message, "command refused");
                     }
+                    crate::metrics::command(&request.subject, result.is_ok(), started.elapsed());
                     let reply = CommandReply {
                         result: Some(match result {
                             Ok(bytes) => command_reply::Result::Ok(bytes),

@@ -47,7 +47,13 @@ pub struct AgentResult {
     pub session_id: String,
     pub errors: Vec<String>,
     pub permission_denials: usize,
-    /// What the run used: tokens read (with the cache's) and written, and its cost in dollars.
+    pub usage: Usage,
+}
+
+/// What a run used, as its result line says: tokens read (with the cache's) and written, and
+/// its cost in dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -188,16 +194,18 @@ pub fn parse_line(line: &str) -> Result<Vec<AgentLine>, serde_json::Error> {
                 .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
                 .collect(),
             permission_denials: value["permission_denials"].as_array().map_or(0, Vec::len),
-            input_tokens: [
-                "input_tokens",
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-            ]
-            .iter()
-            .filter_map(|kind| value["usage"][kind].as_u64())
-            .sum(),
-            output_tokens: value["usage"]["output_tokens"].as_u64().unwrap_or(0),
-            cost_usd: value["total_cost_usd"].as_f64().unwrap_or(0.0),
+            usage: Usage {
+                input_tokens: [
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                ]
+                .iter()
+                .filter_map(|kind| value["usage"][kind].as_u64())
+                .sum(),
+                output_tokens: value["usage"]["output_tokens"].as_u64().unwrap_or(0),
+                cost_usd: value["total_cost_usd"].as_f64().unwrap_or(0.0),
+            },
         })],
         _ => vec![AgentLine::Other],
     })
@@ -243,4 +251,33 @@ pub fn questions(input: &Value) -> Vec<mainloop_events::v1::Question> {
             multi_select: q["multiSelect"].as_bool().unwrap_or(false),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AgentLine, Usage, parse_line};
+
+    #[test]
+    fn a_result_line_says_what_the_run_used() {
+        // The real CLI's result line (fixtures/claude-code), cut to the fields read here.
+        let line =
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"s1",
+            "total_cost_usd":0.0018,"usage":{"input_tokens":300,"cache_creation_input_tokens":20,
+            "cache_read_input_tokens":5,"output_tokens":60}}"#
+                .replace('\n', "");
+        let Ok(lines) = parse_line(&line) else {
+            panic!("the result line did not parse");
+        };
+        let [AgentLine::Result(result)] = lines.as_slice() else {
+            panic!("not one result: {lines:?}");
+        };
+        assert_eq!(
+            result.usage,
+            Usage {
+                input_tokens: 325,
+                output_tokens: 60,
+                cost_usd: 0.0018
+            }
+        );
+    }
 }

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub timeout: Duration,
     /// The unprivileged user the agent runs as (uid, gid), when the supervisor is root.
     pub run_as: Option<(u32, u32)>,
+    /// Where a run's usage goes: the supervisor's metrics, or a pod's line back to it.
+    pub on_usage: fn(super::protocol::Usage),
 }
 
 /// One run's inputs.
@@ -292,7 +294,7 @@ async fn run_once(
                         AgentLine::Result(done) => {
                             // One turn only: closing stdin lets the CLI exit.
                             stdin = None;
-                            crate::metrics::agent_used(done.input_tokens, done.output_tokens, done.cost_usd);
+                            (config.on_usage)(done.usage);
                             result = Some(done);
                             drained.as_mut().reset(tokio::time::Instant::now() + RESULT_DRAIN);
                         }

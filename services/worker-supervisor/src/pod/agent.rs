@@ -48,6 +48,8 @@ fn config(job: &PodJob) -> AgentConfig {
         model: job.model.clone(),
         timeout: Duration::from_secs(timeout),
         run_as: None,
+        // Counted by the supervisor, which reads it back from the pod's log.
+        on_usage: |usage| PodLine::Usage { usage }.print(),
     }
 }
 

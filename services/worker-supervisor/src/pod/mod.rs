@@ -55,6 +55,8 @@ pub enum PodLine {
     Log { source: Source, line: String },
     /// How the agent's run ended (the agent step's last line).
     Outcome { outcome: AgentOutcome },
+    /// What the agent's run used (the agent step, once its result is in).
+    Usage { usage: crate::agent::protocol::Usage },
     /// The deliver step pushed (or had nothing to push).
     Delivered { commits: u32, head: String },
     /// A step could not do its part.

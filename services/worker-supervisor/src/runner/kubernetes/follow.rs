@@ -41,6 +41,10 @@ impl Said {
                 self.outcome = Some(outcome);
                 return;
             }
+            Ok(PodLine::Usage { usage }) if step == "agent" => {
+                crate::metrics::agent_used(usage);
+                return;
+            }
             Ok(PodLine::Delivered { commits, head }) if step == "deliver" => {
                 self.delivered = Some((commits, head));
                 return;
