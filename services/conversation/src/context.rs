@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mainloop_bus::{Bus, request};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -27,12 +27,17 @@ pub struct Context {
     known: Arc<Mutex<HashMap<String, Known>>>,
 }
 
-/// One person's: how many changes were heard of, and what was read (when) since the last.
+/// One person's: how many changes were heard of, what was read (when) since the last, and a
+/// read under way, which a turn arriving meanwhile waits for instead of reading again.
 #[derive(Default)]
 struct Known {
     changes: u64,
     read: Option<(Instant, String)>,
+    reading: Option<(u64, Reading)>,
 }
+
+/// A read of the person's tasks that several may wait for.
+type Reading = futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<String, String>>>;
 
 impl Context {
     /// Listens to the inbox's feed (in `tasks`, until `shutdown`), forgetting a person's context
@@ -78,43 +83,67 @@ impl Context {
         person.read = None;
     }
 
-    /// What the model is told about `user`'s work.
+    /// What the model is told about `user`'s work: what was read, while it is fresh; else the
+    /// read under way (one started after the last change heard), else a new read.
     pub async fn about(&self, user: &str) -> String {
-        let changes = {
-            let known = self.known();
-            match known.get(user) {
-                Some(Known {
-                    read: Some((at, said)),
-                    ..
-                }) if at.elapsed() < KEPT => return said.clone(),
-                Some(person) => person.changes,
-                None => 0,
+        let (changes, reading) = {
+            let mut known = self.known();
+            let person = known.entry(user.to_string()).or_default();
+            match (&person.read, &person.reading) {
+                (Some((at, said)), _) if at.elapsed() < KEPT => return said.clone(),
+                (_, Some((since, reading))) if *since == person.changes => (*since, reading.clone()),
+                _ => {
+                    let reading = read_tasks(self.bus.clone(), user.to_string()).boxed().shared();
+                    person.reading = Some((person.changes, reading.clone()));
+                    (person.changes, reading)
+                }
             }
         };
-        let tasks: Value = match request::send_json(
-            &self.bus,
-            "query.inbox.list-tasks",
-            &json!({"user_id": user}),
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(tasks) => tasks,
-            Err(err) => {
-                tracing::warn!(error = %err, "the person's tasks could not be read for the model");
-                return "The person's tasks could not be read just now; use list_tasks if they ask about them."
-                    .into();
-            }
-        };
-        let said = describe(&tasks);
+        let read = reading.await;
         let mut known = self.known();
         let person = known.entry(user.to_string()).or_default();
-        // A change heard while reading may not be in what was read: not kept.
-        if person.changes == changes {
-            person.read = Some((Instant::now(), said.clone()));
+        if person
+            .reading
+            .as_ref()
+            .is_some_and(|(since, _)| *since == changes)
+        {
+            person.reading = None;
         }
-        said
+        match read {
+            Ok(said) => {
+                // A change heard while reading may not be in what was read: not kept.
+                if person.changes == changes {
+                    person.read = Some((Instant::now(), said.clone()));
+                }
+                said
+            }
+            // Not kept: the next turn reads again.
+            Err(unread) => unread,
+        }
     }
+}
+
+/// The person's tasks as the model is told them, read from the inbox; or, when they cannot be
+/// read, what the model is told instead.
+async fn read_tasks(bus: Bus, user: String) -> Result<String, String> {
+    let tasks: Value = match request::send_json(
+        &bus,
+        "query.inbox.list-tasks",
+        &json!({"user_id": user}),
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(tasks) => tasks,
+        Err(err) => {
+            tracing::warn!(error = %err, "the person's tasks could not be read for the model");
+            return Err(
+                "The person's tasks could not be read just now; use list_tasks if they ask about them."
+                    .into(),
+            );
+        }
+    };
+    Ok(describe(&tasks))
 }
 
 fn describe(tasks: &Value) -> String {

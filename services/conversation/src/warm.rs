@@ -1,7 +1,8 @@
 //! A person who opens their feed is likely to write soon. The gateway says so on
 //! `live.present.<user>`; this reads what their first message needs — their tasks (`context`)
 //! and their earlier days (`pyramid`) — then, so the first turn is as quick as the ones after it.
-//! What is already warm is not read again. Only a head start: `AT_ONCE` warm-ups run at a time,
+//! What is already warm is not read again, and a first message arriving during the read waits
+//! for it rather than reading again. Only a head start: `AT_ONCE` warm-ups run at a time,
 //! at most `WAITING` people wait their turn, and a presence heard beyond that is let go, so a
 //! storm of reconnects costs little.
 
@@ -14,7 +15,7 @@ use crate::context::Context;
 use crate::pyramid::Pyramid;
 
 /// Warm-ups running at once.
-const AT_ONCE: usize = 8;
+const AT_ONCE: usize = 16;
 /// People waiting to be warmed; beyond this, presence is let go.
 const WAITING: usize = 1024;
 
