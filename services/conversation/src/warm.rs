@@ -28,6 +28,10 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut present = bus.client().subscribe(subjects::PRESENT_ALL).await?;
+    // Listening before the service says it is ready: a presence said after that is heard.
+    if let Err(err) = bus.client().flush().await {
+        tracing::warn!(error = %err, "presence subscription not confirmed");
+    }
     let (heard, mut waiting) = tokio::sync::mpsc::channel::<String>(WAITING);
     let stop = shutdown.clone();
     tasks.spawn(async move {
