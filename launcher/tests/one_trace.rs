@@ -275,8 +275,7 @@ async fn a_journey_is_one_trace_across_all_six_services() -> anyhow::Result<()> 
     }
 
     let received = received.lock().map(|r| r.clone()).unwrap_or_default();
-    // The trace the confirming `POST /chat` began: the one whose gateway request span is
-    // followed by a spawn.
+    // The services and span names of each trace; the journey's is the one all six share.
     let mut by_trace: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
     let mut names: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
     for (service, trace, name) in &received {
