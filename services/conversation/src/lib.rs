@@ -13,6 +13,8 @@ mod config;
 mod context;
 mod conversations;
 mod error;
+mod held;
+mod memory;
 pub mod models;
 pub mod pyramid;
 mod queries;
@@ -67,11 +69,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     )
     .await
     .map_err(|e| Error::Setup(format!("presence could not be followed: {e}")))?;
+    let memory = memory::Memory::default();
     foundation.reset_hooks.add({
-        let (context, pyramid) = (context.clone(), pyramid.clone());
+        let (context, pyramid, memory) = (context.clone(), pyramid.clone(), memory.clone());
         move || {
             context.forget_all();
             pyramid.forget_all();
+            memory.forget_all();
         }
     });
     let turns = Arc::new(turn::Turns {
@@ -80,6 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         compactor,
         pyramid,
         context,
+        memory,
         llm,
         tools: tools::all(),
         github_web_url: config.llm.github_web_url.clone(),

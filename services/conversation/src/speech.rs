@@ -2,11 +2,13 @@
 //! `live.chat.<user>.<conversation>` (core NATS, not stored) as `{"type": "delta", …}` with a
 //! running `seq`, and once the reply is stored, the whole message once as `{"type": "message"}`.
 //! The stored reply is exactly what was said: the fragments, in order, with a blank line between
-//! the model's turns around tool calls.
+//! the model's turns around tool calls. A turn started before its memory was confirmed says
+//! nothing until it is (`held`).
 
 use mainloop_bus::Bus;
 use serde_json::{Value, json};
 
+use crate::held::Go;
 use crate::models::{Delta, Deltas};
 
 pub struct Speech<'a> {
@@ -54,12 +56,24 @@ impl<'a> Speech<'a> {
 
     /// Runs `turn` (the model, writing to the `Deltas` it is given) while saying each fragment
     /// as it arrives, a new turn of the model as a new paragraph; returns what `turn` returned.
-    pub async fn while_speaking<T>(&mut self, turn: impl AsyncFnOnce(Deltas) -> T) -> T {
+    /// Nothing is said before `go` is given (the fragments wait); a no drops the turn unsaid
+    /// (None).
+    pub async fn while_speaking<T>(&mut self, go: &Go, turn: impl AsyncFnOnce(Deltas) -> T) -> Option<T> {
         let (deltas, mut fragments) = tokio::sync::mpsc::unbounded_channel::<Delta>();
         let running = turn(deltas);
         tokio::pin!(running);
-        let mut first = true;
         let mut result = None;
+        let given = tokio::select! {
+            given = go.given() => given,
+            done = &mut running => {
+                result = Some(done);
+                go.given().await
+            }
+        };
+        if !given {
+            return None;
+        }
+        let mut first = true;
         loop {
             tokio::select! {
                 biased;
@@ -75,11 +89,11 @@ impl<'a> Speech<'a> {
                 done = &mut running, if result.is_none() => result = Some(done),
             }
         }
-        match result {
+        Some(match result {
             Some(done) => done,
             // The channel closed first: the turn dropped its sender and is finishing.
             None => running.await,
-        }
+        })
     }
 
     /// The stored message, once, for clients following live.

@@ -1,6 +1,8 @@
 //! One chat turn: the person's message, the model's answer (said live as it is written), and
 //! the tools it may use (`tools`), with what the model should know about the person's work
-//! (`context`) in its system prompt.
+//! (`context`) in its system prompt. The conversation the model is given is remembered from
+//! the turn before (`memory`), so the model is asked beside the statement that stores the
+//! message, its words held until the store confirms (`held`).
 
 use mainloop_bus::{Bus, Expect};
 use mainloop_events::v1::{AssistantMessagePosted, CommandError, ErrorCode, UserMessagePosted};
@@ -11,7 +13,9 @@ use sqlx::PgPool;
 
 use crate::compaction::{Compacted, Compactor};
 use crate::context::Context;
-use crate::models::{ChatModel, Message, ModelRequest, Role};
+use crate::held::{self, Go};
+use crate::memory::{Memory, RECENT_AT_MOST, Remembered};
+use crate::models::{ChatModel, ModelRequest, Role};
 use crate::pyramid::Pyramid;
 use crate::speech::Speech;
 use crate::tools::{Asking, ChatTool, Toolbox};
@@ -24,6 +28,7 @@ pub struct Turns {
     pub compactor: Compactor,
     pub pyramid: Pyramid,
     pub context: Context,
+    pub memory: Memory,
     pub github_web_url: String,
 }
 
@@ -34,18 +39,12 @@ pub struct PostMessage {
     pub message: String,
 }
 
-/// What a turn gives the model besides the tools: the conversation's summary, its messages
-/// since, and what the model should know about the person's work.
-struct Prepared {
-    summary: Option<String>,
-    history: Vec<Message>,
+/// What a turn gives the model besides the tools and the conversation: what the model should
+/// know about the person's work, and what they said on earlier days (the pyramid of summaries).
+struct Background {
     about: String,
-    /// What the person said on earlier days, from the pyramid of summaries.
     earlier: String,
 }
-
-/// Messages given word for word at most, should compaction lag behind.
-const RECENT_AT_MOST: i64 = 60;
 
 const SYSTEM: &str = "You are the main thread of mainloop, which runs AI coding workers on GitHub repositories. \
 When the person asks for development work, restate what you understood, name the repository (ask for its GitHub URL if \
@@ -61,19 +60,36 @@ fn internal(err: sqlx::Error) -> CommandError {
     CommandError::new(ErrorCode::Internal, "the conversation store is unavailable")
 }
 
+/// The message, checked: not empty, not too long, from a user id that can name a subject.
+fn checked(command: &PostMessage) -> Result<&str, CommandError> {
+    let text = command.message.trim();
+    if text.is_empty() {
+        return Err(CommandError::invalid("the message is empty"));
+    }
+    if text.len() > 32_000 {
+        return Err(CommandError::invalid(
+            "the message is longer than 32,000 characters",
+        ));
+    }
+    subjects::token("user id", &command.user_id).map_err(|e| CommandError::invalid(e.to_string()))?;
+    Ok(text)
+}
+
+/// One turn's names: the person, the conversation (and its title when the message starts it),
+/// the person's message and the reply.
+struct Turn<'a> {
+    user: &'a str,
+    conversation: String,
+    new_title: Option<String>,
+    text: &'a str,
+    message_id: String,
+    reply_id: String,
+}
+
 impl Turns {
     pub async fn post(&self, command: PostMessage) -> Result<Value, CommandError> {
-        let text = command.message.trim();
-        if text.is_empty() {
-            return Err(CommandError::invalid("the message is empty"));
-        }
-        if text.len() > 32_000 {
-            return Err(CommandError::invalid(
-                "the message is longer than 32,000 characters",
-            ));
-        }
-        subjects::token("user id", &command.user_id).map_err(|e| CommandError::invalid(e.to_string()))?;
-        let (conversation, new) = match &command.conversation_id {
+        let text = checked(&command)?;
+        let (conversation, new_title) = match &command.conversation_id {
             Some(id) => (id.clone(), None),
             // Titled after the message that started it; the person may rename it.
             None => (
@@ -81,64 +97,95 @@ impl Turns {
                 Some(crate::conversations::title_of(text)),
             ),
         };
-        // One statement stores the message and reads the conversation's memory, while the
-        // person's tasks and earlier days come from what this service keeps warm.
-        let user_message = uuid::Uuid::now_v7().to_string();
-        let today = chrono::Utc::now().date_naive();
-        let (memory, about, earlier) = tokio::join!(
-            self.store_and_remember(
-                &command.user_id,
-                &conversation,
-                new.as_deref(),
-                &user_message,
-                text
-            ),
-            self.context.about(&command.user_id),
-            self.pyramid.recall(&command.user_id, today)
-        );
-        let (summary, history) = memory?;
-        let earlier = earlier.unwrap_or_else(|err| {
-            tracing::warn!(error = %err, "earlier days could not be recalled");
-            String::new()
-        });
-        let prepared = Prepared {
-            summary,
-            history,
-            about,
-            earlier,
+        let turn = Turn {
+            user: &command.user_id,
+            conversation,
+            new_title,
+            text,
+            message_id: uuid::Uuid::now_v7().to_string(),
+            reply_id: uuid::Uuid::now_v7().to_string(),
         };
-
-        let reply_id = uuid::Uuid::now_v7().to_string();
-        let mut speech = Speech::new(&self.bus, &command.user_id, &conversation, &reply_id);
-        // The person's message is announced while the model thinks (before the reply is).
-        let announcing = self.announce(
-            &command.user_id,
-            &conversation,
-            Payload::UserMessagePosted(UserMessagePosted {
-                message_id: user_message.clone(),
-                content: text.to_string(),
-            }),
-        );
-        let answering = self.answer(&command.user_id, &conversation, text, prepared, &mut speech);
-        tokio::join!(announcing, answering);
+        let today = chrono::Utc::now().date_naive();
+        let mut speech = Speech::new(&self.bus, turn.user, &turn.conversation, &turn.reply_id);
+        let stored = self.store_and_answer(&turn, today, &mut speech).await?;
         let reply = speech.said().to_string();
-        let (messages, message) = self.store_reply(&reply_id, &conversation, &reply).await?;
+        let (messages, message) = self
+            .store_reply(&turn.reply_id, &turn.conversation, &reply)
+            .await?;
+        match stored.after_turn(text, &reply, messages) {
+            Some(remembered) => self.memory.keep(&turn.conversation, remembered),
+            None => self.memory.forget(&turn.conversation),
+        }
         let announcing = self.announce(
-            &command.user_id,
-            &conversation,
+            turn.user,
+            &turn.conversation,
             Payload::AssistantMessagePosted(AssistantMessagePosted {
-                message_id: reply_id.clone(),
+                message_id: turn.reply_id.clone(),
                 content: reply,
-                reply_to: user_message,
+                reply_to: turn.message_id.clone(),
             }),
         );
         tokio::join!(announcing, speech.finished(&message));
         // A conversation no longer than the compaction threshold has nothing to compact.
         if messages > self.compactor.after {
-            self.compact_later(&conversation);
+            self.compact_later(&turn.conversation);
         }
-        self.remember_later(&command.user_id, today);
-        Ok(json!({"conversation_id": conversation, "message": message}))
+        self.remember_later(turn.user, today);
+        Ok(json!({"conversation_id": turn.conversation, "message": message}))
+    }
+
+    /// Stores the person's message and answers it; returns the conversation as it was before
+    /// the message. The model is asked at once, beside the store, when this process remembers
+    /// the conversation (or it is new): what the model says is held until the store confirms
+    /// the conversation was as remembered, and otherwise the model is asked again with what the
+    /// store read (`memory`, `held`). The person's message is announced once it is stored.
+    async fn store_and_answer(
+        &self,
+        turn: &Turn<'_>,
+        today: chrono::NaiveDate,
+        speech: &mut Speech<'_>,
+    ) -> Result<Remembered, CommandError> {
+        let guess = match turn.new_title {
+            Some(_) => Some(Remembered::new_conversation(turn.user)),
+            None => self.memory.recall(turn.user, &turn.conversation),
+        };
+        let (giving, go) = held::go();
+        let storing = async {
+            let stored = self.store_and_remember(turn).await;
+            giving.give(matches!((&guess, &stored), (Some(guess), Ok(stored)) if guess.current(stored)));
+            if stored.is_ok() {
+                let posted = Payload::UserMessagePosted(UserMessagePosted {
+                    message_id: turn.message_id.clone(),
+                    content: turn.text.to_string(),
+                });
+                self.announce(turn.user, &turn.conversation, posted).await;
+            }
+            stored
+        };
+        let answering = async {
+            let background = self.background(turn.user, today).await;
+            let answered = match &guess {
+                Some(guess) => self.answer(turn, &background, guess, &go, speech).await,
+                None => false,
+            };
+            (background, answered)
+        };
+        let (stored, (background, answered)) = tokio::join!(storing, answering);
+        let stored = stored?;
+        if !answered {
+            self.answer(turn, &background, &stored, &Go::now(), speech).await;
+        }
+        Ok(stored)
+    }
+
+    /// The person's tasks and earlier days, from what this service keeps warm.
+    async fn background(&self, user: &str, today: chrono::NaiveDate) -> Background {
+        let (about, earlier) = tokio::join!(self.context.about(user), self.pyramid.recall(user, today));
+        let earlier = earlier.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "earlier days could not be recalled");
+            String::new()
+        });
+        Background { about, earlier }
     }
 
     /// Writes the summaries of the person's past days, weeks and months that are missing, in
@@ -173,23 +220,16 @@ impl Turns {
     }
 
     /// Stores the person's message — with the conversation when it is new, and only in a
-    /// conversation of theirs (else "no such conversation") — and reads what the model remembers
-    /// of the conversation, in one statement: its summary, and the messages after it word for
-    /// word (at most the newest `RECENT_AT_MOST`, should compaction lag), starting with one of the
-    /// person's and ending with this one. The statement reads the conversation as it was before
-    /// it wrote, so this message is added at the end here.
-    async fn store_and_remember(
-        &self,
-        user: &str,
-        conversation: &str,
-        new_title: Option<&str>,
-        id: &str,
-        content: &str,
-    ) -> Result<(Option<String>, Vec<Message>), CommandError> {
+    /// conversation of theirs (else "no such conversation") — and reads the conversation as the
+    /// model sees it, in one statement: its summary, and the messages after it word for word (at
+    /// most the newest `RECENT_AT_MOST`, should compaction lag). The statement reads the
+    /// conversation as it was before it wrote: so is what it returns.
+    async fn store_and_remember(&self, turn: &Turn<'_>) -> Result<Remembered, CommandError> {
         macro_rules! then_remember {
             () => {
                 "stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target) \
-                 SELECT t.summary, recent.role, recent.content FROM target t LEFT JOIN LATERAL \
+                 SELECT t.summary, t.summarized_through_id, t.message_count::bigint - 1, recent.role, recent.content \
+                 FROM target t LEFT JOIN LATERAL \
                    (SELECT role, content, created_at, id FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
                      WHERE m.conversation_id = t.id AND (t.summarized_through_id IS NULL \
                        OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = t.summarized_through_id)) \
@@ -197,48 +237,57 @@ impl Turns {
                  ORDER BY recent.created_at, recent.id"
             };
         }
-        let statement = match new_title {
+        let statement = match turn.new_title {
             Some(_) => concat!(
                 "WITH target AS (INSERT INTO conversations (id, user_id, title, message_count) \
-                 VALUES ($2, $5, $6, 1) RETURNING id, summary, summarized_through_id), ",
+                 VALUES ($2, $5, $6, 1) RETURNING id, summary, summarized_through_id, message_count), ",
                 then_remember!()
             ),
             None => concat!(
                 "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
-                 WHERE id = $2 AND user_id = $5 RETURNING id, summary, summarized_through_id), ",
+                 WHERE id = $2 AND user_id = $5 RETURNING id, summary, summarized_through_id, message_count), ",
                 then_remember!()
             ),
         };
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(statement)
-            .bind(id)
-            .bind(conversation)
+        type Row = (
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(statement)
+            .bind(&turn.message_id)
+            .bind(&turn.conversation)
             .bind("user")
-            .bind(content)
-            .bind(user)
-            .bind(new_title.unwrap_or_default())
-            .bind(RECENT_AT_MOST)
+            .bind(turn.text)
+            .bind(turn.user)
+            .bind(turn.new_title.as_deref().unwrap_or_default())
+            .bind(RECENT_AT_MOST as i64)
             .fetch_all(&self.db)
             .await
             .map_err(internal)?;
-        let Some((summary, _, _)) = rows.first() else {
+        let Some((summary, summarized_through, count, _, _)) = rows.first().cloned() else {
             return Err(CommandError::not_found("no such conversation"));
         };
-        let summary = summary.clone();
-        let messages = rows
+        let recent = rows
             .into_iter()
-            .filter_map(|(_, role, content)| Some((role?, content?)))
-            .chain([("user".to_string(), content.to_string())])
-            .skip_while(|(role, _)| role == "assistant")
-            .map(|(role, content)| {
-                let role = if role == "assistant" {
+            .filter_map(|(_, _, _, role, content)| {
+                let role = if role? == "assistant" {
                     Role::Assistant
                 } else {
                     Role::User
                 };
-                Message::text(role, &content)
+                Some((role, content?.into()))
             })
             .collect();
-        Ok((summary, messages))
+        Ok(Remembered {
+            user: turn.user.to_string(),
+            summary,
+            summarized_through,
+            recent,
+            count,
+        })
     }
 
     /// Stores mainloop's reply in the conversation the person's message was stored in; returns
@@ -280,62 +329,58 @@ impl Turns {
     }
 
     /// Runs the model, with its tools, until it answers in words; what it writes is said live as
-    /// it arrives (`speech`). A failure is said too, so the reply is never only a log line.
+    /// it arrives (`speech`), once `go` is given. A failure is said too, so the reply is never
+    /// only a log line. Whether the turn was answered (not dropped for a no).
     async fn answer(
         &self,
-        user: &str,
-        conversation: &str,
-        latest: &str,
-        prepared: Prepared,
+        turn: &Turn<'_>,
+        background: &Background,
+        remembered: &Remembered,
+        go: &Go,
         speech: &mut Speech<'_>,
-    ) {
-        if let Err(reason) = self.converse(user, conversation, latest, prepared, speech).await {
-            tracing::warn!(%reason, model = %self.llm.describe(), "chat turn failed");
-            speech.say(&format!("⚠ I could not answer: {reason}"), true).await;
-        }
-    }
-
-    async fn converse(
-        &self,
-        user: &str,
-        conversation: &str,
-        latest: &str,
-        prepared: Prepared,
-        speech: &mut Speech<'_>,
-    ) -> Result<(), String> {
-        let Prepared {
-            summary,
-            history,
-            about,
-            earlier,
-        } = prepared;
-        let mut system = format!("{SYSTEM}\n\n{about}");
-        if !earlier.is_empty() {
-            system.push_str(&format!("\n\n{earlier}"));
-        }
-        if let Some(summary) = summary {
-            system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
-        }
-        let request = ModelRequest {
-            system,
-            messages: history,
-            tools: self.tools.iter().map(|t| t.spec()).collect(),
-            max_tokens: 2048,
-        };
+    ) -> bool {
+        let request = self.request(turn, background, remembered);
         let toolbox = Toolbox {
             tools: &self.tools,
             asking: Asking {
                 bus: &self.bus,
-                user,
-                conversation,
-                latest,
+                user: turn.user,
+                conversation: &turn.conversation,
+                latest: turn.text,
                 github_web_url: &self.github_web_url,
             },
+            go,
         };
         let llm = &self.llm;
-        speech
-            .while_speaking(async |deltas| llm.converse(request, &deltas, &toolbox).await)
-            .await
-            .map_err(|e| e.to_string())
+        let answered = speech
+            .while_speaking(go, async |deltas| llm.converse(request, &deltas, &toolbox).await)
+            .await;
+        match answered {
+            None => false,
+            Some(Ok(())) => true,
+            Some(Err(reason)) => {
+                tracing::warn!(%reason, model = %self.llm.describe(), "chat turn failed");
+                speech.say(&format!("⚠ I could not answer: {reason}"), true).await;
+                true
+            }
+        }
+    }
+
+    /// What the model is asked: the system prompt with the person's work, earlier days and the
+    /// conversation's summary; the conversation's recent messages and this one; the tools.
+    fn request(&self, turn: &Turn<'_>, background: &Background, remembered: &Remembered) -> ModelRequest {
+        let mut system = format!("{SYSTEM}\n\n{}", background.about);
+        if !background.earlier.is_empty() {
+            system.push_str(&format!("\n\n{}", background.earlier));
+        }
+        if let Some(summary) = &remembered.summary {
+            system.push_str(&format!("\n\nThe conversation so far, summarised:\n{summary}"));
+        }
+        ModelRequest {
+            system,
+            messages: remembered.history(turn.text),
+            tools: self.tools.iter().map(|t| t.spec()).collect(),
+            max_tokens: 2048,
+        }
     }
 }

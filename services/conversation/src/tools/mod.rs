@@ -18,6 +18,7 @@ use mainloop_bus::request::{self, RequestError};
 use mainloop_events::v1::{ErrorCode, TaskAccepted};
 use serde_json::Value;
 
+use crate::held::Go;
 use crate::models::{Tool, ToolRunner};
 
 /// Who asks, in which conversation, with which latest message.
@@ -50,16 +51,20 @@ pub fn all() -> Vec<Box<dyn ChatTool>> {
     ]
 }
 
-/// The tools, run for one person's turn.
+/// The tools, run for one person's turn once its `go` is given (see `held`).
 pub struct Toolbox<'a> {
     pub tools: &'a [Box<dyn ChatTool>],
     pub asking: Asking<'a>,
+    pub go: &'a Go,
 }
 
 impl ToolRunner for Toolbox<'_> {
     /// Runs tool `name`, or says there is none.
     fn run<'a>(&'a self, name: &'a str, input: &'a Value) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            if !self.go.given().await {
+                return Outcome::refused("this turn is being started again");
+            }
             match self.tools.iter().find(|t| t.spec().name == name) {
                 Some(tool) => tool.run(&self.asking, input).await,
                 None => Outcome::refused(format!("there is no tool {name}")),
