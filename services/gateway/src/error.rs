@@ -8,4 +8,6 @@ pub enum Error {
     Http { addr: String, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    #[error("the live feeds could not be followed: {0}")]
+    Feeds(#[source] async_nats::SubscribeError),
 }

@@ -8,6 +8,7 @@ mod config;
 mod cors;
 mod error;
 mod extract;
+mod feeds;
 mod guard;
 mod limits;
 mod metrics;
@@ -47,6 +48,10 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
             .map_err(http)?,
     };
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let feeds = feeds::Feeds::start(&foundation.bus, &mut tasks, &shutdown)
+        .await
+        .map_err(Error::Feeds)?;
     tracing::info!(addr = %config.http.http_addr, "gateway listening");
     foundation.readiness.ready();
     let state = state::AppState {
@@ -64,8 +69,10 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         limits: limits::Limits::default(),
         webhook_secret: config.http.github_webhook_secret.clone(),
         heartbeat: std::time::Duration::from_secs(config.http.sse_heartbeat_secs.max(1)),
+        feeds,
     };
     server::serve(listener, routes::app(state), shutdown.clone()).await;
+    tasks.shutdown().await;
     foundation.stop().await;
     Ok(())
 }

@@ -33,4 +33,6 @@ pub struct AppState {
     pub webhook_secret: Option<Secret>,
     /// How long `/events` stays quiet before it says `heartbeat`.
     pub heartbeat: Duration,
+    /// What the `/events` feeds hear, heard once for all of them.
+    pub feeds: crate::feeds::Feeds,
 }

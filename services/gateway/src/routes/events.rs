@@ -6,11 +6,12 @@
 //! `connected` (`{user_id, timestamp}`), and after `SSE_HEARTBEAT_SECS` (30) with nothing else
 //! said comes a named `heartbeat` (`{timestamp}`), as the original client expects; timestamps
 //! are ISO 8601 in UTC. Opening the feed says the person is present (`live.present.<user>`).
+//! What the feed hears live comes from the gateway's one reading of the streams (`feeds`);
+//! only a reconnect's replay reads the stream for this connection.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -28,6 +29,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::api_error::ApiError;
 use crate::auth::User;
 use crate::extract::Params;
+use crate::feeds::{self, Following, Live};
 use crate::services::inbox_query;
 use crate::state::AppState;
 
@@ -54,62 +56,39 @@ async fn events(
         _ => params.last_event_id,
     };
     let subject = subjects::inbox(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let unavailable = |e: String| {
-        tracing::error!(error = %e, "feed unavailable");
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the event feed is unavailable",
-        )
+    // Its place in the feed first, so nothing said while the replay reads is missed.
+    let following = state.feeds.follow(&user);
+    let replayed = match last_seen {
+        Some(after) => Some(feeds::replay(&state.bus, subject, after).await.map_err(|e| {
+            tracing::error!(error = %e, "feed unavailable");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the event feed is unavailable",
+            )
+        })?),
+        None => None,
     };
-    let feed = state
-        .bus
-        .jetstream()
-        .get_stream(subjects::INBOX)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let consumer = feed
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: subject,
-            deliver_policy: match last_seen {
-                Some(seq) => DeliverPolicy::ByStartSequence {
-                    start_sequence: seq.saturating_add(1),
-                },
-                None => DeliverPolicy::New,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-
-    let chat = chat_live(&state, &user).await.map_err(unavailable)?;
     say_present(&state, &user).await;
     let heartbeat = state.heartbeat;
     let connected = Event::default()
         .event("connected")
         .json_data(json!({"user_id": user.clone(), "timestamp": now()}))
         .unwrap_or_default();
-    let live = messages
-        .take_while(|m| std::future::ready(m.is_ok()))
-        .filter_map(move |message| {
-            let state = state.clone();
-            let user = user.clone();
-            async move {
-                let message = message.ok()?;
-                let sequence = message.info().ok()?.stream_sequence;
-                let event = Envelope::from_bytes(&message.payload).ok()?;
-                // Sending it to the person is the last step of the trace that made it.
-                let span = tracing::info_span!("sse.send", subject = %message.subject, seq = sequence);
-                let _ = span.set_parent(mainloop_bus::trace::extract(message.headers.as_ref()));
-                to_sse(&state, &user, sequence, &event).instrument(span).await
-            }
-        });
+    let heard = stream::iter(replayed)
+        .flatten()
+        .map(|stored| stored.map(Live::Inbox))
+        .chain(live(following).map(Ok))
+        // A replay that fails ends the feed: the browser reconnects from what it has.
+        .take_while(|heard| std::future::ready(heard.is_ok()))
+        .filter_map(|heard| std::future::ready(heard.ok()))
+        .scan(last_seen.unwrap_or(0), |last, heard| {
+            std::future::ready(Some(once_in_order(last, heard)))
+        })
+        .filter_map(std::future::ready)
+        .filter_map(move |heard| to_event(state.clone(), user.clone(), heard));
     let open = crate::metrics::OpenFeed::new("events");
     let stream = stream::once(async { connected })
-        .chain(with_heartbeats(stream::select(live, chat), heartbeat))
+        .chain(with_heartbeats(heard, heartbeat))
         .map(move |event| {
             let _counted = &open;
             Ok::<_, Infallible>(event)
@@ -121,6 +100,40 @@ async fn events(
     Ok(response)
 }
 
+/// What a connection hears live, until it falls behind or the gateway stops.
+fn live(following: Following) -> impl Stream<Item = Live> + Send + 'static {
+    stream::unfold(following, |mut following| async move {
+        following.next().await.map(|live| (live, following))
+    })
+}
+
+/// An INBOX event already sent (replayed, then heard live too) is not sent again: each goes
+/// out once, in stream order. Chat frames always pass.
+fn once_in_order(last: &mut u64, heard: Live) -> Option<Live> {
+    match &heard {
+        Live::Inbox(stored) if stored.sequence <= *last => None,
+        Live::Inbox(stored) => {
+            *last = stored.sequence;
+            Some(heard)
+        }
+        Live::Chat(_) => Some(heard),
+    }
+}
+
+/// The SSE event of what was heard; an INBOX event is sent in the span that ends its trace.
+async fn to_event(state: AppState, user: String, heard: Live) -> Option<Event> {
+    match heard {
+        Live::Inbox(stored) => {
+            let span = tracing::info_span!("sse.send", subject = %stored.subject, seq = stored.sequence);
+            let _ = span.set_parent(mainloop_bus::trace::extract(stored.headers.as_ref()));
+            to_sse(&state, &user, stored.sequence, &stored.event)
+                .instrument(span)
+                .await
+        }
+        Live::Chat(frame) => Event::default().event(frame.0).json_data(&frame.1).ok(),
+    }
+}
+
 /// Says on `live.present.<user>` that the person is here, so what their first message needs
 /// is read before they send it (see the conversation's `warm`). Only a hint: never fails a feed.
 async fn say_present(state: &AppState, user: &str) {
@@ -130,33 +143,6 @@ async fn say_present(state: &AppState, user: &str) {
     if let Err(err) = state.bus.client().publish(subject, Default::default()).await {
         tracing::debug!(error = %err, "presence not said");
     }
-}
-
-/// The person's chat replies as they are written (`chat:delta`, each with the conversation,
-/// the reply's message id, a running `seq` and the `text` fragment) and then the stored message
-/// (`chat:message`). Live only: they carry no `id`, since a reconnect finds the stored messages
-/// over REST.
-async fn chat_live(
-    state: &AppState,
-    user: &str,
-) -> Result<impl Stream<Item = Event> + Send + 'static, String> {
-    let subject = subjects::chat_live_all(user).map_err(|e| e.to_string())?;
-    let subscription = state
-        .bus
-        .client()
-        .subscribe(subject)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(subscription.filter_map(|message| async move {
-        let mut said: Value = serde_json::from_slice(&message.payload).ok()?;
-        let name = match said["type"].as_str()? {
-            "delta" => "chat:delta",
-            "message" => "chat:message",
-            _ => return None,
-        };
-        said.as_object_mut()?.remove("type");
-        Event::default().event(name).json_data(said).ok()
-    }))
 }
 
 fn sse(
