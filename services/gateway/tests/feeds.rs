@@ -2,17 +2,20 @@
 //! to that person's connections. A reconnect with `Last-Event-ID` while events keep coming gets
 //! every event after it exactly once and in order (the replay read from the stream, then the
 //! live ones, joined without a gap or a repeat); nobody hears another person's events; many
-//! connections of one person each hear everything.
+//! connections of one person each hear everything; a replay of many inbox items asks the inbox
+//! for the unread count once, not once an item.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mainloop_bus::{Bus, Expect};
-use mainloop_events::v1::TaskCardUpdated;
+use mainloop_bus::{Bus, Expect, request};
+use mainloop_events::v1::{InboxItemAdded, TaskCardUpdated};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct World {
@@ -173,6 +176,64 @@ async fn each_connection_of_a_person_hears_everything_and_a_reconnect_with_nothi
     let cards = again.cards_until("alice 20").await?;
     assert_eq!(cards.len(), 1);
     assert_eq!(Some(cards[0].0), last_id.map(|id| id + 1));
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replay_of_many_inbox_items_asks_for_the_unread_count_once() -> anyhow::Result<()> {
+    let world = start().await?;
+    // The inbox, standing in: it counts the questions and says 42 unread.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let inbox = request::Server::bind(&world.bus, "query.inbox.unread-count", "inbox").await?;
+    let counted = asked.clone();
+    tokio::spawn(inbox.run_json(world.shutdown.clone(), move |_: Value| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(json!({"count": 42})) }
+    }));
+    for n in 0..100 {
+        let payload = Payload::InboxItemAdded(InboxItemAdded {
+            item_id: format!("item-{n}"),
+            task_id: "t1".into(),
+            title: format!("question {n}"),
+            ..Default::default()
+        });
+        world
+            .bus
+            .publish(
+                &subjects::inbox("alice")?,
+                &Envelope::new("alice", "t1", payload),
+                Expect::Any,
+            )
+            .await?;
+    }
+    let mut feed = Feed::open(&world, "alice", Some(0)).await?;
+    for n in 0..100 {
+        let (_, update) = feed.next("inbox:updated").await?;
+        assert_eq!(update["item_id"], format!("item-{n}"));
+        assert_eq!(update["unread_count"], 42);
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    // A live one asks for itself.
+    let payload = Payload::InboxItemAdded(InboxItemAdded {
+        item_id: "item-live".into(),
+        task_id: "t1".into(),
+        ..Default::default()
+    });
+    world
+        .bus
+        .publish(
+            &subjects::inbox("alice")?,
+            &Envelope::new("alice", "t1", payload),
+            Expect::Any,
+        )
+        .await?;
+    let (_, update) = feed.next("inbox:updated").await?;
+    assert_eq!(
+        (update["item_id"].as_str(), update["unread_count"].as_u64()),
+        (Some("item-live"), Some(42))
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
     world.shutdown.cancel();
     Ok(())
 }

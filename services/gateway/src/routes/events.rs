@@ -74,18 +74,23 @@ async fn events(
         .event("connected")
         .json_data(json!({"user_id": user.clone(), "timestamp": now()}))
         .unwrap_or_default();
+    // The replayed inbox events all say the unread count as it is now, asked once.
+    let unread_now = UnreadNow::default();
     let heard = stream::iter(replayed)
         .flatten()
-        .map(|stored| stored.map(Live::Inbox))
-        .chain(live(following).map(Ok))
+        .map(|stored| stored.map(|stored| (Live::Inbox(stored), true)))
+        .chain(live(following).map(|live| Ok((live, false))))
         // A replay that fails ends the feed: the browser reconnects from what it has.
         .take_while(|heard| std::future::ready(heard.is_ok()))
         .filter_map(|heard| std::future::ready(heard.ok()))
-        .scan(last_seen.unwrap_or(0), |last, heard| {
-            std::future::ready(Some(once_in_order(last, heard)))
+        .scan(last_seen.unwrap_or(0), |last, (heard, replayed)| {
+            std::future::ready(Some(once_in_order(last, heard).map(|heard| (heard, replayed))))
         })
         .filter_map(std::future::ready)
-        .filter_map(move |heard| to_event(state.clone(), user.clone(), heard));
+        .filter_map(move |(heard, replayed)| {
+            let unread = replayed.then(|| unread_now.clone());
+            to_event(state.clone(), user.clone(), heard, unread)
+        });
     let open = crate::metrics::OpenFeed::new("events");
     let stream = stream::once(async { connected })
         .chain(with_heartbeats(heard, heartbeat))
@@ -120,13 +125,23 @@ fn once_in_order(last: &mut u64, heard: Live) -> Option<Live> {
     }
 }
 
+/// The unread count as it was first asked on this connection: what every replayed
+/// `inbox:updated` says, so a replay asks the inbox once, not once an event.
+type UnreadNow = std::sync::Arc<tokio::sync::OnceCell<Option<Value>>>;
+
 /// The SSE event of what was heard; an INBOX event is sent in the span that ends its trace.
-async fn to_event(state: AppState, user: String, heard: Live) -> Option<Event> {
+/// `unread_now` is given for replayed events (else the count is asked for this event).
+async fn to_event(
+    state: AppState,
+    user: String,
+    heard: Live,
+    unread_now: Option<UnreadNow>,
+) -> Option<Event> {
     match heard {
         Live::Inbox(stored) => {
             let span = tracing::info_span!("sse.send", subject = %stored.subject, seq = stored.sequence);
             let _ = span.set_parent(mainloop_bus::trace::extract(stored.headers.as_ref()));
-            to_sse(&state, &user, stored.sequence, &stored.event)
+            to_sse(&state, &user, stored.sequence, &stored.event, unread_now)
                 .instrument(span)
                 .await
         }
@@ -152,7 +167,13 @@ fn sse(
 }
 
 /// The original client's event names: `task:updated` and `inbox:updated`.
-async fn to_sse(state: &AppState, user: &str, sequence: u64, event: &Envelope) -> Option<Event> {
+async fn to_sse(
+    state: &AppState,
+    user: &str,
+    sequence: u64,
+    event: &Envelope,
+    unread_now: Option<UnreadNow>,
+) -> Option<Event> {
     let (name, data) = match event.payload.as_ref()? {
         Payload::TaskCardUpdated(card) => (
             "task:updated",
@@ -168,15 +189,15 @@ async fn to_sse(state: &AppState, user: &str, sequence: u64, event: &Envelope) -
         ),
         Payload::InboxItemAdded(item) => (
             "inbox:updated",
-            inbox_update(state, user, &item.item_id, "added").await,
+            inbox_update(state, user, &item.item_id, "added", unread_now).await,
         ),
         Payload::InboxItemResolved(item) => (
             "inbox:updated",
-            inbox_update(state, user, &item.item_id, "resolved").await,
+            inbox_update(state, user, &item.item_id, "resolved", unread_now).await,
         ),
         Payload::InboxItemRead(item) => (
             "inbox:updated",
-            inbox_update(state, user, &item.item_id, "read").await,
+            inbox_update(state, user, &item.item_id, "read", unread_now).await,
         ),
         _ => return None,
     };
@@ -187,11 +208,26 @@ async fn to_sse(state: &AppState, user: &str, sequence: u64, event: &Envelope) -
         .ok()
 }
 
-async fn inbox_update(state: &AppState, user: &str, item_id: &str, change: &str) -> Value {
+async fn inbox_update(
+    state: &AppState,
+    user: &str,
+    item_id: &str,
+    change: &str,
+    unread_now: Option<UnreadNow>,
+) -> Value {
+    let count = match unread_now {
+        Some(now) => now.get_or_init(|| unread_count(state, user)).await.clone(),
+        None => unread_count(state, user).await,
+    };
+    json!({"item_id": item_id, "change": change, "unread_count": count})
+}
+
+/// The person's unread count, from the inbox; none when it cannot be asked.
+async fn unread_count(state: &AppState, user: &str) -> Option<Value> {
     let count = inbox_query(state, "unread-count", json!({"user_id": user}))
         .await
         .ok();
-    json!({"item_id": item_id, "change": change, "unread_count": count.and_then(|c| c.get("count").cloned())})
+    count.and_then(|c| c.get("count").cloned())
 }
 
 /// Says `heartbeat` whenever `quiet` passes with nothing else said.
