@@ -3,6 +3,11 @@
 //! task over `GET /tasks/{id}/logs/stream`; the time from a line's publish to its `log` event at
 //! the follower, beside a raw JetStream subscriber's time for the same lines in the same run.
 //! Goal: p99 ≤ 50 ms. `BENCH_JOBS` (20), `BENCH_LINES_PER_SEC` (500), `BENCH_SECONDS` (5).
+//!
+//! Then a long log read: a task with 20,000 lines (`BENCH_LONG_LINES`), its last 1,000 asked for
+//! with `GET /tasks/{id}/logs?tail=1000`, beside reading the whole subject one message at a time
+//! (what the endpoint did before) and a raw ordered consumer reading just those 1,000 from where
+//! they start, in the same run. Goal: ≤ 50 ms.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -66,7 +71,12 @@ fn main() -> anyhow::Result<()> {
             },
             shutdown.clone(),
         ));
-        infra.ready(1).await?;
+        // The inbox says whose a task is, for the long read.
+        tokio::spawn(mainloop_inbox::run(
+            mainloop_inbox::Config::new(infra.common()),
+            shutdown.clone(),
+        ));
+        infra.ready(2).await?;
         let bus = infra.bus().await?;
         let base = format!("http://127.0.0.1:{port}");
 
@@ -178,6 +188,11 @@ fn main() -> anyhow::Result<()> {
         while browser.lock().map(|s| s.len()).unwrap_or_default() < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        for follower in &followers {
+            follower.abort();
+        }
+        raw_follower.abort();
+        let long = long_read(&bus, &base, env("BENCH_LONG_LINES", 20_000)).await?;
         shutdown.cancel();
         for follower in followers {
             follower.abort();
@@ -204,6 +219,140 @@ fn main() -> anyhow::Result<()> {
             "  ratio SSE/raw at p99: {:.2} (goal: p99 <= 50 ms over SSE)",
             percentile(&browser, 0.99) / percentile(&raw, 0.99).max(0.001)
         );
+        long.print();
         anyhow::Ok(())
+    })
+}
+
+/// The long read's medians of five, in ms.
+struct LongRead {
+    lines: u64,
+    endpoint: f64,
+    whole_subject: f64,
+    raw: f64,
+}
+
+impl LongRead {
+    fn print(&self) {
+        println!("a {}-line log, its last 1,000 lines (median of 5):", self.lines);
+        println!(
+            "  GET /tasks/{{id}}/logs?tail=1000        {:>9.2} ms",
+            self.endpoint
+        );
+        println!(
+            "  the whole subject, a get a message     {:>9.2} ms",
+            self.whole_subject
+        );
+        println!("  raw ordered consumer, just those 1,000 {:>9.2} ms", self.raw);
+        println!(
+            "  ratio endpoint/raw: {:.2}, endpoint/whole subject: {:.3} (goal: <= 50 ms)",
+            self.endpoint / self.raw.max(0.001),
+            self.endpoint / self.whole_subject.max(0.001)
+        );
+    }
+}
+
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied().unwrap_or_default()
+}
+
+/// Writes `lines` lines to one task's log, then times reading its last 1,000 three ways.
+async fn long_read(bus: &mainloop_bus::Bus, base: &str, lines: u64) -> anyhow::Result<LongRead> {
+    let task = "long";
+    let spawned = Payload::TaskSpawned(TaskSpawned {
+        task_id: task.into(),
+        repo: Some(RepoRef {
+            owner: "acme".into(),
+            name: "widgets".into(),
+            html_url: "https://github.com/acme/widgets".into(),
+        }),
+        description: "write a long log".into(),
+        ..Default::default()
+    });
+    bus.publish(
+        &subjects::task("bench", task)?,
+        &Envelope::new("bench", task, spawned),
+        Expect::Any,
+    )
+    .await?;
+    let subject = subjects::log("bench", task)?;
+    futures_util::stream::iter(1..=lines)
+        .map(|n| {
+            let subject = subject.clone();
+            async move {
+                let line = Payload::WorkerLog(WorkerLog {
+                    job_id: "long-job-1".into(),
+                    attempt: 1,
+                    source: LogSource::Agent as i32,
+                    line: format!("line {n}"),
+                    line_no: n,
+                });
+                bus.publish(&subject, &Envelope::new("bench", task, line), Expect::Any)
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/tasks/{task}/logs?tail=1000&user_id_query=bench");
+    // Until the inbox knows the task.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http.get(&url).send().await?.status().is_success() {
+        anyhow::ensure!(Instant::now() < deadline, "the long task never became readable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut endpoint, mut whole, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let read = bus.read_last(subjects::LOGS, &subject, 1000).await?;
+    let start = read.first().map(|s| s.stream_sequence).unwrap_or(1);
+    for _ in 0..5 {
+        let at = Instant::now();
+        let body: serde_json::Value = http.get(&url).send().await?.error_for_status()?.json().await?;
+        endpoint.push(at.elapsed().as_secs_f64() * 1000.0);
+        let at = Instant::now();
+        let all = bus.read_subject(subjects::LOGS, &subject, 0).await?;
+        whole.push(at.elapsed().as_secs_f64() * 1000.0);
+        // The endpoint's lines are the whole subject's last 1,000, in order.
+        let last: Vec<String> = all[all.len().saturating_sub(1000)..]
+            .iter()
+            .filter_map(|s| match &s.event.payload {
+                Some(Payload::WorkerLog(log)) => Some(format!("[claude] {}", log.line)),
+                _ => None,
+            })
+            .collect();
+        anyhow::ensure!(
+            all.len() as u64 == lines && body["logs"].as_str() == Some(last.join("\n").as_str()),
+            "the endpoint did not give the whole subject's last 1,000 lines"
+        );
+        let at = Instant::now();
+        let consumer = bus
+            .jetstream()
+            .get_stream(subjects::LOGS)
+            .await?
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?.take(1000);
+        let mut count = 0;
+        while let Some(message) = messages.next().await {
+            message?;
+            count += 1;
+        }
+        raw.push(at.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(count == 1000, "the raw read got {count}");
+    }
+    Ok(LongRead {
+        lines,
+        endpoint: median(endpoint),
+        whole_subject: median(whole),
+        raw: median(raw),
     })
 }

@@ -24,6 +24,7 @@ mod publish;
 mod read;
 pub mod request;
 pub mod streams;
+mod tail;
 pub mod trace;
 
 pub use bus::Bus;

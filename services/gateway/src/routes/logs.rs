@@ -69,9 +69,10 @@ async fn logs(
     }
     let task_row = super::tasks::by_id(&state, "get-task", &user, &task).await?;
     let subject = subjects::log(&user, &task).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Only the last lines are read, however long the log (`Bus::read_last`).
     let stored = state
         .bus
-        .read_subject(subjects::LOGS, &subject, 0)
+        .read_last(subjects::LOGS, &subject, tail as u64)
         .await
         .map_err(unavailable)?;
     let lines: Vec<String> = stored
@@ -81,10 +82,9 @@ async fn logs(
             _ => None,
         })
         .collect();
-    let from = lines.len().saturating_sub(tail);
     let source = if lines.is_empty() { "none" } else { "k8s" };
     Ok(Json(
-        json!({"logs": lines[from..].join("\n"), "source": source, "task_status": task_row["status"]}),
+        json!({"logs": lines.join("\n"), "source": source, "task_status": task_row["status"]}),
     ))
 }
 

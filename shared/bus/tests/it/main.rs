@@ -5,4 +5,5 @@ mod helpers;
 mod keyed;
 mod publish;
 mod request;
+mod tail;
 mod trace;
