@@ -96,8 +96,16 @@ class Chat {
     }
   }
 
+  /// A message sent to a new conversation learns the conversation's id from its reply's first
+  /// words, which may come before the POST's answer: a message written meanwhile then goes to
+  /// the same conversation, not to another new one.
+  private adopt(conversation: string): void {
+    if (this.current === null && this.waiting) this.current = conversation;
+  }
+
   /// A `chat:delta` event: more words of a reply.
   delta(delta: Delta): void {
+    this.adopt(delta.conversation_id);
     if (this.current && delta.conversation_id !== this.current) return;
     const bubble = this.find(delta.message_id) ?? this.claimWaiting(delta.message_id);
     if (!bubble || !bubble.writing) return;
@@ -106,6 +114,7 @@ class Chat {
 
   /// A `chat:message` event or the POST's answer: the reply, whole.
   completed(said: Said): void {
+    this.adopt(said.conversation_id);
     if (this.current && said.conversation_id !== this.current) return;
     const bubble = this.find(said.message.id) ?? this.claimWaiting(said.message.id);
     if (bubble) {
