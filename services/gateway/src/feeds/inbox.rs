@@ -39,7 +39,7 @@ pub fn start(bus: Bus, feeds: Feeds, tasks: &mut JoinSet<()>, shutdown: Cancella
 /// Hands out every INBOX event from `next` (or from now) until the consumer fails; `next` is
 /// kept one past the last event heard.
 async fn hear(bus: &Bus, feeds: &Feeds, next: &mut Option<u64>) -> String {
-    let stream = match bus.jetstream().get_stream(subjects::INBOX).await {
+    let stream = match bus.jetstream().get_stream_no_info(subjects::INBOX).await {
         Ok(stream) => stream,
         Err(err) => return err.to_string(),
     };

@@ -22,7 +22,7 @@ pub async fn replay(
 ) -> Result<impl Stream<Item = Result<Arc<Stored>, String>> + Send + 'static, String> {
     let stream = bus
         .jetstream()
-        .get_stream(subjects::INBOX)
+        .get_stream_no_info(subjects::INBOX)
         .await
         .map_err(|e| e.to_string())?;
     let consumer = stream

@@ -241,7 +241,7 @@ async fn lines_after(
     let consumer = state
         .bus
         .jetstream()
-        .get_stream(subjects::LOGS)
+        .get_stream_no_info(subjects::LOGS)
         .await
         .map_err(unavailable)?
         .create_consumer(pull::OrderedConfig {
@@ -300,7 +300,7 @@ async fn status_changes(
     let consumer = state
         .bus
         .jetstream()
-        .get_stream(subjects::TASKS)
+        .get_stream_no_info(subjects::TASKS)
         .await
         .map_err(unavailable)?
         .create_consumer(pull::OrderedConfig {
