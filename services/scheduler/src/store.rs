@@ -1,9 +1,13 @@
 //! Tasks live on their own subjects in TASKS. Executing a command loads the task (from a cache
 //! checked against the subject's last sequence, so another replica's writes are never missed),
 //! decides, and appends with the expected last sequence; a conflict reloads and decides again.
+//! The cache holds the `CACHED` tasks used most recently: one let go is read again from its
+//! subject when next needed, so memory stays flat however many tasks wait.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
 
 use mainloop_bus::{Bus, BusError, Expect};
 use mainloop_events::{Envelope, Payload, subjects};
@@ -12,6 +16,12 @@ use crate::task::{Command, Rejection, Task, evolve, handle};
 
 /// Appends raced by another writer before we give up.
 const MAX_CONFLICTS: usize = 8;
+
+/// Tasks kept in memory at most.
+const CACHED: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
@@ -35,14 +45,14 @@ pub struct Executed {
 #[derive(Clone)]
 pub struct TaskStore {
     bus: Bus,
-    cache: Arc<Mutex<HashMap<String, (Task, u64)>>>,
+    cache: Arc<Mutex<LruCache<String, (Task, u64)>>>,
 }
 
 impl TaskStore {
     pub fn new(bus: Bus) -> Self {
         TaskStore {
             bus,
-            cache: Arc::default(),
+            cache: Arc::new(Mutex::new(LruCache::new(CACHED))),
         }
     }
 
@@ -135,13 +145,13 @@ impl TaskStore {
 
     fn remember(&self, subject: &str, task: &Task, last: u64) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(subject.to_string(), (task.clone(), last));
+            cache.put(subject.to_string(), (task.clone(), last));
         }
     }
 
     fn forget(&self, subject: &str) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(subject);
+            cache.pop(subject);
         }
     }
 }
