@@ -50,9 +50,14 @@ pub struct TaskStore {
 
 impl TaskStore {
     pub fn new(bus: Bus) -> Self {
+        Self::keeping(bus, CACHED)
+    }
+
+    /// A store that keeps at most `cached` tasks in memory.
+    fn keeping(bus: Bus, cached: NonZeroUsize) -> Self {
         TaskStore {
             bus,
-            cache: Arc::new(Mutex::new(LruCache::new(CACHED))),
+            cache: Arc::new(Mutex::new(LruCache::new(cached))),
         }
     }
 
@@ -153,5 +158,76 @@ impl TaskStore {
         if let Ok(mut cache) = self.cache.lock() {
             cache.pop(subject);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use mainloop_bus::Bus;
+    use mainloop_events::v1::{RepoRef, TaskSpawned, TaskStatus};
+    use mainloop_events::{Payload, subjects};
+    use mainloop_testkit::TestNats;
+    use tokio_util::sync::CancellationToken;
+
+    use super::TaskStore;
+    use crate::task::Command;
+
+    fn spawn(task: &str) -> Command {
+        Command::Spawn(TaskSpawned {
+            task_id: task.into(),
+            repo: Some(RepoRef {
+                owner: "acme".into(),
+                name: "widgets".into(),
+                html_url: "https://github.com/acme/widgets".into(),
+            }),
+            description: format!("work on {task}"),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_task_let_go_is_read_again_from_its_subject_and_decides_the_same() -> anyhow::Result<()> {
+        let nats = TestNats::start()?;
+        let bus = Bus::connect(
+            &nats.url(),
+            "test",
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
+        .await?;
+        bus.ensure_streams(1).await?;
+        let store = TaskStore::keeping(bus.clone(), NonZeroUsize::MIN.saturating_add(1));
+        for task in ["t1", "t2", "t3"] {
+            store.execute("u1", task, spawn(task), "test").await?;
+        }
+        // Two kept: t1, the least recently used, was let go.
+        assert!(store.cached(&subjects::task("u1", "t1")?).is_none());
+        assert!(store.cached(&subjects::task("u1", "t3")?).is_some());
+        let (task, last) = store.load("u1", "t1").await?;
+        assert_eq!(
+            last,
+            bus.last_sequence(subjects::TASKS, &subjects::task("u1", "t1")?)
+                .await?
+        );
+        assert_eq!(task.description, "work on t1");
+        assert_eq!(task.status, TaskStatus::Planning);
+        // The same spawn again, decided on the task read back: nothing new is appended.
+        let again = store.execute("u1", "t1", spawn("t1"), "test").await;
+        assert!(
+            again.as_ref().map_or(true, |done| done.events.is_empty()),
+            "{again:?}"
+        );
+        let events = bus
+            .read_subject(subjects::TASKS, &subjects::task("u1", "t1")?, 0)
+            .await?;
+        let spawned = events
+            .iter()
+            .filter(|s| matches!(s.event.payload, Some(Payload::TaskSpawned(_))))
+            .count();
+        assert_eq!(spawned, 1);
+        Ok(())
     }
 }
