@@ -15,6 +15,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// A row waiting: its position, subject, envelope and the trace that caused it.
 type Waiting = (i64, String, Vec<u8>, String);
 
+/// Rows read and sent per round.
+const FLUSH_AT_ONCE: i64 = 500;
+
 #[derive(Clone)]
 pub struct Outbox {
     db: PgPool,
@@ -49,13 +52,39 @@ impl Outbox {
         Ok(())
     }
 
-    /// Publishes what is waiting, oldest first; what fails stays for the next flush.
+    /// Adds many events in one statement, in order.
+    pub async fn add_all(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(String, Envelope)],
+    ) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let traceparent = mainloop_bus::trace::traceparent().unwrap_or_default();
+        let subjects: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
+        let envelopes: Vec<Vec<u8>> = events.iter().map(|(_, e)| e.to_bytes()).collect();
+        sqlx::query(
+            "INSERT INTO feed_outbox (subject, envelope, traceparent) \
+             SELECT s, e, $3 FROM UNNEST($1::text[], $2::bytea[]) WITH ORDINALITY AS r(s, e, n) ORDER BY n",
+        )
+        .bind(subjects)
+        .bind(envelopes)
+        .bind(traceparent)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Publishes what is waiting, oldest first, many rows in flight at once (sent in order on
+    /// one connection, so stored in order); what fails stays for the next flush.
     pub async fn flush(&self) {
         let _turn = self.flushing.lock().await;
         loop {
             let rows: Result<Vec<Waiting>, _> = sqlx::query_as(
-                "SELECT position, subject, envelope, traceparent FROM feed_outbox ORDER BY position LIMIT 100",
+                "SELECT position, subject, envelope, traceparent FROM feed_outbox ORDER BY position LIMIT $1",
             )
+            .bind(FLUSH_AT_ONCE)
             .fetch_all(&self.db)
             .await;
             let rows = match rows {
@@ -66,35 +95,62 @@ impl Outbox {
                     return;
                 }
             };
-            for (position, subject, bytes, traceparent) in rows {
-                let span = tracing::info_span!("inbox.feed", %subject);
-                let _ = span.set_parent(mainloop_bus::trace::from_traceparent(&traceparent));
-                let published = match Envelope::from_bytes(&bytes) {
-                    Ok(event) => self
-                        .bus
-                        .publish(&subject, &event, Expect::Any)
-                        .instrument(span)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    Err(err) => {
-                        tracing::error!(position, error = %err, "undecodable outbox row dropped");
-                        Ok(())
-                    }
-                };
-                if let Err(err) = published {
-                    tracing::warn!(error = %err, "feed publish failed; will retry");
-                    return;
-                }
-                if let Err(err) = sqlx::query("DELETE FROM feed_outbox WHERE position = $1")
-                    .bind(position)
+            let (published, complete) = self.publish(rows).await;
+            if !published.is_empty()
+                && let Err(err) = sqlx::query("DELETE FROM feed_outbox WHERE position = ANY($1)")
+                    .bind(&published)
                     .execute(&self.db)
                     .await
-                {
-                    tracing::warn!(error = %err, "outbox row not deleted; it will be published again (deduplicated)");
-                    return;
+            {
+                tracing::warn!(error = %err, "outbox rows not deleted; they will be published again (deduplicated)");
+                return;
+            }
+            if !complete {
+                return;
+            }
+        }
+    }
+
+    /// Sends every row, then waits for each to be stored; the positions stored before the first
+    /// failure, and whether there was none.
+    async fn publish(&self, rows: Vec<Waiting>) -> (Vec<i64>, bool) {
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut complete = true;
+        for (position, subject, bytes, traceparent) in rows {
+            let span = tracing::info_span!("inbox.feed", %subject);
+            let _ = span.set_parent(mainloop_bus::trace::from_traceparent(&traceparent));
+            let event = match Envelope::from_bytes(&bytes) {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::error!(position, error = %err, "undecodable outbox row dropped");
+                    sent.push((position, None));
+                    continue;
+                }
+            };
+            match self
+                .bus
+                .send(&subject, &event, Expect::Any)
+                .instrument(span)
+                .await
+            {
+                Ok(pending) => sent.push((position, Some(pending))),
+                Err(err) => {
+                    tracing::warn!(error = %err, "feed publish failed; will retry");
+                    complete = false;
+                    break;
                 }
             }
         }
+        let mut published = Vec::with_capacity(sent.len());
+        for (position, pending) in sent {
+            if let Some(pending) = pending
+                && let Err(err) = pending.stored().await
+            {
+                tracing::warn!(error = %err, "feed publish failed; will retry");
+                return (published, false);
+            }
+            published.push(position);
+        }
+        (published, complete)
     }
 }

@@ -31,5 +31,5 @@ pub use bus::Bus;
 pub use consumer::{ConsumerSpec, Delivery, Handler, HandlerError};
 pub use error::BusError;
 pub use keyed::{KeyedHandler, KeyedSpec};
-pub use publish::{Expect, Published};
+pub use publish::{Expect, Pending, Published};
 pub use read::Stored;

@@ -1,5 +1,5 @@
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use mainloop_events::Envelope;
 
 use crate::{Bus, BusError, trace};
@@ -22,6 +22,37 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// An event sent and not yet acknowledged: events sent one after another on one connection are
+/// stored in the order they were sent, so many can be in flight and still keep their order.
+pub struct Pending {
+    subject: String,
+    expect: Expect,
+    ack: PublishAckFuture,
+}
+
+impl Pending {
+    /// Waits for the server to say where the event was stored.
+    pub async fn stored(self) -> Result<Published, BusError> {
+        let Pending { subject, expect, ack } = self;
+        let ack = ack.await.map_err(|err| match (err.kind(), expect) {
+            (PublishErrorKind::WrongLastSequence, Expect::LastSubjectSequence(expected)) => {
+                BusError::Conflict {
+                    subject: subject.clone(),
+                    expected,
+                }
+            }
+            _ => BusError::Publish {
+                subject: subject.clone(),
+                reason: err.to_string(),
+            },
+        })?;
+        Ok(Published {
+            stream_sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+}
+
 impl Bus {
     /// Stores `event` on `subject` once: its id is the `Nats-Msg-Id`, so publishing it again
     /// (a retry after a lost ack, a redelivered handler) returns the first copy as a duplicate.
@@ -31,6 +62,12 @@ impl Bus {
         event: &Envelope,
         expect: Expect,
     ) -> Result<Published, BusError> {
+        self.send(subject, event, expect).await?.stored().await
+    }
+
+    /// Sends `event` as [`Bus::publish`] does, without waiting for it to be stored; the current
+    /// trace goes with it.
+    pub async fn send(&self, subject: &str, event: &Envelope, expect: Expect) -> Result<Pending, BusError> {
         event.validate()?;
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());
@@ -41,29 +78,18 @@ impl Bus {
             );
         }
         trace::inject_current(&mut headers);
-
-        let failed = |reason: String| BusError::Publish {
-            subject: subject.to_string(),
-            reason,
-        };
         let ack = self
             .jetstream()
             .publish_with_headers(subject.to_string(), headers, event.to_bytes().into())
             .await
-            .map_err(|err| failed(err.to_string()))?
-            .await
-            .map_err(|err| match (err.kind(), expect) {
-                (PublishErrorKind::WrongLastSequence, Expect::LastSubjectSequence(expected)) => {
-                    BusError::Conflict {
-                        subject: subject.to_string(),
-                        expected,
-                    }
-                }
-                _ => failed(err.to_string()),
+            .map_err(|err| BusError::Publish {
+                subject: subject.to_string(),
+                reason: err.to_string(),
             })?;
-        Ok(Published {
-            stream_sequence: ack.sequence,
-            duplicate: ack.duplicate,
+        Ok(Pending {
+            subject: subject.to_string(),
+            expect,
+            ack,
         })
     }
 }

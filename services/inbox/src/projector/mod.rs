@@ -1,22 +1,28 @@
-//! The projection of TASKS into the inbox's read models, in order per task (`mainloop_bus::keyed`):
-//! tasks are applied side by side, and one slow or failing task holds back only itself. Each
-//! transaction checks and advances its task's checkpoint with the task's rows, so an event handed
-//! over again after a restart is skipped, and each task's rows always equal some prefix of its
-//! history. The INBOX feed events an event causes go to the outbox in the same transaction. An
-//! event the database refuses as data (bad bytes, a broken constraint) is dead-lettered and noted
-//! on its task, and the projection goes on: one bad event stops one task's history, never
+//! The projection of TASKS into the inbox's read models, in order per task and in batches
+//! (`mainloop_bus::keyed`): a batch of many tasks' events is one transaction. It locks and
+//! checks its tasks' checkpoints, loads their rows once, folds every event not yet applied into
+//! them in memory, and writes the rows, the status history, the queue items, the feed events
+//! for the outbox and the advanced checkpoints together; so a batch handed over again after a
+//! restart is skipped, and each task's rows always equal some prefix of its history. An event
+//! the database refuses as data (bad bytes, a broken constraint) fails its batch; the keyed
+//! reader then applies its task alone, an event at a time, and the refused event is
+//! dead-lettered and noted on its task: one bad event stops one task's history, never
 //! everyone's. The low-water mark of the whole stream is kept in `checkpoints`.
 
+mod checkpoints;
 mod notifications;
 mod queue;
 mod tasks;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use mainloop_bus::{Delivery, Handler, HandlerError, KeyedHandler};
+use mainloop_bus::{Delivery, HandlerError, KeyedHandler};
 use mainloop_events::{Envelope, Payload, subjects};
 use sqlx::{PgConnection, PgPool};
 
 use crate::outbox::Outbox;
+use tasks::Task;
 
 pub const TASKS_PROJECTION: &str = "tasks";
 
@@ -25,59 +31,114 @@ pub struct Projector {
     pub outbox: Outbox,
 }
 
-/// What applying one event changed, for the feed.
-pub(crate) struct Applied {
-    pub feed: Vec<Payload>,
+/// A feed event waiting for the outbox: its subject and envelope.
+type FeedEvent = (String, Envelope);
+
+/// What a batch wrote besides the task rows.
+#[derive(Default)]
+struct Written {
+    history: Vec<tasks::StatusChange>,
+    feed: Vec<FeedEvent>,
+    /// The last sequence applied per subject.
+    applied: HashMap<String, i64>,
 }
 
-impl Handler for Projector {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        let transient = |e: sqlx::Error| HandlerError::Transient(e.to_string());
-        let mut tx = self.db.begin().await.map_err(transient)?;
-        let sequence = i64::try_from(delivery.stream_sequence).unwrap_or(i64::MAX);
-        if task_applied(&mut tx, &delivery.subject)
-            .await
-            .map_err(transient)?
-            >= sequence
-        {
-            return Ok(());
+impl Projector {
+    /// Applies the batch's new events in one transaction; `Ok(false)` when all were applied
+    /// before.
+    async fn apply_batch(&self, batch: &[Delivery]) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let subjects: Vec<String> = batch.iter().map(|d| d.subject.clone()).collect();
+        let one_task = subjects.iter().all(|s| Some(s) == subjects.first());
+        let done = checkpoints::lock(&mut tx, subjects, one_task).await?;
+        let fresh: Vec<&Delivery> = batch
+            .iter()
+            .filter(|d| sequence(d) > done.get(&d.subject).copied().unwrap_or(0))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(false);
         }
-        let applied = match apply(&mut tx, &delivery.event, sequence).await {
-            Ok(applied) => applied,
-            Err(err) if refused_data(&err) => {
-                drop(tx);
-                self.note_unapplied(&delivery.event, &err).await;
-                // Dead-lettered; the projection goes on with the next event, for everyone.
-                return Err(HandlerError::Permanent(format!(
-                    "event {} cannot be applied: {err}",
-                    delivery.event.id
-                )));
-            }
-            Err(err) => return Err(transient(err)),
-        };
-        let subject =
-            subjects::inbox(&delivery.event.user_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        for payload in applied.feed {
-            let feed_event = Envelope::new(&delivery.event.user_id, &delivery.event.correlation_id, payload)
-                .caused_by(&delivery.event.id);
-            self.outbox
-                .add(&mut tx, &subject, &feed_event)
-                .await
-                .map_err(transient)?;
+        let ids: Vec<String> = fresh.iter().map(|d| d.event.correlation_id.clone()).collect();
+        let mut rows: HashMap<String, Option<Task>> = tasks::load(&mut tx, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, t)| (id, Some(t)))
+            .collect();
+        let mut written = Written::default();
+        for delivery in fresh {
+            let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
+            apply_one(&mut tx, delivery, task, &mut written).await?;
         }
-        sqlx::query("UPDATE task_checkpoints SET stream_sequence = $2 WHERE subject = $1")
-            .bind(&delivery.subject)
-            .bind(sequence)
-            .execute(&mut *tx)
-            .await
-            .map_err(transient)?;
-        tx.commit().await.map_err(transient)?;
-        self.outbox.flush().await;
-        Ok(())
+        tasks::save(&mut tx, rows.values().flatten()).await?;
+        tasks::record_history(&mut tx, &written.history).await?;
+        self.outbox.add_all(&mut tx, &written.feed).await?;
+        checkpoints::advance(&mut tx, &written.applied).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
+/// Folds one event into its task and applies it to the queue, noting what goes out.
+async fn apply_one(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    task: &mut Option<Task>,
+    written: &mut Written,
+) -> Result<(), sqlx::Error> {
+    let (event, seq) = (&delivery.event, sequence(delivery));
+    written.applied.insert(delivery.subject.clone(), seq);
+    let Some(payload) = &event.payload else {
+        return Ok(());
+    };
+    let at = occurred_at(event);
+    let project = match (payload, &task) {
+        (Payload::TaskSpawned(spawned), None) => Some(tasks::project(tx, event, spawned, at).await?),
+        _ => None,
+    };
+    let evolved = tasks::evolve(task, event, payload, seq, at, project);
+    written.history.extend(evolved.status);
+    let mut feed = Vec::new();
+    if evolved.changed
+        && let Some(task) = task.as_ref()
+    {
+        feed.push(Payload::TaskCardUpdated(tasks::card(task)));
+    }
+    feed.extend(queue::apply(tx, event, payload, task.as_ref()).await?);
+    if feed.is_empty() {
+        return Ok(());
+    }
+    let subject = subjects::inbox(&event.user_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    for payload in feed {
+        let feed_event = Envelope::new(&event.user_id, &event.correlation_id, payload).caused_by(&event.id);
+        written.feed.push((subject.clone(), feed_event));
+    }
+    Ok(())
+}
+
+fn sequence(delivery: &Delivery) -> i64 {
+    i64::try_from(delivery.stream_sequence).unwrap_or(i64::MAX)
+}
+
 impl KeyedHandler for Projector {
+    async fn apply(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        match self.apply_batch(batch).await {
+            Ok(true) => {
+                self.outbox.flush().await;
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(err) if refused_data(&err) => {
+                if let [one] = batch {
+                    self.note_unapplied(&one.event, &err).await;
+                }
+                Err(HandlerError::Permanent(format!(
+                    "the batch cannot be applied: {err}"
+                )))
+            }
+            Err(err) => Err(HandlerError::Transient(err.to_string())),
+        }
+    }
+
     async fn resume_after(&self) -> Result<u64, HandlerError> {
         let done: Option<i64> =
             sqlx::query_scalar("SELECT stream_sequence FROM checkpoints WHERE projection = $1")
@@ -101,22 +162,6 @@ impl KeyedHandler for Projector {
         .map(drop)
         .map_err(|e| HandlerError::Transient(e.to_string()))
     }
-}
-
-/// The last sequence applied to the task of `subject`, locked until the transaction ends, so
-/// two replicas never apply the same task's events at once.
-async fn task_applied(tx: &mut PgConnection, subject: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO task_checkpoints (subject, stream_sequence) VALUES ($1, 0) \
-         ON CONFLICT (subject) DO NOTHING",
-    )
-    .bind(subject)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query_scalar("SELECT stream_sequence FROM task_checkpoints WHERE subject = $1 FOR UPDATE")
-        .bind(subject)
-        .fetch_one(&mut *tx)
-        .await
 }
 
 impl Projector {
@@ -157,18 +202,4 @@ pub(crate) fn occurred_at(event: &Envelope) -> DateTime<Utc> {
         .as_ref()
         .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
         .unwrap_or_else(Utc::now)
-}
-
-async fn apply(tx: &mut PgConnection, event: &Envelope, sequence: i64) -> Result<Applied, sqlx::Error> {
-    let Some(payload) = &event.payload else {
-        return Ok(Applied { feed: vec![] });
-    };
-    let mut feed = Vec::new();
-    if tasks::apply(tx, event, payload, sequence).await?
-        && let Some(card) = tasks::card(tx, &event.correlation_id).await?
-    {
-        feed.push(Payload::TaskCardUpdated(card));
-    }
-    feed.extend(queue::apply(tx, event, payload).await?);
-    Ok(Applied { feed })
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use super::occurred_at;
+use super::tasks::Task;
 
 pub(super) struct NewItem {
     pub item_type: InboxItemType,
@@ -22,10 +23,12 @@ pub(super) struct NewItem {
     pub context: Value,
 }
 
+/// Applies one event to the queue; `task` is the task's row with the event folded in.
 pub(super) async fn apply(
     tx: &mut PgConnection,
     event: &Envelope,
     payload: &Payload,
+    task: Option<&Task>,
 ) -> Result<Vec<Payload>, sqlx::Error> {
     let mut feed = Vec::new();
     // First what the event makes moot, then what it asks.
@@ -79,7 +82,7 @@ pub(super) async fn apply(
         feed.extend(resurface(tx, event, reminded).await?);
         return Ok(feed);
     }
-    let Some(item) = new_item(tx, event, payload).await? else {
+    let Some(item) = task.and_then(|task| new_item(task, payload)) else {
         return Ok(feed);
     };
     let inserted = sqlx::query(
@@ -174,38 +177,12 @@ async fn resurface(
         .collect())
 }
 
-#[derive(sqlx::FromRow)]
-struct TaskFacts {
-    description: String,
-    repo_url: Option<String>,
-    issue_url: Option<String>,
-    pr_url: Option<String>,
-    pending_questions: Option<Value>,
-}
-
-async fn new_item(
-    tx: &mut PgConnection,
-    event: &Envelope,
-    payload: &Payload,
-) -> Result<Option<NewItem>, sqlx::Error> {
-    let task: Option<TaskFacts> = sqlx::query_as(
-        "SELECT description, repo_url, issue_url, pr_url, pending_questions FROM tasks WHERE id = $1",
-    )
-    .bind(&event.correlation_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(TaskFacts {
-        description,
-        repo_url,
-        issue_url,
-        pr_url,
-        pending_questions: questions,
-    }) = task
-    else {
-        return Ok(None);
-    };
-    let short: String = description.chars().take(60).collect();
-    Ok(Some(match payload {
+/// The item `payload` asks of the person about `task`, if any.
+fn new_item(task: &Task, payload: &Payload) -> Option<NewItem> {
+    let (issue_url, pr_url, repo_url) = (&task.issue_url, task.pr_url.clone(), &task.repo_url);
+    let questions = &task.pending_questions;
+    let short: String = task.description.chars().take(60).collect();
+    Some(match payload {
         Payload::NeedsApproval(asked) if asked.kind() == ApprovalKind::PlanReview => NewItem {
             item_type: InboxItemType::PlanReview,
             api_type: "plan_review",
@@ -276,6 +253,6 @@ async fn new_item(
             options: vec!["Retry".into(), "Dismiss".into()],
             context: json!({}),
         },
-        _ => return Ok(super::notifications::about(payload, &short, pr_url)),
-    }))
+        _ => return super::notifications::about(payload, &short, pr_url),
+    })
 }

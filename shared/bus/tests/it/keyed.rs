@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mainloop_bus::{
-    Bus, Delivery, Expect, Handler, HandlerError, KeyedHandler, KeyedSpec, dead_letter, keyed,
-};
-use mainloop_events::subjects;
+use futures_util::StreamExt;
+
+use mainloop_bus::{Bus, Delivery, Expect, HandlerError, KeyedHandler, KeyedSpec, dead_letter, keyed};
+use mainloop_events::v1::TaskCancelled;
+use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_testkit::TestNats;
 use tokio_util::sync::CancellationToken;
 
@@ -20,13 +21,17 @@ use crate::helpers::{connect, eventually, spawned};
 struct Store {
     mark: u64,
     applied: BTreeMap<String, Vec<u64>>,
+    /// The size of each batch applied.
+    batches: Vec<usize>,
 }
 
-/// Applies events to a shared [`Store`], skipping what an aggregate already has, and fails
-/// transiently for the subjects in `blocked`.
+/// Applies events to a shared [`Store`], skipping what an aggregate already has; fails
+/// transiently for the subjects in `blocked`, and refuses `TaskCancelled` events as bad data.
 struct Projection {
     store: Arc<Mutex<Store>>,
     blocked: Mutex<HashSet<String>>,
+    /// Every batch waits here for a permit (then gives it back) when set.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Projection {
@@ -34,6 +39,7 @@ impl Projection {
         Arc::new(Projection {
             store: store.clone(),
             blocked: Mutex::new(blocked.iter().map(|s| s.to_string()).collect()),
+            gate: None,
         })
     }
 
@@ -44,28 +50,44 @@ impl Projection {
     }
 }
 
-impl Handler for Projection {
-    async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
-        if self.blocked.lock().is_ok_and(|b| b.contains(&delivery.subject)) {
-            return Err(HandlerError::Transient("row locked".into()));
+impl KeyedHandler for Projection {
+    /// All or nothing, as a transaction: nothing is stored when one event fails.
+    async fn apply(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        if let Some(gate) = &self.gate {
+            drop(
+                gate.acquire()
+                    .await
+                    .map_err(|e| HandlerError::Transient(e.to_string()))?,
+            );
+        }
+        let blocked = self.blocked.lock().map(|b| b.clone()).unwrap_or_default();
+        if let Some(stuck) = batch.iter().find(|d| blocked.contains(&d.subject)) {
+            return Err(HandlerError::Transient(format!("{} row locked", stuck.subject)));
+        }
+        if let Some(bad) = batch.iter().find(|d| d.event.r#type == "TaskCancelled") {
+            return Err(HandlerError::Permanent(format!(
+                "{} refused",
+                bad.stream_sequence
+            )));
         }
         let mut store = self
             .store
             .lock()
             .map_err(|_| HandlerError::Permanent("poisoned".into()))?;
-        let applied = store.applied.entry(delivery.subject).or_default();
-        if applied
-            .last()
-            .is_some_and(|last| *last >= delivery.stream_sequence)
-        {
-            return Ok(());
+        store.batches.push(batch.len());
+        for delivery in batch {
+            let applied = store.applied.entry(delivery.subject.clone()).or_default();
+            if applied
+                .last()
+                .is_some_and(|last| *last >= delivery.stream_sequence)
+            {
+                continue;
+            }
+            applied.push(delivery.stream_sequence);
         }
-        applied.push(delivery.stream_sequence);
         Ok(())
     }
-}
 
-impl KeyedHandler for Projection {
     async fn resume_after(&self) -> Result<u64, HandlerError> {
         Ok(self.store.lock().map(|s| s.mark).unwrap_or(0))
     }
@@ -227,6 +249,95 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_and_its_lane_goes_on() 
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].subject, "task.u1.a");
     assert_eq!(dead[0].payload, b"not an envelope");
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backlog_is_applied_in_batches_of_many_aggregates_each_in_order() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    let tasks: Vec<String> = (0..20).map(|n| format!("t{n}")).collect();
+    let order: Vec<&str> = (0..10).flat_map(|_| tasks.iter().map(String::as_str)).collect();
+    let sequences = publish(&bus, &order).await?;
+    let store = Arc::new(Mutex::new(Store::default()));
+    // The first batches wait at a gate while the reader queues the rest.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let projection = Arc::new(Projection {
+        store: store.clone(),
+        blocked: Mutex::default(),
+        gate: Some(gate.clone()),
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        async move { keyed::run(&bus, spec(), projection, shutdown).await }
+    });
+    let last = sequences[sequences.len() - 1];
+    eventually("the reader was handed every event", || async {
+        let stream = bus.jetstream().get_stream(subjects::TASKS).await?;
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            if info?.delivered.stream_sequence == last {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await?;
+    gate.add_permits(1);
+    eventually("every event applied", || async {
+        Ok(mark(&store) == sequences[sequences.len() - 1])
+    })
+    .await?;
+    for task in &tasks {
+        let of: Vec<u64> = order
+            .iter()
+            .zip(&sequences)
+            .filter(|(t, _)| **t == task.as_str())
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(applied(&store, task), of, "{task}: each event once, in order");
+    }
+    let batches = store.lock().map(|s| s.batches.clone()).unwrap_or_default();
+    assert_eq!(batches.iter().sum::<usize>(), order.len(), "{batches:?}");
+    assert!(
+        batches.iter().any(|size| *size > 1),
+        "a backlog makes batches of several aggregates' events: {batches:?}"
+    );
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_refused_in_a_batch_is_dead_lettered_and_everything_else_is_applied() -> anyhow::Result<()> {
+    let nats = TestNats::start()?;
+    let bus = connect(&nats).await?;
+    let before = publish(&bus, &["a", "b", "a", "b"]).await?;
+    let cancelled = Envelope::new("u1", "a", Payload::TaskCancelled(TaskCancelled::default()));
+    let refused = bus
+        .publish(&subjects::task("u1", "a")?, &cancelled, Expect::Any)
+        .await?
+        .stream_sequence;
+    let after = publish(&bus, &["a", "b"]).await?;
+    let store = Arc::new(Mutex::new(Store::default()));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let (bus, projection, shutdown) = (bus.clone(), Projection::new(&store, &[]), shutdown.clone());
+        async move { keyed::run(&bus, spec(), projection, shutdown).await }
+    });
+    eventually("every event done", || async { Ok(mark(&store) == after[1]) }).await?;
+    assert_eq!(
+        applied(&store, "a"),
+        vec![before[0], before[2], after[0]],
+        "a goes on after the refused event"
+    );
+    assert_eq!(applied(&store, "b"), vec![before[1], before[3], after[1]]);
+    let dead = dead_letter::list(&bus, "dead.>").await?;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].stream_sequence, refused);
     shutdown.cancel();
     running.await??;
     Ok(())

@@ -1,0 +1,57 @@
+//! Each task's checkpoint: the last stream sequence applied to its rows, stored with them.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+/// The checkpoints of `subjects`, locked until the transaction ends, so two replicas never
+/// apply the same task's events at once. Locked in one order, so two batches cannot deadlock.
+/// Unless `wait`, a checkpoint locked elsewhere (a replica, a slow transaction) fails at once
+/// (SQLSTATE 55P03), so a batch of many tasks is not held by one: they are then applied each
+/// by itself, and only the held task waits.
+pub(super) async fn lock(
+    tx: &mut PgConnection,
+    mut subjects: Vec<String>,
+    wait: bool,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    subjects.sort_unstable();
+    subjects.dedup();
+    sqlx::query(
+        "INSERT INTO task_checkpoints (subject, stream_sequence) \
+         SELECT s, 0 FROM UNNEST($1::text[]) AS s ORDER BY s ON CONFLICT (subject) DO NOTHING",
+    )
+    .bind(&subjects)
+    .execute(&mut *tx)
+    .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(if wait {
+        "SELECT subject, stream_sequence FROM task_checkpoints WHERE subject = ANY($1) \
+         ORDER BY subject FOR UPDATE"
+    } else {
+        "SELECT subject, stream_sequence FROM task_checkpoints WHERE subject = ANY($1) \
+         ORDER BY subject FOR UPDATE NOWAIT"
+    })
+    .bind(&subjects)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Moves each subject's checkpoint to the last sequence applied.
+pub(super) async fn advance(
+    tx: &mut PgConnection,
+    applied: &HashMap<String, i64>,
+) -> Result<(), sqlx::Error> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let (subjects, sequences): (Vec<&str>, Vec<i64>) = applied.iter().map(|(s, q)| (s.as_str(), *q)).unzip();
+    sqlx::query(
+        "UPDATE task_checkpoints c SET stream_sequence = a.seq \
+         FROM UNNEST($1::text[], $2::bigint[]) AS a(subject, seq) WHERE c.subject = a.subject",
+    )
+    .bind(subjects)
+    .bind(sequences)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
