@@ -22,6 +22,7 @@ use mainloop_events::{Envelope, Payload, subjects};
 use sqlx::{PgConnection, PgPool};
 
 use crate::outbox::Outbox;
+use queue::Queue;
 use tasks::Task;
 
 pub const TASKS_PROJECTION: &str = "tasks";
@@ -64,12 +65,14 @@ impl Projector {
             .into_iter()
             .map(|(id, t)| (id, Some(t)))
             .collect();
+        let mut queue = Queue::load(&mut tx, &ids, one_task).await?;
         let mut written = Written::default();
         for delivery in fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
-            apply_one(&mut tx, delivery, task, &mut written).await?;
+            apply_one(&mut tx, delivery, task, &mut queue, &mut written).await?;
         }
         tasks::save(&mut tx, rows.values().flatten()).await?;
+        queue.save(&mut tx).await?;
         tasks::record_history(&mut tx, &written.history).await?;
         self.outbox.add_all(&mut tx, &written.feed).await?;
         checkpoints::advance(&mut tx, &written.applied).await?;
@@ -83,6 +86,7 @@ async fn apply_one(
     tx: &mut PgConnection,
     delivery: &Delivery,
     task: &mut Option<Task>,
+    queue: &mut Queue,
     written: &mut Written,
 ) -> Result<(), sqlx::Error> {
     let (event, seq) = (&delivery.event, sequence(delivery));
@@ -103,7 +107,7 @@ async fn apply_one(
     {
         feed.push(Payload::TaskCardUpdated(tasks::card(task)));
     }
-    feed.extend(queue::apply(tx, event, payload, task.as_ref()).await?);
+    feed.extend(queue.apply(event, payload, task.as_ref()));
     if feed.is_empty() {
         return Ok(());
     }

@@ -1,10 +1,15 @@
 //! Queue items: what needs the person. Each item is born from one event (its id is that event's
 //! id) and resolves itself when the task moves past what it asked; a reminder makes a waiting
-//! question or plan review unread again.
+//! question or plan review unread again. A batch loads its tasks' pending items once (locked),
+//! folds its events into them in memory ([`Queue::apply`], pure) and writes the new and changed
+//! items back with a statement each.
 
 use mainloop_events::v1::{
     ApprovalKind, ApprovalReminded, InboxItemAdded, InboxItemResolved, InboxItemType, Priority,
 };
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use mainloop_events::{Envelope, Payload};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -23,15 +28,114 @@ pub(super) struct NewItem {
     pub context: Value,
 }
 
-/// Applies one event to the queue; `task` is the task's row with the event folded in.
-pub(super) async fn apply(
-    tx: &mut PgConnection,
-    event: &Envelope,
-    payload: &Payload,
-    task: Option<&Task>,
-) -> Result<Vec<Payload>, sqlx::Error> {
-    let mut feed = Vec::new();
-    // First what the event makes moot, then what it asks.
+/// A queue item as the projection holds it while a batch is applied.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub(crate) struct Item {
+    pub id: String,
+    pub user_id: String,
+    pub task_id: Option<String>,
+    pub item_type: String,
+    pub priority: String,
+    pub title: String,
+    pub content: String,
+    pub context: Value,
+    pub options: Option<Vec<String>>,
+    pub status: String,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Born in this batch: inserted, not updated.
+    #[sqlx(skip)]
+    pub new: bool,
+    #[sqlx(skip)]
+    pub changed: bool,
+}
+
+/// The pending items of a batch's tasks, folded in memory and written back once.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    by_task: HashMap<String, Vec<Item>>,
+}
+
+impl Queue {
+    /// The pending items of `task_ids`, locked until the transaction ends: a person's action on
+    /// one of them waits for the batch, and the batch for it (unless `wait`: then an item locked
+    /// elsewhere fails the batch at once, as its checkpoint would).
+    pub(crate) async fn load(
+        tx: &mut PgConnection,
+        task_ids: &[String],
+        wait: bool,
+    ) -> Result<Self, sqlx::Error> {
+        let items: Vec<Item> = sqlx::query_as(if wait {
+            "SELECT id, user_id, task_id, item_type, priority, title, content, context, options, status, \
+                responded_at, read_at, created_at FROM queue_items \
+             WHERE task_id = ANY($1) AND status = 'pending' ORDER BY created_at, id FOR UPDATE"
+        } else {
+            "SELECT id, user_id, task_id, item_type, priority, title, content, context, options, status, \
+                responded_at, read_at, created_at FROM queue_items \
+             WHERE task_id = ANY($1) AND status = 'pending' ORDER BY created_at, id FOR UPDATE NOWAIT"
+        })
+        .bind(task_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut queue = Queue::default();
+        for item in items {
+            let task = item.task_id.clone().unwrap_or_default();
+            queue.by_task.entry(task).or_default().push(item);
+        }
+        Ok(queue)
+    }
+
+    /// Folds one event in; `task` is the task's row with the event folded in. What goes out on
+    /// the feed, in order.
+    pub(crate) fn apply(&mut self, event: &Envelope, payload: &Payload, task: Option<&Task>) -> Vec<Payload> {
+        let at = occurred_at(event);
+        let items = self.by_task.entry(event.correlation_id.clone()).or_default();
+        // First what the event makes moot, then what it asks.
+        let mut feed = resolve(items, payload, at);
+        if let Payload::ApprovalReminded(reminded) = payload {
+            feed.extend(resurface(items, reminded));
+            return feed;
+        }
+        let Some(new) = task.and_then(|task| new_item(task, payload)) else {
+            return feed;
+        };
+        feed.push(added(&event.id, &event.correlation_id, &new));
+        items.push(Item {
+            id: event.id.clone(),
+            user_id: event.user_id.clone(),
+            task_id: Some(event.correlation_id.clone()),
+            item_type: new.api_type.to_string(),
+            priority: new.api_priority.to_string(),
+            title: new.title,
+            content: new.content,
+            context: new.context,
+            options: Some(new.options),
+            status: "pending".into(),
+            responded_at: None,
+            read_at: None,
+            created_at: at,
+            new: true,
+            changed: true,
+        });
+        feed
+    }
+
+    /// Writes the new items and the changed ones, a statement each.
+    pub(crate) async fn save(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let (new, changed): (Vec<Item>, Vec<Item>) = self
+            .by_task
+            .into_values()
+            .flatten()
+            .filter(|i| i.changed)
+            .partition(|i| i.new);
+        insert(tx, &new).await?;
+        update(tx, &changed).await
+    }
+}
+
+/// What `payload` makes moot: those of `items` still pending are resolved.
+fn resolve(items: &mut [Item], payload: &Payload, at: DateTime<Utc>) -> Vec<Payload> {
     let moot: &[&str] = match payload {
         Payload::PlanApproved(_) | Payload::PlanRevisionRequested(_) => &["plan_review"],
         Payload::QuestionsAnswered(_) => &["question"],
@@ -48,133 +152,143 @@ pub(super) async fn apply(
         ],
         // A failed task asks one thing: retry or not. What it asked before can no longer be done.
         Payload::TaskFailed(_) => &["plan_review", "question", "code_ready", "approval"],
-        _ => &[],
+        _ => return vec![],
     };
-    if !moot.is_empty() {
-        let resolution = match payload {
-            Payload::TaskCancelled(_) | Payload::TaskFailed(_) => "cancelled",
-            Payload::NeedsApproval(_) => "superseded",
-            _ => "responded",
-        };
-        let resolved: Vec<String> = sqlx::query_scalar(
-            "UPDATE queue_items SET status = $3, responded_at = COALESCE(responded_at, $4) \
-             WHERE task_id = $1 AND status = 'pending' AND item_type = ANY($2) RETURNING id",
-        )
-        .bind(&event.correlation_id)
-        .bind(moot)
-        .bind(if resolution == "cancelled" {
-            "cancelled"
-        } else {
-            "responded"
-        })
-        .bind(occurred_at(event))
-        .fetch_all(&mut *tx)
-        .await?;
-        feed.extend(resolved.into_iter().map(|item_id| {
-            Payload::InboxItemResolved(InboxItemResolved {
-                item_id,
-                resolution: resolution.to_string(),
-            })
+    let resolution = match payload {
+        Payload::TaskCancelled(_) | Payload::TaskFailed(_) => "cancelled",
+        Payload::NeedsApproval(_) => "superseded",
+        _ => "responded",
+    };
+    let status = if resolution == "cancelled" {
+        "cancelled"
+    } else {
+        "responded"
+    };
+    let mut feed = Vec::new();
+    for item in items
+        .iter_mut()
+        .filter(|i| i.status == "pending" && moot.contains(&i.item_type.as_str()))
+    {
+        item.status = status.to_string();
+        item.responded_at.get_or_insert(at);
+        item.changed = true;
+        feed.push(Payload::InboxItemResolved(InboxItemResolved {
+            item_id: item.id.clone(),
+            resolution: resolution.to_string(),
         }));
     }
-
-    if let Payload::ApprovalReminded(reminded) = payload {
-        feed.extend(resurface(tx, event, reminded).await?);
-        return Ok(feed);
-    }
-    let Some(item) = task.and_then(|task| new_item(task, payload)) else {
-        return Ok(feed);
-    };
-    let inserted = sqlx::query(
-        "INSERT INTO queue_items (id, user_id, task_id, item_type, priority, title, content, context, options, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.user_id)
-    .bind(&event.correlation_id)
-    .bind(item.api_type)
-    .bind(item.api_priority)
-    .bind(&item.title)
-    .bind(&item.content)
-    .bind(&item.context)
-    .bind(&item.options)
-    .bind(occurred_at(event))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        feed.push(Payload::InboxItemAdded(InboxItemAdded {
-            item_id: event.id.clone(),
-            task_id: event.correlation_id.clone(),
-            item_type: item.item_type as i32,
-            priority: item.priority as i32,
-            title: item.title,
-            content: item.content,
-            options: item.options,
-            context_json: item.context.to_string(),
-        }));
-    }
-    Ok(feed)
-}
-
-#[derive(sqlx::FromRow)]
-struct Resurfaced {
-    id: String,
-    item_type: String,
-    priority: String,
-    title: String,
-    content: String,
-    options: Vec<String>,
-    context: Value,
+    feed
 }
 
 /// A question or plan review waited long: its pending item is unread again (and says how often
 /// it was reminded), and goes out on the feed again.
-async fn resurface(
-    tx: &mut PgConnection,
-    event: &Envelope,
-    reminded: &ApprovalReminded,
-) -> Result<Vec<Payload>, sqlx::Error> {
+fn resurface(items: &mut [Item], reminded: &ApprovalReminded) -> Vec<Payload> {
     let item_type = match reminded.kind() {
         ApprovalKind::AnswerQuestions => "question",
         ApprovalKind::PlanReview => "plan_review",
-        _ => return Ok(vec![]),
+        _ => return vec![],
     };
-    let items: Vec<Resurfaced> = sqlx::query_as(
-        "UPDATE queue_items SET read_at = NULL, \
-           context = context || jsonb_build_object('reminded', $3::int, 'waited_secs', $4::bigint) \
-         WHERE task_id = $1 AND status = 'pending' AND item_type = $2 \
-         RETURNING id, item_type, priority, title, content, options, context",
+    let mut feed = Vec::new();
+    for item in items
+        .iter_mut()
+        .filter(|i| i.status == "pending" && i.item_type == item_type)
+    {
+        item.read_at = None;
+        if let Value::Object(context) = &mut item.context {
+            context.insert("reminded".into(), json!(reminded.nth));
+            context.insert("waited_secs".into(), json!(reminded.waited_secs));
+        }
+        item.changed = true;
+        feed.push(Payload::InboxItemAdded(InboxItemAdded {
+            item_id: item.id.clone(),
+            task_id: item.task_id.clone().unwrap_or_default(),
+            item_type: if item.item_type == "question" {
+                InboxItemType::Question
+            } else {
+                InboxItemType::PlanReview
+            } as i32,
+            priority: if item.priority == "high" {
+                Priority::High
+            } else {
+                Priority::Normal
+            } as i32,
+            title: item.title.clone(),
+            content: item.content.clone(),
+            options: item.options.clone().unwrap_or_default(),
+            context_json: item.context.to_string(),
+        }));
+    }
+    feed
+}
+
+fn added(id: &str, task_id: &str, item: &NewItem) -> Payload {
+    Payload::InboxItemAdded(InboxItemAdded {
+        item_id: id.to_string(),
+        task_id: task_id.to_string(),
+        item_type: item.item_type as i32,
+        priority: item.priority as i32,
+        title: item.title.clone(),
+        content: item.content.clone(),
+        options: item.options.clone(),
+        context_json: item.context.to_string(),
+    })
+}
+
+async fn insert(tx: &mut PgConnection, items: &[Item]) -> Result<(), sqlx::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    // Options go as one JSON array of arrays: Postgres has no arrays of arrays of varying length.
+    let options: Vec<Value> = items.iter().map(|i| json!(i.options)).collect();
+    sqlx::query(
+        "INSERT INTO queue_items (id, user_id, task_id, item_type, priority, title, content, context, \
+            options, status, responded_at, read_at, created_at) \
+         SELECT i.id, i.user_id, i.task_id, i.item_type, i.priority, i.title, i.content, i.context, \
+            CASE WHEN jsonb_typeof(i.options) = 'array' \
+                 THEN ARRAY(SELECT jsonb_array_elements_text(i.options)) END, \
+            i.status, i.responded_at, NULL, i.created_at \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+            $8::jsonb[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::timestamptz[]) \
+            AS i(id, user_id, task_id, item_type, priority, title, content, context, options, status, \
+                 responded_at, created_at) \
+         ON CONFLICT (id) DO NOTHING",
     )
-    .bind(&event.correlation_id)
-    .bind(item_type)
-    .bind(i32::try_from(reminded.nth).unwrap_or(i32::MAX))
-    .bind(i64::try_from(reminded.waited_secs).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx)
+    .bind(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.user_id.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.task_id.as_deref()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.item_type.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.priority.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.title.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.content.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.context.clone()).collect::<Vec<_>>())
+    .bind(options)
+    .bind(items.iter().map(|i| i.status.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.responded_at).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.created_at).collect::<Vec<_>>())
+    .execute(&mut *tx)
     .await?;
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            Payload::InboxItemAdded(InboxItemAdded {
-                item_id: item.id,
-                task_id: event.correlation_id.clone(),
-                item_type: if item.item_type == "question" {
-                    InboxItemType::Question
-                } else {
-                    InboxItemType::PlanReview
-                } as i32,
-                priority: if item.priority == "high" {
-                    Priority::High
-                } else {
-                    Priority::Normal
-                } as i32,
-                title: item.title,
-                content: item.content,
-                options: item.options,
-                context_json: item.context.to_string(),
-            })
-        })
-        .collect())
+    Ok(())
+}
+
+async fn update(tx: &mut PgConnection, items: &[Item]) -> Result<(), sqlx::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE queue_items q SET status = i.status, responded_at = i.responded_at, read_at = i.read_at, \
+            context = i.context \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::jsonb[]) \
+            AS i(id, status, responded_at, read_at, context) \
+         WHERE q.id = i.id",
+    )
+    .bind(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.status.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.responded_at).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.read_at).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.context.clone()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The item `payload` asks of the person about `task`, if any.
@@ -255,4 +369,106 @@ fn new_item(task: &Task, payload: &Payload) -> Option<NewItem> {
         },
         _ => return super::notifications::about(payload, &short, pr_url),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mainloop_events::v1::{ApprovalKind, ApprovalReminded, NeedsApproval, PlanApproved, TaskCompleted};
+
+    use super::*;
+
+    fn task() -> Task {
+        Task {
+            id: "t1".into(),
+            user_id: "u1".into(),
+            description: "add a quick start".into(),
+            status: "waiting_plan_review".into(),
+            ..Task::default()
+        }
+    }
+
+    fn review() -> Payload {
+        Payload::NeedsApproval(NeedsApproval {
+            kind: ApprovalKind::PlanReview as i32,
+            plan_revision: 1,
+            title: "Review plan".into(),
+            summary: "Add it.".into(),
+            options: vec!["Approve".into()],
+        })
+    }
+
+    /// Given the events of `history` folded into an empty queue, when `payload`, then the feed.
+    fn when(queue: &mut Queue, payload: Payload) -> Vec<Payload> {
+        let event = Envelope::new("u1", "t1", payload.clone());
+        queue.apply(&event, &payload, Some(&task()))
+    }
+
+    fn kinds(feed: &[Payload]) -> Vec<&'static str> {
+        feed.iter()
+            .map(|p| match p {
+                Payload::InboxItemAdded(_) => "added",
+                Payload::InboxItemResolved(_) => "resolved",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_item_asked_and_answered_in_one_batch_is_written_once_resolved() {
+        let mut queue = Queue::default();
+        assert_eq!(kinds(&when(&mut queue, review())), ["added"]);
+        let approved = Payload::PlanApproved(PlanApproved::default());
+        assert_eq!(
+            kinds(&when(&mut queue, approved)),
+            ["resolved", "added"],
+            "and a notification"
+        );
+        let items = &queue.by_task["t1"];
+        let review: Vec<(&str, &str, bool)> = items
+            .iter()
+            .map(|i| (i.item_type.as_str(), i.status.as_str(), i.new))
+            .collect();
+        assert_eq!(
+            review,
+            [
+                ("plan_review", "responded", true),
+                ("notification", "pending", true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reminder_makes_the_waiting_review_unread_and_says_how_often() {
+        let mut queue = Queue::default();
+        when(&mut queue, review());
+        if let Some(item) = queue.by_task.get_mut("t1").and_then(|i| i.first_mut()) {
+            item.read_at = Some(Utc::now());
+        }
+        let reminded = Payload::ApprovalReminded(ApprovalReminded {
+            kind: ApprovalKind::PlanReview as i32,
+            nth: 2,
+            waited_secs: 7200,
+            ..Default::default()
+        });
+        assert_eq!(kinds(&when(&mut queue, reminded)), ["added"]);
+        let item = &queue.by_task["t1"][0];
+        assert_eq!(item.read_at, None);
+        assert_eq!(
+            (
+                item.context["reminded"].as_u64(),
+                item.context["waited_secs"].as_u64()
+            ),
+            (Some(2), Some(7200))
+        );
+    }
+
+    #[test]
+    fn a_completed_task_resolves_everything_it_asked() {
+        let mut queue = Queue::default();
+        when(&mut queue, review());
+        let feed = when(&mut queue, Payload::TaskCompleted(TaskCompleted::default()));
+        assert_eq!(kinds(&feed), ["resolved"]);
+        let statuses: Vec<&str> = queue.by_task["t1"].iter().map(|i| i.status.as_str()).collect();
+        assert_eq!(statuses, ["responded"]);
+    }
 }
