@@ -101,6 +101,7 @@ bench: deps
 	$(CARGO) bench -p mainloop --bench idle_memory
 	$(CARGO) bench -p mainloop-github-watcher --bench review_hour
 	$(CARGO) bench -p mainloop-scheduler --bench waiting
+	$(CARGO) bench -p mainloop-inbox --bench projection
 	$(CARGO) bench -p mainloop-gateway --bench first_token
 	$(CARGO) bench -p mainloop-gateway --bench log_follow
 	$(CARGO) bench -p mainloop-gateway --bench fan_out

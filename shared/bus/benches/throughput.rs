@@ -12,7 +12,9 @@
 //! applied by a handler that awaits `work` per transaction (0, and 1 ms standing in for a
 //! database transaction), once through the stream-wide ordered consumer (one event per
 //! transaction) and once through the keyed projection (order per task, batches of many tasks'
-//! events per transaction); prints the keyed/ordered ratio of the rates.
+//! events per transaction); prints the keyed/ordered ratio of the rates, and each beside raw
+//! async-nats reading the same events through an ordered consumer (the floor: what the server
+//! and client cost before any handling).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -277,6 +279,31 @@ async fn project(
     Ok(took)
 }
 
+/// The floor: raw async-nats reading the same `n` events after `after` through an ordered
+/// consumer, decoding nothing.
+async fn read_raw_ordered(js: &jetstream::Context, n: usize, after: u64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let consumer = js
+        .get_stream(subjects::TASKS)
+        .await?
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: "task.>".into(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    for _ in 0..n {
+        messages
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the ordered consumer ended"))??;
+    }
+    Ok(started.elapsed())
+}
+
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
@@ -321,6 +348,13 @@ fn main() -> anyhow::Result<()> {
 
         let n = env_usize("BENCH_PROJECTION_EVENTS", 4000);
         println!("projections: {n} events over 100 tasks, {rounds} alternating rounds, medians (events/s)");
+        let mut floor = Vec::new();
+        for _ in 0..rounds {
+            let after = publish_tasks(&bus, n).await?;
+            floor.push(n as f64 / read_raw_ordered(&js, n, after).await?.as_secs_f64());
+        }
+        let floor = median(floor);
+        println!("  raw async-nats ordered consumer, reading only: {floor:>8.0}");
         for work in [Duration::ZERO, Duration::from_millis(1)] {
             let mut rates: [Vec<f64>; 2] = Default::default();
             for round in 0..rounds {
@@ -333,9 +367,10 @@ fn main() -> anyhow::Result<()> {
             }
             let (ordered, lanes) = (median(rates[0].clone()), median(rates[1].clone()));
             println!(
-                "  {:>4} µs per event: stream-wide ordered {ordered:>8.0} | keyed per task {lanes:>8.0} | ratio {:.2}",
+                "  {:>4} µs per transaction: stream-wide ordered {ordered:>8.0} | keyed batches {lanes:>8.0} | ratio {:.2} | keyed / raw reading {:.2}",
                 work.as_micros(),
-                lanes / ordered
+                lanes / ordered,
+                lanes / floor
             );
         }
         anyhow::Ok(())
