@@ -19,7 +19,7 @@ DCLINT_VERSION := 3.1.0
 PY_SCRIPTS := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: help deps up demo test test-rust test-web lint fmt clippy bench ci clean-data manifests
+.PHONY: help deps up demo test test-rust test-web lint fmt clippy bench chaos ci clean-data manifests
 
 help:
 	@echo "make up     install what is missing, then run mainloop (http://127.0.0.1:8080)"
@@ -107,6 +107,12 @@ bench: deps
 	$(CARGO) bench -p mainloop-gateway --bench fan_out
 	$(CARGO) build --release -p mainloop
 	cd web && npm run build && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/release/mainloop npx playwright test --config bench.config.ts
+
+# The chaos suite (not in CI): every service as its own process while a killer SIGKILLs them at
+# random (launcher/tests/chaos.rs); CHAOS_KILLS, CHAOS_REPLICAS, CHAOS_AT_ONCE, CHAOS_SEED,
+# CHAOS_NATS=1 tune it.
+chaos: deps
+	$(CARGO) test -p mainloop --test chaos -- --ignored --nocapture
 
 ci: lint test
 

@@ -3,6 +3,8 @@
 // Each test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

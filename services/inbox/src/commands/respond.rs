@@ -50,12 +50,33 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
     // The row stays locked while the scheduler decides, so the projection (which resolves the
     // item when the task moves on) waits for this response to be recorded, not the other way.
     let mut tx = context.db.begin().await.map_err(internal)?;
+    match decide(&context, &mut tx, &command).await {
+        Ok((task_id, response)) => record_response(&context, tx, &command, &task_id, &response).await?,
+        Err(err) => {
+            // Rolled back now, not when the connection is next used: until then the item's lock
+            // would hold back the projection and the person's next try.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection is dropped");
+            }
+            return Err(err);
+        }
+    }
+    Ok(Done { status: "ok" })
+}
+
+/// Locks the item, checks the response and hands it to whoever acts on it; the task and the
+/// response to record.
+async fn decide(
+    context: &Context,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    command: &Respond,
+) -> Result<(String, String), CommandError> {
     let item: Option<(Option<String>, String, String, Value)> = sqlx::query_as(
         "SELECT task_id, item_type, status, context FROM queue_items WHERE id = $1 AND user_id = $2 FOR UPDATE",
     )
     .bind(&command.item_id)
     .bind(&command.user_id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(internal)?;
     let Some((task_id, item_type, status, item_context)) = item else {
@@ -83,12 +104,12 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
                 plan_revision: u32::try_from(revision).unwrap_or(0),
                 feedback,
             };
-            forward(&context, "review-plan", &review).await?;
+            forward(context, "review-plan", &review).await?;
         }
         "error" => match response.to_lowercase().as_str() {
             "retry" => {
                 forward(
-                    &context,
+                    context,
                     "retry-task",
                     &RetryTask {
                         user_id,
@@ -109,7 +130,7 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
         }
         "routing_suggestion" => {
             super::route::apply(
-                &context,
+                context,
                 &user_id,
                 &task_id,
                 &command.item_id,
@@ -120,8 +141,7 @@ pub async fn handle(context: Context, command: Respond) -> Result<Done, CommandE
         }
         _ => {}
     }
-    record_response(&context, tx, &command, &task_id, &response).await?;
-    Ok(Done { status: "ok" })
+    Ok((task_id, response))
 }
 
 pub(super) async fn forward<C: prost::Message>(

@@ -49,9 +49,25 @@ impl Projector {
     /// before.
     async fn apply_batch(&self, batch: &[Delivery]) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
+        match self.write_batch(&mut tx, batch).await {
+            Ok(true) => tx.commit().await.map(|()| true),
+            Ok(false) => tx.rollback().await.map(|()| false),
+            Err(err) => {
+                // Rolled back now, not when the connection is next used: until then its locks
+                // (checkpoints, items) would hold back these tasks' retry and the person.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed; the connection is dropped");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the batch's new events in `tx`; `false` when all were applied before.
+    async fn write_batch(&self, tx: &mut PgConnection, batch: &[Delivery]) -> Result<bool, sqlx::Error> {
         let subjects: Vec<String> = batch.iter().map(|d| d.subject.clone()).collect();
         let one_task = subjects.iter().all(|s| Some(s) == subjects.first());
-        let done = checkpoints::lock(&mut tx, subjects, one_task).await?;
+        let done = checkpoints::lock(&mut *tx, subjects, one_task).await?;
         let fresh: Vec<&Delivery> = batch
             .iter()
             .filter(|d| sequence(d) > done.get(&d.subject).copied().unwrap_or(0))
@@ -60,23 +76,22 @@ impl Projector {
             return Ok(false);
         }
         let ids: Vec<String> = fresh.iter().map(|d| d.event.correlation_id.clone()).collect();
-        let mut rows: HashMap<String, Option<Task>> = tasks::load(&mut tx, &ids)
+        let mut rows: HashMap<String, Option<Task>> = tasks::load(&mut *tx, &ids)
             .await?
             .into_iter()
             .map(|(id, t)| (id, Some(t)))
             .collect();
-        let mut queue = Queue::load(&mut tx, &ids, one_task).await?;
+        let mut queue = Queue::load(&mut *tx, &ids, one_task).await?;
         let mut written = Written::default();
         for delivery in fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
-            apply_one(&mut tx, delivery, task, &mut queue, &mut written).await?;
+            apply_one(&mut *tx, delivery, task, &mut queue, &mut written).await?;
         }
-        tasks::save(&mut tx, rows.values().flatten()).await?;
-        queue.save(&mut tx).await?;
-        tasks::record_history(&mut tx, &written.history).await?;
-        self.outbox.add_all(&mut tx, &written.feed).await?;
-        checkpoints::advance(&mut tx, &written.applied).await?;
-        tx.commit().await?;
+        tasks::save(&mut *tx, rows.values().flatten()).await?;
+        queue.save(&mut *tx).await?;
+        tasks::record_history(&mut *tx, &written.history).await?;
+        self.outbox.add_all(&mut *tx, &written.feed).await?;
+        checkpoints::advance(&mut *tx, &written.applied).await?;
         Ok(true)
     }
 }

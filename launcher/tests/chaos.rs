@@ -1,0 +1,163 @@
+//! The chaos suite (`make chaos`, not in CI): every service as its own `mainloop run` process
+//! (`CHAOS_REPLICAS` of each, 1 by default) on one NATS and one Postgres, against the fakes. A
+//! driver runs journeys from chat to merged, `CHAOS_AT_ONCE` (3) at a time, each step retried as
+//! a person would while something is down, while a killer SIGKILLs a random service at random
+//! moments (with `CHAOS_NATS=1`, one time in ten nats-server) and starts it again, until `CHAOS_KILLS` (100)
+//! kills are done. Then the journeys still running finish, and the invariants are checked on the
+//! fake GitHub and the read models: every task finished, through every status once, in order; one
+//! issue and one merged pull request per task, no comment twice; no inbox item twice.
+//! `CHAOS_SEED` repeats a run's choices; the report names the kills.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Outside;
+use common::fleet::{self, Fleet};
+use mainloop_testkit::{Infra, TestNats};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What was killed, how often.
+type Kills = Arc<Mutex<BTreeMap<String, u32>>>;
+
+/// Kills until `kills` are done: a random service instance (the keeper starts it again), or,
+/// when `nats_too`, now and then nats-server (started again on its port and store).
+async fn killer(
+    fleet: Arc<Mutex<Fleet>>,
+    nats: Arc<Mutex<TestNats>>,
+    mut rng: fastrand::Rng,
+    kills: u64,
+    nats_too: bool,
+    done: Kills,
+) -> anyhow::Result<()> {
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..1500))).await;
+        let target = if nats_too && rng.u8(0..10) == 0 {
+            let mut nats = nats.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &nats.pid().to_string()])
+                .status();
+            nats.restart()?;
+            "nats-server".to_string()
+        } else {
+            let mut fleet = fleet.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let at = rng.usize(0..fleet.instances.len());
+            fleet.crash(at)?;
+            let instance = &fleet.instances[at];
+            format!("{}-{}", instance.service, instance.replica)
+        };
+        if let Ok(mut done) = done.lock() {
+            *done.entry(target.clone()).or_default() += 1;
+        }
+        // Down for a moment; the keeper starts it again.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
+    }
+    Ok(())
+}
+
+/// Starts again what is not running, as Kubernetes would, until `stop`; what exited by itself.
+async fn keeper(fleet: Arc<Mutex<Fleet>>, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<String>> {
+    let mut exited = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(rand_pause())).await;
+        let revived = fleet.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.revive()?;
+        exited.extend(revived);
+    }
+    Ok(exited)
+}
+
+/// Between 300 and 800 ms: Kubernetes restarts a crashed container within about a second.
+fn rand_pause() -> u64 {
+    fastrand::u64(300..800)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the chaos suite runs on its own: make chaos"]
+async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
+    let kills = env("CHAOS_KILLS", 100);
+    let at_once = env("CHAOS_AT_ONCE", 3) as usize;
+    let seed = env("CHAOS_SEED", fastrand::u64(..));
+    let outside = Outside::start("mainloop-chaos-", Some("fail_then_pass")).await?;
+    let infra = Infra::start()?;
+    let fleet = Fleet::start(&outside, &infra, env("CHAOS_REPLICAS", 1) as usize)?;
+    fleet.ready(&outside.http).await?;
+    let gateways = fleet.gateways();
+    let logs = fleet.logs();
+    let Infra { nats, pg: _pg, .. } = infra;
+    let (fleet, nats) = (Arc::new(Mutex::new(fleet)), Arc::new(Mutex::new(nats)));
+    println!("chaos: seed {seed}, {kills} kills, {at_once} journeys at a time; logs in {logs:?}");
+
+    let started = Instant::now();
+    let killed: Kills = Arc::default();
+    let killing = tokio::spawn(killer(
+        fleet.clone(),
+        nats,
+        fastrand::Rng::with_seed(seed),
+        kills,
+        env("CHAOS_NATS", 0) == 1,
+        killed.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let kept = Arc::new(AtomicBool::new(false));
+    let keeping = tokio::spawn(keeper(fleet.clone(), kept.clone()));
+    let mut drivers = tokio::task::JoinSet::new();
+    for lane in 0..at_once {
+        let (http, gateways, github, stop) = (
+            outside.http.clone(),
+            gateways.clone(),
+            outside.github_url.clone(),
+            stop.clone(),
+        );
+        drivers.spawn(async move {
+            let mut finished = Vec::new();
+            let mut n = lane;
+            while !stop.load(Ordering::Relaxed) {
+                let task = fleet::journey(&http, &gateways, &github, n, Duration::from_secs(300)).await;
+                finished.push(task.map_err(|e| anyhow::anyhow!("journey {n}: {e:#}"))?);
+                n += at_once;
+            }
+            anyhow::Ok(finished)
+        });
+    }
+    killing.await??;
+    stop.store(true, Ordering::Relaxed);
+    let mut task_ids = Vec::new();
+    while let Some(finished) = drivers.join_next().await {
+        match finished? {
+            Ok(finished) => task_ids.extend(finished),
+            Err(err) => {
+                let tails = fleet.lock().map(|f| f.tails(40)).unwrap_or_default();
+                anyhow::bail!("{err:#}\n{tails}");
+            }
+        }
+    }
+    let took = started.elapsed();
+    kept.store(true, Ordering::Relaxed);
+    let exited = keeping.await??;
+    let fleet = Arc::try_unwrap(fleet)
+        .map_err(|_| anyhow::anyhow!("the fleet is still shared"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    fleet.ready(&outside.http).await?;
+    fleet::check(&outside.http, &gateways[0], &outside, &task_ids).await?;
+    let killed = killed.lock().map(|k| k.clone()).unwrap_or_default();
+    if !exited.is_empty() {
+        println!("chaos: {} exits not caused by a kill: {exited:#?}", exited.len());
+    }
+    println!(
+        "chaos: {} journeys finished in {:.0} s under {} kills ({killed:?}): 0 lost, 0 duplicated",
+        task_ids.len(),
+        took.as_secs_f64(),
+        killed.values().sum::<u32>()
+    );
+    Ok(())
+}
