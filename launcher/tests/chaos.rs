@@ -80,6 +80,30 @@ fn rand_pause() -> u64 {
     fastrand::u64(300..800)
 }
 
+/// What every Postgres session is doing and waiting for, for a stall's report.
+async fn activity(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await?;
+    let rows: Vec<(
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT application_name, state, wait_event_type || ':' || wait_event, \
+                (now() - xact_start)::text, left(query, 160) \
+         FROM pg_stat_activity WHERE datname IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start",
+    )
+    .fetch_all(&mut db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chaos suite runs on its own: make chaos"]
 async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
@@ -92,6 +116,7 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
     fleet.ready(&outside.http).await?;
     let gateways = fleet.gateways();
     let logs = fleet.logs();
+    let database = infra.pg.url();
     let Infra { nats, pg: _pg, .. } = infra;
     let (fleet, nats) = (Arc::new(Mutex::new(fleet)), Arc::new(Mutex::new(nats)));
     println!("chaos: seed {seed}, {kills} kills, {at_once} journeys at a time; logs in {logs:?}");
@@ -136,7 +161,8 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
             Ok(finished) => task_ids.extend(finished),
             Err(err) => {
                 let tails = fleet.lock().map(|f| f.tails(40)).unwrap_or_default();
-                anyhow::bail!("{err:#}\n{tails}");
+                let activity = activity(&database).await.unwrap_or_else(|e| e.to_string());
+                anyhow::bail!("{err:#}\n{tails}\n--- Postgres sessions\n{activity}");
             }
         }
     }
