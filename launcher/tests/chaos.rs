@@ -80,17 +80,20 @@ fn rand_pause() -> u64 {
     fastrand::u64(300..800)
 }
 
+/// A Postgres session: application, state, wait, transaction age, query.
+type Session = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// What every Postgres session is doing and waiting for, for a stall's report.
 async fn activity(url: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(url).await?;
-    let rows: Vec<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<Session> = sqlx::query_as(
         "SELECT application_name, state, wait_event_type || ':' || wait_event, \
                 (now() - xact_start)::text, left(query, 160) \
          FROM pg_stat_activity WHERE datname IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start",
