@@ -532,8 +532,16 @@ async fn one_poison_event_stops_one_task_never_everyone() -> anyhow::Result<()> 
             && note.contains("invalid byte sequence"),
         "{note}"
     );
-    // The events carrying the plan (PlanProposed, NeedsApproval): dead-lettered, all of task t1.
-    let dead = mainloop_bus::dead_letter::list(bus, "dead.>").await?;
+    // The events carrying the plan (PlanProposed, NeedsApproval): dead-lettered, all of task t1
+    // (stored just after the note is written).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = mainloop_bus::dead_letter::list(bus, "dead.>").await?;
+        if !dead.is_empty() || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
     assert!(!dead.is_empty() && dead.len() <= 2, "{dead:?}");
     assert!(
         dead.iter().all(|d| d.subject == "task.u1.t1"),
