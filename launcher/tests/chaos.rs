@@ -51,7 +51,7 @@ async fn killer(
         } else {
             let mut fleet = fleet.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             let at = rng.usize(0..fleet.instances.len());
-            fleet.crash(at)?;
+            fleet.kill(at)?;
             let instance = &fleet.instances[at];
             format!("{}-{}", instance.service, instance.replica)
         };

@@ -63,11 +63,8 @@ impl Fleet {
                 let http = (service == "gateway").then(free_port).transpose()?;
                 let mut env = shared.clone();
                 env.extend(own_settings(service, replica, outside, &exe, http));
-                env.push(("HEALTH_ADDR".into(), format!("127.0.0.1:{}", free_port()?)));
-                let health = env
-                    .last()
-                    .and_then(|(_, a)| a.rsplit(':').next()?.parse().ok())
-                    .unwrap_or_default();
+                let health = free_port()?;
+                env.push(("HEALTH_ADDR".into(), format!("127.0.0.1:{health}")));
                 instances.push(Instance {
                     service,
                     replica,
@@ -132,14 +129,7 @@ impl Fleet {
         Ok(exited)
     }
 
-    /// SIGKILLs instance `at`: no draining, no clean shutdown. `false` when it was not running.
-    pub fn crash(&mut self, at: usize) -> anyhow::Result<bool> {
-        let running = self.instances[at].child.is_some();
-        self.kill(at)?;
-        Ok(running)
-    }
-
-    /// SIGKILLs instance `at`.
+    /// SIGKILLs instance `at`: no draining, no clean shutdown.
     pub fn kill(&mut self, at: usize) -> anyhow::Result<()> {
         if let Some(mut child) = self.instances[at].child.take() {
             child.kill()?;
