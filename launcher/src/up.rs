@@ -59,6 +59,7 @@ pub async fn up(mut args: UpArgs, shutdown: CancellationToken) -> anyhow::Result
                 data_dir: data_dir.join("nats"),
                 log_file: logs.join("nats.log"),
                 port: 0,
+                monitor_port: None,
             };
             let server = NatsServer::start(&options)?;
             say!(

@@ -107,6 +107,68 @@ async fn activity(url: &str) -> anyhow::Result<String> {
         .join("\n"))
 }
 
+/// Every task not completed, with the events of its TASKS, JOBS and GITHUB subjects in order.
+async fn unfinished(http: &reqwest::Client, gateway: &str, nats_url: &str) -> anyhow::Result<String> {
+    use mainloop_events::subjects;
+    let tasks: serde_json::Value = http
+        .get(format!("{gateway}/tasks"))
+        .header("x-user-id", "alice")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let bus = mainloop_bus::Bus::connect(
+        nats_url,
+        "chaos-report",
+        Duration::from_secs(5),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    let mut report = String::new();
+    for task in tasks.as_array().into_iter().flatten() {
+        if task["status"] == "completed" {
+            continue;
+        }
+        let id = task["id"].as_str().unwrap_or_default();
+        report.push_str(&format!("task {id}: {}\n", task["status"]));
+        for (stream, subject) in [
+            (subjects::TASKS, subjects::task("alice", id)?),
+            (subjects::JOBS, subjects::job("alice", id)?),
+            (subjects::GITHUB, subjects::github("alice", id)?),
+        ] {
+            let events = bus.read_subject(stream, &subject, 0).await?;
+            let names: Vec<String> = events
+                .iter()
+                .map(|e| format!("{}@{}", e.event.r#type, e.stream_sequence))
+                .collect();
+            report.push_str(&format!("  {stream}: {}\n", names.join(" ")));
+        }
+    }
+    Ok(report)
+}
+
+/// What JetStream holds at a stall: each stream's consumers with their pending and waiting
+/// counts, the connections, and the tail of the server's log.
+async fn jetstream(http: &reqwest::Client, monitor: &str, log: &std::path::Path) -> String {
+    let mut report = String::new();
+    for page in ["jsz?consumers=true", "connz?subs=false", "varz"] {
+        let body = match http.get(format!("{monitor}/{page}")).send().await {
+            Ok(response) => response.text().await.unwrap_or_else(|e| e.to_string()),
+            Err(err) => err.to_string(),
+        };
+        report.push_str(&format!("/{page}: {body}\n"));
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    report.push_str("nats.log:\n");
+    for line in tail.into_iter().rev() {
+        report.push_str(line);
+        report.push('\n');
+    }
+    report
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the chaos suite runs on its own: make chaos"]
 async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
@@ -120,15 +182,17 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
     let gateways = fleet.gateways();
     let logs = fleet.logs();
     let database = infra.pg.url();
+    let (monitor, nats_log, nats_url) = (infra.nats.monitor_url(), infra.nats.log_file(), infra.nats.url());
     let Infra { nats, pg: _pg, .. } = infra;
     let (fleet, nats) = (Arc::new(Mutex::new(fleet)), Arc::new(Mutex::new(nats)));
     println!("chaos: seed {seed}, {kills} kills, {at_once} journeys at a time; logs in {logs:?}");
 
     let started = Instant::now();
     let killed: Kills = Arc::default();
+    // The test keeps its own handle: nats-server stops when the last one drops.
     let killing = tokio::spawn(killer(
         fleet.clone(),
-        nats,
+        nats.clone(),
         fastrand::Rng::with_seed(seed),
         kills,
         env("CHAOS_NATS", 0) == 1,
@@ -137,6 +201,8 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let kept = Arc::new(AtomicBool::new(false));
     let keeping = tokio::spawn(keeper(fleet.clone(), kept.clone()));
+    // How long one step of a journey may take before the run counts as stalled.
+    let step_limit = Duration::from_secs(env("CHAOS_STEP_SECONDS", 120));
     let mut drivers = tokio::task::JoinSet::new();
     for lane in 0..at_once {
         let (http, gateways, github, stop) = (
@@ -149,7 +215,7 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
             let mut finished = Vec::new();
             let mut n = lane;
             while !stop.load(Ordering::Relaxed) {
-                let task = fleet::journey(&http, &gateways, &github, n, Duration::from_secs(300)).await;
+                let task = fleet::journey(&http, &gateways, &github, n, step_limit).await;
                 finished.push(task.map_err(|e| anyhow::anyhow!("journey {n}: {e:#}"))?);
                 n += at_once;
             }
@@ -165,7 +231,14 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
             Err(err) => {
                 let tails = fleet.lock().map(|f| f.tails(40)).unwrap_or_default();
                 let activity = activity(&database).await.unwrap_or_else(|e| e.to_string());
-                anyhow::bail!("{err:#}\n{tails}\n--- Postgres sessions\n{activity}");
+                let jetstream = jetstream(&outside.http, &monitor, &nats_log).await;
+                let unfinished = unfinished(&outside.http, &gateways[0], &nats_url)
+                    .await
+                    .unwrap_or_else(|e| e.to_string());
+                anyhow::bail!(
+                    "{err:#}\n{tails}\n--- Postgres sessions\n{activity}\n--- JetStream\n{jetstream}\n\
+                     --- Unfinished tasks\n{unfinished}"
+                );
             }
         }
     }

@@ -14,12 +14,15 @@ pub struct NatsOptions {
     pub log_file: PathBuf,
     /// 0 picks a free port.
     pub port: u16,
+    /// The HTTP monitoring port (`/jsz`, `/connz`), when wanted; 0 picks a free one.
+    pub monitor_port: Option<u16>,
 }
 
 /// A running `nats-server -js` on 127.0.0.1.
 pub struct NatsServer {
     process: ServerProcess,
     port: u16,
+    monitor_port: Option<u16>,
 }
 
 impl NatsServer {
@@ -38,8 +41,19 @@ impl NatsServer {
             .arg(&options.data_dir)
             .arg("-P")
             .arg(&pid_file);
+        let monitor_port = match options.monitor_port {
+            Some(0) => Some(free_port()?),
+            chosen => chosen,
+        };
+        if let Some(monitor) = monitor_port {
+            cmd.args(["-m", &monitor.to_string()]);
+        }
         let process = ServerProcess::spawn(cmd, options.log_file.clone(), libc::SIGTERM)?;
-        let mut server = NatsServer { process, port };
+        let mut server = NatsServer {
+            process,
+            port,
+            monitor_port,
+        };
         server.wait_until_ready(Duration::from_secs(20))?;
         tracing::info!(pid = server.pid(), port, "nats-server started");
         Ok(server)
@@ -76,6 +90,11 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The monitoring endpoints' port (`/jsz`, `/connz`), when they were asked for.
+    pub fn monitor_port(&self) -> Option<u16> {
+        self.monitor_port
     }
 
     pub fn pid(&self) -> u32 {

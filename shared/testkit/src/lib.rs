@@ -72,26 +72,39 @@ pub struct TestNats {
     // Field order matters: the server stops before its directory is deleted.
     server: Option<NatsServer>,
     port: u16,
+    monitor_port: u16,
     dir: TempDir,
 }
 
 impl TestNats {
     pub fn start() -> Result<Self, TestkitError> {
         let dir = shared_temp_dir("mainloop-nats-")?;
-        let server = NatsServer::start(&Self::options(dir.path(), 0))?;
+        let server = NatsServer::start(&Self::options(dir.path(), 0, 0))?;
         Ok(TestNats {
             port: server.port(),
+            monitor_port: server.monitor_port().unwrap_or(0),
             server: Some(server),
             dir,
         })
     }
 
-    fn options(dir: &Path, port: u16) -> NatsOptions {
+    fn options(dir: &Path, port: u16, monitor_port: u16) -> NatsOptions {
         NatsOptions {
             data_dir: dir.join("jetstream"),
             log_file: dir.join("nats.log"),
             port,
+            monitor_port: Some(monitor_port),
         }
+    }
+
+    /// The server's monitoring endpoints (`/jsz`, `/connz`, …), for a stalled test's report.
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
+    }
+
+    /// The server's own log.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +120,11 @@ impl TestNats {
         if let Some(server) = self.server.take() {
             server.stop();
         }
-        self.server = Some(NatsServer::start(&Self::options(self.dir.path(), self.port))?);
+        self.server = Some(NatsServer::start(&Self::options(
+            self.dir.path(),
+            self.port,
+            self.monitor_port,
+        ))?);
         Ok(())
     }
 }
