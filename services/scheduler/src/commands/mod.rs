@@ -114,6 +114,7 @@ pub(crate) fn refusal(err: ExecuteError) -> CommandError {
         ExecuteError::Rejected(Rejection::NotFound) => CommandError::not_found("no such task"),
         ExecuteError::Rejected(Rejection::Conflict(message)) => CommandError::conflict(message),
         ExecuteError::Rejected(Rejection::Invalid(message)) => CommandError::invalid(message),
+        ExecuteError::Rejected(Rejection::TooEarly(message)) => CommandError::conflict(message),
         ExecuteError::Subject(err) => CommandError::invalid(err.to_string()),
         ExecuteError::Contended(_) => CommandError::new(ErrorCode::Unavailable, err.to_string()),
         ExecuteError::Bus(err) => {

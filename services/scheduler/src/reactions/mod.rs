@@ -15,12 +15,19 @@ use crate::task::Rejection;
 
 /// A rejected observation is not worth retrying (the task is gone or moved on); a store that
 /// cannot be reached is.
+/// How soon an observation that came too early is offered again.
+const TOO_EARLY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn handler_error(err: ExecuteError) -> Result<(), HandlerError> {
     match err {
         ExecuteError::Rejected(Rejection::NotFound) => {
             tracing::warn!("observation for a task that does not exist; ignored");
             Ok(())
         }
+        ExecuteError::Rejected(Rejection::TooEarly(reason)) => Err(HandlerError::RetryAfter {
+            reason,
+            after: TOO_EARLY_RETRY,
+        }),
         ExecuteError::Rejected(rejection) => {
             tracing::info!(%rejection, "observation does not apply; ignored");
             Ok(())

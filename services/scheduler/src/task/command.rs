@@ -156,4 +156,9 @@ pub enum Rejection {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// An observation that may matter once the task has recorded what it waits for: CI on a
+    /// commit the running job may be pushing (GitHub shows the push before the job's result
+    /// reaches the task). Offered again later, never dropped.
+    #[error("too early: {0}")]
+    TooEarly(String),
 }

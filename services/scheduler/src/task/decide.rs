@@ -130,8 +130,12 @@ pub fn decide(task: &Task, command: &Command) -> Result<Vec<Payload>, Rejection>
             })])
         }
         Command::GitHubEffectFailed(failed) => Ok(effect_failed(task, &failed.effect_id, &failed.error)),
-        Command::CiFailed(ci) => Ok(ci_failed(task, &ci.head_sha, ci.pr_number, &failure_report(ci))),
+        Command::CiFailed(ci) => {
+            too_early(task, &ci.head_sha, ci.pr_number)?;
+            Ok(ci_failed(task, &ci.head_sha, ci.pr_number, &failure_report(ci)))
+        }
         Command::CiPassed(ci) => {
+            too_early(task, &ci.head_sha, ci.pr_number)?;
             let current = task.status == TaskStatus::Implementing
                 && task.job.is_none()
                 && ci.head_sha == task.head_sha
@@ -683,6 +687,19 @@ fn effect_failed(task: &Task, effect: &str, error: &str) -> Vec<Payload> {
     } else {
         vec![]
     }
+}
+
+/// CI on a commit of the task's pull request that the task does not know, while a job runs:
+/// most likely the commit that job is pushing, whose result has not reached the task yet.
+/// GitHub reports it once, so it waits to be offered again rather than be dropped.
+fn too_early(task: &Task, head_sha: &str, pr_number: u64) -> Result<(), Rejection> {
+    if task.job.is_some() && pr_number == task.pr_number && head_sha != task.head_sha && !task.is_terminal() {
+        return Err(Rejection::TooEarly(format!(
+            "CI on {} before the job that may have pushed it finished",
+            short_sha(head_sha)
+        )));
+    }
+    Ok(())
 }
 
 fn ci_failed(task: &Task, head_sha: &str, pr_number: u64, report: &str) -> Vec<Payload> {

@@ -621,6 +621,40 @@ fn red_ci_fails_the_task_after_the_last_fix() {
 }
 
 #[test]
+fn ci_on_the_fix_commit_seen_before_the_fix_job_finished_is_offered_again_not_dropped() {
+    let mut task = with_open_pr();
+    let head = task.head_sha.clone();
+    when(&mut task, ci_failed(&head)).ok();
+    let passed = |sha: &str| {
+        Command::CiPassed(CiPassed {
+            pr_number: 3,
+            head_sha: sha.into(),
+            ..Default::default()
+        })
+    };
+    // GitHub already shows the fix's commit and its green CI; the fix job's result is on its way.
+    assert!(matches!(
+        when(&mut task, passed("fix1")),
+        Err(Rejection::TooEarly(_))
+    ));
+    assert!(matches!(
+        when(&mut task, ci_failed("fix1")),
+        Err(Rejection::TooEarly(_))
+    ));
+    assert_eq!(task.status, TaskStatus::Implementing, "nothing was decided yet");
+    let pushed = code_done(&task, JobMode::Fix, "fix1", 1);
+    when(&mut task, pushed).ok();
+    assert_eq!(
+        when(&mut task, passed("fix1")).map(|e| types(&e).first().copied()),
+        Ok(Some("CodeReadyForReview")),
+        "offered again once the push is recorded, it moves the task on"
+    );
+    // With no job running, CI on a commit the task never pushed is stale: ignored, not held.
+    let mut idle = with_open_pr();
+    assert_eq!(when(&mut idle, passed("someone-elses")), Ok(vec![]));
+}
+
+#[test]
 fn reconcile_repairs_a_crash_between_two_appends() {
     // The process stopped after TaskSpawned was stored and before anything that follows from it.
     let mut task = Task::default();
