@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// Per-person API tokens for teams: create, list, revoke.
     Tokens(crate::tokens::TokensArgs),
+    /// Drop a projection's read models and apply the event streams again from the start.
+    Rebuild(crate::rebuild::RebuildArgs),
     /// A stand-in for the Claude Code CLI (tests and --demo).
     #[command(hide = true)]
     FakeClaude {

@@ -1,5 +1,6 @@
-//! `mainloop`: run everything locally (`up`), one service per process (`run <service>`), or read
-//! the event streams (`events tail`); `health` is a container's health check.
+//! `mainloop`: run everything locally (`up`), one service per process (`run <service>`), read
+//! the event streams (`events tail`) or rebuild a read model from them (`rebuild inbox`);
+//! `health` is a container's health check.
 
 mod cli;
 mod console;
@@ -10,6 +11,7 @@ mod health_probe;
 mod keeper;
 mod local_model;
 mod login;
+mod rebuild;
 mod run_one;
 mod services;
 mod setup_check;
@@ -49,6 +51,7 @@ fn main() -> anyhow::Result<()> {
                     command: EventsCommand::Tail(args),
                 } => events_tail::tail(args, shutdown).await,
                 Command::Tokens(args) => tokens::tokens(args).await,
+                Command::Rebuild(args) => rebuild::rebuild(args, shutdown).await,
                 Command::Health { url, timeout_secs } => {
                     health_probe::probe(&url, std::time::Duration::from_secs(timeout_secs)).await
                 }

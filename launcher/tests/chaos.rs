@@ -148,6 +148,26 @@ async fn unfinished(http: &reqwest::Client, gateway: &str, nats_url: &str) -> an
     Ok(report)
 }
 
+/// The conversation a failed journey names (`conversation <id>` in its error), as stored.
+async fn conversation(http: &reqwest::Client, gateway: &str, error: &str) -> String {
+    let Some(id) = error
+        .split("conversation ")
+        .nth(1)
+        .and_then(|rest| rest.split([':', ' ']).next())
+    else {
+        return "(none named)".into();
+    };
+    let answer = http
+        .get(format!("{gateway}/conversations/{id}"))
+        .header("x-user-id", "alice")
+        .send()
+        .await;
+    match answer {
+        Ok(answer) => answer.text().await.unwrap_or_else(|e| e.to_string()),
+        Err(err) => err.to_string(),
+    }
+}
+
 /// What JetStream holds at a stall: each stream's consumers with their pending and waiting
 /// counts, the connections, and the tail of the server's log.
 async fn jetstream(http: &reqwest::Client, monitor: &str, log: &std::path::Path) -> String {
@@ -235,9 +255,10 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
                 let unfinished = unfinished(&outside.http, &gateways[0], &nats_url)
                     .await
                     .unwrap_or_else(|e| e.to_string());
+                let chat = conversation(&outside.http, &gateways[0], &format!("{err:#}")).await;
                 anyhow::bail!(
                     "{err:#}\n{tails}\n--- Postgres sessions\n{activity}\n--- JetStream\n{jetstream}\n\
-                     --- Unfinished tasks\n{unfinished}"
+                     --- Unfinished tasks\n{unfinished}\n--- The journey's conversation\n{chat}"
                 );
             }
         }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use mainloop_testkit::Infra;
 use serde_json::{Value, json};
 
@@ -250,6 +252,20 @@ pub async fn journey(
     )
     .await?;
     let conversation = asked["conversation_id"].as_str().unwrap_or_default().to_string();
+    let task_id = confirmed_to_merged(http, &base, github_url, &conversation, limit)
+        .await
+        .with_context(|| format!("conversation {conversation}"))?;
+    Ok(task_id)
+}
+
+/// From the confirmation in `conversation` to its task merged and completed; the task's id.
+async fn confirmed_to_merged(
+    http: &reqwest::Client,
+    base: &impl Fn(usize) -> String,
+    github_url: &str,
+    conversation: &str,
+    limit: Duration,
+) -> anyhow::Result<String> {
     // A "yes" said again (its answer lost to a crash) spawns the same task: one task.
     post(
         http,
@@ -260,18 +276,32 @@ pub async fn journey(
     .await?;
     let tasks = until_within(http, &format!("{}/tasks", base(1)), "the task", limit, |t| {
         t.as_array()
-            .is_some_and(|a| a.iter().any(|t| t["conversation_id"] == conversation.as_str()))
+            .is_some_and(|a| a.iter().any(|t| t["conversation_id"] == conversation))
     })
     .await?;
     let task_id = tasks
         .as_array()
         .into_iter()
         .flatten()
-        .find(|t| t["conversation_id"] == conversation.as_str())
+        .find(|t| t["conversation_id"] == conversation)
         .and_then(|t| t["id"].as_str())
         .unwrap_or_default()
         .to_string();
-    let review = item(http, &base(2), &task_id, "plan_review", limit).await?;
+    merged(http, base, github_url, &task_id, limit)
+        .await
+        .with_context(|| format!("task {task_id}"))?;
+    Ok(task_id)
+}
+
+/// From the task's plan review to its pull request merged and the task completed.
+async fn merged(
+    http: &reqwest::Client,
+    base: &impl Fn(usize) -> String,
+    github_url: &str,
+    task_id: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let review = item(http, &base(2), task_id, "plan_review", limit).await?;
     post(
         http,
         &format!("{}/queue/{review}/respond", base(3)),
@@ -279,7 +309,7 @@ pub async fn journey(
         limit,
     )
     .await?;
-    item(http, &base(4), &task_id, "code_ready", limit).await?;
+    item(http, &base(4), task_id, "code_ready", limit).await?;
     let task = until_within(
         http,
         &format!("{}/tasks/{task_id}", base(5)),
@@ -303,7 +333,7 @@ pub async fn journey(
         |t| t["status"] == "completed",
     )
     .await?;
-    Ok(task_id)
+    Ok(())
 }
 
 /// POSTs `body` as alice until it is answered, as a person tries again while a service is

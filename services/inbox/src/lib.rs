@@ -2,8 +2,9 @@
 //! answers queries about them (`query.inbox.*`) and the person's actions on queue items
 //! (`cmd.inbox.*`), and publishes the INBOX feed (`inbox.<user>`) that the gateway streams to
 //! browsers, and calls the person back with Web Push for items that need them (`push`). Its
-//! tables are derived: each transaction stores the stream sequence it applied; the push
-//! subscriptions are the person's own settings.
+//! tables are derived: each transaction stores the stream sequence it applied, and
+//! `cmd.inbox.rebuild` (`mainloop rebuild inbox`) drops them and applies TASKS again; the push
+//! subscriptions and what the person did to queue items are their own and kept.
 
 mod commands;
 mod config;
@@ -16,13 +17,14 @@ mod queries;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mainloop_bus::{KeyedSpec, keyed};
+use mainloop_bus::KeyedSpec;
 use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use commands::rebuild::Rebuilt;
 pub use config::Config;
 pub use error::Error;
 
@@ -74,15 +76,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .await
         .map_err(serve)?;
 
-    let projector = Arc::new(Projector {
-        db: db.clone(),
-        outbox: outbox.clone(),
-    });
+    let projector = Arc::new(Projector::new(db.clone(), outbox.clone()));
     forget_stream_wide_consumer(&bus).await;
     let spec = KeyedSpec::new(subjects::TASKS, PROJECTION, "task.>");
     let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
-        keyed::run(&consumer_bus, spec, projector, consumer_shutdown)
+        projector::rounds::run(&consumer_bus, spec, projector, consumer_shutdown)
             .await
             .map_err(|e| e.to_string())
     });

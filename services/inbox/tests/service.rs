@@ -602,3 +602,127 @@ async fn a_task_held_back_holds_back_only_itself() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// The read models as rows: every table a rebuild drops, each in key order.
+async fn read_models(db: &mut sqlx::PgConnection) -> anyhow::Result<Value> {
+    let mut tables = serde_json::Map::new();
+    for (table, key) in [
+        ("inbox.projects", "id"),
+        ("inbox.tasks", "id"),
+        ("inbox.task_history", "task_id, stream_sequence"),
+        ("inbox.queue_items", "id"),
+    ] {
+        // The table and key come from the list above, never from input.
+        let sql = format!("SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY {key}), '[]') FROM {table} r");
+        let rows: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *db)
+            .await?;
+        tables.insert(table.to_string(), rows);
+    }
+    Ok(Value::Object(tables))
+}
+
+/// The types of the feed events after `after`.
+async fn feed_after(bus: &Bus, after: u64) -> anyhow::Result<Vec<String>> {
+    let feed = bus
+        .read_subject(subjects::INBOX, &subjects::inbox("u1")?, after)
+        .await?;
+    Ok(feed.into_iter().map(|s| s.event.r#type).collect())
+}
+
+/// A rebuild drops the read models and applies TASKS again: the same rows come back, with what
+/// the person did to the items (one answered, one read, one untouched), and the feed announces
+/// nothing a second time; what happens next is applied and announced as before.
+#[tokio::test]
+async fn a_rebuild_gives_the_same_rows_and_announces_nothing_again() -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let world = start().await?;
+    let bus = &world.bus;
+    for task in ["t1", "t2", "t3"] {
+        spawn_as(bus, task).await?;
+        until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+            t.as_array()
+                .is_some_and(|a| a.iter().any(|t| t["id"] == task && t["status"] == "planning"))
+        })
+        .await?;
+        report_plan_for(bus, task, &format!("1. Write the section of {task}")).await?;
+    }
+    let queue = until(bus, "list-queue", json!({"user_id": "u1"}), |q| {
+        q.as_array().is_some_and(|a| a.len() == 3)
+    })
+    .await?;
+    let item_of = |task: &str| {
+        queue
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["task_id"] == task)
+            .and_then(|i| i["id"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let answer = json!({"user_id": "u1", "item_id": item_of("t1"), "response": "Approve"});
+    let _: Value = request::send_json(bus, "cmd.inbox.respond", &answer, Duration::from_secs(5)).await?;
+    let read = json!({"user_id": "u1", "item_id": item_of("t2")});
+    let _: Value = request::send_json(bus, "cmd.inbox.mark-read", &read, Duration::from_secs(5)).await?;
+    until(bus, "get-task", json!({"user_id": "u1", "task_id": "t1"}), |t| {
+        t["status"] == "implementing"
+    })
+    .await?;
+    let mut db = sqlx::PgConnection::connect(&world.infra.pg.url()).await?;
+    let before = read_models(&mut db).await?;
+    let feed_end = bus.last_sequence(subjects::INBOX, "inbox.>").await?;
+
+    let rebuilt: Value =
+        request::send_json(bus, "cmd.inbox.rebuild", &json!({}), Duration::from_secs(10)).await?;
+    let tasks_end = bus.last_sequence(subjects::TASKS, "task.>").await?;
+    assert_eq!(rebuilt, json!({"generation": 1, "replaying": tasks_end}));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut after = read_models(&mut db).await?;
+    while after != before {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuilt rows differ:\nbefore {before:#}\nafter {after:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = read_models(&mut db).await?;
+    }
+    let items = after["inbox.queue_items"].as_array().cloned().unwrap_or_default();
+    let state = |task: &str| {
+        items
+            .iter()
+            .find(|i| i["task_id"] == task && i["item_type"] == "plan_review")
+            .map(|i| {
+                (
+                    i["status"].clone(),
+                    i["response"].clone(),
+                    i["read_at"].is_string(),
+                )
+            })
+    };
+    assert_eq!(state("t1"), Some((json!("responded"), json!("Approve"), true)));
+    assert_eq!(state("t2"), Some((json!("pending"), Value::Null, true)));
+    assert_eq!(state("t3"), Some((json!("pending"), Value::Null, false)));
+
+    // Something new after the rebuild: applied, and the only thing the feed announces.
+    spawn_as(bus, "t4").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut announced = feed_after(bus, feed_end).await?;
+    while announced.is_empty() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "t4 never announced");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        announced = feed_after(bus, feed_end).await?;
+    }
+    let feed = bus
+        .read_subject(subjects::INBOX, &subjects::inbox("u1")?, feed_end)
+        .await?;
+    assert!(
+        feed.iter().all(|s| s.event.correlation_id == "t4"),
+        "only t4 is new on the feed: {:?}",
+        feed.iter()
+            .map(|s| (&s.event.correlation_id, &s.event.r#type))
+            .collect::<Vec<_>>()
+    );
+    world.shutdown.cancel();
+    Ok(())
+}

@@ -21,6 +21,8 @@ pub async fn handle(context: Context, command: MarkAllRead) -> Result<Done, Comm
     .fetch_all(&mut *tx)
     .await
     .map_err(internal)?;
+    let ids: Vec<String> = read.iter().map(|(id, _)| id.clone()).collect();
+    super::marks::keep(&mut tx, &ids).await.map_err(internal)?;
     for (item_id, task_id) in read {
         let event = Envelope::new(
             &command.user_id,

@@ -30,6 +30,9 @@ pub async fn handle(context: Context, command: MarkRead) -> Result<Done, Command
     let Some(task_id) = task_id else {
         return Err(CommandError::not_found("no such queue item"));
     };
+    super::marks::keep(&mut tx, std::slice::from_ref(&command.item_id))
+        .await
+        .map_err(internal)?;
     let read = Envelope::new(
         &command.user_id,
         task_id.unwrap_or_default(),

@@ -1,9 +1,11 @@
 //! The person's actions on queue items, as JSON request/reply on `cmd.inbox.<name>`: read one,
-//! read all, respond. A response that decides something for a task (approve a plan, retry) is
+//! read all, respond; and the operator's `rebuild` of the read models. A response that decides something for a task (approve a plan, retry) is
 //! forwarded to the scheduler, which checks it against the task's state.
 
 mod mark_all_read;
 mod mark_read;
+mod marks;
+pub(crate) mod rebuild;
 mod respond;
 mod route;
 
@@ -35,6 +37,7 @@ pub async fn serve_all(
     serve(tasks, context, shutdown, "mark-read", mark_read::handle).await?;
     serve(tasks, context, shutdown, "mark-all-read", mark_all_read::handle).await?;
     serve(tasks, context, shutdown, "respond", respond::handle).await?;
+    serve(tasks, context, shutdown, "rebuild", rebuild::handle).await?;
     Ok(())
 }
 

@@ -183,6 +183,9 @@ async fn record_response(
     .map_err(internal)?
     .rows_affected();
     if changed == 1 {
+        super::marks::keep(&mut tx, std::slice::from_ref(&command.item_id))
+            .await
+            .map_err(internal)?;
         let resolved = Envelope::new(
             &command.user_id,
             task_id,

@@ -8,13 +8,20 @@
 //! reader then applies its task alone, an event at a time, and the refused event is
 //! dead-lettered and noted on its task: one bad event stops one task's history, never
 //! everyone's. The low-water mark of the whole stream is kept in `checkpoints`.
+//!
+//! A rebuild (`mainloop rebuild inbox`) starts a new [`generation`]: the rows are dropped and
+//! TASKS is applied again from the start, without announcing on the feed what was announced
+//! before; what the person did to queue items is applied again to the items the replay makes.
 
 mod checkpoints;
+pub mod generation;
 mod notifications;
 mod queue;
+pub mod rounds;
 mod tasks;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use mainloop_bus::{Delivery, HandlerError, KeyedHandler};
@@ -28,8 +35,21 @@ use tasks::Task;
 pub const TASKS_PROJECTION: &str = "tasks";
 
 pub struct Projector {
-    pub db: PgPool,
-    pub outbox: Outbox,
+    db: PgPool,
+    outbox: Outbox,
+    /// The generation this run applies, learned at its start (`resume_after`).
+    generation: AtomicI64,
+    /// Events up to here were announced on the feed before a rebuild: not announced again.
+    replay_through: AtomicI64,
+}
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the projection was rebuilt; this run stops and reads TASKS again from the start")]
+    Rebuilt,
 }
 
 /// A feed event waiting for the outbox: its subject and envelope.
@@ -45,13 +65,27 @@ struct Written {
 }
 
 impl Projector {
+    pub fn new(db: PgPool, outbox: Outbox) -> Self {
+        Projector {
+            db,
+            outbox,
+            generation: AtomicI64::new(-1),
+            replay_through: AtomicI64::new(0),
+        }
+    }
+
+    /// The generation this run applies.
+    pub fn generation(&self) -> i64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Applies the batch's new events in one transaction; `Ok(false)` when all were applied
     /// before.
-    async fn apply_batch(&self, batch: &[Delivery]) -> Result<bool, sqlx::Error> {
+    async fn apply_batch(&self, batch: &[Delivery]) -> Result<bool, BatchError> {
         let mut tx = self.db.begin().await?;
         match self.write_batch(&mut tx, batch).await {
-            Ok(true) => tx.commit().await.map(|()| true),
-            Ok(false) => tx.rollback().await.map(|()| false),
+            Ok(true) => Ok(tx.commit().await.map(|()| true)?),
+            Ok(false) => Ok(tx.rollback().await.map(|()| false)?),
             Err(err) => {
                 // Rolled back now, not when the connection is next used: until then its locks
                 // (checkpoints, items) would hold back these tasks' retry and the person.
@@ -64,7 +98,11 @@ impl Projector {
     }
 
     /// Writes the batch's new events in `tx`; `false` when all were applied before.
-    async fn write_batch(&self, tx: &mut PgConnection, batch: &[Delivery]) -> Result<bool, sqlx::Error> {
+    async fn write_batch(&self, tx: &mut PgConnection, batch: &[Delivery]) -> Result<bool, BatchError> {
+        if !generation::hold(&mut *tx, self.generation()).await? {
+            return Err(BatchError::Rebuilt);
+        }
+        let replay_through = self.replay_through.load(Ordering::Acquire);
         let subjects: Vec<String> = batch.iter().map(|d| d.subject.clone()).collect();
         let one_task = subjects.iter().all(|s| Some(s) == subjects.first());
         let done = checkpoints::lock(&mut *tx, subjects, one_task).await?;
@@ -85,7 +123,8 @@ impl Projector {
         let mut written = Written::default();
         for delivery in fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
-            apply_one(&mut *tx, delivery, task, &mut queue, &mut written).await?;
+            let announce = sequence(delivery) > replay_through;
+            apply_one(&mut *tx, delivery, task, &mut queue, &mut written, announce).await?;
         }
         tasks::save(&mut *tx, rows.values().flatten()).await?;
         queue.save(&mut *tx).await?;
@@ -96,13 +135,15 @@ impl Projector {
     }
 }
 
-/// Folds one event into its task and applies it to the queue, noting what goes out.
+/// Folds one event into its task and applies it to the queue, noting what goes out on the feed
+/// when it is to be `announce`d (not when a rebuild replays what was announced before).
 async fn apply_one(
     tx: &mut PgConnection,
     delivery: &Delivery,
     task: &mut Option<Task>,
     queue: &mut Queue,
     written: &mut Written,
+    announce: bool,
 ) -> Result<(), sqlx::Error> {
     let (event, seq) = (&delivery.event, sequence(delivery));
     written.applied.insert(delivery.subject.clone(), seq);
@@ -123,7 +164,7 @@ async fn apply_one(
         feed.push(Payload::TaskCardUpdated(tasks::card(task)));
     }
     feed.extend(queue.apply(event, payload, task.as_ref()));
-    if feed.is_empty() {
+    if feed.is_empty() || !announce {
         return Ok(());
     }
     let subject = subjects::inbox(&event.user_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -146,7 +187,7 @@ impl KeyedHandler for Projector {
                 Ok(())
             }
             Ok(false) => Ok(()),
-            Err(err) if refused_data(&err) => {
+            Err(BatchError::Database(err)) if refused_data(&err) => {
                 if let [one] = batch {
                     self.note_unapplied(&one.event, &err).await;
                 }
@@ -159,16 +200,30 @@ impl KeyedHandler for Projector {
     }
 
     async fn resume_after(&self) -> Result<u64, HandlerError> {
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT stream_sequence FROM checkpoints WHERE projection = $1")
-                .bind(TASKS_PROJECTION)
-                .fetch_optional(&self.db)
-                .await
-                .map_err(|e| HandlerError::Transient(e.to_string()))?;
-        Ok(done.and_then(|d| u64::try_from(d).ok()).unwrap_or(0))
+        let (generation, done) = generation::current(&self.db)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        self.replay_through
+            .store(generation.replay_through, Ordering::Release);
+        self.generation.store(generation.number, Ordering::Release);
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     async fn checkpoint(&self, sequence: u64) -> Result<(), HandlerError> {
+        self.store_checkpoint(sequence)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))
+    }
+}
+
+impl Projector {
+    /// Stores the low-water mark, unless a rebuild replaced this run's generation.
+    async fn store_checkpoint(&self, sequence: u64) -> Result<(), BatchError> {
+        let mut tx = self.db.begin().await?;
+        if !generation::hold(&mut tx, self.generation()).await? {
+            tx.rollback().await?;
+            return Err(BatchError::Rebuilt);
+        }
         sqlx::query(
             "INSERT INTO checkpoints (projection, stream_sequence) VALUES ($1, $2) \
              ON CONFLICT (projection) DO UPDATE \
@@ -176,10 +231,10 @@ impl KeyedHandler for Projector {
         )
         .bind(TASKS_PROJECTION)
         .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
-        .execute(&self.db)
-        .await
-        .map(drop)
-        .map_err(|e| HandlerError::Transient(e.to_string()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

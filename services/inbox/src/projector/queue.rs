@@ -44,6 +44,10 @@ pub(crate) struct Item {
     pub responded_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// When it last became unread (born, or a reminder): a read the person made before does not
+    /// count. Only for items born in this batch.
+    #[sqlx(skip)]
+    pub unread_since: DateTime<Utc>,
     /// Born in this batch: inserted, not updated.
     #[sqlx(skip)]
     pub new: bool,
@@ -94,7 +98,7 @@ impl Queue {
         // First what the event makes moot, then what it asks.
         let mut feed = resolve(items, payload, at);
         if let Payload::ApprovalReminded(reminded) = payload {
-            feed.extend(resurface(items, reminded));
+            feed.extend(resurface(items, reminded, at));
             return feed;
         }
         let Some(new) = task.and_then(|task| new_item(task, payload)) else {
@@ -115,6 +119,7 @@ impl Queue {
             responded_at: None,
             read_at: None,
             created_at: at,
+            unread_since: at,
             new: true,
             changed: true,
         });
@@ -182,7 +187,7 @@ fn resolve(items: &mut [Item], payload: &Payload, at: DateTime<Utc>) -> Vec<Payl
 
 /// A question or plan review waited long: its pending item is unread again (and says how often
 /// it was reminded), and goes out on the feed again.
-fn resurface(items: &mut [Item], reminded: &ApprovalReminded) -> Vec<Payload> {
+fn resurface(items: &mut [Item], reminded: &ApprovalReminded, reminded_at: DateTime<Utc>) -> Vec<Payload> {
     let item_type = match reminded.kind() {
         ApprovalKind::AnswerQuestions => "question",
         ApprovalKind::PlanReview => "plan_review",
@@ -194,6 +199,7 @@ fn resurface(items: &mut [Item], reminded: &ApprovalReminded) -> Vec<Payload> {
         .filter(|i| i.status == "pending" && i.item_type == item_type)
     {
         item.read_at = None;
+        item.unread_since = reminded_at;
         if let Value::Object(context) = &mut item.context {
             context.insert("reminded".into(), json!(reminded.nth));
             context.insert("waited_secs".into(), json!(reminded.waited_secs));
@@ -234,6 +240,9 @@ fn added(id: &str, task_id: &str, item: &NewItem) -> Payload {
     })
 }
 
+/// Inserts the items born in this batch. What the person did to one before (a rebuild replays
+/// it) is applied again: an answer makes it answered, a read after it last became unread makes
+/// it read, as they were.
 async fn insert(tx: &mut PgConnection, items: &[Item]) -> Result<(), sqlx::Error> {
     if items.is_empty() {
         return Ok(());
@@ -242,15 +251,19 @@ async fn insert(tx: &mut PgConnection, items: &[Item]) -> Result<(), sqlx::Error
     let options: Vec<Value> = items.iter().map(|i| json!(i.options)).collect();
     sqlx::query(
         "INSERT INTO queue_items (id, user_id, task_id, item_type, priority, title, content, context, \
-            options, status, responded_at, read_at, created_at) \
+            options, status, response, responded_at, read_at, created_at) \
          SELECT i.id, i.user_id, i.task_id, i.item_type, i.priority, i.title, i.content, i.context, \
             CASE WHEN jsonb_typeof(i.options) = 'array' \
                  THEN ARRAY(SELECT jsonb_array_elements_text(i.options)) END, \
-            i.status, i.responded_at, NULL, i.created_at \
+            CASE WHEN m.response IS NOT NULL THEN 'responded' ELSE i.status END, m.response, \
+            COALESCE(m.responded_at, i.responded_at), \
+            CASE WHEN m.read_at >= i.unread_since THEN m.read_at END, i.created_at \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-            $8::jsonb[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::timestamptz[]) \
+            $8::jsonb[], $9::jsonb[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
+            $13::timestamptz[]) \
             AS i(id, user_id, task_id, item_type, priority, title, content, context, options, status, \
-                 responded_at, created_at) \
+                 responded_at, created_at, unread_since) \
+         LEFT JOIN queue_item_marks m ON m.item_id = i.id \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>())
@@ -265,6 +278,7 @@ async fn insert(tx: &mut PgConnection, items: &[Item]) -> Result<(), sqlx::Error
     .bind(items.iter().map(|i| i.status.as_str()).collect::<Vec<_>>())
     .bind(items.iter().map(|i| i.responded_at).collect::<Vec<_>>())
     .bind(items.iter().map(|i| i.created_at).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.unread_since).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     Ok(())

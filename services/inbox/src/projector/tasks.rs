@@ -245,7 +245,8 @@ pub(crate) async fn project(
          ON CONFLICT (user_id, full_name) DO UPDATE SET last_used_at = excluded.last_used_at \
          RETURNING id",
     )
-    .bind(uuid::Uuid::now_v7().to_string())
+    // The id of the event that first named the project: the same when a rebuild applies it again.
+    .bind(&event.id)
     .bind(&event.user_id)
     .bind(&repo.owner)
     .bind(&repo.name)
