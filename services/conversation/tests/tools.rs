@@ -19,13 +19,39 @@ use tokio_util::sync::CancellationToken;
 const REQUEST: &str = "add a quick start section to the README of https://github.com/acme/widgets";
 
 struct World {
-    _infra: Infra,
+    infra: Infra,
     bus: Bus,
     model: ScriptedModel,
     shutdown: CancellationToken,
 }
 
 async fn start() -> anyhow::Result<World> {
+    let (world, scheduler) = start_without_scheduler().await?;
+    scheduler.start();
+    world.ready(3).await?;
+    Ok(world)
+}
+
+/// The scheduler of a world started without one.
+struct Scheduler {
+    common: mainloop_runtime::CommonConfig,
+    shutdown: CancellationToken,
+}
+
+impl Scheduler {
+    fn start(self) {
+        tokio::spawn(mainloop_scheduler::run(
+            mainloop_scheduler::Config {
+                common: self.common,
+                scheduling: Default::default(),
+            },
+            self.shutdown,
+        ));
+    }
+}
+
+/// Everything but the scheduler, which starts when told.
+async fn start_without_scheduler() -> anyhow::Result<(World, Scheduler)> {
     mainloop_runtime::tls::install();
     let model = ScriptedModel::new("sk-ant-test", vec![]);
     let url = model
@@ -34,13 +60,10 @@ async fn start() -> anyhow::Result<World> {
         .await?;
     let infra = Infra::start()?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(mainloop_scheduler::run(
-        mainloop_scheduler::Config {
-            common: infra.common(),
-            scheduling: Default::default(),
-        },
-        shutdown.clone(),
-    ));
+    let scheduler = Scheduler {
+        common: infra.common(),
+        shutdown: shutdown.clone(),
+    };
     tokio::spawn(mainloop_inbox::run(
         mainloop_inbox::Config::new(infra.common()),
         shutdown.clone(),
@@ -56,14 +79,15 @@ async fn start() -> anyhow::Result<World> {
         },
         shutdown.clone(),
     ));
-    infra.ready(3).await?;
+    infra.ready(2).await?;
     let bus = infra.bus().await?;
-    Ok(World {
-        _infra: infra,
+    let world = World {
+        infra,
         bus,
         model,
         shutdown,
-    })
+    };
+    Ok((world, scheduler))
 }
 
 fn call(name: &str, input: Value) -> Turn {
@@ -81,6 +105,11 @@ fn spawn_call() -> Turn {
 }
 
 impl World {
+    /// Waits until `services` are registered and ready.
+    async fn ready(&self, services: usize) -> anyhow::Result<()> {
+        Ok(self.infra.ready(services).await?)
+    }
+
     /// The person says `message` in conversation `conversation`; the model plays `turns`.
     async fn say(
         &self,
@@ -217,6 +246,42 @@ async fn spawning_needs_a_confirmation_and_the_same_request_spawns_once() -> any
         .await?;
     let spawned = world.spawned().await?;
     assert_eq!(spawned.len(), 1, "{spawned:?}");
+    world.shutdown.cancel();
+    Ok(())
+}
+
+/// A confirmed spawn while the scheduler restarts (nobody listens on its subject yet) waits
+/// for it and spawns once, instead of telling the person it failed.
+#[tokio::test]
+async fn a_confirmed_spawn_waits_for_a_scheduler_that_is_restarting() -> anyhow::Result<()> {
+    let (world, scheduler) = start_without_scheduler().await?;
+    let world = std::sync::Arc::new(world);
+    let saying = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            world
+                .say(
+                    None,
+                    &format!("{REQUEST}, I confirm, go ahead"),
+                    vec![spawn_call(), Turn::Text("Started.".into())],
+                )
+                .await
+        })
+    };
+    // The model was asked and calls the tool, which finds no scheduler; then it comes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while world.model.agent_requests().is_empty() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the model was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    scheduler.start();
+    saying.await??;
+    let (said, refused) = world.last_tool_result();
+    assert!(!refused && said.ends_with("spawned on acme/widgets."), "{said}");
+    assert_eq!(world.spawned().await?.len(), 1);
     world.shutdown.cancel();
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::process::Command;
 use mainloop_local_servers::{NatsOptions, NatsServer, Postgres, PostgresOptions, init_cluster};
 use tempfile::TempDir;
 
+pub mod bench;
 mod infra;
 
 pub use infra::Infra;

@@ -117,17 +117,41 @@ fn task_id(input: &Value) -> Result<String, Outcome> {
     Ok(id.to_string())
 }
 
-/// Sends a scheduler command; its refusal (no such task, not in a state for it) goes back to the
-/// model as it was said.
-async fn scheduler<C: prost::Message>(bus: &Bus, name: &str, command: &C) -> Result<TaskAccepted, Outcome> {
-    match request::send::<_, TaskAccepted>(
-        bus,
-        &format!("cmd.scheduler.{name}"),
-        command,
-        Duration::from_secs(15),
+/// How long a scheduler that is away for a moment (restarting: nobody listens yet; or it says
+/// it is unavailable) is asked again before the model hears it could not be asked. Commands are
+/// idempotent (a repeated spawn spawns once), so asking again does no harm.
+const SCHEDULER_AWAY: Duration = Duration::from_secs(20);
+
+/// Whether the scheduler may answer if asked again soon.
+fn away(err: &RequestError) -> bool {
+    matches!(
+        err,
+        RequestError::NoResponders(_)
+            | RequestError::Rejected {
+                code: ErrorCode::Unavailable,
+                ..
+            }
     )
-    .await
-    {
+}
+
+/// Sends a scheduler command, asking again while the scheduler is away; its refusal (no such
+/// task, not in a state for it) goes back to the model as it was said.
+async fn scheduler<C: prost::Message>(bus: &Bus, name: &str, command: &C) -> Result<TaskAccepted, Outcome> {
+    use backon::{ExponentialBuilder, Retryable};
+    let subject = format!("cmd.scheduler.{name}");
+    let ask = || request::send::<_, TaskAccepted>(bus, &subject, command, Duration::from_secs(15));
+    let answer = ask
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_total_delay(Some(SCHEDULER_AWAY))
+                .without_max_times(),
+        )
+        .when(away)
+        .notify(|err, after| tracing::info!(%subject, error = %err, ?after, "the scheduler is away; asking again"))
+        .await;
+    match answer {
         Ok(accepted) => Ok(accepted),
         Err(RequestError::Rejected {
             code: ErrorCode::NotFound,
