@@ -2,11 +2,15 @@
 //! (`CHAOS_REPLICAS` of each, 1 by default) on one NATS and one Postgres, against the fakes. A
 //! driver runs journeys from chat to merged, `CHAOS_AT_ONCE` (3) at a time, each step retried as
 //! a person would while something is down, while a killer SIGKILLs a random service at random
-//! moments (with `CHAOS_NATS=1`, one time in ten nats-server) and starts it again, until `CHAOS_KILLS` (100)
-//! kills are done. Then the journeys still running finish, and the invariants are checked on the
+//! moments and starts it again, until `CHAOS_KILLS` (100) kills are done; with `CHAOS_NATS=1` or
+//! `CHAOS_POSTGRES=1`, one kill in ten crashes nats-server or Postgres instead (every process
+//! at once, as a container's death) and starts it again on its port and data. Then the journeys still running finish, and the invariants are checked on the
 //! fake GitHub and the read models: every task finished, through every status once, in order; one
 //! issue and one merged pull request per task, no comment twice; no inbox item twice.
-//! `CHAOS_SEED` repeats a run's choices; the report names the kills.
+//! `CHAOS_SEED` repeats a run's choices; the report names the kills. A journey's step that takes
+//! longer than `CHAOS_STEP_SECONDS` (120) fails the run with a report of the stall: the services'
+//! log tails, Postgres's sessions, JetStream's consumers and log, the unfinished tasks' events
+//! and the journey's conversation.
 
 mod common;
 
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::Outside;
 use common::fleet::{self, Fleet};
-use mainloop_testkit::{Infra, TestNats};
+use mainloop_testkit::{Infra, TestNats, TestPostgres};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -29,25 +33,50 @@ fn env(name: &str, default: u64) -> u64 {
 /// What was killed, how often.
 type Kills = Arc<Mutex<BTreeMap<String, u32>>>;
 
+/// The servers under the services, which the killer may crash too.
+struct Servers {
+    nats: Option<Arc<Mutex<TestNats>>>,
+    postgres: Option<Arc<Mutex<TestPostgres>>>,
+}
+
+impl Servers {
+    /// Crashes one of them at random (every process at once, as a container's death) and starts
+    /// it again on its port and data; its name, or `None` when none may be crashed.
+    fn crash_one(&self, rng: &mut fastrand::Rng) -> anyhow::Result<Option<&'static str>> {
+        let poisoned = |_| anyhow::anyhow!("poisoned");
+        match (&self.nats, &self.postgres) {
+            (Some(nats), postgres) if postgres.is_none() || rng.bool() => {
+                nats.lock().map_err(poisoned)?.crash_and_restart()?;
+                Ok(Some("nats-server"))
+            }
+            (_, Some(postgres)) => {
+                postgres.lock().map_err(poisoned)?.crash_and_restart()?;
+                Ok(Some("postgres"))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Kills until `kills` are done: a random service instance (the keeper starts it again), or,
-/// when `nats_too`, now and then nats-server (started again on its port and store).
+/// one time in ten, one of `servers` (started again at once).
 async fn killer(
     fleet: Arc<Mutex<Fleet>>,
-    nats: Arc<Mutex<TestNats>>,
+    servers: Servers,
     mut rng: fastrand::Rng,
     kills: u64,
-    nats_too: bool,
     done: Kills,
 ) -> anyhow::Result<()> {
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.u64(200..1500))).await;
-        let target = if nats_too && rng.u8(0..10) == 0 {
-            let mut nats = nats.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &nats.pid().to_string()])
-                .status();
-            nats.restart()?;
-            "nats-server".to_string()
+        let server = if rng.u8(0..10) == 0 {
+            // Starting a server again waits for it to be ready: off the runtime's threads.
+            tokio::task::block_in_place(|| servers.crash_one(&mut rng))?
+        } else {
+            None
+        };
+        let target = if let Some(server) = server {
+            server.to_string()
         } else {
             let mut fleet = fleet.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             let at = rng.usize(0..fleet.instances.len());
@@ -203,19 +232,23 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
     let logs = fleet.logs();
     let database = infra.pg.url();
     let (monitor, nats_log, nats_url) = (infra.nats.monitor_url(), infra.nats.log_file(), infra.nats.url());
-    let Infra { nats, pg: _pg, .. } = infra;
-    let (fleet, nats) = (Arc::new(Mutex::new(fleet)), Arc::new(Mutex::new(nats)));
+    let Infra { nats, pg, .. } = infra;
+    // The test keeps its own handles: a server stops when the last one drops.
+    let (nats, pg) = (Arc::new(Mutex::new(nats)), Arc::new(Mutex::new(pg)));
+    let fleet = Arc::new(Mutex::new(fleet));
+    let servers = Servers {
+        nats: (env("CHAOS_NATS", 0) == 1).then(|| nats.clone()),
+        postgres: (env("CHAOS_POSTGRES", 0) == 1).then(|| pg.clone()),
+    };
     println!("chaos: seed {seed}, {kills} kills, {at_once} journeys at a time; logs in {logs:?}");
 
     let started = Instant::now();
     let killed: Kills = Arc::default();
-    // The test keeps its own handle: nats-server stops when the last one drops.
     let killing = tokio::spawn(killer(
         fleet.clone(),
-        nats.clone(),
+        servers,
         fastrand::Rng::with_seed(seed),
         kills,
-        env("CHAOS_NATS", 0) == 1,
         killed.clone(),
     ));
     let stop = Arc::new(AtomicBool::new(false));

@@ -121,6 +121,20 @@ impl TestNats {
         if let Some(server) = self.server.take() {
             server.stop();
         }
+        self.start_again()
+    }
+
+    /// Kills every process of the server at once, as a container's death would, and starts it
+    /// again on the same port and store.
+    pub fn crash_and_restart(&mut self) -> Result<(), TestkitError> {
+        if let Some(server) = self.server.take() {
+            mainloop_local_servers::signal_group(server.pid(), mainloop_local_servers::SIGKILL);
+            server.stop();
+        }
+        self.start_again()
+    }
+
+    fn start_again(&mut self) -> Result<(), TestkitError> {
         self.server = Some(NatsServer::start(&Self::options(
             self.dir.path(),
             self.port,
@@ -131,7 +145,11 @@ impl TestNats {
 }
 
 pub struct TestPostgres {
-    server: Postgres,
+    // Field order matters: the server stops before its directory is deleted.
+    server: Option<Postgres>,
+    options: PostgresOptions,
+    /// The same across restarts: the same port.
+    url: String,
     _dir: TempDir,
 }
 
@@ -140,22 +158,40 @@ impl TestPostgres {
         let dir = shared_temp_dir("mainloop-pg-")?;
         let data_dir = dir.path().join("data");
         copy_tree(&template()?, &data_dir)?;
-        let server = Postgres::start(&PostgresOptions {
+        let mut options = PostgresOptions {
             data_dir,
             socket_dir: dir.path().join("run"),
             log_file: dir.path().join("postgres.log"),
             port: 0,
             durable: false,
-        })?;
-        Ok(TestPostgres { server, _dir: dir })
+        };
+        let server = Postgres::start(&options)?;
+        options.port = server.port();
+        Ok(TestPostgres {
+            url: server.url(),
+            server: Some(server),
+            options,
+            _dir: dir,
+        })
     }
 
     pub fn url(&self) -> String {
-        self.server.url()
+        self.url.clone()
     }
 
     pub fn pid(&self) -> u32 {
-        self.server.pid()
+        self.server.as_ref().map_or(0, Postgres::pid)
+    }
+
+    /// Kills every process of the server at once, as a container's death would, and starts it
+    /// again on the same port and data (crash recovery runs).
+    pub fn crash_and_restart(&mut self) -> Result<(), TestkitError> {
+        if let Some(server) = self.server.take() {
+            mainloop_local_servers::signal_group(server.pid(), mainloop_local_servers::SIGKILL);
+            server.stop();
+        }
+        self.server = Some(Postgres::start(&self.options)?);
+        Ok(())
     }
 }
 
