@@ -33,6 +33,10 @@ fn env(name: &str, default: u64) -> u64 {
 /// What was killed, how often.
 type Kills = Arc<Mutex<BTreeMap<String, u32>>>;
 
+fn poisoned<T>(_: T) -> anyhow::Error {
+    anyhow::anyhow!("a lock was poisoned")
+}
+
 /// The servers under the services, which the killer may crash too.
 struct Servers {
     nats: Option<Arc<Mutex<TestNats>>>,
@@ -43,7 +47,6 @@ impl Servers {
     /// Crashes one of them at random (every process at once, as a container's death) and starts
     /// it again on its port and data; its name, or `None` when none may be crashed.
     fn crash_one(&self, rng: &mut fastrand::Rng) -> anyhow::Result<Option<&'static str>> {
-        let poisoned = |_| anyhow::anyhow!("poisoned");
         match (&self.nats, &self.postgres) {
             (Some(nats), postgres) if postgres.is_none() || rng.bool() => {
                 nats.lock().map_err(poisoned)?.crash_and_restart()?;
