@@ -95,6 +95,7 @@ impl Outbox {
                     return;
                 }
             };
+            let full = rows.len() as i64 == FLUSH_AT_ONCE;
             let (published, complete) = self.publish(rows).await;
             if !published.is_empty()
                 && let Err(err) = sqlx::query("DELETE FROM feed_outbox WHERE position = ANY($1)")
@@ -105,7 +106,9 @@ impl Outbox {
                 tracing::warn!(error = %err, "outbox rows not deleted; they will be published again (deduplicated)");
                 return;
             }
-            if !complete {
+            // A short read took everything there was; what commits later is flushed by its own
+            // committer (every commit is followed by a flush), so no empty read is needed.
+            if !complete || !full {
                 return;
             }
         }
