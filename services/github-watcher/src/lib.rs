@@ -23,7 +23,7 @@ mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mainloop_bus::{ConsumerSpec, consumer, request};
+use mainloop_bus::{ConsumerSpec, KeyedSpec, consumer, keyed, request};
 use mainloop_events::subjects;
 use mainloop_runtime::service::Foundation;
 use sqlx::migrate::Migrator;
@@ -108,13 +108,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         db: db.clone(),
         nudge: nudge.clone(),
     });
-    let spec = ConsumerSpec {
-        ordered: true,
-        ..ConsumerSpec::new(subjects::TASKS, "github-watch", "task.>")
-    };
+    watch::take_over_from_stream_wide_consumer(&bus, &watches).await;
+    let spec = KeyedSpec::new(subjects::TASKS, "github-watch", "task.>");
     let (watch_bus, watch_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
-        consumer::run(&watch_bus, spec, watches, watch_shutdown)
+        keyed::run(&watch_bus, spec, watches, watch_shutdown)
             .await
             .map_err(|e| e.to_string())
     });

@@ -1144,3 +1144,92 @@ async fn ci_outcome_or_pending(bus: &Bus, task: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The watches were once applied by a stream-wide durable consumer (`github-watch`); the
+/// projection in order per task starts where that consumer's acknowledged floor is, applies
+/// what came after once, never what came before, and removes the consumer.
+#[tokio::test]
+async fn the_watches_take_over_where_the_stream_wide_consumer_stopped() -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures_util::StreamExt;
+    use sqlx::Connection;
+    let infra = Infra::start()?;
+    let bus = infra.bus().await?;
+    let spawned = |task: &str| {
+        Envelope::new(
+            "u1",
+            task,
+            Payload::TaskSpawned(TaskSpawned {
+                task_id: task.into(),
+                repo: Some(repo()),
+                ..Default::default()
+            }),
+        )
+    };
+    for task in ["t0", "t1"] {
+        bus.publish(&subjects::task("u1", task)?, &spawned(task), Expect::Any)
+            .await?;
+    }
+    // The old consumer applied t0's spawn (sequence 1) and acknowledged it; t1's came after.
+    let stream = bus.jetstream().get_stream(subjects::TASKS).await?;
+    let old = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("github-watch".into()),
+            filter_subject: "task.>".into(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let mut first = old.fetch().max_messages(1).messages().await?;
+    if let Some(message) = first.next().await {
+        message
+            .map_err(|e| anyhow::anyhow!(e))?
+            .double_ack()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+
+    let shutdown = CancellationToken::new();
+    let github = mainloop_github_watcher::GitHubSettings {
+        github_api_url: "http://127.0.0.1:9".into(),
+        github_token: None,
+        github_poll_interval_ms: 100,
+        github_poll_max_interval_ms: 400,
+        github_poll_with_webhooks_ms: 400,
+        ci_grace_secs: 2,
+        ci_timeout_secs: 4,
+        github_steerers: String::new(),
+    };
+    let config = mainloop_github_watcher::Config {
+        common: infra.common(),
+        github,
+    };
+    tokio::spawn(mainloop_github_watcher::run(config, shutdown.clone()));
+    infra.ready(1).await?;
+    let mut db = sqlx::PgConnection::connect(&infra.pg.url()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let repos = loop {
+        let repos: Vec<String> =
+            sqlx::query_scalar("SELECT task_id FROM github_watcher.task_repos ORDER BY task_id")
+                .fetch_all(&mut db)
+                .await?;
+        if !repos.is_empty() {
+            break repos;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "t1 was never applied");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        repos,
+        ["t1"],
+        "what the old consumer had acknowledged is not applied again"
+    );
+    let names: Vec<String> = stream
+        .consumer_names()
+        .filter_map(|n| async { n.ok() })
+        .collect()
+        .await;
+    assert!(!names.contains(&"github-watch".to_string()), "{names:?}");
+    shutdown.cancel();
+    Ok(())
+}

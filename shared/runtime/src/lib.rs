@@ -6,6 +6,7 @@
 //! [`idempotency`] (apply a delivered event at most once), [`health`] (readiness answers) and
 //! [`metrics`] (Prometheus, beside health).
 
+pub mod checkpoints;
 pub mod config;
 pub mod db;
 mod error;

@@ -13,7 +13,6 @@
 //! TASKS is applied again from the start, without announcing on the feed what was announced
 //! before; what the person did to queue items is applied again to the items the replay makes.
 
-mod checkpoints;
 pub mod generation;
 mod notifications;
 mod queue;
@@ -26,6 +25,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, Utc};
 use mainloop_bus::{Delivery, HandlerError, KeyedHandler};
 use mainloop_events::{Envelope, Payload, subjects};
+use mainloop_runtime::checkpoints;
 use sqlx::{PgConnection, PgPool};
 
 use crate::outbox::Outbox;
@@ -224,15 +224,7 @@ impl Projector {
             tx.rollback().await?;
             return Err(BatchError::Rebuilt);
         }
-        sqlx::query(
-            "INSERT INTO checkpoints (projection, stream_sequence) VALUES ($1, $2) \
-             ON CONFLICT (projection) DO UPDATE \
-             SET stream_sequence = GREATEST(checkpoints.stream_sequence, excluded.stream_sequence)",
-        )
-        .bind(TASKS_PROJECTION)
-        .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
+        checkpoints::store_low_water(&mut *tx, TASKS_PROJECTION, sequence).await?;
         tx.commit().await?;
         Ok(())
     }
