@@ -53,13 +53,16 @@ enum Reads {
     Title,
 }
 
-/// The github-watcher's tables that its polls update by themselves.
+/// The github-watcher's tables that its polls update by themselves, and its watch projection's
+/// checkpoints, which follow TASKS (and store the low-water mark) on their own clock.
 const POLL_BOOKKEEPING: &[&str] = &[
     "threads",
     "watches",
     "reaction_watches",
     "review_cursors",
     "permissions",
+    "checkpoints",
+    "task_checkpoints",
 ];
 
 struct Route {

@@ -18,9 +18,12 @@ pub struct Generation {
 
 /// The generation now in force, and where it has got to (0: nothing applied yet).
 pub(super) async fn current(db: &PgPool) -> Result<(Generation, i64), sqlx::Error> {
+    // Generation 0 when its row is missing (a test mode's reset empties every table).
     let (number, replay_through, done): (i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT g.generation, g.replay_through, c.stream_sequence FROM projection_generations g \
-         LEFT JOIN checkpoints c ON c.projection = g.projection WHERE g.projection = $1",
+        "SELECT COALESCE(g.generation, 0), COALESCE(g.replay_through, 0), c.stream_sequence \
+         FROM (SELECT $1::text AS projection) p \
+         LEFT JOIN projection_generations g ON g.projection = p.projection \
+         LEFT JOIN checkpoints c ON c.projection = p.projection",
     )
     .bind(TASKS_PROJECTION)
     .fetch_one(db)
@@ -35,20 +38,28 @@ pub(super) async fn current(db: &PgPool) -> Result<(Generation, i64), sqlx::Erro
 }
 
 /// Holds generation `number` until the transaction ends; `false` when a rebuild replaced it.
+/// A missing row is generation 0.
 pub(super) async fn hold(tx: &mut PgConnection, number: i64) -> Result<bool, sqlx::Error> {
-    let now: i64 = sqlx::query_scalar(
+    let now: Option<i64> = sqlx::query_scalar(
         "SELECT generation FROM projection_generations WHERE projection = $1 FOR KEY SHARE",
     )
     .bind(TASKS_PROJECTION)
-    .fetch_one(tx)
+    .fetch_optional(tx)
     .await?;
-    Ok(now == number)
+    Ok(now.unwrap_or(0) == number)
 }
 
 /// Drops the rows derived from TASKS (what the person did to queue items is kept apart and
 /// stays) and starts a new generation that announces nothing up to `replay_through`.
 pub async fn start_new(db: &PgPool, replay_through: u64) -> Result<Generation, sqlx::Error> {
     let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO projection_generations (projection, generation, replay_through) \
+         VALUES ($1, 0, 0) ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(TASKS_PROJECTION)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("SELECT 1 FROM projection_generations WHERE projection = $1 FOR UPDATE")
         .bind(TASKS_PROJECTION)
         .execute(&mut *tx)
