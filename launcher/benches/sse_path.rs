@@ -18,6 +18,7 @@ use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
 use mainloop_testkit::bench::{env, percentile};
+use mainloop_testkit::sse::Frames;
 use tokio_util::sync::CancellationToken;
 
 /// When each event was published, by `task:status` (what a card names) and by event id.
@@ -42,37 +43,22 @@ async fn follow(
     seen: Seen,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let response = http.get(url).send().await?.error_for_status()?;
-    let mut frames = response.bytes_stream();
-    let mut buffer = String::new();
-    while !buffer.contains("connected") {
-        let chunk = frames
-            .next()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("the feed ended"))??;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    buffer.clear();
+    let mut frames = Frames::new(response.bytes_stream());
+    anyhow::ensure!(frames.until("connected").await, "the feed ended");
     Ok(tokio::spawn(async move {
-        while let Some(Ok(chunk)) = frames.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let frame: String = buffer.drain(..end + 2).collect();
-                if !frame.contains("event: task:updated") {
-                    continue;
-                }
-                let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) else {
-                    continue;
-                };
-                let Ok(card) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
-                    continue;
-                };
-                let key = format!(
-                    "{}:{}",
-                    card["task_id"].as_str().unwrap_or_default(),
-                    card["status"].as_str().unwrap_or_default()
-                );
-                note(&seen, &sent, &key);
+        while let Some(frame) = frames.next().await {
+            if frame.event != "task:updated" {
+                continue;
             }
+            let Ok(card) = serde_json::from_str::<serde_json::Value>(&frame.data) else {
+                continue;
+            };
+            let key = format!(
+                "{}:{}",
+                card["task_id"].as_str().unwrap_or_default(),
+                card["status"].as_str().unwrap_or_default()
+            );
+            note(&seen, &sent, &key);
         }
     }))
 }

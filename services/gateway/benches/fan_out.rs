@@ -22,6 +22,7 @@ use mainloop_events::v1::{InboxItemAdded, TaskCardUpdated};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
+use mainloop_testkit::sse::Frames;
 use tokio_util::sync::CancellationToken;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -69,32 +70,17 @@ async fn follow(
     seen: Seen,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let response = http.get(url).send().await?.error_for_status()?;
-    let mut frames = response.bytes_stream();
-    let mut buffer = String::new();
-    while !buffer.contains("connected") {
-        let chunk = frames
-            .next()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("the feed ended"))??;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    buffer.clear();
+    let mut frames = Frames::new(response.bytes_stream());
+    anyhow::ensure!(frames.until("connected").await, "the feed ended");
     Ok(tokio::spawn(async move {
-        while let Some(Ok(chunk)) = frames.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let frame: String = buffer.drain(..end + 2).collect();
-                let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) else {
-                    continue;
-                };
-                let Ok(card) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
-                    continue;
-                };
-                if let Some(at) = card["description"].as_str().and_then(|d| d.parse::<u64>().ok()) {
-                    let arrived = now_micros();
-                    if let Ok(mut seen) = seen.lock() {
-                        seen.push(arrived.saturating_sub(at));
-                    }
+        while let Some(frame) = frames.next().await {
+            let Ok(card) = serde_json::from_str::<serde_json::Value>(&frame.data) else {
+                continue;
+            };
+            if let Some(at) = card["description"].as_str().and_then(|d| d.parse::<u64>().ok()) {
+                let arrived = now_micros();
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push(arrived.saturating_sub(at));
                 }
             }
         }

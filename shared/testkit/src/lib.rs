@@ -15,6 +15,7 @@ use tempfile::TempDir;
 
 pub mod bench;
 mod infra;
+pub mod sse;
 
 pub use infra::Infra;
 
