@@ -26,17 +26,11 @@ use mainloop_events::v1::{
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_testkit::Infra;
+use mainloop_testkit::bench::{env, percentile};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 const PUBLISHERS: usize = 32;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The life of task `n`, in order.
 fn life(n: usize) -> Vec<Payload> {
@@ -250,17 +244,15 @@ async fn steady(bus: &Bus, first_task: usize, rate: usize, seconds: usize) -> an
     Ok(lags)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-    sorted.get(at).copied().unwrap_or(f64::NAN)
-}
-
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         mainloop_runtime::tls::install();
-        let tasks = env("BENCH_TASKS", 2_000);
-        let (rate, seconds) = (env("BENCH_RATE", 1_000), env("BENCH_SECONDS", 10));
+        let tasks = env("BENCH_TASKS", 2_000) as usize;
+        let (rate, seconds) = (
+            env("BENCH_RATE", 1_000) as usize,
+            env("BENCH_SECONDS", 10) as usize,
+        );
         let events = tasks * 10;
         let infra = Infra::start()?;
         let bus = infra.bus().await?;
