@@ -117,14 +117,6 @@ impl TestNats {
         self.server.as_ref().map_or(0, NatsServer::pid)
     }
 
-    /// Stops the server cleanly and starts it again on the same port and store.
-    pub fn restart(&mut self) -> Result<(), TestkitError> {
-        if let Some(server) = self.server.take() {
-            server.stop();
-        }
-        self.start_again()
-    }
-
     /// Kills every process of the server at once, as a container's death would, and starts it
     /// again on the same port and store.
     pub fn crash_and_restart(&mut self) -> Result<(), TestkitError> {
