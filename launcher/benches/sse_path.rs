@@ -85,6 +85,37 @@ async fn raw_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::tas
     }))
 }
 
+/// The projection's share: an ordered consumer of INBOX from now on, noting each card's delay
+/// from its task event's publishing to the feed event's storing.
+async fn feed_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut messages = bus
+        .jetstream()
+        .get_stream(subjects::INBOX)
+        .await?
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await?
+        .messages()
+        .await?;
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(message)) = messages.next().await {
+            if let Ok(Envelope {
+                payload: Some(Payload::TaskCardUpdated(card)),
+                ..
+            }) = Envelope::from_bytes(&message.payload)
+            {
+                note(
+                    &seen,
+                    &sent,
+                    &format!("{}:{}", card.task_id, card.status().api_name()),
+                );
+            }
+        }
+    }))
+}
+
 /// Task `n` of person `n % people`: spawned, then planning (two cards), published in order.
 async fn publish_task(bus: Bus, n: u64, people: u64, sent: Sent) -> anyhow::Result<()> {
     let (user, task) = (format!("u{}", n % people), format!("t{n}"));
@@ -133,7 +164,7 @@ fn main() -> anyhow::Result<()> {
         ));
         infra.ready(2).await?;
         let bus = infra.bus().await?;
-        let (sent, seen, raw): (Sent, Seen, Seen) = Default::default();
+        let (sent, seen, raw, feed): (Sent, Seen, Seen, Seen) = Default::default();
         let http = reqwest::Client::new();
         let mut followers = Vec::new();
         for connection in 0..people * per_person {
@@ -141,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             followers.push(follow(&http, url, sent.clone(), seen.clone()).await?);
         }
         followers.push(raw_hop(&bus, sent.clone(), raw.clone()).await?);
+        followers.push(feed_hop(&bus, sent.clone(), feed.clone()).await?);
 
         // Two events a task, tasks at an even pace: `rate` events a second.
         let events = rate * seconds;
@@ -167,14 +199,20 @@ fn main() -> anyhow::Result<()> {
         shutdown.cancel();
         let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
         let mut raw = raw.lock().map(|s| s.clone()).unwrap_or_default();
-        seen.sort_by(f64::total_cmp);
-        raw.sort_by(f64::total_cmp);
+        let mut feed = feed.lock().map(|s| s.clone()).unwrap_or_default();
+        for list in [&mut seen, &mut raw, &mut feed] {
+            list.sort_by(f64::total_cmp);
+        }
         println!(
             "task event → browser: {} connections of {people} people, {events} TASKS events at {rate}/s (published in {:.1} s)",
             people * per_person,
             wrote.as_secs_f64()
         );
-        for (name, list, of) in [("at the connections", &seen, expected), ("raw JetStream hop", &raw, events as usize)] {
+        for (name, list, of) in [
+            ("at the connections", &seen, expected),
+            ("in the INBOX feed", &feed, events as usize),
+            ("raw JetStream hop", &raw, events as usize),
+        ] {
             println!(
                 "  {name:<20} {:>7} of {:>7}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
                 list.len(),

@@ -9,8 +9,6 @@
 //! moves the checkpoints, so a batch handed over again (a restart, a replica) applies nothing
 //! twice, and one task's trouble holds back that task only.
 
-use std::collections::HashMap;
-
 use mainloop_bus::{Delivery, HandlerError, KeyedHandler};
 use mainloop_events::{Envelope, Payload};
 use mainloop_runtime::checkpoints;
@@ -142,10 +140,10 @@ impl Watches {
 }
 
 async fn write_batch(tx: &mut PgConnection, batch: &[Delivery]) -> Result<Vec<String>, sqlx::Error> {
-    let subjects: Vec<String> = batch.iter().map(|d| d.subject.clone()).collect();
-    let one_task = subjects.iter().all(|s| Some(s) == subjects.first());
-    let done = checkpoints::lock(&mut *tx, subjects, one_task).await?;
-    let mut applied = HashMap::new();
+    let last = checkpoints::last_sequences(batch.iter().map(|d| (d.subject.as_str(), d.stream_sequence)));
+    let done = checkpoints::claim(&mut *tx, None, &last, last.len() == 1)
+        .await?
+        .unwrap_or_default();
     let mut nudged = Vec::new();
     for delivery in batch {
         let sequence = i64::try_from(delivery.stream_sequence).unwrap_or(i64::MAX);
@@ -153,12 +151,10 @@ async fn write_batch(tx: &mut PgConnection, batch: &[Delivery]) -> Result<Vec<St
             continue;
         }
         apply_one(&mut *tx, &delivery.event).await?;
-        applied.insert(delivery.subject.clone(), sequence);
         if nudges(&delivery.event) {
             nudged.push(delivery.event.correlation_id.clone());
         }
     }
-    checkpoints::advance(&mut *tx, &applied).await?;
     Ok(nudged)
 }
 

@@ -15,7 +15,6 @@ mod push;
 mod queries;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mainloop_bus::KeyedSpec;
 use mainloop_events::subjects;
@@ -39,9 +38,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// The projection's name in logs and dead letters (`dead.TASKS.inbox-tasks`).
 const PROJECTION: &str = "inbox-tasks";
 
-/// How often leftovers in the outbox (a publish that failed) are retried.
-const OUTBOX_RETRY: Duration = Duration::from_secs(2);
-
 /// Before order was kept per task, the projection read through a durable consumer of this name;
 /// the keyed reader keeps its own place, so that consumer is removed (once; absent is fine).
 async fn forget_stream_wide_consumer(bus: &mainloop_bus::Bus) {
@@ -56,7 +52,7 @@ async fn forget_stream_wide_consumer(bus: &mainloop_bus::Bus) {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let foundation = Foundation::start(NAME, SCHEMA, &MIGRATOR, &config.common, &shutdown).await?;
     let (bus, db) = (foundation.bus.clone(), foundation.db.clone());
-    let outbox = Outbox::new(db.clone(), bus.clone());
+    let (outbox, publisher) = Outbox::new(db.clone(), bus.clone());
     let shutdown = shutdown.child_token();
     let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
 
@@ -85,15 +81,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             .await
             .map_err(|e| e.to_string())
     });
-    let retry_shutdown = shutdown.clone();
+    let publisher_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        loop {
-            outbox.flush().await;
-            tokio::select! {
-                () = retry_shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(OUTBOX_RETRY) => {}
-            }
-        }
+        publisher.run(publisher_shutdown).await;
+        Ok(())
     });
 
     foundation.readiness.ready();

@@ -726,3 +726,92 @@ async fn a_rebuild_gives_the_same_rows_and_announces_nothing_again() -> anyhow::
     world.shutdown.cancel();
     Ok(())
 }
+
+/// Writes a feed row as a replica that committed and then died before publishing would leave it.
+async fn leave_in_outbox(db: &sqlx::PgPool, user: &str, task: &str) -> anyhow::Result<()> {
+    let card = Envelope::new(
+        user,
+        task,
+        Payload::TaskCardUpdated(mainloop_events::v1::TaskCardUpdated {
+            task_id: task.into(),
+            description: "left behind".into(),
+            ..Default::default()
+        }),
+    );
+    sqlx::query("INSERT INTO inbox.feed_outbox (subject, envelope) VALUES ($1, $2)")
+        .bind(subjects::inbox(user)?)
+        .bind(card.to_bytes())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A feed row another replica left unpublished goes out before the person's next feed events,
+/// not after them (their transaction reads it back and it is published first); one whose person
+/// has nothing new is swept within seconds; either way once, and the outbox ends empty.
+#[tokio::test]
+async fn rows_left_in_the_outbox_go_out_first_and_once() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    spawn(bus).await?;
+    until(bus, "list-tasks", json!({"user_id": "u1"}), |t| {
+        t[0]["status"] == "planning"
+    })
+    .await?;
+    let db = sqlx::PgPool::connect(&world.infra.pg.url()).await?;
+    let feed_end = bus.last_sequence(subjects::INBOX, "inbox.>").await?;
+    leave_in_outbox(&db, "u1", "left").await?;
+    leave_in_outbox(&db, "u9", "alone").await?;
+    report_plan(bus, "# Plan\nAdd it.").await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let feed = bus.read_subject(subjects::INBOX, "inbox.>", feed_end).await?;
+        let tasks: Vec<(&str, &str)> = feed
+            .iter()
+            .map(|s| (s.event.user_id.as_str(), s.event.correlation_id.as_str()))
+            .collect();
+        let t1_announced = tasks.iter().any(|(_, task)| *task == "t1");
+        let alone_swept = tasks.contains(&("u9", "alone"));
+        if t1_announced && alone_swept {
+            let u1: Vec<&str> = tasks
+                .iter()
+                .filter(|(user, _)| *user == "u1")
+                .map(|(_, t)| *t)
+                .collect();
+            assert_eq!(
+                u1.first(),
+                Some(&"left"),
+                "the row left behind comes first: {u1:?}"
+            );
+            assert_eq!(u1.iter().filter(|t| **t == "left").count(), 1, "and once: {u1:?}");
+            assert_eq!(
+                tasks.iter().filter(|t| t.1 == "alone").count(),
+                1,
+                "once: {tasks:?}"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not all announced: {tasks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox.feed_outbox")
+            .fetch_one(&db)
+            .await?;
+        if waiting == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} rows stay in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    world.shutdown.cancel();
+    Ok(())
+}

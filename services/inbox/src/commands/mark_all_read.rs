@@ -23,19 +23,19 @@ pub async fn handle(context: Context, command: MarkAllRead) -> Result<Done, Comm
     .map_err(internal)?;
     let ids: Vec<String> = read.iter().map(|(id, _)| id.clone()).collect();
     super::marks::keep(&mut tx, &ids).await.map_err(internal)?;
-    for (item_id, task_id) in read {
-        let event = Envelope::new(
-            &command.user_id,
-            task_id.unwrap_or_default(),
-            Payload::InboxItemRead(InboxItemRead { item_id }),
-        );
-        context
-            .outbox
-            .add(&mut tx, &subject, &event)
-            .await
-            .map_err(internal)?;
-    }
+    let events: Vec<(String, Envelope)> = read
+        .into_iter()
+        .map(|(item_id, task_id)| {
+            let event = Envelope::new(
+                &command.user_id,
+                task_id.unwrap_or_default(),
+                Payload::InboxItemRead(InboxItemRead { item_id }),
+            );
+            (subject.clone(), event)
+        })
+        .collect();
+    let staged = context.outbox.add_all(&mut tx, &events).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
-    context.outbox.flush().await;
+    context.outbox.committed_and_published(staged).await;
     Ok(Done { status: "ok" })
 }

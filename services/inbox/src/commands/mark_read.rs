@@ -40,12 +40,12 @@ pub async fn handle(context: Context, command: MarkRead) -> Result<Done, Command
             item_id: command.item_id.clone(),
         }),
     );
-    context
+    let staged = context
         .outbox
         .add(&mut tx, &subject, &read)
         .await
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
-    context.outbox.flush().await;
+    context.outbox.committed_and_published(staged).await;
     Ok(Done { status: "ok" })
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Context;
 use super::mark_read::Done;
+use crate::outbox::Staged;
 use crate::queries::internal;
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +183,7 @@ async fn record_response(
     .await
     .map_err(internal)?
     .rows_affected();
+    let mut staged = Staged::default();
     if changed == 1 {
         super::marks::keep(&mut tx, std::slice::from_ref(&command.item_id))
             .await
@@ -194,14 +196,14 @@ async fn record_response(
                 resolution: "responded".into(),
             }),
         );
-        context
+        staged = context
             .outbox
             .add(&mut tx, &subject, &resolved)
             .await
             .map_err(internal)?;
     }
     tx.commit().await.map_err(internal)?;
-    context.outbox.flush().await;
+    context.outbox.committed_and_published(staged).await;
     Ok(())
 }
 

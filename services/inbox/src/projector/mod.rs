@@ -28,7 +28,7 @@ use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_runtime::checkpoints;
 use sqlx::{PgConnection, PgPool};
 
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Staged};
 use queue::Queue;
 use tasks::Task;
 
@@ -60,8 +60,6 @@ type FeedEvent = (String, Envelope);
 struct Written {
     history: Vec<tasks::StatusChange>,
     feed: Vec<FeedEvent>,
-    /// The last sequence applied per subject.
-    applied: HashMap<String, i64>,
 }
 
 impl Projector {
@@ -79,13 +77,13 @@ impl Projector {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Applies the batch's new events in one transaction; `Ok(false)` when all were applied
-    /// before.
-    async fn apply_batch(&self, batch: &[Delivery]) -> Result<bool, BatchError> {
+    /// Applies the batch's new events in one transaction; the feed events it committed, or
+    /// `None` when all were applied before.
+    async fn apply_batch(&self, batch: &[Delivery]) -> Result<Option<Staged>, BatchError> {
         let mut tx = self.db.begin().await?;
         match self.write_batch(&mut tx, batch).await {
-            Ok(true) => Ok(tx.commit().await.map(|()| true)?),
-            Ok(false) => Ok(tx.rollback().await.map(|()| false)?),
+            Ok(Some(staged)) => Ok(tx.commit().await.map(|()| Some(staged))?),
+            Ok(None) => Ok(tx.rollback().await.map(|()| None)?),
             Err(err) => {
                 // Rolled back now, not when the connection is next used: until then its locks
                 // (checkpoints, items) would hold back these tasks' retry and the person.
@@ -97,21 +95,28 @@ impl Projector {
         }
     }
 
-    /// Writes the batch's new events in `tx`; `false` when all were applied before.
-    async fn write_batch(&self, tx: &mut PgConnection, batch: &[Delivery]) -> Result<bool, BatchError> {
-        if !generation::hold(&mut *tx, self.generation()).await? {
-            return Err(BatchError::Rebuilt);
-        }
+    /// Writes the batch's new events in `tx`; `None` when all were applied before.
+    async fn write_batch(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[Delivery],
+    ) -> Result<Option<Staged>, BatchError> {
         let replay_through = self.replay_through.load(Ordering::Acquire);
-        let subjects: Vec<String> = batch.iter().map(|d| d.subject.clone()).collect();
-        let one_task = subjects.iter().all(|s| Some(s) == subjects.first());
-        let done = checkpoints::lock(&mut *tx, subjects, one_task).await?;
+        let last = checkpoints::last_sequences(batch.iter().map(|d| (d.subject.as_str(), d.stream_sequence)));
+        let generation = checkpoints::Generation {
+            projection: TASKS_PROJECTION,
+            number: self.generation(),
+        };
+        let one_task = last.len() == 1;
+        let Some(done) = checkpoints::claim(&mut *tx, Some(generation), &last, one_task).await? else {
+            return Err(BatchError::Rebuilt);
+        };
         let fresh: Vec<&Delivery> = batch
             .iter()
             .filter(|d| sequence(d) > done.get(&d.subject).copied().unwrap_or(0))
             .collect();
         if fresh.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let ids: Vec<String> = fresh.iter().map(|d| d.event.correlation_id.clone()).collect();
         let mut rows: HashMap<String, Option<Task>> = tasks::load(&mut *tx, &ids)
@@ -119,19 +124,21 @@ impl Projector {
             .into_iter()
             .map(|(id, t)| (id, Some(t)))
             .collect();
-        let mut queue = Queue::load(&mut *tx, &ids, one_task).await?;
+        let touching: Vec<String> = fresh
+            .iter()
+            .filter(|d| d.event.payload.as_ref().is_some_and(queue::touches_pending))
+            .map(|d| d.event.correlation_id.clone())
+            .collect();
+        let mut queue = Queue::load(&mut *tx, &touching, one_task).await?;
         let mut written = Written::default();
         for delivery in fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
             let announce = sequence(delivery) > replay_through;
             apply_one(&mut *tx, delivery, task, &mut queue, &mut written, announce).await?;
         }
-        tasks::save(&mut *tx, rows.values().flatten()).await?;
+        tasks::save(&mut *tx, rows.values().flatten(), &written.history).await?;
         queue.save(&mut *tx).await?;
-        tasks::record_history(&mut *tx, &written.history).await?;
-        self.outbox.add_all(&mut *tx, &written.feed).await?;
-        checkpoints::advance(&mut *tx, &written.applied).await?;
-        Ok(true)
+        Ok(Some(self.outbox.add_all(&mut *tx, &written.feed).await?))
     }
 }
 
@@ -146,7 +153,6 @@ async fn apply_one(
     announce: bool,
 ) -> Result<(), sqlx::Error> {
     let (event, seq) = (&delivery.event, sequence(delivery));
-    written.applied.insert(delivery.subject.clone(), seq);
     let Some(payload) = &event.payload else {
         return Ok(());
     };
@@ -182,11 +188,11 @@ fn sequence(delivery: &Delivery) -> i64 {
 impl KeyedHandler for Projector {
     async fn apply(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         match self.apply_batch(batch).await {
-            Ok(true) => {
-                self.outbox.flush().await;
+            Ok(Some(staged)) => {
+                self.outbox.committed(staged);
                 Ok(())
             }
-            Ok(false) => Ok(()),
+            Ok(None) => Ok(()),
             Err(BatchError::Database(err)) if refused_data(&err) => {
                 if let [one] = batch {
                     self.note_unapplied(&one.event, &err).await;

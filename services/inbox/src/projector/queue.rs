@@ -1,8 +1,9 @@
 //! Queue items: what needs the person. Each item is born from one event (its id is that event's
 //! id) and resolves itself when the task moves past what it asked; a reminder makes a waiting
-//! question or plan review unread again. A batch loads its tasks' pending items once (locked),
-//! folds its events into them in memory ([`Queue::apply`], pure) and writes the new and changed
-//! items back with a statement each.
+//! question or plan review unread again. A batch loads the pending items of the tasks whose
+//! events resolve or resurface some ([`touches_pending`]) once (locked), folds its events into
+//! them in memory ([`Queue::apply`], pure) and writes the new and changed items back with a
+//! statement each.
 
 use mainloop_events::v1::{
     ApprovalKind, ApprovalReminded, InboxItemAdded, InboxItemResolved, InboxItemType, Priority,
@@ -70,6 +71,9 @@ impl Queue {
         task_ids: &[String],
         wait: bool,
     ) -> Result<Self, sqlx::Error> {
+        if task_ids.is_empty() {
+            return Ok(Queue::default());
+        }
         let items: Vec<Item> = sqlx::query_as(if wait {
             "SELECT id, user_id, task_id, item_type, priority, title, content, context, options, status, \
                 responded_at, read_at, created_at FROM queue_items \
@@ -139,9 +143,15 @@ impl Queue {
     }
 }
 
-/// What `payload` makes moot: those of `items` still pending are resolved.
-fn resolve(items: &mut [Item], payload: &Payload, at: DateTime<Utc>) -> Vec<Payload> {
-    let moot: &[&str] = match payload {
+/// Whether `payload` changes items its task already has (resolves or resurfaces them): only
+/// then must a batch load them. An event that adds an item, or touches none, needs no load.
+pub(crate) fn touches_pending(payload: &Payload) -> bool {
+    !moot(payload).is_empty() || matches!(payload, Payload::ApprovalReminded(_))
+}
+
+/// The types of item `payload` makes moot.
+fn moot(payload: &Payload) -> &'static [&'static str] {
+    match payload {
         Payload::PlanApproved(_) | Payload::PlanRevisionRequested(_) => &["plan_review"],
         Payload::QuestionsAnswered(_) => &["question"],
         Payload::TaskRetried(_) => &["error"],
@@ -157,8 +167,16 @@ fn resolve(items: &mut [Item], payload: &Payload, at: DateTime<Utc>) -> Vec<Payl
         ],
         // A failed task asks one thing: retry or not. What it asked before can no longer be done.
         Payload::TaskFailed(_) => &["plan_review", "question", "code_ready", "approval"],
-        _ => return vec![],
-    };
+        _ => &[],
+    }
+}
+
+/// What `payload` makes moot: those of `items` still pending are resolved.
+fn resolve(items: &mut [Item], payload: &Payload, at: DateTime<Utc>) -> Vec<Payload> {
+    let moot = moot(payload);
+    if moot.is_empty() {
+        return vec![];
+    }
     let resolution = match payload {
         Payload::TaskCancelled(_) | Payload::TaskFailed(_) => "cancelled",
         Payload::NeedsApproval(_) => "superseded",

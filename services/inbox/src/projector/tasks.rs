@@ -1,6 +1,6 @@
 //! Tasks and their status history. A batch loads its tasks' rows once, folds each event into
-//! them in memory ([`evolve`], pure) and writes the changed rows back with one statement; the
-//! status changes are stored with another.
+//! them in memory ([`evolve`], pure) and writes the changed rows back, and the status changes,
+//! with one statement.
 
 use std::collections::HashMap;
 
@@ -258,20 +258,26 @@ pub(crate) async fn project(
     Ok(Project { id, full_name })
 }
 
-/// Writes `tasks` back, new and changed alike, in one statement.
+/// Writes `tasks` back, new and changed alike, and stores the status changes (each once), in
+/// one statement.
 pub(crate) async fn save<'a>(
     tx: &mut PgConnection,
     tasks: impl Iterator<Item = &'a Task>,
+    history: &[StatusChange],
 ) -> Result<(), sqlx::Error> {
     let mut c = Columns::default();
     for t in tasks {
         c.push(t);
     }
-    if c.id.is_empty() {
+    if c.id.is_empty() && history.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO tasks (id, user_id, description, repo_url, project_id, conversation_id, skip_plan, \
+        "WITH history AS ( \
+            INSERT INTO task_history (task_id, stream_sequence, event_type, status, occurred_at) \
+            SELECT * FROM UNNEST($24::text[], $25::bigint[], $26::text[], $27::text[], $28::timestamptz[]) \
+            ON CONFLICT DO NOTHING) \
+         INSERT INTO tasks (id, user_id, description, repo_url, project_id, conversation_id, skip_plan, \
             branch_name, status, created_at, started_at, completed_at, updated_at, error, issue_url, \
             issue_number, pr_url, pr_number, commit_sha, plan_text, plan_revision, pending_questions, waiting_for) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
@@ -309,6 +315,11 @@ pub(crate) async fn save<'a>(
     .bind(c.plan_revision)
     .bind(c.pending_questions)
     .bind(c.waiting_for)
+    .bind(history.iter().map(|h| h.task_id.as_str()).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.stream_sequence).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.event_type.as_str()).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.status).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -368,34 +379,6 @@ impl Columns {
         self.pending_questions.push(t.pending_questions.clone());
         self.waiting_for.push(t.waiting_for.clone());
     }
-}
-
-/// Stores the status changes, each once.
-pub(crate) async fn record_history(
-    tx: &mut PgConnection,
-    changes: &[StatusChange],
-) -> Result<(), sqlx::Error> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let task_ids: Vec<&str> = changes.iter().map(|c| c.task_id.as_str()).collect();
-    let sequences: Vec<i64> = changes.iter().map(|c| c.stream_sequence).collect();
-    let types: Vec<&str> = changes.iter().map(|c| c.event_type.as_str()).collect();
-    let statuses: Vec<&str> = changes.iter().map(|c| c.status).collect();
-    let at: Vec<DateTime<Utc>> = changes.iter().map(|c| c.occurred_at).collect();
-    sqlx::query(
-        "INSERT INTO task_history (task_id, stream_sequence, event_type, status, occurred_at) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(task_ids)
-    .bind(sequences)
-    .bind(types)
-    .bind(statuses)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 fn non_empty(value: &str) -> Option<String> {
