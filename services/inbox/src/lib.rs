@@ -74,7 +74,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     let projector = Arc::new(Projector::new(db.clone(), outbox.clone()));
     forget_stream_wide_consumer(&bus).await;
-    let spec = KeyedSpec::new(subjects::TASKS, PROJECTION, "task.>");
+    let mut spec = KeyedSpec::new(subjects::TASKS, PROJECTION, "task.>");
+    spec.concurrency = config.projection_workers().max(2);
     let (consumer_bus, consumer_shutdown) = (bus.clone(), shutdown.clone());
     tasks.spawn(async move {
         projector::rounds::run(&consumer_bus, spec, projector, consumer_shutdown)

@@ -130,11 +130,12 @@ impl Projector {
             .map(|d| d.event.correlation_id.clone())
             .collect();
         let mut queue = Queue::load(&mut *tx, &touching, one_task).await?;
+        let projects = tasks::projects(&mut *tx, &spawns(&fresh, &rows)).await?;
         let mut written = Written::default();
         for delivery in fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
             let announce = sequence(delivery) > replay_through;
-            apply_one(&mut *tx, delivery, task, &mut queue, &mut written, announce).await?;
+            apply_one(delivery, task, &projects, &mut queue, &mut written, announce)?;
         }
         tasks::save(&mut *tx, rows.values().flatten(), &written.history).await?;
         queue.save(&mut *tx).await?;
@@ -142,12 +143,32 @@ impl Projector {
     }
 }
 
+/// The first `TaskSpawned` of each task the batch does not know yet, in stream order.
+fn spawns<'a>(
+    fresh: &[&'a Delivery],
+    known: &HashMap<String, Option<Task>>,
+) -> Vec<(&'a Envelope, &'a mainloop_events::v1::TaskSpawned)> {
+    let mut seen = std::collections::HashSet::new();
+    fresh
+        .iter()
+        .filter_map(|d| match &d.event.payload {
+            Some(Payload::TaskSpawned(spawned))
+                if !known.contains_key(&d.event.correlation_id)
+                    && seen.insert(d.event.correlation_id.as_str()) =>
+            {
+                Some((&d.event, spawned))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Folds one event into its task and applies it to the queue, noting what goes out on the feed
 /// when it is to be `announce`d (not when a rebuild replays what was announced before).
-async fn apply_one(
-    tx: &mut PgConnection,
+fn apply_one(
     delivery: &Delivery,
     task: &mut Option<Task>,
+    projects: &HashMap<tasks::ProjectKey, tasks::Project>,
     queue: &mut Queue,
     written: &mut Written,
     announce: bool,
@@ -158,7 +179,7 @@ async fn apply_one(
     };
     let at = occurred_at(event);
     let project = match (payload, &task) {
-        (Payload::TaskSpawned(spawned), None) => Some(tasks::project(tx, event, spawned, at).await?),
+        (Payload::TaskSpawned(spawned), None) => projects.get(&tasks::project_key(event, spawned)).cloned(),
         _ => None,
     };
     let evolved = tasks::evolve(task, event, payload, seq, at, project);

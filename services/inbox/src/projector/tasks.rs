@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use mainloop_events::v1::{TaskCardUpdated, TaskStatus};
+use mainloop_events::v1::{RepoRef, TaskCardUpdated, TaskStatus};
 use mainloop_events::{Envelope, Payload};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -59,6 +59,7 @@ pub(crate) struct Evolved {
 }
 
 /// Where a newly spawned task's project is.
+#[derive(Debug, Clone)]
 pub(crate) struct Project {
     pub id: String,
     pub full_name: String,
@@ -230,32 +231,67 @@ pub(crate) async fn load(
     Ok(rows.into_iter().map(|t| (t.id.clone(), t)).collect())
 }
 
-/// The project of a new task: created on first use, its last use moved on after.
-pub(crate) async fn project(
+/// A project as the tasks spawned in one batch name it: its person and `owner/name`.
+pub(crate) type ProjectKey = (String, String);
+
+/// The projects of the tasks spawned in a batch (`spawns`, in stream order), in one statement:
+/// each created on first use, its last use moved on to the last spawn that named it.
+pub(crate) async fn projects(
     tx: &mut PgConnection,
-    event: &Envelope,
-    spawned: &mainloop_events::v1::TaskSpawned,
-    at: DateTime<Utc>,
-) -> Result<Project, sqlx::Error> {
-    let repo = spawned.repo.clone().unwrap_or_default();
-    let full_name = format!("{}/{}", repo.owner, repo.name);
-    let id: String = sqlx::query_scalar(
+    spawns: &[(&Envelope, &mainloop_events::v1::TaskSpawned)],
+) -> Result<HashMap<ProjectKey, Project>, sqlx::Error> {
+    /// One project's row: the first spawn's id, the repository, the first and last use.
+    type Named = (String, RepoRef, DateTime<Utc>, DateTime<Utc>);
+    let mut named: Vec<(ProjectKey, Named)> = Vec::new();
+    let mut index: HashMap<ProjectKey, usize> = HashMap::new();
+    for (event, spawned) in spawns {
+        let key = project_key(event, spawned);
+        let at = super::occurred_at(event);
+        if let Some((_, (_, _, _, last))) = index.get(&key).and_then(|&i| named.get_mut(i)) {
+            *last = at;
+            continue;
+        }
+        index.insert(key.clone(), named.len());
+        // The id of the event that first named the project: the same when a rebuild applies it
+        // again.
+        let repo = spawned.repo.clone().unwrap_or_default();
+        named.push((key, (event.id.clone(), repo, at, at)));
+    }
+    if named.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
         "INSERT INTO projects (id, user_id, owner, name, full_name, html_url, created_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+            $7::timestamptz[], $8::timestamptz[]) \
          ON CONFLICT (user_id, full_name) DO UPDATE SET last_used_at = excluded.last_used_at \
-         RETURNING id",
+         RETURNING id, user_id, full_name",
     )
-    // The id of the event that first named the project: the same when a rebuild applies it again.
-    .bind(&event.id)
-    .bind(&event.user_id)
-    .bind(&repo.owner)
-    .bind(&repo.name)
-    .bind(&full_name)
-    .bind(&repo.html_url)
-    .bind(at)
-    .fetch_one(&mut *tx)
+    .bind(named.iter().map(|(_, n)| n.0.as_str()).collect::<Vec<_>>())
+    .bind(named.iter().map(|(k, _)| k.0.as_str()).collect::<Vec<_>>())
+    .bind(named.iter().map(|(_, n)| n.1.owner.as_str()).collect::<Vec<_>>())
+    .bind(named.iter().map(|(_, n)| n.1.name.as_str()).collect::<Vec<_>>())
+    .bind(named.iter().map(|(k, _)| k.1.as_str()).collect::<Vec<_>>())
+    .bind(
+        named
+            .iter()
+            .map(|(_, n)| n.1.html_url.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(named.iter().map(|(_, n)| n.2).collect::<Vec<_>>())
+    .bind(named.iter().map(|(_, n)| n.3).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(Project { id, full_name })
+    Ok(rows
+        .into_iter()
+        .map(|(id, user, full_name)| ((user, full_name.clone()), Project { id, full_name }))
+        .collect())
+}
+
+/// The key of the project `spawned` names.
+pub(crate) fn project_key(event: &Envelope, spawned: &mainloop_events::v1::TaskSpawned) -> ProjectKey {
+    let repo = spawned.repo.clone().unwrap_or_default();
+    (event.user_id.clone(), format!("{}/{}", repo.owner, repo.name))
 }
 
 /// Writes `tasks` back, new and changed alike, and stores the status changes (each once), in
