@@ -13,13 +13,14 @@
 //! TASKS is applied again from the start, without announcing on the feed what was announced
 //! before; what the person did to queue items is applied again to the items the replay makes.
 
+mod cache;
 pub mod generation;
 mod notifications;
 mod queue;
 pub mod rounds;
 mod tasks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -41,6 +42,8 @@ pub struct Projector {
     generation: AtomicI64,
     /// Events up to here were announced on the feed before a rebuild: not announced again.
     replay_through: AtomicI64,
+    /// The task rows this process wrote last.
+    rows: cache::Rows,
 }
 
 /// Why a batch was not applied.
@@ -54,6 +57,13 @@ enum BatchError {
 
 /// A feed event waiting for the outbox: its subject and envelope.
 type FeedEvent = (String, Envelope);
+
+/// What a batch's transaction wrote: its feed events, and each task's subject, the checkpoint
+/// it moved there and its row (kept once committed).
+struct Applied {
+    staged: Staged,
+    rows: Vec<(String, i64, Task)>,
+}
 
 /// What a batch wrote besides the task rows.
 #[derive(Default)]
@@ -69,6 +79,7 @@ impl Projector {
             outbox,
             generation: AtomicI64::new(-1),
             replay_through: AtomicI64::new(0),
+            rows: cache::Rows::default(),
         }
     }
 
@@ -80,9 +91,14 @@ impl Projector {
     /// Applies the batch's new events in one transaction; the feed events it committed, or
     /// `None` when all were applied before.
     async fn apply_batch(&self, batch: &[Delivery]) -> Result<Option<Staged>, BatchError> {
+        let generation = self.generation();
         let mut tx = self.db.begin().await?;
         match self.write_batch(&mut tx, batch).await {
-            Ok(Some(staged)) => Ok(tx.commit().await.map(|()| Some(staged))?),
+            Ok(Some(applied)) => {
+                tx.commit().await?;
+                self.rows.keep(generation, applied.rows);
+                Ok(Some(applied.staged))
+            }
             Ok(None) => Ok(tx.rollback().await.map(|()| None)?),
             Err(err) => {
                 // Rolled back now, not when the connection is next used: until then its locks
@@ -100,7 +116,7 @@ impl Projector {
         &self,
         tx: &mut PgConnection,
         batch: &[Delivery],
-    ) -> Result<Option<Staged>, BatchError> {
+    ) -> Result<Option<Applied>, BatchError> {
         let replay_through = self.replay_through.load(Ordering::Acquire);
         let last = checkpoints::last_sequences(batch.iter().map(|d| (d.subject.as_str(), d.stream_sequence)));
         let generation = checkpoints::Generation {
@@ -118,12 +134,7 @@ impl Projector {
         if fresh.is_empty() {
             return Ok(None);
         }
-        let ids: Vec<String> = fresh.iter().map(|d| d.event.correlation_id.clone()).collect();
-        let mut rows: HashMap<String, Option<Task>> = tasks::load(&mut *tx, &ids)
-            .await?
-            .into_iter()
-            .map(|(id, t)| (id, Some(t)))
-            .collect();
+        let mut rows = self.rows_of(&mut *tx, &fresh, &done).await?;
         let touching: Vec<String> = fresh
             .iter()
             .filter(|d| d.event.payload.as_ref().is_some_and(queue::touches_pending))
@@ -132,14 +143,56 @@ impl Projector {
         let mut queue = Queue::load(&mut *tx, &touching, one_task).await?;
         let projects = tasks::projects(&mut *tx, &spawns(&fresh, &rows)).await?;
         let mut written = Written::default();
-        for delivery in fresh {
+        for &delivery in &fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
             let announce = sequence(delivery) > replay_through;
             apply_one(delivery, task, &projects, &mut queue, &mut written, announce)?;
         }
         tasks::save(&mut *tx, rows.values().flatten(), &written.history).await?;
         queue.save(&mut *tx).await?;
-        Ok(Some(self.outbox.add_all(&mut *tx, &written.feed).await?))
+        let staged = self.outbox.add_all(&mut *tx, &written.feed).await?;
+        let task_of: HashMap<&str, &str> = fresh
+            .iter()
+            .map(|d| (d.subject.as_str(), d.event.correlation_id.as_str()))
+            .collect();
+        let rows = last
+            .into_iter()
+            .filter_map(|(subject, sequence)| {
+                let row = rows.get(*task_of.get(subject.as_str())?)?.clone()?;
+                let moved_to = sequence.max(done.get(&subject).copied().unwrap_or(0));
+                Some((subject, moved_to, row))
+            })
+            .collect();
+        Ok(Some(Applied { staged, rows }))
+    }
+
+    /// The stored rows of the fresh events' tasks, by id: those this process wrote last and
+    /// nobody moved since, as kept; none for a task whose whole history is in the batch (never
+    /// applied, its spawn first); the rest read in one statement.
+    async fn rows_of(
+        &self,
+        tx: &mut PgConnection,
+        fresh: &[&Delivery],
+        done: &HashMap<String, i64>,
+    ) -> Result<HashMap<String, Option<Task>>, sqlx::Error> {
+        let generation = self.generation();
+        let (mut rows, mut unknown, mut seen) = (HashMap::new(), Vec::new(), HashSet::new());
+        for delivery in fresh {
+            let (subject, task) = (&delivery.subject, &delivery.event.correlation_id);
+            if !seen.insert(task) {
+                continue;
+            }
+            let claimed = done.get(subject).copied().unwrap_or(0);
+            let spawned_here = matches!(delivery.event.payload, Some(Payload::TaskSpawned(_)));
+            if let Some(row) = self.rows.current(subject, task, generation, claimed) {
+                rows.insert(task.clone(), Some(row));
+            } else if !(claimed == 0 && spawned_here) {
+                unknown.push(task.clone());
+            }
+        }
+        let stored = tasks::load(&mut *tx, &unknown).await?;
+        rows.extend(stored.into_iter().map(|(id, task)| (id, Some(task))));
+        Ok(rows)
     }
 }
 
@@ -148,7 +201,7 @@ fn spawns<'a>(
     fresh: &[&'a Delivery],
     known: &HashMap<String, Option<Task>>,
 ) -> Vec<(&'a Envelope, &'a mainloop_events::v1::TaskSpawned)> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     fresh
         .iter()
         .filter_map(|d| match &d.event.payload {

@@ -218,6 +218,9 @@ pub(crate) async fn load(
     tx: &mut PgConnection,
     ids: &[String],
 ) -> Result<HashMap<String, Task>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows: Vec<Task> = sqlx::query_as(
         "SELECT t.id, t.user_id, t.description, t.repo_url, t.project_id, t.conversation_id, t.skip_plan, \
                 t.branch_name, t.status, t.created_at, t.started_at, t.completed_at, t.updated_at, t.error, \
