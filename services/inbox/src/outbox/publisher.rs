@@ -1,6 +1,6 @@
 //! The one publisher of a process's outbox. It takes the rows of committed transactions as they
 //! are handed over, everything waiting at once, and publishes them in position order, many in
-//! flight on one connection (so stored in that order), then deletes them. A transaction's rows
+//! flight on one connection (so stored in that order); a task beside it deletes them. A transaction's rows
 //! come with the same people's older rows still in the table, so a person's feed keeps its order
 //! even when another replica or a failed publish left rows behind. Every [`SWEEP_EVERY`], and at
 //! start, it sweeps the table: what a crash or a failed publish left is published oldest first.
@@ -34,8 +34,6 @@ pub struct Publisher {
     bus: Bus,
     handed: mpsc::UnboundedReceiver<Committed>,
     recent: Recent,
-    /// Published, not yet deleted: a delete that failed is tried again with the next.
-    undeleted: Vec<i64>,
 }
 
 impl Publisher {
@@ -45,13 +43,15 @@ impl Publisher {
             bus,
             handed,
             recent: Recent::default(),
-            undeleted: Vec::new(),
         }
     }
 
     /// Publishes until `shutdown`, then publishes what was handed over before it and returns.
+    /// Deleting what was published runs beside it ([`delete`]), so the next rows need not wait.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        self.sweep().await;
+        let (published, to_delete) = mpsc::unbounded_channel();
+        let deleting = tokio::spawn(delete(self.db.clone(), to_delete));
+        self.sweep(&published).await;
         let mut sweeps = tokio::time::interval(SWEEP_EVERY);
         sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweeps.reset();
@@ -65,11 +65,11 @@ impl Publisher {
                         while let Ok(more) = self.handed.try_recv() {
                             batch.push(more);
                         }
-                        self.publish_committed(batch).await;
+                        self.publish_committed(batch, &published).await;
                     }
                     None => break,
                 },
-                _ = sweeps.tick() => self.sweep().await,
+                _ = sweeps.tick() => self.sweep(&published).await,
             }
         }
         self.handed.close();
@@ -77,11 +77,13 @@ impl Publisher {
         while let Ok(more) = self.handed.try_recv() {
             rest.push(more);
         }
-        self.publish_committed(rest).await;
+        self.publish_committed(rest, &published).await;
+        drop(published);
+        let _ = deleting.await;
     }
 
     /// Publishes the rows of transactions that committed, in position order, and tells who waits.
-    async fn publish_committed(&mut self, batch: Vec<Committed>) {
+    async fn publish_committed(&mut self, batch: Vec<Committed>, published: &Published) {
         let (mut rows, mut waiting, mut behind) = (Vec::new(), Vec::new(), false);
         for committed in batch {
             behind |= committed.staged.behind;
@@ -89,23 +91,26 @@ impl Publisher {
             waiting.extend(committed.published);
         }
         if behind {
-            self.sweep().await;
+            self.sweep(published).await;
         } else if !rows.is_empty() {
             rows.sort_unstable_by_key(|row| row.position);
             rows.dedup_by_key(|row| row.position);
-            self.publish(rows).await;
+            self.publish(rows, published).await;
         }
-        for published in waiting {
-            let _ = published.send(());
+        for tried in waiting {
+            let _ = tried.send(());
         }
     }
 
     /// Publishes what waits in the table, oldest first; stops at the first failure.
-    async fn sweep(&mut self) {
+    async fn sweep(&mut self, published: &Published) {
+        let mut after = 0;
         loop {
             let rows = sqlx::query_as::<_, Row>(
-                "SELECT position, subject, envelope, traceparent FROM feed_outbox ORDER BY position LIMIT $1",
+                "SELECT position, subject, envelope, traceparent FROM feed_outbox \
+                 WHERE position > $1 ORDER BY position LIMIT $2",
             )
+            .bind(after)
             .bind(SWEEP_AT_ONCE)
             .fetch_all(&self.db)
             .await;
@@ -117,43 +122,55 @@ impl Publisher {
                 }
             };
             let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= SWEEP_AT_ONCE;
-            if rows.is_empty() || !self.publish(rows).await || !full {
+            let Some(last) = rows.last().map(|row| row.position) else {
+                return;
+            };
+            if !self.publish(rows, published).await || !full {
                 return;
             }
+            after = last;
         }
     }
 
-    /// Publishes `rows` (in order) but those published lately, and deletes them all; `true` when
-    /// every row was published and deleted.
-    async fn publish(&mut self, rows: Vec<Row>) -> bool {
+    /// Publishes `rows` (in order) but those published lately, and has them all deleted; `true`
+    /// when every row was published.
+    async fn publish(&mut self, rows: Vec<Row>, published: &Published) -> bool {
         let (again, fresh): (Vec<Row>, Vec<Row>) = rows
             .into_iter()
             .partition(|row| self.recent.contains(row.position));
-        self.undeleted.extend(again.iter().map(|row| row.position));
-        let (published, complete) = send_all(&self.bus, fresh).await;
-        for position in &published {
+        let (sent, complete) = send_all(&self.bus, fresh).await;
+        for position in &sent {
             self.recent.insert(*position);
         }
-        self.undeleted.extend(published);
-        self.delete().await && complete
+        let done: Vec<i64> = again.iter().map(|row| row.position).chain(sent).collect();
+        if !done.is_empty() && published.send(done).is_err() {
+            tracing::debug!("the outbox deleter has stopped; the rows are swept at the next start");
+        }
+        complete
     }
+}
 
-    async fn delete(&mut self) -> bool {
-        if self.undeleted.is_empty() {
-            return true;
+/// Positions published, to be deleted.
+type Published = mpsc::UnboundedSender<Vec<i64>>;
+
+/// Deletes published rows, everything waiting in one statement; what fails is tried again with
+/// the next (a row left is only published again, and stored once).
+async fn delete(db: PgPool, mut published: mpsc::UnboundedReceiver<Vec<i64>>) {
+    let mut undeleted: Vec<i64> = Vec::new();
+    while let Some(first) = published.recv().await {
+        undeleted.extend(first);
+        while let Ok(more) = published.try_recv() {
+            undeleted.extend(more);
         }
         let deleted = sqlx::query("DELETE FROM feed_outbox WHERE position = ANY($1)")
-            .bind(&self.undeleted)
-            .execute(&self.db)
+            .bind(&undeleted)
+            .execute(&db)
             .await;
         match deleted {
-            Ok(_) => {
-                self.undeleted.clear();
-                true
-            }
+            Ok(_) => undeleted.clear(),
             Err(err) => {
                 tracing::warn!(error = %err, "outbox rows not deleted; the next delete tries again");
-                false
+                tokio::time::sleep(SWEEP_EVERY).await;
             }
         }
     }
