@@ -151,7 +151,7 @@ impl Turns {
         };
         let (giving, go) = held::go();
         let storing = async {
-            let stored = self.store_and_remember(turn).await;
+            let stored = self.store_and_remember(turn, guess.as_ref()).await;
             giving.give(matches!((&guess, &stored), (Some(guess), Ok(stored)) if guess.current(stored)));
             if stored.is_ok() {
                 let posted = Payload::UserMessagePosted(UserMessagePosted {
@@ -220,74 +220,94 @@ impl Turns {
     }
 
     /// Stores the person's message — with the conversation when it is new, and only in a
-    /// conversation of theirs (else "no such conversation") — and reads the conversation as the
-    /// model sees it, in one statement: its summary, and the messages after it word for word (at
-    /// most the newest `RECENT_AT_MOST`, should compaction lag). The statement reads the
-    /// conversation as it was before it wrote: so is what it returns.
-    async fn store_and_remember(&self, turn: &Turn<'_>) -> Result<Remembered, CommandError> {
-        macro_rules! then_remember {
-            () => {
-                "stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target) \
-                 SELECT t.summary, t.summarized_through_id, t.message_count::bigint - 1, recent.role, recent.content \
-                 FROM target t LEFT JOIN LATERAL \
-                   (SELECT role, content, created_at, id FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
-                     WHERE m.conversation_id = t.id AND (t.summarized_through_id IS NULL \
-                       OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = t.summarized_through_id)) \
-                     ORDER BY m.created_at DESC, m.id DESC LIMIT $7) newest) recent ON true \
-                 ORDER BY recent.created_at, recent.id"
-            };
-        }
+    /// conversation of theirs (else "no such conversation") — in one statement that answers what
+    /// the conversation was before it: its summary's place and how many messages it had. When
+    /// that is the conversation as `guess`ed (this process answered the turn before), the guess
+    /// is what the model sees; otherwise the messages after the summary are read (word for word,
+    /// at most the newest `RECENT_AT_MOST`, should compaction lag), up to the person's message.
+    async fn store_and_remember(
+        &self,
+        turn: &Turn<'_>,
+        guess: Option<&Remembered>,
+    ) -> Result<Remembered, CommandError> {
         let statement = match turn.new_title {
-            Some(_) => concat!(
+            Some(_) => {
                 "WITH target AS (INSERT INTO conversations (id, user_id, title, message_count) \
-                 VALUES ($2, $5, $6, 1) RETURNING id, summary, summarized_through_id, message_count), ",
-                then_remember!()
-            ),
-            None => concat!(
+                 VALUES ($2, $5, $6, 1) RETURNING id, summary, summarized_through_id, message_count), \
+                 stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target) \
+                 SELECT summary, summarized_through_id, message_count::bigint - 1 FROM target"
+            }
+            None => {
                 "WITH target AS (UPDATE conversations SET message_count = message_count + 1, updated_at = now() \
-                 WHERE id = $2 AND user_id = $5 RETURNING id, summary, summarized_through_id, message_count), ",
-                then_remember!()
-            ),
+                 WHERE id = $2 AND user_id = $5 RETURNING id, summary, summarized_through_id, message_count), \
+                 stored AS (INSERT INTO messages (id, conversation_id, role, content) SELECT $1, id, $3, $4 FROM target) \
+                 SELECT summary, summarized_through_id, message_count::bigint - 1 FROM target"
+            }
         };
-        type Row = (
-            Option<String>,
-            Option<String>,
-            i64,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(statement)
+        let before: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(statement)
             .bind(&turn.message_id)
             .bind(&turn.conversation)
             .bind("user")
             .bind(turn.text)
             .bind(turn.user)
             .bind(turn.new_title.as_deref().unwrap_or_default())
-            .bind(RECENT_AT_MOST as i64)
-            .fetch_all(&self.db)
+            .fetch_optional(&self.db)
             .await
             .map_err(internal)?;
-        let Some((summary, summarized_through, count, _, _)) = rows.first().cloned() else {
+        let Some((summary, summarized_through, count)) = before else {
             return Err(CommandError::not_found("no such conversation"));
         };
-        let recent = rows
+        let stored = Remembered {
+            user: turn.user.to_string(),
+            summary,
+            summarized_through,
+            recent: Default::default(),
+            count,
+        };
+        if let Some(guess) = guess
+            && guess.current(&stored)
+        {
+            return Ok(guess.clone());
+        }
+        let recent = self
+            .recent_before(turn, stored.summarized_through.as_deref())
+            .await
+            .map_err(internal)?;
+        Ok(Remembered { recent, ..stored })
+    }
+
+    /// The conversation's messages after the summary and before the person's message, oldest
+    /// first (the newest `RECENT_AT_MOST`).
+    async fn recent_before(
+        &self,
+        turn: &Turn<'_>,
+        summarized_through: Option<&str>,
+    ) -> Result<std::collections::VecDeque<(Role, std::sync::Arc<str>)>, sqlx::Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT role, content FROM (SELECT m.role, m.content, m.created_at, m.id FROM messages m \
+               WHERE m.conversation_id = $1 \
+                 AND (m.created_at, m.id) < (SELECT created_at, id FROM messages WHERE id = $2) \
+                 AND ($3::text IS NULL OR (m.created_at, m.id) > (SELECT created_at, id FROM messages WHERE id = $3)) \
+               ORDER BY m.created_at DESC, m.id DESC LIMIT $4) newest \
+             ORDER BY created_at, id",
+        )
+        .bind(&turn.conversation)
+        .bind(&turn.message_id)
+        .bind(summarized_through)
+        .bind(RECENT_AT_MOST as i64)
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
             .into_iter()
-            .filter_map(|(_, _, _, role, content)| {
-                let role = if role? == "assistant" {
+            .map(|(role, content)| {
+                let role = if role == "assistant" {
                     Role::Assistant
                 } else {
                     Role::User
                 };
-                Some((role, content?.into()))
+                (role, content.into())
             })
-            .collect();
-        Ok(Remembered {
-            user: turn.user.to_string(),
-            summary,
-            summarized_through,
-            recent,
-            count,
-        })
+            .collect())
     }
 
     /// Stores mainloop's reply in the conversation the person's message was stored in; returns
