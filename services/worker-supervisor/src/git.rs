@@ -5,8 +5,12 @@
 //! controls, git runs as the agent's user with a clean environment, no helper, no hooks and no
 //! fsmonitor, so whatever the agent wrote into `.git` runs with no more rights than the agent's.
 //! The agent's own git has no helper either, so no `git push` of the agent's can succeed.
+//! Nothing waits on git for ever: a transfer from GitHub that stalls (under 1 kB/s for a minute)
+//! is given up as network trouble, to be tried again, and any git command is stopped after
+//! [`LONGEST`].
 
 use std::path::Path;
+use std::time::Duration;
 
 use mainloop_runtime::Secret;
 use tokio::process::Command;
@@ -84,9 +88,17 @@ pub struct AsAgent<'a> {
     pub home: &'a Path,
 }
 
-#[derive(Debug, Clone, Default)]
+/// How long a transfer may stay under [`SLOWEST_BYTES_PER_SECOND`] before git gives it up.
+const STALL_AFTER: Duration = Duration::from_secs(60);
+const SLOWEST_BYTES_PER_SECOND: &str = "1000";
+/// How long any git command may run before it is stopped (a clone of a large repository fits).
+pub const LONGEST: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone)]
 pub struct Git {
     token: Option<Secret>,
+    /// How long a transfer with GitHub may stall.
+    stall_after: Duration,
     /// Our "global" git config (`GIT_CONFIG_GLOBAL`): git drops per-command config when it
     /// starts git in another repository (a local clone or fetch), so settings that must reach
     /// those processes, such as trusting a repository another user owns, live in this file.
@@ -99,7 +111,16 @@ const GLOBAL_CONFIG: &str = "[safe]\n\tdirectory = *\n[core]\n\thooksPath = /dev
 
 impl Git {
     pub fn new(token: Option<Secret>) -> Self {
-        Git { token, global: None }
+        Git {
+            token,
+            stall_after: STALL_AFTER,
+            global: None,
+        }
+    }
+
+    /// Gives up a transfer that stalls for `stall_after` (a minute unless said).
+    pub fn with_stall_after(self, stall_after: Duration) -> Self {
+        Git { stall_after, ..self }
     }
 
     /// Writes our global config into `dir` (readable by all, writable by us) and uses it.
@@ -138,6 +159,9 @@ impl Git {
         }
         // Reads a task's clone (the agent's) as a source when the branch is taken from it.
         config.push(("safe.directory", "*"));
+        let stall = self.stall_after.as_secs().max(1).to_string();
+        config.push(("http.lowSpeedLimit", SLOWEST_BYTES_PER_SECOND));
+        config.push(("http.lowSpeedTime", &stall));
         output(configured(command, &config), args).await
     }
 
@@ -195,7 +219,11 @@ async fn output(mut command: Command, args: &[&str]) -> Result<String, GitError>
         args: args.join(" "),
         output,
     };
-    let out = command.output().await.map_err(|e| failed(e.to_string()))?;
+    command.kill_on_drop(true);
+    let out = tokio::time::timeout(LONGEST, command.output())
+        .await
+        .map_err(|_| failed(format!("stopped after {} minutes", LONGEST.as_secs() / 60)))?
+        .map_err(|e| failed(e.to_string()))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -210,7 +238,41 @@ async fn output(mut command: Command, args: &[&str]) -> Result<String, GitError>
 
 #[cfg(test)]
 mod tests {
-    use super::GitError;
+    use std::time::{Duration, Instant};
+
+    use super::{Git, GitError};
+
+    /// A server that takes connections and never answers: git would wait for it for ever.
+    #[tokio::test]
+    async fn a_remote_that_stops_answering_is_given_up_as_network_trouble() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/acme/widgets.git", listener.local_addr()?);
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let dir = tempfile::tempdir()?;
+        let git = Git::new(None).with_stall_after(Duration::from_secs(1));
+        let started = Instant::now();
+        let answered = tokio::time::timeout(
+            Duration::from_secs(60),
+            git.remote(dir.path(), &["ls-remote", &url]),
+        )
+        .await?;
+        held.abort();
+        let err = answered
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a silent remote answered"))?;
+        assert!(!err.is_permanent(), "tried again later: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "given up after {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
 
     fn error(output: &str) -> GitError {
         GitError {
