@@ -79,6 +79,9 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// 1 on first delivery.
     pub delivered: u32,
+    /// The trace the event was published in (W3C `traceparent`), for what it causes in a batch
+    /// whose span continues another event's trace.
+    pub traceparent: Option<String>,
 }
 
 /// Why a handler did not finish.
@@ -219,6 +222,7 @@ async fn process<H: Handler>(bus: &Bus, spec: &ConsumerSpec, handler: &H, messag
                 subject: message.subject.to_string(),
                 stream_sequence,
                 delivered,
+                traceparent: trace::traceparent_of(message.headers.as_ref()),
             };
             let handling = handler.handle(delivery).instrument(span.clone());
             with_progress(&message, spec.ack_wait, handling).await

@@ -33,6 +33,11 @@ pub fn inject_current(headers: &mut HeaderMap) {
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
 }
 
+/// The W3C `traceparent` a message carries, if any: the trace of the event it is.
+pub fn traceparent_of(headers: Option<&HeaderMap>) -> Option<String> {
+    HeaderExtractor(headers?).get("traceparent").map(str::to_string)
+}
+
 /// The remote context carried by `headers` (empty when there is none).
 pub fn extract(headers: Option<&HeaderMap>) -> opentelemetry::Context {
     match headers {

@@ -23,7 +23,7 @@ pub async fn handle(context: Context, command: MarkAllRead) -> Result<Done, Comm
     .map_err(internal)?;
     let ids: Vec<String> = read.iter().map(|(id, _)| id.clone()).collect();
     super::marks::keep(&mut tx, &ids).await.map_err(internal)?;
-    let events: Vec<(String, Envelope)> = read
+    let events: Vec<(String, Envelope, Option<String>)> = read
         .into_iter()
         .map(|(item_id, task_id)| {
             let event = Envelope::new(
@@ -31,7 +31,7 @@ pub async fn handle(context: Context, command: MarkAllRead) -> Result<Done, Comm
                 task_id.unwrap_or_default(),
                 Payload::InboxItemRead(InboxItemRead { item_id }),
             );
-            (subject.clone(), event)
+            (subject.clone(), event, None)
         })
         .collect();
     let staged = context.outbox.add_all(&mut tx, &events).await.map_err(internal)?;

@@ -65,35 +65,41 @@ impl Outbox {
         (Outbox { committed }, Publisher::new(db, bus, handed))
     }
 
-    /// Writes one event in `tx`.
+    /// Writes one event in `tx`, in the current trace.
     pub async fn add(
         &self,
         tx: &mut PgConnection,
         subject: &str,
         event: &Envelope,
     ) -> Result<Staged, sqlx::Error> {
-        self.add_all(tx, &[(subject.to_string(), event.clone())]).await
+        self.add_all(tx, &[(subject.to_string(), event.clone(), None)])
+            .await
     }
 
     /// Writes many events in `tx` in one statement, in order, and reads back the rows of the
-    /// same subjects still waiting before them.
+    /// same subjects still waiting before them. Each is published in the trace given with it
+    /// (the event that caused it), or else in the current one.
     pub async fn add_all(
         &self,
         tx: &mut PgConnection,
-        events: &[(String, Envelope)],
+        events: &[(String, Envelope, Option<String>)],
     ) -> Result<Staged, sqlx::Error> {
         if events.is_empty() {
             return Ok(Staged::default());
         }
-        // The trace of the event that caused them, continued when they are published.
-        let traceparent = mainloop_bus::trace::traceparent().unwrap_or_default();
-        let subjects: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
-        let envelopes: Vec<Vec<u8>> = events.iter().map(|(_, e)| e.to_bytes()).collect();
+        let current = mainloop_bus::trace::traceparent().unwrap_or_default();
+        let subjects: Vec<&str> = events.iter().map(|(s, _, _)| s.as_str()).collect();
+        let envelopes: Vec<Vec<u8>> = events.iter().map(|(_, e, _)| e.to_bytes()).collect();
+        let traces: Vec<&str> = events
+            .iter()
+            .map(|(_, _, trace)| trace.as_deref().unwrap_or(&current))
+            .collect();
         // `older` reads the snapshot the statement started with: committed rows, not `new`.
         let rows: Vec<ReadBack> = sqlx::query_as(
             "WITH new AS ( \
                 INSERT INTO feed_outbox (subject, envelope, traceparent) \
-                SELECT s, e, $3 FROM UNNEST($1::text[], $2::bytea[]) WITH ORDINALITY AS r(s, e, n) ORDER BY n \
+                SELECT s, e, t FROM UNNEST($1::text[], $2::bytea[], $3::text[]) WITH ORDINALITY AS r(s, e, t, n) \
+                ORDER BY n \
                 RETURNING position, subject, envelope, traceparent \
              ), older AS ( \
                 SELECT position, subject, envelope, traceparent FROM feed_outbox \
@@ -103,7 +109,7 @@ impl Outbox {
         )
         .bind(subjects)
         .bind(envelopes)
-        .bind(traceparent)
+        .bind(traces)
         .bind(OLDER_AT_MOST)
         .fetch_all(tx)
         .await?;

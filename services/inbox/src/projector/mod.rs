@@ -55,8 +55,9 @@ enum BatchError {
     Rebuilt,
 }
 
-/// A feed event waiting for the outbox: its subject and envelope.
-type FeedEvent = (String, Envelope);
+/// A feed event waiting for the outbox: its subject, envelope and the trace of the event that
+/// caused it (a batch's span continues only its first event's).
+type FeedEvent = (String, Envelope, Option<String>);
 
 /// What a batch's transaction wrote: its feed events, and each task's subject, the checkpoint
 /// it moved there and its row (kept once committed).
@@ -250,7 +251,9 @@ fn apply_one(
     let subject = subjects::inbox(&event.user_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     for payload in feed {
         let feed_event = Envelope::new(&event.user_id, &event.correlation_id, payload).caused_by(&event.id);
-        written.feed.push((subject.clone(), feed_event));
+        written
+            .feed
+            .push((subject.clone(), feed_event, delivery.traceparent.clone()));
     }
     Ok(())
 }

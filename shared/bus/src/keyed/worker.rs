@@ -55,6 +55,7 @@ async fn decode<H>(shared: &Shared<H>, parts: Vec<Part<Read>>) -> Vec<(String, V
                         subject: key.clone(),
                         stream_sequence: read.stream_sequence,
                         delivered: read.attempts + 1,
+                        traceparent: trace::traceparent_of(read.message.headers.as_ref()),
                     };
                     items.push(Item { read, delivery });
                 }
