@@ -815,3 +815,57 @@ async fn rows_left_in_the_outbox_go_out_first_and_once() -> anyhow::Result<()> {
     world.shutdown.cancel();
     Ok(())
 }
+
+/// More rows left behind than a transaction reads back: the publisher drains the table in order,
+/// page by page, before the person's next events; each once.
+#[tokio::test]
+async fn many_rows_left_behind_are_drained_in_order_before_the_persons_next() -> anyhow::Result<()> {
+    let world = start().await?;
+    let bus = &world.bus;
+    let db = sqlx::PgPool::connect(&world.infra.pg.url()).await?;
+    let feed_end = bus.last_sequence(subjects::INBOX, "inbox.>").await?;
+    let left: Vec<String> = (0..1200).map(|n| format!("left{n}")).collect();
+    let cards: Vec<Vec<u8>> = left
+        .iter()
+        .map(|task| {
+            let card = mainloop_events::v1::TaskCardUpdated {
+                task_id: task.clone(),
+                ..Default::default()
+            };
+            Envelope::new("u1", task, Payload::TaskCardUpdated(card)).to_bytes()
+        })
+        .collect();
+    // In one statement, so no sweep comes between.
+    sqlx::query(
+        "INSERT INTO inbox.feed_outbox (subject, envelope) \
+         SELECT 'inbox.u1', e FROM UNNEST($1::bytea[]) WITH ORDINALITY AS r(e, n) ORDER BY n",
+    )
+    .bind(cards)
+    .execute(&db)
+    .await?;
+    spawn(bus).await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let feed = bus.read_subject(subjects::INBOX, "inbox.>", feed_end).await?;
+        let tasks: Vec<&str> = feed.iter().map(|s| s.event.correlation_id.as_str()).collect();
+        if tasks.contains(&"t1") {
+            let first_t1 = tasks.iter().position(|t| *t == "t1").unwrap_or_default();
+            assert_eq!(
+                &tasks[..first_t1],
+                left.as_slice(),
+                "every row left, in order, once, first"
+            );
+            assert!(tasks[first_t1..].iter().all(|t| *t == "t1"), "then only t1");
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "t1 never announced; {} events",
+            tasks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    world.shutdown.cancel();
+    Ok(())
+}
