@@ -1,9 +1,10 @@
 //! The projection of TASKS into the inbox's read models, in order per task and in batches
-//! (`mainloop_bus::keyed`): a batch of many tasks' events is one transaction. It locks and
-//! checks its tasks' checkpoints, loads their rows once, folds every event not yet applied into
-//! them in memory, and writes the rows, the status history, the queue items, the feed events
-//! for the outbox and the advanced checkpoints together; so a batch handed over again after a
-//! restart is skipped, and each task's rows always equal some prefix of its history. An event
+//! (`mainloop_bus::keyed`): a batch of many tasks' events is one transaction of a few round
+//! trips. It claims its tasks' checkpoints (locked and moved in one statement), reads only the
+//! rows it does not already have ([`cache`]), folds every event not yet applied into them in
+//! memory, and writes the rows with their status history, the queue items and the feed events
+//! for the outbox; so a batch handed over again after a restart is skipped, and each task's
+//! rows always equal some prefix of its history. An event
 //! the database refuses as data (bad bytes, a broken constraint) fails its batch; the keyed
 //! reader then applies its task alone, an event at a time, and the refused event is
 //! dead-lettered and noted on its task: one bad event stops one task's history, never
@@ -136,12 +137,7 @@ impl Projector {
             return Ok(None);
         }
         let mut rows = self.rows_of(&mut *tx, &fresh, &done).await?;
-        let touching: Vec<String> = fresh
-            .iter()
-            .filter(|d| d.event.payload.as_ref().is_some_and(queue::touches_pending))
-            .map(|d| d.event.correlation_id.clone())
-            .collect();
-        let mut queue = Queue::load(&mut *tx, &touching, one_task).await?;
+        let mut queue = Queue::load(&mut *tx, &touching_pending(&fresh), one_task).await?;
         let projects = tasks::projects(&mut *tx, &spawns(&fresh, &rows)).await?;
         let mut written = Written::default();
         for &delivery in &fresh {
@@ -152,18 +148,7 @@ impl Projector {
         tasks::save(&mut *tx, rows.values().flatten(), &written.history).await?;
         queue.save(&mut *tx).await?;
         let staged = self.outbox.add_all(&mut *tx, &written.feed).await?;
-        let task_of: HashMap<&str, &str> = fresh
-            .iter()
-            .map(|d| (d.subject.as_str(), d.event.correlation_id.as_str()))
-            .collect();
-        let rows = last
-            .into_iter()
-            .filter_map(|(subject, sequence)| {
-                let row = rows.get(*task_of.get(subject.as_str())?)?.clone()?;
-                let moved_to = sequence.max(done.get(&subject).copied().unwrap_or(0));
-                Some((subject, moved_to, row))
-            })
-            .collect();
+        let rows = to_keep(last, &done, &fresh, &rows);
         Ok(Some(Applied { staged, rows }))
     }
 
@@ -195,6 +180,36 @@ impl Projector {
         rows.extend(stored.into_iter().map(|(id, task)| (id, Some(task))));
         Ok(rows)
     }
+}
+
+/// The tasks whose events resolve or resurface queue items they already have.
+fn touching_pending(fresh: &[&Delivery]) -> Vec<String> {
+    fresh
+        .iter()
+        .filter(|d| d.event.payload.as_ref().is_some_and(queue::touches_pending))
+        .map(|d| d.event.correlation_id.clone())
+        .collect()
+}
+
+/// What the process keeps of a batch once it commits: each task's subject, the checkpoint the
+/// claim moved it to (`last`, or where it was if that was further) and the task's row.
+fn to_keep(
+    last: HashMap<String, i64>,
+    done: &HashMap<String, i64>,
+    fresh: &[&Delivery],
+    rows: &HashMap<String, Option<Task>>,
+) -> Vec<(String, i64, Task)> {
+    let task_of: HashMap<&str, &str> = fresh
+        .iter()
+        .map(|d| (d.subject.as_str(), d.event.correlation_id.as_str()))
+        .collect();
+    last.into_iter()
+        .filter_map(|(subject, sequence)| {
+            let row = rows.get(*task_of.get(subject.as_str())?)?.clone()?;
+            let moved_to = sequence.max(done.get(&subject).copied().unwrap_or(0));
+            Some((subject, moved_to, row))
+        })
+        .collect()
 }
 
 /// The first `TaskSpawned` of each task the batch does not know yet, in stream order.
