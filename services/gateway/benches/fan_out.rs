@@ -22,15 +22,9 @@ use mainloop_events::v1::{InboxItemAdded, TaskCardUpdated};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
+use mainloop_testkit::bench::{env, percentile};
 use mainloop_testkit::sse::Frames;
 use tokio_util::sync::CancellationToken;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -50,14 +44,6 @@ fn rss_kib(pid: &str) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or_default()
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 type Seen = Arc<Mutex<Vec<u64>>>;
@@ -228,7 +214,9 @@ fn main() -> anyhow::Result<()> {
         let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
         let mut raw = raw.lock().map(|s| s.clone()).unwrap_or_default();
         seen.sort_unstable();
+        let seen = milliseconds(&seen);
         raw.sort_unstable();
+        let raw = milliseconds(&raw);
         println!(
             "/events fan-out: {connections} connections of {people} people, {total} events at {rate}/s (published in {:.1} s)",
             wrote.as_secs_f64()
@@ -355,4 +343,9 @@ async fn replay(
         raw.push(at.elapsed().as_secs_f64() * 1000.0);
     }
     Ok((median(feed), median(raw)))
+}
+
+/// Sorted microseconds as milliseconds.
+fn milliseconds(micros: &[u64]) -> Vec<f64> {
+    micros.iter().map(|us| *us as f64 / 1000.0).collect()
 }

@@ -19,14 +19,8 @@ use mainloop_events::v1::{LogSource, RepoRef, TaskSpawned, WorkerLog};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
+use mainloop_testkit::bench::{env, percentile};
 use tokio_util::sync::CancellationToken;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Microseconds since the epoch: the line carries when it was written.
 fn now_micros() -> u64 {
@@ -45,13 +39,6 @@ fn written(line: &str) -> Option<u64> {
 fn written_in(data: &str) -> Option<u64> {
     let event: serde_json::Value = serde_json::from_str(data).ok()?;
     written(event["logs"].as_str()?)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,7 +188,9 @@ fn main() -> anyhow::Result<()> {
         let mut browser = browser.lock().map(|s| s.clone()).unwrap_or_default();
         let mut raw = raw.lock().map(|s| s.clone()).unwrap_or_default();
         browser.sort_unstable();
+        let browser = milliseconds(&browser);
         raw.sort_unstable();
+        let raw = milliseconds(&raw);
         println!(
             "worker logs followed live: {jobs} jobs x {rate} lines/s for {seconds} s ({expected} lines written in {:.1} s)",
             wrote.as_secs_f64()
@@ -355,4 +344,9 @@ async fn long_read(bus: &mainloop_bus::Bus, base: &str, lines: u64) -> anyhow::R
         whole_subject: median(whole),
         raw: median(raw),
     })
+}
+
+/// Sorted microseconds as milliseconds.
+fn milliseconds(micros: &[u64]) -> Vec<f64> {
+    micros.iter().map(|us| *us as f64 / 1000.0).collect()
 }
