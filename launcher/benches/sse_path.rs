@@ -63,11 +63,11 @@ async fn follow(
     }))
 }
 
-/// The raw hop: an ordered consumer of TASKS from now on, noting each event's delay.
-async fn raw_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut messages = bus
+/// An ordered consumer of `stream`'s events from now on.
+async fn from_now(bus: &Bus, stream: &str) -> anyhow::Result<pull::Ordered> {
+    Ok(bus
         .jetstream()
-        .get_stream(subjects::TASKS)
+        .get_stream(stream)
         .await?
         .create_consumer(pull::OrderedConfig {
             deliver_policy: DeliverPolicy::New,
@@ -75,7 +75,12 @@ async fn raw_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::tas
         })
         .await?
         .messages()
-        .await?;
+        .await?)
+}
+
+/// The raw hop: an ordered consumer of TASKS from now on, noting each event's delay.
+async fn raw_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut messages = from_now(bus, subjects::TASKS).await?;
     Ok(tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
             if let Ok(event) = Envelope::from_bytes(&message.payload) {
@@ -88,17 +93,7 @@ async fn raw_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::tas
 /// The projection's share: an ordered consumer of INBOX from now on, noting each card's delay
 /// from its task event's publishing to the feed event's storing.
 async fn feed_hop(bus: &Bus, sent: Sent, seen: Seen) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut messages = bus
-        .jetstream()
-        .get_stream(subjects::INBOX)
-        .await?
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::New,
-            ..Default::default()
-        })
-        .await?
-        .messages()
-        .await?;
+    let mut messages = from_now(bus, subjects::INBOX).await?;
     Ok(tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
             if let Ok(Envelope {
