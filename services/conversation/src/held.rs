@@ -1,8 +1,8 @@
 //! A turn may start before the store has confirmed what it was started with (see `memory`).
-//! Until then its words are held (`Speech::while_speaking`) and its tools wait (`Toolbox`);
-//! [`Go`] is the word that ends the wait, given once: yes (say and act) or no (the turn is
-//! dropped unsaid and started again on what the store read). No word — the giver dropped — is
-//! a no.
+//! Until then its tools wait (`Toolbox`) and its words, said as they come, may yet be taken
+//! back (`Speech::while_speaking`); [`Go`] is the word that ends the wait, given once: yes (the
+//! turn stands and acts) or no (the turn is dropped, what it said retracted, and it is started
+//! again on what the store read). No word — the giver dropped — is a no.
 
 use futures_util::FutureExt;
 use futures_util::future::Shared;

@@ -2,8 +2,9 @@
 //! `live.chat.<user>.<conversation>` (core NATS, not stored) as `{"type": "delta", …}` with a
 //! running `seq`, and once the reply is stored, the whole message once as `{"type": "message"}`.
 //! The stored reply is exactly what was said: the fragments, in order, with a blank line between
-//! the model's turns around tool calls. A turn started before its memory was confirmed says
-//! nothing until it is (`held`).
+//! the model's turns around tool calls. A turn started before its memory was confirmed speaks
+//! at once, and when the memory proves stale takes its words back with `{"type": "retract"}`
+//! (same `seq` run) before the turn asked again speaks (`held`).
 
 use mainloop_bus::Bus;
 use serde_json::{Value, json};
@@ -56,44 +57,53 @@ impl<'a> Speech<'a> {
 
     /// Runs `turn` (the model, writing to the `Deltas` it is given) while saying each fragment
     /// as it arrives, a new turn of the model as a new paragraph; returns what `turn` returned.
-    /// Nothing is said before `go` is given (the fragments wait); a no drops the turn unsaid
-    /// (None).
+    /// The fragments are said at once, before `go` is given: the store's answer is not waited
+    /// for on the way to the first word. A no takes back what was said (a `retract`) and drops
+    /// the turn (None); a yes lets it finish. Tools wait for the word themselves (`Toolbox`).
     pub async fn while_speaking<T>(&mut self, go: &Go, turn: impl AsyncFnOnce(Deltas) -> T) -> Option<T> {
         let (deltas, mut fragments) = tokio::sync::mpsc::unbounded_channel::<Delta>();
         let running = turn(deltas);
         tokio::pin!(running);
-        let mut result = None;
-        let given = tokio::select! {
-            given = go.given() => given,
-            done = &mut running => {
-                result = Some(done);
-                go.given().await
-            }
-        };
-        if !given {
-            return None;
-        }
+        let word = go.given();
+        tokio::pin!(word);
+        let (mut given, mut speaking, mut result) = (false, true, None);
         let mut first = true;
-        loop {
+        while !given || speaking || result.is_none() {
             tokio::select! {
                 biased;
-                fragment = fragments.recv() => match fragment {
+                yes = &mut word, if !given => {
+                    if !yes {
+                        self.retract().await;
+                        return None;
+                    }
+                    given = true;
+                }
+                fragment = fragments.recv(), if speaking => match fragment {
                     Some(Delta::Text(fragment)) if !fragment.is_empty() => {
                         self.say(&fragment, first).await;
                         first = false;
                     }
                     Some(Delta::Text(_)) => {}
                     Some(Delta::NewTurn) => first = true,
-                    None => break,
+                    None => speaking = false,
                 },
                 done = &mut running, if result.is_none() => result = Some(done),
             }
         }
-        Some(match result {
-            Some(done) => done,
-            // The channel closed first: the turn dropped its sender and is finishing.
-            None => running.await,
-        })
+        result
+    }
+
+    /// Takes back everything said so far (`{"type": "retract"}`): the words were of an answer
+    /// that is dropped, and another follows under the same message id.
+    async fn retract(&mut self) {
+        if self.said.is_empty() {
+            return;
+        }
+        self.said.clear();
+        self.seq += 1;
+        let retract = json!({"type": "retract", "conversation_id": self.conversation, "message_id": self.message_id,
+            "seq": self.seq});
+        self.publish(&retract).await;
     }
 
     /// The stored message, once, for clients following live.

@@ -1,9 +1,10 @@
 //! A conversation the service remembers is answered without waiting for its store: the model is
 //! asked beside the statement that stores the person's message. Here the test holds that
 //! statement back (it locks the conversation's row) to show what is kept meanwhile: the model is
-//! already asked, but nothing reaches the person and no tool runs until the message is stored;
-//! and when the conversation changed behind the service's back (a turn in another replica), the
-//! early answer is dropped unsaid and the model asked again with what the store read.
+//! already asked and its first words reach the person, but no tool runs until the message is
+//! stored; and when the conversation changed behind the service's back (a turn in another
+//! replica), the early answer is dropped — what it said is retracted, what it called never runs —
+//! and the model asked again with what the store read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,6 +134,32 @@ impl World {
         Ok(())
     }
 
+    /// Another replica takes a turn in `conversation`: this service does not know.
+    async fn turn_elsewhere(&self, conversation: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "WITH turn AS (UPDATE conversations SET message_count = message_count + 2 WHERE id = $1 RETURNING id) \
+             INSERT INTO messages (id, conversation_id, role, content, created_at) \
+             SELECT x.id, turn.id, x.role, x.content, now() + x.after FROM turn, (VALUES \
+               ('elsewhere-1', 'user', 'from the other tab', interval '0'), \
+               ('elsewhere-2', 'assistant', 'answered there', interval '1 ms')) AS x(id, role, content, after)",
+        )
+        .bind(conversation)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// What the conversation says live in `conversation`, from now on.
+    async fn live(&self, conversation: &str) -> anyhow::Result<async_nats::Subscriber> {
+        let live = self
+            .bus
+            .client()
+            .subscribe(subjects::chat_live("alice", conversation)?)
+            .await?;
+        self.bus.client().flush().await?;
+        Ok(live)
+    }
+
     async fn stored(&self, content: &str) -> anyhow::Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM messages WHERE content = $1")
@@ -141,6 +168,19 @@ impl World {
                 .await?,
         )
     }
+}
+
+/// The next frame said live.
+async fn next_frame(live: &mut async_nats::Subscriber) -> anyhow::Result<Value> {
+    let message = tokio::time::timeout(Duration::from_secs(10), live.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the live subject ended"))?;
+    Ok(serde_json::from_slice(&message.payload)?)
+}
+
+/// The words of these delta frames, joined.
+fn said(deltas: &[Value]) -> String {
+    deltas.iter().filter_map(|f| f["text"].as_str()).collect()
 }
 
 /// The texts of the user messages the model was given in request `n`.
@@ -154,31 +194,80 @@ fn said_to_model(model: &ScriptedModel, n: usize) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_model_is_asked_before_the_store_answers_but_nothing_is_said_until_it_has() -> anyhow::Result<()>
-{
+async fn the_model_is_asked_and_speaks_before_the_store_answers() -> anyhow::Result<()> {
     let world = start().await?;
     let conversation = world.converse().await?;
-    let mut live = world
-        .bus
-        .client()
-        .subscribe(subjects::chat_live("alice", &conversation)?)
-        .await?;
-    world.bus.client().flush().await?;
+    let mut live = world.live(&conversation).await?;
     world.model.push(vec![Turn::Text("Right away.".into())]);
     let holding = world.hold(&conversation).await?;
     let answer = world.say(Some(&conversation), "and now?");
-    // The store waits on the lock, yet the model is asked.
+    // The store waits on the lock, yet the model is asked and its words reach the person.
     world.asked(2).await?;
     assert_eq!(said_to_model(&world.model, 1), ["hi", "Hello.", "and now?"]);
+    let first = next_frame(&mut live).await?;
+    assert_eq!(
+        (first["type"].as_str(), first["seq"].as_u64()),
+        (Some("delta"), Some(1))
+    );
+    assert_eq!(world.stored("and now?").await?, 0);
     holding.rollback().await?;
-    // The first word reaches the person only once the message is stored.
-    let first = tokio::time::timeout(Duration::from_secs(10), live.next()).await?;
-    let first: Value = serde_json::from_slice(&first.map(|m| m.payload).unwrap_or_default())?;
-    assert_eq!(first["type"], "delta");
-    assert_eq!(world.stored("and now?").await?, 1);
     let answer = answer.await??;
     assert_eq!(answer["message"]["content"], "Right away.");
+    assert_eq!(world.stored("and now?").await?, 1);
+    let last = next_frame(&mut live).await?;
+    assert_eq!(last["type"], "message");
     assert_eq!(world.model.agent_requests().len(), 2);
+    world.shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn words_said_on_a_conversation_changed_elsewhere_are_retracted_before_the_answer_given()
+-> anyhow::Result<()> {
+    let world = start().await?;
+    let conversation = world.converse().await?;
+    world.turn_elsewhere(&conversation).await?;
+    let mut live = world.live(&conversation).await?;
+    world.model.push(vec![
+        Turn::Text("Early words.".into()),
+        Turn::Text("Asked again, with everything.".into()),
+    ]);
+    let holding = world.hold(&conversation).await?;
+    let answer = world.say(Some(&conversation), "and now?");
+    let early = next_frame(&mut live).await?;
+    assert_eq!(
+        (early["type"].as_str(), early["text"].as_str()),
+        (Some("delta"), Some("Early words."))
+    );
+    holding.rollback().await?;
+    let answer = answer.await??;
+    assert_eq!(answer["message"]["content"], "Asked again, with everything.");
+    let mut frames = vec![early];
+    while frames.last().and_then(|f| f["type"].as_str()) != Some("message") {
+        frames.push(next_frame(&mut live).await?);
+    }
+    let seen: Vec<(&str, Option<u64>)> = frames
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap_or_default(), f["seq"].as_u64()))
+        .collect();
+    let after = frames.len() - 1;
+    assert_eq!(seen[..2], [("delta", Some(1)), ("retract", Some(2))]);
+    assert!(
+        (2..after).all(|i| seen[i] == ("delta", Some(i as u64 + 1))),
+        "{seen:?}"
+    );
+    assert_eq!(said(&frames[2..after]), "Asked again, with everything.");
+    let reply_id = answer["message"]["id"].as_str();
+    assert!(
+        frames[..after]
+            .iter()
+            .all(|f| f["message_id"].as_str() == reply_id)
+    );
+    assert_eq!(
+        frames[after]["message"]["content"],
+        "Asked again, with everything."
+    );
+    assert_eq!(world.stored("Early words.").await?, 0);
     world.shutdown.cancel();
     Ok(())
 }
@@ -188,23 +277,8 @@ async fn a_conversation_changed_elsewhere_is_answered_again_and_the_early_answer
 -> anyhow::Result<()> {
     let world = start().await?;
     let conversation = world.converse().await?;
-    // Another replica took a turn in this conversation: this service does not know.
-    sqlx::query(
-        "WITH turn AS (UPDATE conversations SET message_count = message_count + 2 WHERE id = $1 RETURNING id) \
-         INSERT INTO messages (id, conversation_id, role, content, created_at) \
-         SELECT x.id, turn.id, x.role, x.content, now() + x.after FROM turn, (VALUES \
-           ('elsewhere-1', 'user', 'from the other tab', interval '0'), \
-           ('elsewhere-2', 'assistant', 'answered there', interval '1 ms')) AS x(id, role, content, after)",
-    )
-    .bind(&conversation)
-    .execute(&world.db)
-    .await?;
-    let mut live = world
-        .bus
-        .client()
-        .subscribe(subjects::chat_live("alice", &conversation)?)
-        .await?;
-    world.bus.client().flush().await?;
+    world.turn_elsewhere(&conversation).await?;
+    let mut live = world.live(&conversation).await?;
     // Asked on what this service remembered, the model calls a tool that changes work; asked
     // again on what the store read, it answers.
     let confirmed = "add a README to https://github.com/acme/widgets, I confirm, go ahead";
@@ -228,15 +302,13 @@ async fn a_conversation_changed_elsewhere_is_answered_again_and_the_early_answer
     );
     // The early answer's tool call never ran, and the person saw only the answer given.
     assert_eq!(world.spawned.load(Ordering::SeqCst), 0);
-    let mut said = String::new();
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), live.next()).await {
-        let frame: Value = serde_json::from_slice(&message.payload)?;
-        match frame["type"].as_str() {
-            Some("delta") => said.push_str(frame["text"].as_str().unwrap_or_default()),
-            _ => break,
-        }
+    let mut frames = vec![next_frame(&mut live).await?];
+    while frames.last().and_then(|f| f["type"].as_str()) != Some("message") {
+        frames.push(next_frame(&mut live).await?);
     }
-    assert_eq!(said, "Asked again, with everything.");
+    let deltas = &frames[..frames.len() - 1];
+    assert!(deltas.iter().all(|f| f["type"] == "delta"), "{frames:?}");
+    assert_eq!(said(deltas), "Asked again, with everything.");
     // What the turn left is remembered: the next message is answered on all of it.
     world.model.push(vec![Turn::Text("Yes.".into())]);
     world.say(Some(&conversation), "anything else?").await??;

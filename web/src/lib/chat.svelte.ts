@@ -1,6 +1,8 @@
 // The conversation on screen: its messages, the person's messages on their way (shown at once,
 // with an error and a retry when sending fails), and the reply being written, streamed from
-// `chat:delta` events into one bubble that `chat:message` (or the POST's answer) completes.
+// `chat:delta` events into one bubble that `chat:message` (or the POST's answer) completes. A
+// `chat:retract` empties the bubble: the words were of an answer the server dropped (it had
+// started before the conversation was confirmed), and the answer that replaces it follows.
 import { api, ApiError, type Conversation, type Message } from "./api";
 
 export interface Shown {
@@ -17,6 +19,7 @@ export interface Shown {
 }
 
 export interface Delta { conversation_id: string; message_id: string; seq?: number; text: string }
+export interface Retract { conversation_id: string; message_id: string; seq?: number }
 export interface Said { conversation_id: string; message: Message }
 
 let local = 0;
@@ -110,6 +113,13 @@ class Chat {
     const bubble = this.find(delta.message_id) ?? this.claimWaiting(delta.message_id);
     if (!bubble || !bubble.writing) return;
     bubble.content += delta.text;
+  }
+
+  /// A `chat:retract` event: the reply's words so far are taken back.
+  retract(retract: Retract): void {
+    if (this.current && retract.conversation_id !== this.current) return;
+    const bubble = this.find(retract.message_id);
+    if (bubble?.writing) bubble.content = "";
   }
 
   /// A `chat:message` event or the POST's answer: the reply, whole.

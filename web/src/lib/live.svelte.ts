@@ -4,7 +4,7 @@
 // the browser gives up (the server was gone, or said 401), when the device goes offline, or when
 // the feed has been silent past two heartbeats (a connection dead without anyone noticing, as on
 // a phone changing networks), a new feed is opened, resuming from the last id seen.
-import { chat, type Delta, type Said } from "./chat.svelte";
+import { chat, type Delta, type Retract, type Said } from "./chat.svelte";
 import { inbox, type InboxUpdate, type TaskUpdate } from "./inbox.svelte";
 
 /// The gateway says `heartbeat` after 30 s of quiet; twice that and more with nothing is a dead feed.
@@ -46,6 +46,7 @@ class Live {
       this.heard = Date.now();
       chat.delta(delta);
     });
+    on<Retract>(source, "chat:retract", (retract) => chat.retract(retract));
     on<Said>(source, "chat:message", (said) => chat.completed(said));
     source.addEventListener("error", () => {
       if (source !== this.source) return;

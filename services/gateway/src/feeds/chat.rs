@@ -1,6 +1,6 @@
 //! Every live chat subject (`live.chat.<user>.<conversation>`, core NATS), heard once for every
-//! feed of this gateway and handed to the person's connections as `chat:delta` and
-//! `chat:message` frames, each read once.
+//! feed of this gateway and handed to the person's connections as `chat:delta`,
+//! `chat:retract` and `chat:message` frames, each read once.
 
 use std::sync::Arc;
 
@@ -43,12 +43,13 @@ pub async fn start(
     Ok(())
 }
 
-/// The SSE event name and data of what the conversation said (`{"type": "delta" | "message",
-/// …}`); anything else is not passed on.
+/// The SSE event name and data of what the conversation said (`{"type": "delta" | "retract" |
+/// "message", …}`); anything else is not passed on.
 fn frame(payload: &[u8]) -> Option<(&'static str, Value)> {
     let mut said: Value = serde_json::from_slice(payload).ok()?;
     let name = match said["type"].as_str()? {
         "delta" => "chat:delta",
+        "retract" => "chat:retract",
         "message" => "chat:message",
         _ => return None,
     };
@@ -63,10 +64,14 @@ mod tests {
     use super::frame;
 
     #[test]
-    fn deltas_and_messages_pass_without_their_type_and_nothing_else_does() {
+    fn deltas_retractions_and_messages_pass_without_their_type_and_nothing_else_does() {
         assert_eq!(
             frame(br#"{"type":"delta","seq":1,"text":"Hi"}"#),
             Some(("chat:delta", json!({"seq": 1, "text": "Hi"})))
+        );
+        assert_eq!(
+            frame(br#"{"type":"retract","message_id":"m","seq":2}"#),
+            Some(("chat:retract", json!({"message_id": "m", "seq": 2})))
         );
         assert_eq!(
             frame(br#"{"type":"message","message":{}}"#),

@@ -30,7 +30,7 @@ const BUFFERED: usize = 256;
 pub enum Live {
     /// An INBOX event, with its stream sequence (the SSE `id`) and the trace it belongs to.
     Inbox(Arc<Stored>),
-    /// A chat frame: `chat:delta` or `chat:message`, and its data.
+    /// A chat frame: `chat:delta`, `chat:retract` or `chat:message`, and its data.
     Chat(Arc<(&'static str, Value)>),
 }
 

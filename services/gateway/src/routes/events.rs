@@ -2,7 +2,8 @@
 //! stream sequence; a client that reconnects with `Last-Event-ID` (or `?last_event_id=`) gets
 //! everything after it, in order, once. A new connection starts with what happens from now on,
 //! since the page loads the current state over REST. Chat replies stream in the same feed as
-//! they are written (`chat:delta`, then `chat:message`), live only. The first frame is
+//! they are written (`chat:delta`, a `chat:retract` should the words be taken back, then
+//! `chat:message`), live only. The first frame is
 //! `connected` (`{user_id, timestamp}`), and after `SSE_HEARTBEAT_SECS` (30) with nothing else
 //! said comes a named `heartbeat` (`{timestamp}`), as the original client expects; timestamps
 //! are ISO 8601 in UTC. Opening the feed says the person is present (`live.present.<user>`).
