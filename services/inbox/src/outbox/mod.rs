@@ -41,10 +41,93 @@ pub struct Staged {
 
 /// A row read back by the transaction that wrote it, or an older one of the same subject.
 #[derive(sqlx::FromRow)]
-struct ReadBack {
+pub(crate) struct ReadBack {
     #[sqlx(flatten)]
     row: Row,
     older: bool,
+}
+
+/// The common table expressions that write a transaction's feed rows (`new`) and read the same
+/// subjects' rows still waiting (`older`, the snapshot the statement started with: committed
+/// rows, not `new`), given the placeholders of [`FeedRows::bind`]'s four values: subjects,
+/// envelopes, traces and how many older rows at most. Another statement of the transaction can
+/// carry them ([`feed_read_back`] ends it), so writing the feed costs no round trip of its own.
+macro_rules! feed_rows {
+    ($subjects:literal, $envelopes:literal, $traces:literal, $at_most:literal) => {
+        concat!(
+            "new AS (INSERT INTO feed_outbox (subject, envelope, traceparent) ",
+            "SELECT s, e, t FROM UNNEST(",
+            $subjects,
+            "::text[], ",
+            $envelopes,
+            "::bytea[], ",
+            $traces,
+            "::text[]) WITH ORDINALITY AS r(s, e, t, n) ORDER BY n ",
+            "RETURNING position, subject, envelope, traceparent), ",
+            "older AS (SELECT position, subject, envelope, traceparent FROM feed_outbox ",
+            "WHERE subject = ANY(",
+            $subjects,
+            ") ORDER BY position LIMIT ",
+            $at_most,
+            ")"
+        )
+    };
+}
+pub(crate) use feed_rows;
+
+/// The end of a statement that carries [`feed_rows`]: its rows read back as [`ReadBack`].
+macro_rules! feed_read_back {
+    () => {
+        "SELECT *, true AS older FROM older UNION ALL SELECT *, false FROM new ORDER BY position"
+    };
+}
+pub(crate) use feed_read_back;
+
+/// A transaction's feed events as the values [`feed_rows`] writes, each in the trace given with
+/// it (the event that caused it), or else in the current one.
+pub(crate) struct FeedRows<'a> {
+    subjects: Vec<&'a str>,
+    envelopes: Vec<Vec<u8>>,
+    traces: Vec<String>,
+}
+
+impl<'a> FeedRows<'a> {
+    pub(crate) fn of(events: &'a [(String, Envelope, Option<String>)]) -> Self {
+        let current = mainloop_bus::trace::traceparent().unwrap_or_default();
+        FeedRows {
+            subjects: events.iter().map(|(s, _, _)| s.as_str()).collect(),
+            envelopes: events.iter().map(|(_, e, _)| e.to_bytes()).collect(),
+            traces: events
+                .iter()
+                .map(|(_, _, trace)| trace.clone().unwrap_or_else(|| current.clone()))
+                .collect(),
+        }
+    }
+
+    /// Binds the four values of [`feed_rows`], in order, after those `query` has.
+    pub(crate) fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.subjects)
+            .bind(self.envelopes)
+            .bind(self.traces)
+            .bind(OLDER_AT_MOST)
+    }
+}
+
+impl From<Vec<ReadBack>> for Staged {
+    fn from(rows: Vec<ReadBack>) -> Self {
+        let older = rows.iter().filter(|read| read.older).count();
+        Staged {
+            behind: i64::try_from(older).unwrap_or(i64::MAX) >= OLDER_AT_MOST,
+            rows: rows.into_iter().map(|read| read.row).collect(),
+        }
+    }
 }
 
 /// Rows committed and handed over, and who waits for them to be published.
@@ -87,37 +170,14 @@ impl Outbox {
         if events.is_empty() {
             return Ok(Staged::default());
         }
-        let current = mainloop_bus::trace::traceparent().unwrap_or_default();
-        let subjects: Vec<&str> = events.iter().map(|(s, _, _)| s.as_str()).collect();
-        let envelopes: Vec<Vec<u8>> = events.iter().map(|(_, e, _)| e.to_bytes()).collect();
-        let traces: Vec<&str> = events
-            .iter()
-            .map(|(_, _, trace)| trace.as_deref().unwrap_or(&current))
-            .collect();
-        // `older` reads the snapshot the statement started with: committed rows, not `new`.
-        let rows: Vec<ReadBack> = sqlx::query_as(
-            "WITH new AS ( \
-                INSERT INTO feed_outbox (subject, envelope, traceparent) \
-                SELECT s, e, t FROM UNNEST($1::text[], $2::bytea[], $3::text[]) WITH ORDINALITY AS r(s, e, t, n) \
-                ORDER BY n \
-                RETURNING position, subject, envelope, traceparent \
-             ), older AS ( \
-                SELECT position, subject, envelope, traceparent FROM feed_outbox \
-                WHERE subject = ANY($1) ORDER BY position LIMIT $4 \
-             ) \
-             SELECT *, true AS older FROM older UNION ALL SELECT *, false FROM new ORDER BY position",
-        )
-        .bind(subjects)
-        .bind(envelopes)
-        .bind(traces)
-        .bind(OLDER_AT_MOST)
-        .fetch_all(tx)
-        .await?;
-        let older = rows.iter().filter(|read| read.older).count();
-        Ok(Staged {
-            behind: i64::try_from(older).unwrap_or(i64::MAX) >= OLDER_AT_MOST,
-            rows: rows.into_iter().map(|read| read.row).collect(),
-        })
+        let query = sqlx::query_as(concat!(
+            "WITH ",
+            feed_rows!("$1", "$2", "$3", "$4"),
+            " ",
+            feed_read_back!()
+        ));
+        let rows = FeedRows::of(events).bind(query).fetch_all(tx).await?;
+        Ok(Staged::from(rows))
     }
 
     /// Hands rows whose transaction committed to the publisher, and returns at once.

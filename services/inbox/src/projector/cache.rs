@@ -3,13 +3,17 @@
 //! batch claims that subject and finds the checkpoint still there, nobody (no replica, no
 //! rebuild) has written the row since, and the kept row is the stored one. Bounded: the least
 //! recently written are forgotten and read from Postgres when they come back.
+//!
+//! Beside them, the projects this process saw committed ([`Projects`]): a project's id never
+//! changes once made, and only a rebuild (a new generation) removes it, so a spawn naming a
+//! known project needs no upsert to learn it, only its last use moved.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
 
-use super::tasks::Task;
+use super::tasks::{Project, ProjectKey, Task};
 
 /// Task rows kept at most.
 const KEPT: NonZeroUsize = match NonZeroUsize::new(1024) {
@@ -69,9 +73,41 @@ impl Rows {
     }
 }
 
+/// The projects this process saw committed, by person and `owner/name`, each with its generation.
+pub(super) struct Projects {
+    kept: Mutex<LruCache<ProjectKey, (i64, Project)>>,
+}
+
+impl Default for Projects {
+    fn default() -> Self {
+        Projects {
+            kept: Mutex::new(LruCache::new(KEPT)),
+        }
+    }
+}
+
+impl Projects {
+    /// The project named `key`, if it was committed in `generation`.
+    pub(super) fn known(&self, generation: i64, key: &ProjectKey) -> Option<Project> {
+        let mut kept = self.kept.lock().ok()?;
+        let (kept_in, project) = kept.get(key)?;
+        (*kept_in == generation).then(|| project.clone())
+    }
+
+    /// Keeps projects a committed batch named.
+    pub(super) fn keep(&self, generation: i64, named: impl IntoIterator<Item = (ProjectKey, Project)>) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        for (key, project) in named {
+            kept.put(key, (generation, project));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Rows, Task};
+    use super::{Project, Projects, Rows, Task};
 
     fn task(id: &str, status: &str) -> Task {
         Task {
@@ -99,5 +135,20 @@ mod tests {
         );
         assert!(rows.current("task.u.t1", "t2", 1, 7).is_none(), "another task");
         assert!(rows.current("task.u.t9", "t9", 1, 7).is_none(), "never kept");
+    }
+
+    #[test]
+    fn a_kept_project_is_known_only_in_its_generation() {
+        let projects = Projects::default();
+        let key = ("u".to_string(), "acme/widgets".to_string());
+        let project = Project {
+            id: "p1".into(),
+            full_name: "acme/widgets".into(),
+        };
+        projects.keep(3, [(key.clone(), project)]);
+        assert_eq!(projects.known(3, &key).map(|p| p.id), Some("p1".into()));
+        assert!(projects.known(4, &key).is_none(), "a rebuild came between");
+        let other = ("v".to_string(), "acme/widgets".to_string());
+        assert!(projects.known(3, &other).is_none(), "another person's");
     }
 }

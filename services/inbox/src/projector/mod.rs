@@ -1,9 +1,9 @@
 //! The projection of TASKS into the inbox's read models, in order per task and in batches
 //! (`mainloop_bus::keyed`): a batch of many tasks' events is one transaction of a few round
 //! trips. It claims its tasks' checkpoints (locked and moved in one statement), reads only the
-//! rows it does not already have ([`cache`]), folds every event not yet applied into them in
-//! memory, and writes the rows with their status history, the queue items and the feed events
-//! for the outbox; so a batch handed over again after a restart is skipped, and each task's
+//! rows and projects it does not already have ([`cache`]), folds every event not yet applied into them in
+//! memory, and writes the rows with their status history and the feed events for the outbox
+//! (one statement), and the queue items; so a batch handed over again after a restart is skipped, and each task's
 //! rows always equal some prefix of its history. An event
 //! the database refuses as data (bad bytes, a broken constraint) fails its batch; the keyed
 //! reader then applies its task alone, an event at a time, and the refused event is
@@ -45,6 +45,8 @@ pub struct Projector {
     replay_through: AtomicI64,
     /// The task rows this process wrote last.
     rows: cache::Rows,
+    /// The projects this process saw committed.
+    projects: cache::Projects,
 }
 
 /// Why a batch was not applied.
@@ -61,10 +63,11 @@ enum BatchError {
 type FeedEvent = (String, Envelope, Option<String>);
 
 /// What a batch's transaction wrote: its feed events, and each task's subject, the checkpoint
-/// it moved there and its row (kept once committed).
+/// it moved there and its row, and the projects it named (kept once committed).
 struct Applied {
     staged: Staged,
     rows: Vec<(String, i64, Task)>,
+    projects: HashMap<tasks::ProjectKey, tasks::Project>,
 }
 
 /// What a batch wrote besides the task rows.
@@ -82,6 +85,7 @@ impl Projector {
             generation: AtomicI64::new(-1),
             replay_through: AtomicI64::new(0),
             rows: cache::Rows::default(),
+            projects: cache::Projects::default(),
         }
     }
 
@@ -99,6 +103,7 @@ impl Projector {
             Ok(Some(applied)) => {
                 tx.commit().await?;
                 self.rows.keep(generation, applied.rows);
+                self.projects.keep(generation, applied.projects);
                 Ok(Some(applied.staged))
             }
             Ok(None) => Ok(tx.rollback().await.map(|()| None)?),
@@ -138,18 +143,30 @@ impl Projector {
         }
         let mut rows = self.rows_of(&mut *tx, &fresh, &done).await?;
         let mut queue = Queue::load(&mut *tx, &touching_pending(&fresh), one_task).await?;
-        let projects = tasks::projects(&mut *tx, &spawns(&fresh, &rows)).await?;
+        let known = |key: &tasks::ProjectKey| self.projects.known(generation.number, key);
+        let named = tasks::projects(&mut *tx, &spawns(&fresh, &rows), known).await?;
         let mut written = Written::default();
         for &delivery in &fresh {
             let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
             let announce = sequence(delivery) > replay_through;
-            apply_one(delivery, task, &projects, &mut queue, &mut written, announce)?;
+            apply_one(
+                delivery,
+                task,
+                &named.projects,
+                &mut queue,
+                &mut written,
+                announce,
+            )?;
         }
-        tasks::save(&mut *tx, rows.values().flatten(), &written.history).await?;
+        let (history, feed) = (&written.history, &written.feed);
+        let staged = tasks::save(&mut *tx, rows.values().flatten(), history, &named.used, feed).await?;
         queue.save(&mut *tx).await?;
-        let staged = self.outbox.add_all(&mut *tx, &written.feed).await?;
         let rows = to_keep(last, &done, &fresh, &rows);
-        Ok(Some(Applied { staged, rows }))
+        Ok(Some(Applied {
+            staged,
+            rows,
+            projects: named.projects,
+        }))
     }
 
     /// The stored rows of the fresh events' tasks, by id: those this process wrote last and

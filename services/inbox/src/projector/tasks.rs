@@ -10,6 +10,8 @@ use mainloop_events::{Envelope, Payload};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
+use crate::outbox::{FeedRows, ReadBack, Staged, feed_read_back, feed_rows};
+
 /// A task's row as the projection owns it, and its project's name for the card.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub(crate) struct Task {
@@ -237,19 +239,42 @@ pub(crate) async fn load(
 /// A project as the tasks spawned in one batch name it: its person and `owner/name`.
 pub(crate) type ProjectKey = (String, String);
 
-/// The projects of the tasks spawned in a batch (`spawns`, in stream order), in one statement:
-/// each created on first use, its last use moved on to the last spawn that named it.
+/// The projects of the tasks spawned in a batch, and the last use of those already known.
+#[derive(Default)]
+pub(crate) struct Named {
+    pub projects: HashMap<ProjectKey, Project>,
+    /// Known projects (`known` answered): their ids and last use, moved by [`save`].
+    pub used: Vec<(String, DateTime<Utc>)>,
+}
+
+/// The projects of the tasks spawned in a batch (`spawns`, in stream order): those `known`
+/// as they are (their last use for [`save`] to move), the others in one statement, each
+/// created on first use, its last use moved on to the last spawn that named it.
 pub(crate) async fn projects(
     tx: &mut PgConnection,
     spawns: &[(&Envelope, &mainloop_events::v1::TaskSpawned)],
-) -> Result<HashMap<ProjectKey, Project>, sqlx::Error> {
+    known: impl Fn(&ProjectKey) -> Option<Project>,
+) -> Result<Named, sqlx::Error> {
     /// One project's row: the first spawn's id, the repository, the first and last use.
-    type Named = (String, RepoRef, DateTime<Utc>, DateTime<Utc>);
-    let mut named: Vec<(ProjectKey, Named)> = Vec::new();
+    type Unknown = (String, RepoRef, DateTime<Utc>, DateTime<Utc>);
+    let mut found = Named::default();
+    let mut named: Vec<(ProjectKey, Unknown)> = Vec::new();
     let mut index: HashMap<ProjectKey, usize> = HashMap::new();
+    let mut used: HashMap<String, usize> = HashMap::new();
     for (event, spawned) in spawns {
         let key = project_key(event, spawned);
         let at = super::occurred_at(event);
+        if let Some(project) = found.projects.get(&key).cloned().or_else(|| known(&key)) {
+            match used.get(&project.id) {
+                Some(&i) => found.used[i].1 = at,
+                None => {
+                    used.insert(project.id.clone(), found.used.len());
+                    found.used.push((project.id.clone(), at));
+                }
+            }
+            found.projects.insert(key, project);
+            continue;
+        }
         if let Some((_, (_, _, _, last))) = index.get(&key).and_then(|&i| named.get_mut(i)) {
             *last = at;
             continue;
@@ -261,7 +286,7 @@ pub(crate) async fn projects(
         named.push((key, (event.id.clone(), repo, at, at)));
     }
     if named.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(found);
     }
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "INSERT INTO projects (id, user_id, owner, name, full_name, html_url, created_at, last_used_at) \
@@ -285,10 +310,11 @@ pub(crate) async fn projects(
     .bind(named.iter().map(|(_, n)| n.3).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, user, full_name)| ((user, full_name.clone()), Project { id, full_name }))
-        .collect())
+    found.projects.extend(
+        rows.into_iter()
+            .map(|(id, user, full_name)| ((user, full_name.clone()), Project { id, full_name })),
+    );
+    Ok(found)
 }
 
 /// The key of the project `spawned` names.
@@ -297,25 +323,32 @@ pub(crate) fn project_key(event: &Envelope, spawned: &mainloop_events::v1::TaskS
     (event.user_id.clone(), format!("{}/{}", repo.owner, repo.name))
 }
 
-/// Writes `tasks` back, new and changed alike, and stores the status changes (each once), in
-/// one statement.
+/// Writes `tasks` back, new and changed alike, stores the status changes (each once), moves the
+/// last use of known projects (`used`) and adds the `feed` events to the outbox, in one
+/// statement; the outbox rows staged (see `outbox`).
 pub(crate) async fn save<'a>(
     tx: &mut PgConnection,
     tasks: impl Iterator<Item = &'a Task>,
     history: &[StatusChange],
-) -> Result<(), sqlx::Error> {
+    used: &[(String, DateTime<Utc>)],
+    feed: &[super::FeedEvent],
+) -> Result<Staged, sqlx::Error> {
     let mut c = Columns::default();
     for t in tasks {
         c.push(t);
     }
-    if c.id.is_empty() && history.is_empty() {
-        return Ok(());
+    if c.id.is_empty() && history.is_empty() && used.is_empty() && feed.is_empty() {
+        return Ok(Staged::default());
     }
-    sqlx::query(
+    let query = sqlx::query_as(concat!(
         "WITH history AS ( \
             INSERT INTO task_history (task_id, stream_sequence, event_type, status, occurred_at) \
             SELECT * FROM UNNEST($24::text[], $25::bigint[], $26::text[], $27::text[], $28::timestamptz[]) \
-            ON CONFLICT DO NOTHING) \
+            ON CONFLICT DO NOTHING), \
+         used AS ( \
+            UPDATE projects p SET last_used_at = u.at \
+            FROM UNNEST($33::text[], $34::timestamptz[]) AS u(id, at) WHERE p.id = u.id), \
+         saved AS ( \
          INSERT INTO tasks (id, user_id, description, repo_url, project_id, conversation_id, skip_plan, \
             branch_name, status, created_at, started_at, completed_at, updated_at, error, issue_url, \
             issue_number, pr_url, pr_number, commit_sha, plan_text, plan_revision, pending_questions, waiting_for) \
@@ -329,39 +362,47 @@ pub(crate) async fn save<'a>(
             issue_number = excluded.issue_number, pr_url = excluded.pr_url, pr_number = excluded.pr_number, \
             commit_sha = excluded.commit_sha, plan_text = excluded.plan_text, \
             plan_revision = excluded.plan_revision, pending_questions = excluded.pending_questions, \
-            waiting_for = excluded.waiting_for",
-    )
-    .bind(c.id)
-    .bind(c.user_id)
-    .bind(c.description)
-    .bind(c.repo_url)
-    .bind(c.project_id)
-    .bind(c.conversation_id)
-    .bind(c.skip_plan)
-    .bind(c.branch_name)
-    .bind(c.status)
-    .bind(c.created_at)
-    .bind(c.started_at)
-    .bind(c.completed_at)
-    .bind(c.updated_at)
-    .bind(c.error)
-    .bind(c.issue_url)
-    .bind(c.issue_number)
-    .bind(c.pr_url)
-    .bind(c.pr_number)
-    .bind(c.commit_sha)
-    .bind(c.plan_text)
-    .bind(c.plan_revision)
-    .bind(c.pending_questions)
-    .bind(c.waiting_for)
-    .bind(history.iter().map(|h| h.task_id.as_str()).collect::<Vec<_>>())
-    .bind(history.iter().map(|h| h.stream_sequence).collect::<Vec<_>>())
-    .bind(history.iter().map(|h| h.event_type.as_str()).collect::<Vec<_>>())
-    .bind(history.iter().map(|h| h.status).collect::<Vec<_>>())
-    .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+            waiting_for = excluded.waiting_for), ",
+        feed_rows!("$29", "$30", "$31", "$32"),
+        " ",
+        feed_read_back!()
+    ));
+    let query = query
+        .bind(c.id)
+        .bind(c.user_id)
+        .bind(c.description)
+        .bind(c.repo_url)
+        .bind(c.project_id)
+        .bind(c.conversation_id)
+        .bind(c.skip_plan)
+        .bind(c.branch_name)
+        .bind(c.status)
+        .bind(c.created_at)
+        .bind(c.started_at)
+        .bind(c.completed_at)
+        .bind(c.updated_at)
+        .bind(c.error)
+        .bind(c.issue_url)
+        .bind(c.issue_number)
+        .bind(c.pr_url)
+        .bind(c.pr_number)
+        .bind(c.commit_sha)
+        .bind(c.plan_text)
+        .bind(c.plan_revision)
+        .bind(c.pending_questions)
+        .bind(c.waiting_for)
+        .bind(history.iter().map(|h| h.task_id.as_str()).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.stream_sequence).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.event_type.as_str()).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.status).collect::<Vec<_>>())
+        .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>());
+    let query = FeedRows::of(feed).bind(query);
+    let rows: Vec<ReadBack> = query
+        .bind(used.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+        .bind(used.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    Ok(Staged::from(rows))
 }
 
 /// The rows of [`save`], column by column.
