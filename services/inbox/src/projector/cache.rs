@@ -55,6 +55,16 @@ impl Rows {
         current.then(|| found.task.clone())
     }
 
+    /// The row of task `task_id` on `subject` this process wrote last in `generation`, and the
+    /// checkpoint its transaction moved the subject to: where the checkpoint is, unless someone
+    /// else moved it since (which the claim that relies on it checks).
+    pub(super) fn kept(&self, subject: &str, task_id: &str, generation: i64) -> Option<(i64, Task)> {
+        let mut kept = self.kept.lock().ok()?;
+        let found = kept.get(subject)?;
+        (found.generation == generation && found.task.id == task_id)
+            .then(|| (found.sequence, found.task.clone()))
+    }
+
     /// Keeps rows just committed: each task's subject, the checkpoint it was moved to, its row.
     pub(super) fn keep(&self, generation: i64, written: Vec<(String, i64, Task)>) {
         let Ok(mut kept) = self.kept.lock() else {

@@ -1,6 +1,7 @@
 //! The projection of TASKS into the inbox's read models, in order per task and in batches
 //! (`mainloop_bus::keyed`): a batch of many tasks' events is one transaction of a few round
-//! trips. It claims its tasks' checkpoints (locked and moved in one statement), reads only the
+//! trips, or one statement when this process knows where the batch's tasks stand
+//! ([`expected`]). It claims its tasks' checkpoints (locked and moved in one statement), reads only the
 //! rows and projects it does not already have ([`cache`]), folds every event not yet applied into them in
 //! memory, and writes the rows with their status history and the feed events for the outbox
 //! (one statement), and the queue items; so a batch handed over again after a restart is skipped, and each task's
@@ -15,6 +16,7 @@
 //! before; what the person did to queue items is applied again to the items the replay makes.
 
 mod cache;
+mod expected;
 pub mod generation;
 mod notifications;
 mod queue;
@@ -22,7 +24,7 @@ pub mod rounds;
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use mainloop_bus::{Delivery, HandlerError, KeyedHandler};
@@ -47,6 +49,27 @@ pub struct Projector {
     rows: cache::Rows,
     /// The projects this process saw committed.
     projects: cache::Projects,
+    /// How many batches went which way.
+    ways: Ways,
+}
+
+/// How many batches were applied in one statement on what the process expected, and how many
+/// in a transaction that reads first (also `mainloop_inbox_batches_total{way}` on `/metrics`).
+#[derive(Default)]
+struct Ways {
+    one_statement: AtomicU64,
+    transaction: AtomicU64,
+}
+
+impl Ways {
+    fn count(&self, one_statement: bool) {
+        let (counter, way) = match one_statement {
+            true => (&self.one_statement, "one statement"),
+            false => (&self.transaction, "transaction"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("mainloop_inbox_batches_total", "way" => way).increment(1);
+    }
 }
 
 /// Why a batch was not applied.
@@ -57,6 +80,9 @@ enum BatchError {
     #[error("the projection was rebuilt; this run stops and reads TASKS again from the start")]
     Rebuilt,
 }
+
+/// The rows of a batch's tasks, by task id (`None`: not spawned yet).
+type TaskRows = HashMap<String, Option<Task>>;
 
 /// A feed event waiting for the outbox: its subject, envelope and the trace of the event that
 /// caused it (a batch's span continues only its first event's).
@@ -86,6 +112,7 @@ impl Projector {
             replay_through: AtomicI64::new(0),
             rows: cache::Rows::default(),
             projects: cache::Projects::default(),
+            ways: Ways::default(),
         }
     }
 
@@ -98,6 +125,17 @@ impl Projector {
     /// `None` when all were applied before.
     async fn apply_batch(&self, batch: &[Delivery]) -> Result<Option<Staged>, BatchError> {
         let generation = self.generation();
+        match self.apply_as_expected(batch).await {
+            Ok(Some(applied)) => {
+                self.ways.count(true);
+                self.rows.keep(generation, applied.rows);
+                self.projects.keep(generation, applied.projects);
+                return Ok(Some(applied.staged));
+            }
+            Ok(None) => {}
+            Err(err) => tracing::debug!(error = %err, "the batch was not as expected; applied the long way"),
+        }
+        self.ways.count(false);
         let mut tx = self.db.begin().await?;
         match self.write_batch(&mut tx, batch).await {
             Ok(Some(applied)) => {
@@ -145,21 +183,14 @@ impl Projector {
         let mut queue = Queue::load(&mut *tx, &touching_pending(&fresh), one_task).await?;
         let known = |key: &tasks::ProjectKey| self.projects.known(generation.number, key);
         let named = tasks::projects(&mut *tx, &spawns(&fresh, &rows), known).await?;
-        let mut written = Written::default();
-        for &delivery in &fresh {
-            let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
-            let announce = sequence(delivery) > replay_through;
-            apply_one(
-                delivery,
-                task,
-                &named.projects,
-                &mut queue,
-                &mut written,
-                announce,
-            )?;
-        }
-        let (history, feed) = (&written.history, &written.feed);
-        let staged = tasks::save(&mut *tx, rows.values().flatten(), history, &named.used, feed).await?;
+        let written = fold(&fresh, &mut rows, &named.projects, &mut queue, replay_through)?;
+        let save = tasks::Save::new(
+            rows.values().flatten(),
+            &written.history,
+            &named.used,
+            &written.feed,
+        );
+        let staged = tasks::save(&mut *tx, save).await?;
         queue.save(&mut *tx).await?;
         let rows = to_keep(last, &done, &fresh, &rows);
         Ok(Some(Applied {
@@ -167,6 +198,92 @@ impl Projector {
             rows,
             projects: named.projects,
         }))
+    }
+
+    /// Applies the batch in one statement when this process knows where each of its tasks
+    /// stands ([`expected`]); `None` when it does not, or when the batch needs more than that
+    /// statement (pending queue items, a project not known, a new queue item, events already
+    /// applied), and an error when the expectation proved wrong: then nothing was written.
+    async fn apply_as_expected(&self, batch: &[Delivery]) -> Result<Option<Applied>, sqlx::Error> {
+        let generation = self.generation();
+        let Some((at, mut rows)) = self.expectation(batch, generation) else {
+            return Ok(None);
+        };
+        let last = checkpoints::last_sequences(batch.iter().map(|d| (d.subject.as_str(), d.stream_sequence)));
+        if last
+            .iter()
+            .any(|(subject, last)| at.get(subject).is_none_or(|at| last <= at))
+        {
+            return Ok(None);
+        }
+        let fresh: Vec<&Delivery> = batch
+            .iter()
+            .filter(|d| sequence(d) > at.get(&d.subject).copied().unwrap_or(0))
+            .collect();
+        if !touching_pending(&fresh).is_empty() {
+            return Ok(None);
+        }
+        let spawned = spawns(&fresh, &rows);
+        let mut named = tasks::Named::default();
+        for (event, spawn) in spawned {
+            let key = tasks::project_key(event, spawn);
+            let Some(project) = self.projects.known(generation, &key) else {
+                return Ok(None);
+            };
+            named.used.retain(|(id, _)| *id != project.id);
+            named.used.push((project.id.clone(), occurred_at(event)));
+            named.projects.insert(key, project);
+        }
+        let mut queue = Queue::default();
+        let replay_through = self.replay_through.load(Ordering::Acquire);
+        let written = fold(&fresh, &mut rows, &named.projects, &mut queue, replay_through)?;
+        if !queue.unchanged() {
+            return Ok(None);
+        }
+        let expected: Vec<expected::Expected> = last
+            .iter()
+            .map(|(subject, last)| expected::Expected {
+                subject: subject.clone(),
+                at: at.get(subject).copied().unwrap_or(0),
+                last: *last,
+            })
+            .collect();
+        let save = tasks::Save::new(
+            rows.values().flatten(),
+            &written.history,
+            &named.used,
+            &written.feed,
+        );
+        let staged = expected::apply(&self.db, generation, &expected, save).await?;
+        Ok(Some(Applied {
+            staged,
+            rows: to_keep(last, &at, &fresh, &rows),
+            projects: named.projects,
+        }))
+    }
+
+    /// Where this process expects each subject of the batch to stand, and its task's row: the
+    /// checkpoint and row it wrote last in `generation`, or none yet for a task the batch opens
+    /// with its spawn; `None` when a subject is neither.
+    fn expectation(&self, batch: &[Delivery], generation: i64) -> Option<(HashMap<String, i64>, TaskRows)> {
+        let (mut at, mut rows) = (HashMap::new(), HashMap::new());
+        for delivery in batch {
+            let (subject, task) = (&delivery.subject, &delivery.event.correlation_id);
+            if at.contains_key(subject) {
+                continue;
+            }
+            if let Some((sequence, row)) = self.rows.kept(subject, task, generation) {
+                at.insert(subject.clone(), sequence);
+                rows.insert(task.clone(), Some(row));
+            } else if matches!(delivery.event.payload, Some(Payload::TaskSpawned(_)))
+                && !rows.contains_key(task)
+            {
+                at.insert(subject.clone(), 0);
+            } else {
+                return None;
+            }
+        }
+        Some((at, rows))
     }
 
     /// The stored rows of the fresh events' tasks, by id: those this process wrote last and
@@ -197,6 +314,25 @@ impl Projector {
         rows.extend(stored.into_iter().map(|(id, task)| (id, Some(task))));
         Ok(rows)
     }
+}
+
+/// Folds the fresh events into their tasks' `rows` and the `queue`, in order; what the batch
+/// then writes besides the rows: status changes and feed events (none for what a rebuild
+/// replays up to `replay_through`).
+fn fold(
+    fresh: &[&Delivery],
+    rows: &mut HashMap<String, Option<Task>>,
+    projects: &HashMap<tasks::ProjectKey, tasks::Project>,
+    queue: &mut Queue,
+    replay_through: i64,
+) -> Result<Written, sqlx::Error> {
+    let mut written = Written::default();
+    for &delivery in fresh {
+        let task = rows.entry(delivery.event.correlation_id.clone()).or_default();
+        let announce = sequence(delivery) > replay_through;
+        apply_one(delivery, task, projects, queue, &mut written, announce)?;
+    }
+    Ok(written)
 }
 
 /// The tasks whose events resolve or resurface queue items they already have.
@@ -384,3 +520,6 @@ pub(crate) fn occurred_at(event: &Envelope) -> DateTime<Utc> {
         .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
         .unwrap_or_else(Utc::now)
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,6 +130,11 @@ impl Queue {
         feed
     }
 
+    /// Whether nothing is to be written: no item new or changed.
+    pub(crate) fn unchanged(&self) -> bool {
+        self.by_task.values().flatten().all(|item| !item.changed)
+    }
+
     /// Writes the new items and the changed ones, a statement each.
     pub(crate) async fn save(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
         let (new, changed): (Vec<Item>, Vec<Item>) = self

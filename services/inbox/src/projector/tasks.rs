@@ -323,89 +323,130 @@ pub(crate) fn project_key(event: &Envelope, spawned: &mainloop_events::v1::TaskS
     (event.user_id.clone(), format!("{}/{}", repo.owner, repo.name))
 }
 
-/// Writes `tasks` back, new and changed alike, stores the status changes (each once), moves the
-/// last use of known projects (`used`) and adds the `feed` events to the outbox, in one
-/// statement; the outbox rows staged (see `outbox`).
-pub(crate) async fn save<'a>(
-    tx: &mut PgConnection,
-    tasks: impl Iterator<Item = &'a Task>,
-    history: &[StatusChange],
-    used: &[(String, DateTime<Utc>)],
-    feed: &[super::FeedEvent],
-) -> Result<Staged, sqlx::Error> {
-    let mut c = Columns::default();
-    for t in tasks {
-        c.push(t);
+/// The common table expressions that write a batch's rows, given the placeholders `$1` to
+/// `$34` that [`Save::bind`] binds: the tasks, new and changed alike (`saved`), their status
+/// changes, each once (`history`), the last use of known projects (`used`) and the feed events
+/// for the outbox (`new`, with the same people's `older` rows; see `outbox`). A statement that
+/// carries them ends with `feed_read_back!()`.
+macro_rules! save_rows {
+    () => {
+        concat!(
+            "history AS ( \
+                INSERT INTO task_history (task_id, stream_sequence, event_type, status, occurred_at) \
+                SELECT * FROM UNNEST($24::text[], $25::bigint[], $26::text[], $27::text[], $28::timestamptz[]) \
+                ON CONFLICT DO NOTHING), \
+             used AS ( \
+                UPDATE projects p SET last_used_at = u.at \
+                FROM UNNEST($33::text[], $34::timestamptz[]) AS u(id, at) WHERE p.id = u.id), \
+             saved AS ( \
+             INSERT INTO tasks (id, user_id, description, repo_url, project_id, conversation_id, skip_plan, \
+                branch_name, status, created_at, started_at, completed_at, updated_at, error, issue_url, \
+                issue_number, pr_url, pr_number, commit_sha, plan_text, plan_revision, pending_questions, waiting_for) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                $7::bool[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], \
+                $13::timestamptz[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::bigint[], \
+                $19::text[], $20::text[], $21::int[], $22::jsonb[], $23::text[]) \
+             ON CONFLICT (id) DO UPDATE SET branch_name = excluded.branch_name, status = excluded.status, \
+                started_at = excluded.started_at, completed_at = excluded.completed_at, \
+                updated_at = excluded.updated_at, error = excluded.error, issue_url = excluded.issue_url, \
+                issue_number = excluded.issue_number, pr_url = excluded.pr_url, pr_number = excluded.pr_number, \
+                commit_sha = excluded.commit_sha, plan_text = excluded.plan_text, \
+                plan_revision = excluded.plan_revision, pending_questions = excluded.pending_questions, \
+                waiting_for = excluded.waiting_for), ",
+            feed_rows!("$29", "$30", "$31", "$32")
+        )
+    };
+}
+pub(crate) use save_rows;
+
+/// What a batch writes besides the queue: its tasks' rows, their status changes, the last use
+/// of the known projects its spawns named, and its feed events.
+pub(crate) struct Save<'a> {
+    columns: Columns,
+    history: &'a [StatusChange],
+    used: &'a [(String, DateTime<Utc>)],
+    feed: &'a [super::FeedEvent],
+}
+
+impl<'a> Save<'a> {
+    pub(crate) fn new(
+        tasks: impl Iterator<Item = &'a Task>,
+        history: &'a [StatusChange],
+        used: &'a [(String, DateTime<Utc>)],
+        feed: &'a [super::FeedEvent],
+    ) -> Self {
+        let mut columns = Columns::default();
+        for task in tasks {
+            columns.push(task);
+        }
+        Save {
+            columns,
+            history,
+            used,
+            feed,
+        }
     }
-    if c.id.is_empty() && history.is_empty() && used.is_empty() && feed.is_empty() {
+
+    fn is_empty(&self) -> bool {
+        self.columns.id.is_empty() && self.history.is_empty() && self.used.is_empty() && self.feed.is_empty()
+    }
+
+    /// Binds `$1` to `$34` of [`save_rows`], after those `query` has (none).
+    pub(crate) fn bind<'q>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, ReadBack, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, ReadBack, sqlx::postgres::PgArguments>
+    where
+        'a: 'q,
+    {
+        let (c, history, used) = (self.columns, self.history, self.used);
+        let query = query
+            .bind(c.id)
+            .bind(c.user_id)
+            .bind(c.description)
+            .bind(c.repo_url)
+            .bind(c.project_id)
+            .bind(c.conversation_id)
+            .bind(c.skip_plan)
+            .bind(c.branch_name)
+            .bind(c.status)
+            .bind(c.created_at)
+            .bind(c.started_at)
+            .bind(c.completed_at)
+            .bind(c.updated_at)
+            .bind(c.error)
+            .bind(c.issue_url)
+            .bind(c.issue_number)
+            .bind(c.pr_url)
+            .bind(c.pr_number)
+            .bind(c.commit_sha)
+            .bind(c.plan_text)
+            .bind(c.plan_revision)
+            .bind(c.pending_questions)
+            .bind(c.waiting_for)
+            .bind(history.iter().map(|h| h.task_id.as_str()).collect::<Vec<_>>())
+            .bind(history.iter().map(|h| h.stream_sequence).collect::<Vec<_>>())
+            .bind(history.iter().map(|h| h.event_type.as_str()).collect::<Vec<_>>())
+            .bind(history.iter().map(|h| h.status).collect::<Vec<_>>())
+            .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>());
+        FeedRows::of(self.feed)
+            .bind(query)
+            .bind(used.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+            .bind(used.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    }
+}
+
+/// Writes what a batch saves (see [`Save`]) in `tx`, in one statement; the outbox rows staged.
+pub(crate) async fn save(tx: &mut PgConnection, save: Save<'_>) -> Result<Staged, sqlx::Error> {
+    if save.is_empty() {
         return Ok(Staged::default());
     }
-    let query = sqlx::query_as(concat!(
-        "WITH history AS ( \
-            INSERT INTO task_history (task_id, stream_sequence, event_type, status, occurred_at) \
-            SELECT * FROM UNNEST($24::text[], $25::bigint[], $26::text[], $27::text[], $28::timestamptz[]) \
-            ON CONFLICT DO NOTHING), \
-         used AS ( \
-            UPDATE projects p SET last_used_at = u.at \
-            FROM UNNEST($33::text[], $34::timestamptz[]) AS u(id, at) WHERE p.id = u.id), \
-         saved AS ( \
-         INSERT INTO tasks (id, user_id, description, repo_url, project_id, conversation_id, skip_plan, \
-            branch_name, status, created_at, started_at, completed_at, updated_at, error, issue_url, \
-            issue_number, pr_url, pr_number, commit_sha, plan_text, plan_revision, pending_questions, waiting_for) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-            $7::bool[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], \
-            $13::timestamptz[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::bigint[], \
-            $19::text[], $20::text[], $21::int[], $22::jsonb[], $23::text[]) \
-         ON CONFLICT (id) DO UPDATE SET branch_name = excluded.branch_name, status = excluded.status, \
-            started_at = excluded.started_at, completed_at = excluded.completed_at, \
-            updated_at = excluded.updated_at, error = excluded.error, issue_url = excluded.issue_url, \
-            issue_number = excluded.issue_number, pr_url = excluded.pr_url, pr_number = excluded.pr_number, \
-            commit_sha = excluded.commit_sha, plan_text = excluded.plan_text, \
-            plan_revision = excluded.plan_revision, pending_questions = excluded.pending_questions, \
-            waiting_for = excluded.waiting_for), ",
-        feed_rows!("$29", "$30", "$31", "$32"),
-        " ",
-        feed_read_back!()
-    ));
-    let query = query
-        .bind(c.id)
-        .bind(c.user_id)
-        .bind(c.description)
-        .bind(c.repo_url)
-        .bind(c.project_id)
-        .bind(c.conversation_id)
-        .bind(c.skip_plan)
-        .bind(c.branch_name)
-        .bind(c.status)
-        .bind(c.created_at)
-        .bind(c.started_at)
-        .bind(c.completed_at)
-        .bind(c.updated_at)
-        .bind(c.error)
-        .bind(c.issue_url)
-        .bind(c.issue_number)
-        .bind(c.pr_url)
-        .bind(c.pr_number)
-        .bind(c.commit_sha)
-        .bind(c.plan_text)
-        .bind(c.plan_revision)
-        .bind(c.pending_questions)
-        .bind(c.waiting_for)
-        .bind(history.iter().map(|h| h.task_id.as_str()).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.stream_sequence).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.event_type.as_str()).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.status).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.occurred_at).collect::<Vec<_>>());
-    let query = FeedRows::of(feed).bind(query);
-    let rows: Vec<ReadBack> = query
-        .bind(used.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
-        .bind(used.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
+    let query = sqlx::query_as(concat!("WITH ", save_rows!(), " ", feed_read_back!()));
+    let rows: Vec<ReadBack> = save.bind(query).fetch_all(&mut *tx).await?;
     Ok(Staged::from(rows))
 }
 
-/// The rows of [`save`], column by column.
+/// The rows of [`Save`], column by column.
 #[derive(Default)]
 struct Columns {
     id: Vec<String>,
