@@ -73,6 +73,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         .map_err(serve)?;
 
     let projector = Arc::new(Projector::new(db.clone(), outbox.clone()));
+    foundation.reset_hooks.add({
+        let projector = projector.clone();
+        move || projector.forget()
+    });
     forget_stream_wide_consumer(&bus).await;
     let mut spec = KeyedSpec::new(subjects::TASKS, PROJECTION, "task.>");
     spec.concurrency = config.projection_workers().max(2);

@@ -5,8 +5,10 @@
 //! recently written are forgotten and read from Postgres when they come back.
 //!
 //! Beside them, the projects this process saw committed ([`Projects`]): a project's id never
-//! changes once made, and only a rebuild (a new generation) removes it, so a spawn naming a
-//! known project needs no upsert to learn it, only its last use moved.
+//! changes once made, and only a rebuild (a new generation) or a test mode's reset removes it, so
+//! a batch applied on what the process expects (`expected`) names a known project without an
+//! upsert, only moving its last use; were it gone, the task's reference to it would fail that
+//! statement and the batch would go the long way, which always asks Postgres.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -65,6 +67,12 @@ impl Rows {
             .then(|| (found.sequence, found.task.clone()))
     }
 
+    pub(super) fn forget(&self) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.clear();
+        }
+    }
+
     /// Keeps rows just committed: each task's subject, the checkpoint it was moved to, its row.
     pub(super) fn keep(&self, generation: i64, written: Vec<(String, i64, Task)>) {
         let Ok(mut kept) = self.kept.lock() else {
@@ -102,6 +110,12 @@ impl Projects {
         let mut kept = self.kept.lock().ok()?;
         let (kept_in, project) = kept.get(key)?;
         (*kept_in == generation).then(|| project.clone())
+    }
+
+    pub(super) fn forget(&self) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.clear();
+        }
     }
 
     /// Keeps projects a committed batch named.

@@ -116,6 +116,12 @@ impl Projector {
         }
     }
 
+    /// Forgets the rows and projects it keeps (a test mode's reset emptied the tables).
+    pub fn forget(&self) {
+        self.rows.forget();
+        self.projects.forget();
+    }
+
     /// The generation this run applies.
     pub fn generation(&self) -> i64 {
         self.generation.load(Ordering::Acquire)
@@ -181,8 +187,8 @@ impl Projector {
         }
         let mut rows = self.rows_of(&mut *tx, &fresh, &done).await?;
         let mut queue = Queue::load(&mut *tx, &touching_pending(&fresh), one_task).await?;
-        let known = |key: &tasks::ProjectKey| self.projects.known(generation.number, key);
-        let named = tasks::projects(&mut *tx, &spawns(&fresh, &rows), known).await?;
+        // Never from what this process keeps: a project it remembers may be gone (a reset).
+        let named = tasks::projects(&mut *tx, &spawns(&fresh, &rows)).await?;
         let written = fold(&fresh, &mut rows, &named.projects, &mut queue, replay_through)?;
         let save = tasks::Save::new(
             rows.values().flatten(),

@@ -243,38 +243,23 @@ pub(crate) type ProjectKey = (String, String);
 #[derive(Default)]
 pub(crate) struct Named {
     pub projects: HashMap<ProjectKey, Project>,
-    /// Known projects (`known` answered): their ids and last use, moved by [`save`].
+    /// Projects known already: their ids and last use, moved by [`save`].
     pub used: Vec<(String, DateTime<Utc>)>,
 }
 
-/// The projects of the tasks spawned in a batch (`spawns`, in stream order): those `known`
-/// as they are (their last use for [`save`] to move), the others in one statement, each
-/// created on first use, its last use moved on to the last spawn that named it.
+/// The projects of the tasks spawned in a batch (`spawns`, in stream order), in one statement:
+/// each created on first use, its last use moved on to the last spawn that named it.
 pub(crate) async fn projects(
     tx: &mut PgConnection,
     spawns: &[(&Envelope, &mainloop_events::v1::TaskSpawned)],
-    known: impl Fn(&ProjectKey) -> Option<Project>,
 ) -> Result<Named, sqlx::Error> {
     /// One project's row: the first spawn's id, the repository, the first and last use.
     type Unknown = (String, RepoRef, DateTime<Utc>, DateTime<Utc>);
-    let mut found = Named::default();
     let mut named: Vec<(ProjectKey, Unknown)> = Vec::new();
     let mut index: HashMap<ProjectKey, usize> = HashMap::new();
-    let mut used: HashMap<String, usize> = HashMap::new();
     for (event, spawned) in spawns {
         let key = project_key(event, spawned);
         let at = super::occurred_at(event);
-        if let Some(project) = found.projects.get(&key).cloned().or_else(|| known(&key)) {
-            match used.get(&project.id) {
-                Some(&i) => found.used[i].1 = at,
-                None => {
-                    used.insert(project.id.clone(), found.used.len());
-                    found.used.push((project.id.clone(), at));
-                }
-            }
-            found.projects.insert(key, project);
-            continue;
-        }
         if let Some((_, (_, _, _, last))) = index.get(&key).and_then(|&i| named.get_mut(i)) {
             *last = at;
             continue;
@@ -286,7 +271,7 @@ pub(crate) async fn projects(
         named.push((key, (event.id.clone(), repo, at, at)));
     }
     if named.is_empty() {
-        return Ok(found);
+        return Ok(Named::default());
     }
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "INSERT INTO projects (id, user_id, owner, name, full_name, html_url, created_at, last_used_at) \
@@ -310,11 +295,14 @@ pub(crate) async fn projects(
     .bind(named.iter().map(|(_, n)| n.3).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    found.projects.extend(
-        rows.into_iter()
-            .map(|(id, user, full_name)| ((user, full_name.clone()), Project { id, full_name })),
-    );
-    Ok(found)
+    let projects = rows
+        .into_iter()
+        .map(|(id, user, full_name)| ((user, full_name.clone()), Project { id, full_name }))
+        .collect();
+    Ok(Named {
+        projects,
+        used: Vec::new(),
+    })
 }
 
 /// The key of the project `spawned` names.

@@ -1,7 +1,7 @@
 //! Which way batches go, against real Postgres: a batch of tasks this process wrote last, or one
 //! that opens a task of a known project, is one statement; anything else — a project not seen
-//! yet, a redelivery, a task someone else moved on — is a transaction that reads first, and its
-//! rows are what the events make of the stored ones.
+//! yet, a redelivery, a task someone else moved on, a remembered project that is gone — is a
+//! transaction that reads first, and its rows are what the events make of the stored ones.
 
 use mainloop_bus::{Delivery, KeyedHandler};
 use mainloop_events::v1::{IssueLinked, PlanningStarted, RepoRef, TaskSpawned};
@@ -152,6 +152,15 @@ async fn what_this_process_follows_is_one_statement_and_anything_else_reads_firs
     assert_eq!(apply(&projector, vec![delivery("t1", 7, again)?]).await?, (3, 3));
     assert_eq!(row(&db, "t1").await?.1, "changed elsewhere");
     assert_eq!(checkpoint(&db, "t1").await?, 7);
+
+    // The tables emptied behind its back (a reset whose hook did not run): the project it
+    // remembers is gone, the statement that names it fails whole, and the long way makes it anew.
+    sqlx::query("TRUNCATE task_history, queue_items, tasks, projects, task_checkpoints")
+        .execute(&db)
+        .await?;
+    assert_eq!(apply(&projector, vec![delivery("t3", 8, spawned("t3"))?]).await?, (3, 4));
+    assert_eq!(row(&db, "t3").await?.3, "acme/widgets");
+    assert_eq!(checkpoint(&db, "t3").await?, 8);
     shutdown.cancel();
     Ok(())
 }
