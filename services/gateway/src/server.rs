@@ -1,7 +1,7 @@
 //! The HTTP server, bounded: a connection that sends no request head within `HEADER_TIMEOUT` is
 //! closed (idle and slow-loris sockets cannot pile up), at most `MAX_CONNECTIONS` are open at
 //! once (one more is closed at once, with a log line, instead of exhausting file descriptors),
-//! and on shutdown open requests get `DRAIN` to finish.
+//! and on shutdown open requests get `DRAIN` to finish. Sockets send at once (`TCP_NODELAY`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
                 continue;
             }
         };
+        // Each server-sent event goes out as it is written, not held back until the browser
+        // acknowledged the one before (Nagle's algorithm beside its delayed ACKs: up to 40 ms).
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+        }
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::warn!(
                 limit = MAX_CONNECTIONS,
