@@ -8,6 +8,8 @@
 //! reads what it needs first). The check runs before the writes: it is the main query's one-time
 //! filter, and the writing sub-statements run after it.
 
+use std::collections::HashMap;
+
 use sqlx::PgPool;
 
 use super::TASKS_PROJECTION;
@@ -19,6 +21,19 @@ pub(super) struct Expected {
     pub subject: String,
     pub at: i64,
     pub last: i64,
+}
+
+impl Expected {
+    /// Each subject's expectation: where it is expected (`at`; 0 when absent) and its `last`.
+    pub(super) fn all(last: &HashMap<String, i64>, at: &HashMap<String, i64>) -> Vec<Expected> {
+        last.iter()
+            .map(|(subject, last)| Expected {
+                subject: subject.clone(),
+                at: at.get(subject).copied().unwrap_or(0),
+                last: *last,
+            })
+            .collect()
+    }
 }
 
 /// Claims the batch's checkpoints as `expected` in `generation` and writes `save`, in one

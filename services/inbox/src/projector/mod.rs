@@ -229,31 +229,16 @@ impl Projector {
         if !touching_pending(&fresh).is_empty() {
             return Ok(None);
         }
-        let spawned = spawns(&fresh, &rows);
-        let mut named = tasks::Named::default();
-        for (event, spawn) in spawned {
-            let key = tasks::project_key(event, spawn);
-            let Some(project) = self.projects.known(generation, &key) else {
-                return Ok(None);
-            };
-            named.used.retain(|(id, _)| *id != project.id);
-            named.used.push((project.id.clone(), occurred_at(event)));
-            named.projects.insert(key, project);
-        }
+        let Some(named) = self.known_projects(generation, &spawns(&fresh, &rows)) else {
+            return Ok(None);
+        };
         let mut queue = Queue::default();
         let replay_through = self.replay_through.load(Ordering::Acquire);
         let written = fold(&fresh, &mut rows, &named.projects, &mut queue, replay_through)?;
         if !queue.unchanged() {
             return Ok(None);
         }
-        let expected: Vec<expected::Expected> = last
-            .iter()
-            .map(|(subject, last)| expected::Expected {
-                subject: subject.clone(),
-                at: at.get(subject).copied().unwrap_or(0),
-                last: *last,
-            })
-            .collect();
+        let expected = expected::Expected::all(&last, &at);
         let save = tasks::Save::new(
             rows.values().flatten(),
             &written.history,
@@ -266,6 +251,24 @@ impl Projector {
             rows: to_keep(last, &at, &fresh, &rows),
             projects: named.projects,
         }))
+    }
+
+    /// The projects the batch's spawns name, each with its last use, when this process knows
+    /// them all (in `generation`).
+    fn known_projects(
+        &self,
+        generation: i64,
+        spawns: &[(&Envelope, &mainloop_events::v1::TaskSpawned)],
+    ) -> Option<tasks::Named> {
+        let mut named = tasks::Named::default();
+        for (event, spawn) in spawns {
+            let key = tasks::project_key(event, spawn);
+            let project = self.projects.known(generation, &key)?;
+            named.used.retain(|(id, _)| *id != project.id);
+            named.used.push((project.id.clone(), occurred_at(event)));
+            named.projects.insert(key, project);
+        }
+        Some(named)
     }
 
     /// Where this process expects each subject of the batch to stand, and its task's row: the

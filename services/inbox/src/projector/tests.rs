@@ -158,7 +158,10 @@ async fn what_this_process_follows_is_one_statement_and_anything_else_reads_firs
     sqlx::query("TRUNCATE task_history, queue_items, tasks, projects, task_checkpoints")
         .execute(&db)
         .await?;
-    assert_eq!(apply(&projector, vec![delivery("t3", 8, spawned("t3"))?]).await?, (3, 4));
+    assert_eq!(
+        apply(&projector, vec![delivery("t3", 8, spawned("t3"))?]).await?,
+        (3, 4)
+    );
     assert_eq!(row(&db, "t3").await?.3, "acme/widgets");
     assert_eq!(checkpoint(&db, "t3").await?, 8);
     shutdown.cancel();
