@@ -92,13 +92,17 @@ impl Fleet {
             .create(true)
             .append(true)
             .open(&instance.log)?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .args(["run", instance.service])
             .envs(instance.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        // Dies with the thread that starts it (the test's, or a runtime worker: both live as
+        // long as the test), so a test killed outright leaves no service behind.
+        mainloop_local_servers::set_parent_death_signal(&mut command, mainloop_local_servers::SIGKILL);
+        let child = command.spawn()?;
         instance.child = Some(child);
         Ok(())
     }

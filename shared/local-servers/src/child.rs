@@ -153,8 +153,11 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Has the child sent `signal` when the thread that starts it ends (Linux's parent-death
+/// signal: it follows the forking thread, not the process), so a child started by a thread that
+/// lives as long as the caller does not outlive a caller killed with SIGKILL.
 #[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut Command, signal: i32) {
+pub fn set_parent_death_signal(cmd: &mut Command, signal: i32) {
     // SAFETY: prctl is async-signal-safe and touches no memory of ours; it runs in the child
     // between fork and exec, after std has switched uid/gid (a credential change would clear it).
     unsafe {
@@ -221,5 +224,30 @@ pub(crate) fn wait_for_previous(pid_file: &Path, limit: Duration) {
     }
     while alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
+    use super::set_parent_death_signal;
+
+    #[test]
+    fn a_child_dies_with_the_thread_that_started_it() -> Result<(), Box<dyn std::error::Error>> {
+        let started = std::thread::spawn(|| {
+            let mut sleep = Command::new("sleep");
+            sleep.arg("60");
+            set_parent_death_signal(&mut sleep, libc::SIGKILL);
+            sleep.spawn()
+        })
+        .join()
+        .map_err(|_| "the starting thread panicked")??;
+        let mut child = started;
+        // The thread has ended: the child was killed, long before its 60 s.
+        let status = child.wait()?;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        Ok(())
     }
 }

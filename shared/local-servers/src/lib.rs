@@ -13,7 +13,7 @@ mod placement;
 mod postgres;
 
 pub use binaries::{find_nats_server, find_postgres_bin_dir};
-pub use child::{signal_group, signal_process};
+pub use child::{set_parent_death_signal, signal_group, signal_process};
 pub use error::Error;
 /// Signal numbers for [`signal_group`].
 pub use libc::{SIGINT, SIGKILL, SIGTERM};

@@ -177,15 +177,50 @@ impl TestPostgres {
     }
 
     /// Kills every process of the server at once, as a container's death would, and starts it
-    /// again on the same port and data (crash recovery runs).
+    /// again on the same port and data (crash recovery runs). The backends are the postmaster's
+    /// children in sessions of their own (`setsid`), so they are killed one by one; the new
+    /// server starts once they are gone, as their shared memory is.
     pub fn crash_and_restart(&mut self) -> Result<(), TestkitError> {
         if let Some(server) = self.server.take() {
+            let backends = children_of(server.pid());
             mainloop_local_servers::signal_group(server.pid(), mainloop_local_servers::SIGKILL);
+            for &backend in &backends {
+                mainloop_local_servers::signal_process(backend, mainloop_local_servers::SIGKILL);
+            }
             server.stop();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while backends.iter().any(|&pid| alive(pid)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         self.server = Some(Postgres::start(&self.options)?);
         Ok(())
     }
+}
+
+/// The processes whose parent is `pid` (from `/proc`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| stat_of(child).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie has let go of everything but its entry).
+fn alive(pid: u32) -> bool {
+    stat_of(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// A process's state and parent, from `/proc/<pid>/stat` (after the name in parentheses).
+fn stat_of(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after_name = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = after_name.next()?.chars().next()?;
+    let parent = after_name.next()?.parse().ok()?;
+    Some((state, parent))
 }
 
 /// The machine-wide template cluster, made on first use. Concurrent test processes may both
