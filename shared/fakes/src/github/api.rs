@@ -131,21 +131,26 @@ fn comment_json(gh: &FakeGitHub, repo: &Repo, number: u64, comment: &Comment) ->
         "created_at": comment.updated_at, "updated_at": comment.updated_at})
 }
 
+/// The commit `branch` points at in the repository's bare clone, read from its ref files as
+/// git writes them (a loose `refs/heads/<branch>`, else `packed-refs`): no process, so no
+/// handler blocks on one, and callers may ask while holding the state lock.
 pub(crate) fn head_sha(gh: &FakeGitHub, repo: &Repo, branch: &str) -> Option<String> {
     let bare = gh.root.join(&repo.owner).join(format!("{}.git", repo.name));
-    let out = std::process::Command::new("git")
-        .args([
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("refs/heads/{branch}"),
-        ])
-        .current_dir(bare)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    ref_in(&bare, &format!("refs/heads/{branch}"))
+}
+
+fn ref_in(bare: &std::path::Path, name: &str) -> Option<String> {
+    if let Ok(loose) = std::fs::read_to_string(bare.join(name)) {
+        return Some(loose.trim().to_string());
+    }
+    let packed = std::fs::read_to_string(bare.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.starts_with('^'))
+        .find_map(|line| match line.split_once(' ') {
+            Some((sha, packed_name)) if packed_name == name => Some(sha.to_string()),
+            _ => None,
+        })
 }
 
 fn pull_json(gh: &FakeGitHub, repo: &Repo, pull: &Pull) -> Value {
@@ -820,4 +825,60 @@ async fn graphql(State(gh): State<FakeGitHub>, headers: HeaderMap, Json(request)
         }
     }
     Ok(Json(json!({"errors": [{"type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'")}]})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::ref_in;
+
+    fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    #[test]
+    fn a_branch_head_is_read_as_git_reads_it_packed_or_loose() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (work, bare) = (dir.path().join("work"), dir.path().join("repo.git"));
+        std::fs::create_dir(&work)?;
+        git(&work, &["init", "-q", "-b", "main"])?;
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "one"])?;
+        git(dir.path(), &["clone", "-q", "--bare", "work", "repo.git"])?;
+        // A bare clone packs its refs.
+        assert!(!bare.join("refs/heads/main").exists());
+        assert_eq!(
+            ref_in(&bare, "refs/heads/main"),
+            Some(git(&bare, &["rev-parse", "main"])?)
+        );
+        // A push writes a loose ref beside the packed ones.
+        git(&work, &["checkout", "-q", "-b", "feature"])?;
+        git(&work, &["commit", "-q", "--allow-empty", "-m", "two"])?;
+        git(&work, &["push", "-q", &bare.display().to_string(), "feature"])?;
+        assert_eq!(
+            ref_in(&bare, "refs/heads/feature"),
+            Some(git(&bare, &["rev-parse", "feature"])?)
+        );
+        assert_ne!(
+            ref_in(&bare, "refs/heads/feature"),
+            ref_in(&bare, "refs/heads/main")
+        );
+        // A deleted branch, and one never made, have no head.
+        git(
+            &work,
+            &["push", "-q", &bare.display().to_string(), "--delete", "feature"],
+        )?;
+        assert_eq!(ref_in(&bare, "refs/heads/feature"), None);
+        assert_eq!(ref_in(&bare, "refs/heads/nothing"), None);
+        Ok(())
+    }
 }
