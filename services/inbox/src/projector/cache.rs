@@ -51,10 +51,8 @@ impl Rows {
         generation: i64,
         claimed: i64,
     ) -> Option<Task> {
-        let mut kept = self.kept.lock().ok()?;
-        let found = kept.get(subject)?;
-        let current = found.generation == generation && found.sequence == claimed && found.task.id == task_id;
-        current.then(|| found.task.clone())
+        let (sequence, task) = self.kept(subject, task_id, generation)?;
+        (sequence == claimed).then_some(task)
     }
 
     /// The row of task `task_id` on `subject` this process wrote last in `generation`, and the
