@@ -1,8 +1,8 @@
 //! One chat turn: the person's message, the model's answer (said live as it is written), and
 //! the tools it may use (`tools`), with what the model should know about the person's work
 //! (`context`) in its system prompt. The conversation the model is given is remembered from
-//! the turn before (`memory`), so the model is asked beside the statement that stores the
-//! message, its words held until the store confirms (`held`).
+//! the turn before (`memory`), so the model is asked before the statement that stores the
+//! message, its tools held until the store confirms (`held`).
 
 use mainloop_bus::{Bus, Expect};
 use mainloop_events::v1::{AssistantMessagePosted, CommandError, ErrorCode, UserMessagePosted};
@@ -135,10 +135,11 @@ impl Turns {
     }
 
     /// Stores the person's message and answers it; returns the conversation as it was before
-    /// the message. The model is asked at once, beside the store, when this process remembers
-    /// the conversation (or it is new): what the model says is held until the store confirms
-    /// the conversation was as remembered, and otherwise the model is asked again with what the
-    /// store read (`memory`, `held`). The person's message is announced once it is stored.
+    /// the message. The model is asked at once, before the store, when this process remembers
+    /// the conversation (or it is new): what the model says is said at once and its tools wait
+    /// until the store confirms the conversation was as remembered; otherwise what was said is
+    /// taken back and the model is asked again with what the store read (`memory`, `held`,
+    /// `speech`). The person's message is announced once it is stored.
     async fn store_and_answer(
         &self,
         turn: &Turn<'_>,
@@ -151,6 +152,9 @@ impl Turns {
         };
         let (giving, go) = held::go();
         let storing = async {
+            // The model is asked first: its answer is what the person waits for. Yielding once
+            // lets the request go out (its connection's task runs next) before the statement.
+            tokio::task::yield_now().await;
             let stored = self.store_and_remember(turn, guess.as_ref()).await;
             giving.give(matches!((&guess, &stored), (Some(guess), Ok(stored)) if guess.current(stored)));
             if stored.is_ok() {
@@ -170,7 +174,7 @@ impl Turns {
             };
             (background, answered)
         };
-        let (stored, (background, answered)) = tokio::join!(storing, answering);
+        let ((background, answered), stored) = tokio::join!(answering, storing);
         let stored = stored?;
         if !answered {
             self.answer(turn, &background, &stored, &Go::now(), speech).await;

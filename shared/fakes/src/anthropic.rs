@@ -56,7 +56,7 @@ impl FakeAnthropic {
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<String> {
         let url = format!("http://{}", listener.local_addr()?);
         let app = self.router();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(url)
     }
 

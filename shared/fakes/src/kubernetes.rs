@@ -147,7 +147,7 @@ impl FakeKubernetes {
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
             .layer(axum::middleware::from_fn_with_state(self.clone(), authenticate))
             .with_state(self);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(url)
     }
 

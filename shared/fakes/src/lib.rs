@@ -20,3 +20,4 @@ pub mod kubernetes;
 pub mod openai;
 pub mod push_service;
 pub mod scripted_model;
+mod serving;

@@ -38,7 +38,7 @@ impl FakeOllama {
             .route("/v1/models", get(models))
             .route("/v1/chat/completions", post(chat))
             .with_state(self);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(host)
     }
 

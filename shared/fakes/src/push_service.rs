@@ -67,7 +67,7 @@ impl FakePushService {
         let app = Router::new()
             .route("/push/{id}", post(push))
             .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(origin)
     }
 

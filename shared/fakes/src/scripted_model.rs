@@ -56,7 +56,7 @@ impl ScriptedModel {
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .with_state(self);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(url)
     }
 

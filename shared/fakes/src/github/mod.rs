@@ -65,7 +65,7 @@ impl FakeGitHub {
             *base = url.clone();
         }
         let app = self.router();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serving::serve(listener, app);
         Ok(url)
     }
 
