@@ -139,6 +139,20 @@ pub(crate) fn head_sha(gh: &FakeGitHub, repo: &Repo, branch: &str) -> Option<Str
     ref_in(&bare, &format!("refs/heads/{branch}"))
 }
 
+/// What git prints for `args` in the bare repository, run without holding up the server's
+/// threads; None when git failed (an unknown branch, say).
+async fn git_in(bare: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(bare)
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn ref_in(bare: &std::path::Path, name: &str) -> Option<String> {
     if let Ok(loose) = std::fs::read_to_string(bare.join(name)) {
         return Some(loose.trim().to_string());
@@ -679,19 +693,15 @@ async fn list_commits(
             web,
         )
     })?;
-    let log = std::process::Command::new("git")
-        .args([
-            "log",
-            "-n",
-            "100",
-            "--format=%H%x00%an%x00%ae%x00%aI%x00%B%x1e",
-            &branch,
-            "--",
-        ])
-        .current_dir(&bare)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let format = "--format=%H%x00%an%x00%ae%x00%aI%x00%B%x1e";
+    let log = git_in(&bare, &["log", "-n", "100", format, &branch, "--"])
+        .await
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                &format!("No commit found for SHA: {branch}"),
+            )
+        })?;
     let items = log
         .split('\x1e')
         .filter_map(|entry| {
@@ -721,16 +731,12 @@ async fn pull_files(
         })
     })?;
     let (bare, range) = found.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(&bare)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let statuses = git(&["diff", "--no-renames", "--name-status", &range]);
-    let counts = git(&["diff", "--no-renames", "--numstat", &range]);
+    let (name_status, numstat) = (
+        ["diff", "--no-renames", "--name-status", &range],
+        ["diff", "--no-renames", "--numstat", &range],
+    );
+    let (statuses, counts) = tokio::join!(git_in(&bare, &name_status), git_in(&bare, &numstat));
+    let (statuses, counts) = (statuses.unwrap_or_default(), counts.unwrap_or_default());
     let items = counts
         .lines()
         .zip(statuses.lines())

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
-use std::process::Command;
+use tokio::process::Command;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::FakeGitHub;
 use super::api::{error, head_sha};
-use super::model::{CheckRun, CiPolicy, Repo};
+use super::model::{CheckRun, CiPolicy, Pull, Repo};
 
 pub fn router() -> Router<FakeGitHub> {
     Router::new()
@@ -152,7 +152,8 @@ async fn add_fault(State(gh): State<FakeGitHub>, Json(spec): Json<super::FaultSp
     StatusCode::CREATED.into_response()
 }
 
-fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
+/// Runs git in `dir` as octocat, without holding up the server's threads.
+async fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
     let out = Command::new("git")
         .args([
             "-c",
@@ -163,6 +164,7 @@ fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
         .args(args)
         .current_dir(dir)
         .output()
+        .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
     if out.status.success() {
         Ok(())
@@ -205,9 +207,9 @@ async fn create_repo(State(gh): State<FakeGitHub>, Json(new): Json<NewRepo>) -> 
         }
         std::fs::write(file, content).map_err(io)?;
     }
-    git(&seed, &["init", "-q", "-b", "main"])?;
-    git(&seed, &["add", "-A"])?;
-    git(&seed, &["commit", "-qm", "Initial commit"])?;
+    git(&seed, &["init", "-q", "-b", "main"]).await?;
+    git(&seed, &["add", "-A"]).await?;
+    git(&seed, &["commit", "-qm", "Initial commit"]).await?;
     let bare = owner_dir.join(format!("{}.git", new.name));
     git(
         &owner_dir,
@@ -218,7 +220,8 @@ async fn create_repo(State(gh): State<FakeGitHub>, Json(new): Json<NewRepo>) -> 
             &seed.display().to_string(),
             &bare.display().to_string(),
         ],
-    )?;
+    )
+    .await?;
     let _ = std::fs::remove_dir_all(&seed);
     let repo = Repo {
         owner: new.owner,
@@ -316,11 +319,43 @@ async fn set_check(
 }
 
 /// Merges the pull request: the base branch moves to its head, it closes as merged.
+fn not_mergeable() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable")
+}
+
+/// An open pull request and its head commit, or why it cannot be merged.
+fn mergeable(gh: &FakeGitHub, owner: &str, name: &str, number: u64) -> Result<(Pull, String), Response> {
+    let state = gh
+        .state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
+    let repo = state
+        .repos
+        .get(&format!("{owner}/{name}"))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
+    let pull = repo
+        .pulls
+        .get(&number)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+    if pull.state != "open" {
+        return Err(not_mergeable());
+    }
+    let sha = head_sha(gh, repo, &pull.head)
+        .ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
+    Ok((pull, sha))
+}
+
 async fn merge(
     State(gh): State<FakeGitHub>,
     Path((owner, name, number)): Path<(String, String, u64)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Response> {
+    let (pull, sha) = mergeable(&gh, &owner, &name, number)?;
+    // The base branch moves outside the state's lock; a second merge of the same pull request
+    // meanwhile moves it to the same commit and is refused below, as GitHub refuses it.
+    let bare = gh.root.join(&owner).join(format!("{name}.git"));
+    git(&bare, &["update-ref", &format!("refs/heads/{}", pull.base), &sha]).await?;
     let mut state = gh
         .state
         .lock()
@@ -329,24 +364,12 @@ async fn merge(
         .repos
         .get_mut(&format!("{owner}/{name}"))
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
-    let pull = repo
-        .pulls
-        .get(&number)
-        .cloned()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
-    if pull.state != "open" {
-        return Err(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Pull Request is not mergeable",
-        ));
-    }
-    let sha = head_sha(&gh, repo, &pull.head)
-        .ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
-    let bare = gh.root.join(&owner).join(format!("{name}.git"));
-    git(&bare, &["update-ref", &format!("refs/heads/{}", pull.base), &sha])?;
-    if let Some(pull) = repo.pulls.get_mut(&number) {
-        pull.state = "closed".into();
-        pull.merged = true;
+    match repo.pulls.get_mut(&number) {
+        Some(open) if open.state == "open" => {
+            open.state = "closed".into();
+            open.merged = true;
+        }
+        _ => return Err(not_mergeable()),
     }
     // "Closes #N" in the body closes the issue, as on GitHub.
     for word in pull.body.split_whitespace().collect::<Vec<_>>().windows(2) {

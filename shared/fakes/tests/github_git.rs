@@ -1,0 +1,135 @@
+//! The fake GitHub's endpoints that read or move the real git repositories answer as GitHub
+//! does: the commits of a branch, 404 for one that does not exist, a pull request's files, and
+//! a merge that moves the base branch once (a second merge is refused).
+
+use mainloop_fakes::github::FakeGitHub;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "ghp_test";
+
+struct Server {
+    http: reqwest::Client,
+    base: String,
+    _root: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> anyhow::Result<(Server, std::path::PathBuf)> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = FakeGitHub::new(root.path().to_path_buf(), TOKEN)
+            .serve(listener)
+            .await?;
+        let repos = root.path().to_path_buf();
+        let server = Server {
+            http: reqwest::Client::new(),
+            base,
+            _root: root,
+        };
+        Ok((server, repos))
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request.send().await?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[tokio::test]
+async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let (gh, repos) = Server::start().await?;
+    let created = gh
+        .call(
+            Method::POST,
+            "/_control/repos",
+            Some(json!({"owner": "acme", "name": "widgets"})),
+        )
+        .await?;
+    assert_eq!(created.0, 201, "{}", created.1);
+
+    let (status, commits) = gh
+        .call(Method::GET, "/repos/acme/widgets/commits?sha=main", None)
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(commits[0]["commit"]["message"], "Initial commit");
+    let (status, missing) = gh
+        .call(Method::GET, "/repos/acme/widgets/commits?sha=nope", None)
+        .await?;
+    assert_eq!(
+        (status, missing["message"].as_str()),
+        (404, Some("No commit found for SHA: nope"))
+    );
+
+    // A branch with one change, as a worker's push leaves it.
+    let work = repos.join("work");
+    let bare = repos.join("acme").join("widgets.git");
+    git(&repos, &["clone", "-q", &bare.display().to_string(), "work"])?;
+    git(&work, &["checkout", "-q", "-b", "feature"])?;
+    std::fs::write(work.join("NEW.md"), "one\ntwo\n")?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-qm", "Add NEW.md"])?;
+    git(&work, &["push", "-q", "origin", "feature"])?;
+    let head = git(&work, &["rev-parse", "HEAD"])?;
+
+    let (status, pull) = gh
+        .call(
+            Method::POST,
+            "/repos/acme/widgets/pulls",
+            Some(json!({"title": "New", "head": "feature", "base": "main", "body": "", "draft": false})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{pull}");
+    let number = pull["number"].as_u64().unwrap_or_default();
+    let (status, files) = gh
+        .call(
+            Method::GET,
+            &format!("/repos/acme/widgets/pulls/{number}/files"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&files[0]["filename"], &files[0]["status"], &files[0]["additions"]),
+        (&json!("NEW.md"), &json!("added"), &json!(2))
+    );
+
+    let merge = format!("/_control/repos/acme/widgets/pulls/{number}/merge");
+    let (status, merged) = gh.call(Method::POST, &merge, None).await?;
+    assert_eq!((status, &merged["sha"]), (200, &json!(head)));
+    assert_eq!(git(&bare, &["rev-parse", "main"])?, head);
+    let (status, again) = gh.call(Method::POST, &merge, None).await?;
+    assert_eq!(
+        (status, again["message"].as_str()),
+        (405, Some("Pull Request is not mergeable"))
+    );
+    Ok(())
+}
