@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{
-    JobCancellationRequested, JobMode, JobRequested, LogSource, RepoRef, job_succeeded,
+    JobCancellationRequested, JobMode, JobRequested, JobSucceeded, LogSource, RepoRef, job_succeeded,
 };
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_fakes::kubernetes::FakeKubernetes;
@@ -688,6 +688,65 @@ async fn a_restarted_supervisor_follows_its_job_again_and_reports_it_once() -> a
         .filter(|r| r.starts_with("POST"))
         .count();
     assert_eq!(creates, 1, "the Job was made again");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reported_just_before_its_supervisor_stopped_is_not_reported_again() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let first = cluster.supervisor("replica-a", 30);
+    cluster.infra.ready(1).await?;
+    cluster.request("t6", "t6-job-1", JobMode::Plan).await?;
+    cluster.job_made("t6-job-1").await?;
+    let name = job_name("t6-job-1", 1);
+    cluster.k8s.run_step(&name, "checkout", &[], 0);
+    cluster.k8s.start(&name, "agent");
+    first.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // It had reported the outcome, and stopped before recording it: its job looks unfinished.
+    let reported = Envelope::new(
+        "u1",
+        "t6",
+        Payload::JobSucceeded(JobSucceeded {
+            job_id: "t6-job-1".into(),
+            attempt: 1,
+            mode: JobMode::Plan as i32,
+            ..Default::default()
+        }),
+    );
+    cluster
+        .bus
+        .publish(&subjects::job("u1", "t6")?, &reported, Expect::Any)
+        .await?;
+    let outcome = AgentOutcome::Plan {
+        plan_text: "# Plan".into(),
+        questions: vec![],
+        session_id: String::new(),
+    };
+    cluster
+        .k8s
+        .print(&name, "agent", &json_line(&PodLine::Outcome { outcome }));
+    cluster.k8s.end(&name, "agent", 0, "");
+    cluster.k8s.run_step(&name, "deliver", &[], 0);
+
+    let _second = cluster.supervisor("replica-a", 30);
+    let db = sqlx::PgPool::connect(cluster.infra.common().database_url.expose()).await?;
+    let state = wait_for(|| async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT state FROM worker_supervisor.jobs WHERE job_id = 't6-job-1' AND state <> 'running'",
+        )
+        .fetch_optional(&db)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await?;
+    assert_eq!(state, "succeeded");
+    let results = cluster.results("t6").await?;
+    assert!(
+        matches!(results.as_slice(), [Payload::JobSucceeded(_)]),
+        "{results:?}"
+    );
     Ok(())
 }
 

@@ -120,19 +120,9 @@ impl Jobs {
                 .await;
         }
         let result = self.execute(&reporter, &job, &cancel, start).await;
-        let state = match &result {
-            Payload::JobSucceeded(_) => "succeeded",
-            Payload::JobCancelled(_) => "cancelled",
-            _ => "failed",
-        };
-        if state == "cancelled" && self.shutdown.is_cancelled() {
+        if !self.report(&reporter, &job, start, result).await {
             // Stopped by our own shutdown: left unfinished, so it is recovered after the restart.
             return;
-        }
-        // Left unfinished if the report could not go out: it is recovered and reported again.
-        if reporter.job(result).await {
-            self.leases.set_state(&job, state).await;
-            crate::metrics::finished(state);
         }
         if let Ok(mut running) = self.running.lock()
             && running
@@ -141,6 +131,32 @@ impl Jobs {
         {
             running.remove(&job.job_id);
         }
+    }
+
+    /// Reports the job's result once and records how it ended; false when our own shutdown
+    /// stopped it (nothing is reported: it is recovered after the restart).
+    async fn report(&self, reporter: &Reporter, job: &JobRequested, start: Start, result: Payload) -> bool {
+        let state = match &result {
+            Payload::JobSucceeded(_) => "succeeded",
+            Payload::JobCancelled(_) => "cancelled",
+            _ => "failed",
+        };
+        if state == "cancelled" && self.shutdown.is_cancelled() {
+            return false;
+        }
+        if start == Start::Recovered
+            && let Some(reported) = reporter.outcome_reported(&job.job_id, job.attempt).await
+        {
+            // Reported before its supervisor stopped, not recorded: recorded now, not reported
+            // twice (what the recovery found is dropped; it cleaned up what was left).
+            tracing::info!(job = %job.job_id, state = reported, "the recovered job was reported before the stop");
+            self.leases.set_state(job, reported).await;
+        } else if reporter.job(result).await {
+            // Left unfinished if the report could not go out: it is recovered and reported again.
+            self.leases.set_state(job, state).await;
+            crate::metrics::finished(state);
+        }
+        true
     }
 
     /// Takes over the unfinished jobs no live replica holds (this one's own from before a

@@ -62,6 +62,29 @@ impl Reporter {
             .await
     }
 
+    /// How the job ended, when its outcome is on JOBS already (`succeeded`, `failed` or
+    /// `cancelled`): a supervisor stopped between reporting it and recording it leaves the job
+    /// looking unfinished, and its recovery must not report it a second time.
+    pub async fn outcome_reported(&self, job_id: &str, attempt: u32) -> Option<&'static str> {
+        let subject = subjects::job(&self.user_id, &self.task_id).ok()?;
+        let reported = match self.bus.read_subject(subjects::JOBS, &subject, 0).await {
+            Ok(reported) => reported,
+            Err(err) => {
+                tracing::warn!(error = %err, job = job_id, "whether the job was reported is unknown; it may be reported again");
+                return None;
+            }
+        };
+        reported.iter().rev().find_map(|stored| {
+            let (id, at, state) = match stored.event.payload.as_ref()? {
+                Payload::JobSucceeded(end) => (&end.job_id, end.attempt, "succeeded"),
+                Payload::JobFailed(end) => (&end.job_id, end.attempt, "failed"),
+                Payload::JobCancelled(end) => (&end.job_id, end.attempt, "cancelled"),
+                _ => return None,
+            };
+            (id == job_id && at == attempt).then_some(state)
+        })
+    }
+
     /// The number of the job's last log line already published (0 if none): a recovered job
     /// that is followed again from its start skips that many, so each line is published once.
     pub async fn last_log_line(&self, job_id: &str, attempt: u32) -> u64 {
