@@ -128,7 +128,7 @@ impl Compactor {
                     transcript.join("\n")
                 ),
             )],
-            tools: vec![],
+            tools: Default::default(),
             max_tokens: 1024,
         };
         // Nobody watches a summary being written.

@@ -78,6 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             memory.forget_all();
         }
     });
+    let tools = tools::all();
     let turns = Arc::new(turn::Turns {
         bus: bus.clone(),
         db: db.clone(),
@@ -86,7 +87,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         context,
         memory,
         llm,
-        tools: tools::all(),
+        specs: tools.iter().map(|tool| tool.spec()).collect(),
+        tools,
         github_web_url: config.llm.github_web_url.clone(),
     });
     let post = bind(&bus, "cmd.conversation.post-message").await?;

@@ -181,7 +181,7 @@ impl Pyramid {
                 Role::User,
                 &format!("Summarise {}:\n{}", span.label(), material.join("\n")),
             )],
-            tools: vec![],
+            tools: Default::default(),
             max_tokens: 512,
         };
         let (deltas, _unheard) = tokio::sync::mpsc::unbounded_channel();

@@ -25,6 +25,8 @@ pub struct Turns {
     pub db: PgPool,
     pub llm: std::sync::Arc<dyn ChatModel>,
     pub tools: Vec<Box<dyn ChatTool>>,
+    /// What the model is told of `tools`, made once.
+    pub specs: std::sync::Arc<[crate::models::Tool]>,
     pub compactor: Compactor,
     pub pyramid: Pyramid,
     pub context: Context,
@@ -403,7 +405,7 @@ impl Turns {
         ModelRequest {
             system,
             messages: remembered.history(turn.text),
-            tools: self.tools.iter().map(|t| t.spec()).collect(),
+            tools: self.specs.clone(),
             max_tokens: 2048,
         }
     }

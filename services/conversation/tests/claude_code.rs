@@ -80,7 +80,8 @@ fn request(text: &str) -> ModelRequest {
             name: "list_tasks".into(),
             description: "The person's tasks and what needs them.".into(),
             schema: json!({"type": "object", "properties": {"filter": {"type": "string"}}}),
-        }],
+        }]
+        .into(),
         max_tokens: 2048,
     }
 }
@@ -202,7 +203,7 @@ async fn an_api_error_comes_back_in_the_clis_words_and_a_summary_needs_no_tools(
 
     // A summary offers no tools; the scripted model answers those "Done.".
     let summary = ModelRequest {
-        tools: vec![],
+        tools: Default::default(),
         ..request("summarise")
     };
     let reply = cli.turn(&summary, &deltas).await?;

@@ -128,7 +128,8 @@ fn request() -> ModelRequest {
             name: "spawn_task".into(),
             description: "Start a worker.".into(),
             schema: json!({"type": "object", "properties": {"repo_url": {"type": "string"}}}),
-        }],
+        }]
+        .into(),
         max_tokens: 1024,
     }
 }
@@ -248,7 +249,19 @@ async fn anthropic_text_and_a_tool_call_in_fragments_come_out_exactly() -> anyho
         sent["messages"][2]["content"][0],
         json!({"type": "tool_result", "tool_use_id": "toolu_0", "content": "not confirmed", "is_error": true})
     );
-    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
+    assert_eq!(
+        (&sent["model"], &sent["max_tokens"]),
+        (&json!("claude-test"), &json!(1024))
+    );
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "user", "content": [{"type": "text", "text": "add a README to https://github.com/o/r"}]})
+    );
+    assert_eq!(
+        sent["tools"],
+        json!([{"name": "spawn_task", "description": "Start a worker.",
+            "input_schema": {"type": "object", "properties": {"repo_url": {"type": "string"}}}}])
+    );
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use mainloop_runtime::Secret;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Block, ChatModel, Deltas, Message, ModelError, ModelReply, ModelRequest, Role, Stop};
+use super::{Block, ChatModel, Deltas, Message, ModelError, ModelReply, ModelRequest, Role, Stop, Tool};
 
 pub struct Anthropic {
     http: reqwest::Client,
@@ -40,11 +41,14 @@ impl Anthropic {
         let Some(key) = &self.key else {
             return Err(ModelError::NotConfigured("ANTHROPIC_API_KEY is not set".into()));
         };
-        let body = json!({"model": self.model, "max_tokens": request.max_tokens, "system": request.system,
-            "messages": request.messages.iter().map(message).collect::<Vec<_>>(),
-            "tools": request.tools.iter().map(|t| json!({"name": t.name, "description": t.description,
-                "input_schema": t.schema})).collect::<Vec<_>>(),
-            "stream": true});
+        let body = Body {
+            model: &self.model,
+            max_tokens: request.max_tokens,
+            system: &request.system,
+            messages: request.messages.iter().map(WireMessage::from).collect(),
+            tools: request.tools.iter().map(WireTool::from).collect(),
+            stream: true,
+        };
         let response = super::send_until_accepted(
             || {
                 self.http
@@ -90,25 +94,84 @@ impl ChatModel for Anthropic {
     }
 }
 
-fn message(message: &Message) -> Value {
-    let content: Vec<Value> = message
-        .blocks
-        .iter()
-        .map(|block| match block {
-            Block::Text(text) => json!({"type": "text", "text": text}),
-            Block::ToolUse { id, name, input } => json!({"type": "tool_use", "id": id, "name": name, "input": input}),
-            Block::ToolResult {
-                tool_use_id,
-                content,
-                is_error,
-            } => json!({"type": "tool_result", "tool_use_id": tool_use_id, "content": content, "is_error": is_error}),
-        })
-        .collect();
-    let role = match message.role {
-        Role::User => "user",
-        Role::Assistant => "assistant",
-    };
-    json!({"role": role, "content": content})
+/// The request as it goes on the wire, borrowed from the [`ModelRequest`]: nothing is copied
+/// on the way to the first word.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    system: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    tools: Vec<WireTool<'a>>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: Vec<WireBlock<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: &'a str,
+        is_error: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    description: &'a str,
+    input_schema: &'a Value,
+}
+
+impl<'a> From<&'a Message> for WireMessage<'a> {
+    fn from(message: &'a Message) -> Self {
+        let content = message
+            .blocks
+            .iter()
+            .map(|block| match block {
+                Block::Text(text) => WireBlock::Text { text },
+                Block::ToolUse { id, name, input } => WireBlock::ToolUse { id, name, input },
+                Block::ToolResult {
+                    tool_use_id,
+                    content,
+                    is_error,
+                } => WireBlock::ToolResult {
+                    tool_use_id,
+                    content,
+                    is_error: *is_error,
+                },
+            })
+            .collect();
+        let role = match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        WireMessage { role, content }
+    }
+}
+
+impl<'a> From<&'a Tool> for WireTool<'a> {
+    fn from(tool: &'a Tool) -> Self {
+        WireTool {
+            name: &tool.name,
+            description: &tool.description,
+            input_schema: &tool.schema,
+        }
+    }
 }
 
 /// A block as it arrives.

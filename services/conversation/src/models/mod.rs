@@ -70,7 +70,8 @@ pub struct Tool {
 pub struct ModelRequest {
     pub system: String,
     pub messages: Vec<Message>,
-    pub tools: Vec<Tool>,
+    /// The same for every turn, so shared rather than built again.
+    pub tools: std::sync::Arc<[Tool]>,
     pub max_tokens: u32,
 }
 
