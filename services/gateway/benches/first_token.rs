@@ -257,6 +257,7 @@ fn main() -> anyhow::Result<()> {
         // roots) is the browser's cost, not mainloop's, and fifty at once would be counted.
         let browsers: Vec<reqwest::Client> = (0..people).map(|_| reqwest::Client::new()).collect();
         let started = Instant::now();
+        let steal = mainloop_testkit::bench::Steal::start();
         let runs: Vec<_> = browsers
             .into_iter()
             .enumerate()
@@ -267,6 +268,7 @@ fn main() -> anyhow::Result<()> {
             timings.extend(run.await??);
         }
         let elapsed = started.elapsed();
+        let stolen = steal.share();
         let seen = clock.seen.lock().map(|s| s.clone()).unwrap_or_default();
         let (mut total, mut model, mut added) = (Vec::new(), Vec::new(), Vec::new());
         let (mut before, mut after) = (Vec::new(), Vec::new());
@@ -319,6 +321,9 @@ fn main() -> anyhow::Result<()> {
             "  ratio added/model at p50: {:.2} (goal: added <= 5 ms at p99)",
             ms(percentile(&added, 0.5)) / ms(percentile(&model, 0.5)).max(0.001)
         );
+        if let Some(stolen) = stolen {
+            println!("  CPU time the host took from this machine meanwhile (steal): {:.1}%", stolen * 100.0);
+        }
         shutdown.cancel();
         services.shutdown_background();
         anyhow::Ok(())

@@ -19,7 +19,7 @@ use mainloop_events::v1::{LogSource, RepoRef, TaskSpawned, WorkerLog};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_gateway::HttpConfig;
 use mainloop_testkit::Infra;
-use mainloop_testkit::bench::{env, percentile};
+use mainloop_testkit::bench::{Steal, env, percentile};
 use tokio_util::sync::CancellationToken;
 
 /// Microseconds since the epoch: the line carries when it was written.
@@ -144,6 +144,7 @@ fn main() -> anyhow::Result<()> {
 
         // The jobs write, each at its own steady pace.
         let started = Instant::now();
+        let steal = Steal::start();
         let writers: Vec<_> = (0..jobs)
             .map(|job| {
                 let bus = bus.clone();
@@ -170,6 +171,7 @@ fn main() -> anyhow::Result<()> {
             writer.await??;
         }
         let wrote = started.elapsed();
+        let stolen = steal.share();
         let expected = (jobs * rate * seconds) as usize;
         let deadline = Instant::now() + Duration::from_secs(30);
         while browser.lock().map(|s| s.len()).unwrap_or_default() < expected && Instant::now() < deadline {
@@ -208,6 +210,9 @@ fn main() -> anyhow::Result<()> {
             "  ratio SSE/raw at p99: {:.2} (goal: p99 <= 50 ms over SSE)",
             percentile(&browser, 0.99) / percentile(&raw, 0.99).max(0.001)
         );
+        if let Some(stolen) = stolen {
+            println!("  CPU time the host took from this machine meanwhile (steal): {:.1}%", stolen * 100.0);
+        }
         long.print();
         anyhow::Ok(())
     })
