@@ -1,8 +1,9 @@
 //! The time mainloop adds between a person's message and the first words of the reply in their
 //! browser, with 50 people chatting at once, beside the model's own first-token time measured in
 //! the same run. Real gateway, conversation and inbox on real NATS and Postgres; each person
-//! holds an `/events` stream and posts `/chat`; the model is a local Messages API that streams
-//! its reply and notes when each request arrived and when it sent the first word.
+//! opens the app (an `/events` stream) at a moment of their own and posts `/chat`, reading a
+//! while before each message; the model is a local Messages API that streams its reply and
+//! notes when each request arrived and when it sent the first word.
 //!
 //! For each message: `total` = first `chat:delta` at the person − `POST /chat` sent;
 //! `model` = first word sent − request arrived at the model; `added` = `total − model` (the
@@ -10,7 +11,7 @@
 //! model, and the way back through NATS and SSE), also shown apart for each person's first
 //! message (a new conversation) and the later ones. Goal: added ≤ 5 ms at p99.
 //! `BENCH_PEOPLE` (50), `BENCH_ROUNDS` (10) and `BENCH_THINK_MS` (500: how long a person reads
-//! before writing again; 0 is a flood) set the load; the gateway allows a person a burst
+//! before writing again, on average; 0 is a flood) set the load; the gateway allows a person a burst
 //! of 10 messages, so more rounds meet its rate limit (and the bench says so).
 
 use std::collections::HashMap;
@@ -82,7 +83,7 @@ async fn messages(State(clock): State<Clock>, body: String) -> Response {
         .unwrap_or_default()
 }
 
-/// A fraction in [0, 1) from a name, so people's first messages are spread out.
+/// A fraction in [0, 1) from a name, so people's moments are spread out, the same in every run.
 fn fastrand_fraction(name: &str) -> f64 {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -114,6 +115,8 @@ async fn person(
     rounds: usize,
     think: Duration,
 ) -> anyhow::Result<Vec<(String, Instant, Instant)>> {
+    // People open the app at moments of their own, not all in one millisecond.
+    tokio::time::sleep(think.mul_f64(fastrand_fraction(&who))).await;
     let events = http
         .get(format!("{base}/events?user_id_query={who}"))
         .send()
@@ -133,13 +136,10 @@ async fn person(
     let mut conversation: Option<String> = None;
     let mut timings = Vec::new();
     for round in 0..rounds {
-        // People read the answer before they write again; they start at different moments.
-        tokio::time::sleep(if round == 0 {
-            think.mul_f64(fastrand_fraction(&who))
-        } else {
-            think
-        })
-        .await;
+        // Before each message a person reads (the app, then each answer) for a while of their
+        // own, 0.5–1.5 × `think`: with one fixed pause, people whose replies once ended
+        // together (a stalled moment) would write together in every round after, in lockstep.
+        tokio::time::sleep(think.mul_f64(0.5 + fastrand_fraction(&format!("{who} {round}")))).await;
         let message = format!("{who} message {round}");
         let posted = Instant::now();
         let mut post = {
@@ -296,7 +296,7 @@ fn main() -> anyhow::Result<()> {
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "first token in the browser, {people} people x {rounds} messages, {} ms between a reply and the next message ({} measured, after {people} others' first messages) in {:.1} s",
+            "first token in the browser, {people} people x {rounds} messages, {} ms on average between a reply and the next message ({} measured, after {people} others' first messages) in {:.1} s",
             think.as_millis(),
             added.len(),
             elapsed.as_secs_f64()
