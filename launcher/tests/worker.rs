@@ -12,22 +12,9 @@ use mainloop_bus::{Bus, Expect, request};
 use mainloop_events::v1::{JobMode, JobRequested, RepoRef, job_succeeded};
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_runtime::Secret;
-use mainloop_testkit::Infra;
+use mainloop_testkit::{Infra, git};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 const TOKEN: &str = "ghp_worker_test_token_0123456789";
 

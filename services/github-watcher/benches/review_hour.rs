@@ -17,25 +17,11 @@ use mainloop_events::v1::{GitHubWebhookReceived, PullRequestLinked, RepoRef, Tas
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_fakes::github::FakeGitHub;
 use mainloop_runtime::Secret;
-use mainloop_testkit::Infra;
+use mainloop_testkit::{Infra, git};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 /// `acme/<name>` with a pull request from a pushed branch whose CI passed; returns its number.
 async fn green_pull(http: &reqwest::Client, base: &str, root: &Path, name: &str) -> anyhow::Result<u64> {

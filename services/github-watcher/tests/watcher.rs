@@ -1,7 +1,6 @@
 //! The github-watcher with octocrab against the fake GitHub (real HTTP, real git): effects done
 //! once even when requested twice, CI followed for the current head, the merge reported.
 
-use std::path::Path;
 use std::time::Duration;
 
 use mainloop_bus::{Bus, Expect, request};
@@ -12,7 +11,7 @@ use mainloop_events::v1::{
 use mainloop_events::{Envelope, Payload, subjects};
 use mainloop_fakes::github::FakeGitHub;
 use mainloop_runtime::Secret;
-use mainloop_testkit::Infra;
+use mainloop_testkit::{Infra, git};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -130,19 +129,6 @@ async fn github_events(bus: &Bus, count: usize) -> anyhow::Result<Vec<Envelope>>
 fn push_branch(world: &World, branch: &str, line: &str) -> anyhow::Result<()> {
     let bare = world._dir.path().join("github/acme/widgets.git");
     let work = world._dir.path().join(format!("work-{}", line.len()));
-    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
     if !work.exists() {
         git(
             world._dir.path(),
@@ -157,7 +143,8 @@ fn push_branch(world: &World, branch: &str, line: &str) -> anyhow::Result<()> {
     git(&work, &["checkout", "-q", "-B", branch])?;
     std::fs::write(work.join("README.md"), format!("# widgets\n{line}\n"))?;
     git(&work, &["commit", "-qam", line])?;
-    git(&work, &["push", "-q", "-f", "origin", branch])
+    git(&work, &["push", "-q", "-f", "origin", branch])?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -546,19 +533,6 @@ async fn watched_pull(world: &World, task: &str, name: &str, policy: &str) -> an
         .error_for_status()?;
     let bare = world._dir.path().join("github/acme").join(format!("{name}.git"));
     let work = world._dir.path().join(format!("{name}-work"));
-    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
     git(
         world._dir.path(),
         &[

@@ -148,6 +148,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// Asks for `job` and waits until its Job's agent step runs (checked out, nothing said
+    /// yet); the Job's name.
+    async fn agent_running(&self, task: &str, job: &str, mode: JobMode) -> anyhow::Result<String> {
+        self.request(task, job, mode).await?;
+        self.job_made(job).await?;
+        let name = job_name(job, 1);
+        self.k8s.run_step(&name, "checkout", &[], 0);
+        self.k8s.start(&name, "agent");
+        Ok(name)
+    }
+
+    /// The running agent of the Job `name` says its plan and ends, and the Job's last step runs.
+    fn plan_delivered(&self, name: &str) {
+        let outcome = AgentOutcome::Plan {
+            plan_text: "# Plan".into(),
+            questions: vec![],
+            session_id: String::new(),
+        };
+        self.k8s
+            .print(name, "agent", &json_line(&PodLine::Outcome { outcome }));
+        self.k8s.end(name, "agent", 0, "");
+        self.k8s.run_step(name, "deliver", &[], 0);
+    }
+
     /// Waits for the Job of `job` (attempt 1) to exist.
     async fn job_made(&self, job: &str) -> anyhow::Result<Job> {
         let name = job_name(job, 1);
@@ -592,11 +616,9 @@ async fn a_cancel_deletes_the_job_and_its_pod_within_two_seconds() -> anyhow::Re
     let cluster = Cluster::start().await?;
     let _supervisor = cluster.supervisor("replica-a", 30);
     cluster.infra.ready(1).await?;
-    cluster.request("t4", "t4-job-1", JobMode::Implement).await?;
-    cluster.job_made("t4-job-1").await?;
-    let name = job_name("t4-job-1", 1);
-    cluster.k8s.run_step(&name, "checkout", &[], 0);
-    cluster.k8s.start(&name, "agent");
+    let name = cluster
+        .agent_running("t4", "t4-job-1", JobMode::Implement)
+        .await?;
     cluster.k8s.print(&name, "agent", &log("working"));
     wait_for(|| async { cluster.log("t4").await.ok().filter(|l| !l.is_empty()) }).await?;
     assert_eq!(cluster.k8s.pods_of(&name), 1);
@@ -656,16 +678,7 @@ async fn a_restarted_supervisor_follows_its_job_again_and_reports_it_once() -> a
 
     let _second = cluster.supervisor("replica-a", 30);
     cluster.k8s.print(&name, "agent", &log("four"));
-    let outcome = AgentOutcome::Plan {
-        plan_text: "# Plan".into(),
-        questions: vec![],
-        session_id: String::new(),
-    };
-    cluster
-        .k8s
-        .print(&name, "agent", &json_line(&PodLine::Outcome { outcome }));
-    cluster.k8s.end(&name, "agent", 0, "");
-    cluster.k8s.run_step(&name, "deliver", &[], 0);
+    cluster.plan_delivered(&name);
     wait_for(|| async { cluster.results("t5").await.ok().filter(|r| !r.is_empty()) }).await?;
     // Nothing more comes (a second report would follow the first at once).
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -696,11 +709,7 @@ async fn a_job_reported_just_before_its_supervisor_stopped_is_not_reported_again
     let cluster = Cluster::start().await?;
     let first = cluster.supervisor("replica-a", 30);
     cluster.infra.ready(1).await?;
-    cluster.request("t6", "t6-job-1", JobMode::Plan).await?;
-    cluster.job_made("t6-job-1").await?;
-    let name = job_name("t6-job-1", 1);
-    cluster.k8s.run_step(&name, "checkout", &[], 0);
-    cluster.k8s.start(&name, "agent");
+    let name = cluster.agent_running("t6", "t6-job-1", JobMode::Plan).await?;
     first.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // It had reported the outcome, and stopped before recording it: its job looks unfinished.
@@ -718,16 +727,7 @@ async fn a_job_reported_just_before_its_supervisor_stopped_is_not_reported_again
         .bus
         .publish(&subjects::job("u1", "t6")?, &reported, Expect::Any)
         .await?;
-    let outcome = AgentOutcome::Plan {
-        plan_text: "# Plan".into(),
-        questions: vec![],
-        session_id: String::new(),
-    };
-    cluster
-        .k8s
-        .print(&name, "agent", &json_line(&PodLine::Outcome { outcome }));
-    cluster.k8s.end(&name, "agent", 0, "");
-    cluster.k8s.run_step(&name, "deliver", &[], 0);
+    cluster.plan_delivered(&name);
 
     let _second = cluster.supervisor("replica-a", 30);
     let db = sqlx::PgPool::connect(cluster.infra.common().database_url.expose()).await?;

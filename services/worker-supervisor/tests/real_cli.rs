@@ -3,11 +3,12 @@
 //! read-only, a second run resumes the first's session, a cancel kills what the CLI's Bash tool
 //! started, API errors read in the API's words, and a missing key names the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mainloop_events::v1::JobMode;
 use mainloop_fakes::scripted_model::{ScriptedModel, Turn};
+use mainloop_testkit::git;
 use mainloop_worker_supervisor::agent::{AgentConfig, AgentOutcome, AgentRun, process_tree, run_agent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -84,19 +85,6 @@ impl Scene {
             run_id: format!("real-cli-{}", self.dir.path().display()),
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! a merge that moves the base branch once (a second merge is refused).
 
 use mainloop_fakes::github::FakeGitHub;
+use mainloop_testkit::git;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ghp_test";
@@ -47,20 +48,6 @@ impl Server {
         let status = answer.status().as_u16();
         Ok((status, answer.json().await.unwrap_or(Value::Null)))
     }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[tokio::test]

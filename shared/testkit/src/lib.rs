@@ -33,6 +33,30 @@ pub enum TestkitError {
     Bus(#[from] mainloop_bus::BusError),
     #[error("the claude CLI is not installed: run `make deps`")]
     NoClaude,
+    #[error("git {args}: {stderr}")]
+    Git { args: String, stderr: String },
+}
+
+/// Runs git in `dir` as a test's author and returns what it printed, trimmed; a failure says
+/// which command and git's own words.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> Result<String, TestkitError> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=mainloop test",
+            "-c",
+            "user.email=test@mainloop.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(TestkitError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The installed Claude Code CLI, for tests against the real thing: `CLAUDE_BIN`, or `claude`

@@ -835,22 +835,9 @@ async fn graphql(State(gh): State<FakeGitHub>, headers: HeaderMap, Json(request)
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::process::Command;
+    use mainloop_testkit::git;
 
     use super::ref_in;
-
-    fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-            .args(args)
-            .current_dir(dir)
-            .output()?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
 
     #[test]
     fn a_branch_head_is_read_as_git_reads_it_packed_or_loose() -> Result<(), Box<dyn std::error::Error>> {

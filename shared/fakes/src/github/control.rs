@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::FakeGitHub;
-use super::api::{error, head_sha};
+use super::api::{error, head_sha, with_repo};
 use super::model::{CheckRun, CiPolicy, Pull, Repo};
 
 pub fn router() -> Router<FakeGitHub> {
@@ -325,25 +325,19 @@ fn not_mergeable() -> Response {
 
 /// An open pull request and its head commit, or why it cannot be merged.
 fn mergeable(gh: &FakeGitHub, owner: &str, name: &str, number: u64) -> Result<(Pull, String), Response> {
-    let state = gh
-        .state
-        .lock()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
-    let repo = state
-        .repos
-        .get(&format!("{owner}/{name}"))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
-    let pull = repo
-        .pulls
-        .get(&number)
-        .cloned()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
-    if pull.state != "open" {
-        return Err(not_mergeable());
-    }
-    let sha = head_sha(gh, repo, &pull.head)
-        .ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
-    Ok((pull, sha))
+    with_repo(gh, owner, name, |repo, _| {
+        let pull = repo
+            .pulls
+            .get(&number)
+            .cloned()
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+        if pull.state != "open" {
+            return Err(not_mergeable());
+        }
+        let sha = head_sha(gh, repo, &pull.head)
+            .ok_or_else(|| error(StatusCode::CONFLICT, "the head branch is gone"))?;
+        Ok((pull, sha))
+    })?
 }
 
 async fn merge(
@@ -356,32 +350,25 @@ async fn merge(
     // meanwhile moves it to the same commit and is refused below, as GitHub refuses it.
     let bare = gh.root.join(&owner).join(format!("{name}.git"));
     git(&bare, &["update-ref", &format!("refs/heads/{}", pull.base), &sha]).await?;
-    let mut state = gh
-        .state
-        .lock()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
-    let repo = state
-        .repos
-        .get_mut(&format!("{owner}/{name}"))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
-    match repo.pulls.get_mut(&number) {
-        Some(open) if open.state == "open" => {
-            open.state = "closed".into();
-            open.merged = true;
+    let repository = with_repo(&gh, &owner, &name, |repo, _| {
+        match repo.pulls.get_mut(&number) {
+            Some(open) if open.state == "open" => {
+                open.state = "closed".into();
+                open.merged = true;
+            }
+            _ => return Err(not_mergeable()),
         }
-        _ => return Err(not_mergeable()),
-    }
-    // "Closes #N" in the body closes the issue, as on GitHub.
-    for word in pull.body.split_whitespace().collect::<Vec<_>>().windows(2) {
-        if word[0].eq_ignore_ascii_case("closes")
-            && let Some(issue) = word[1].strip_prefix('#').and_then(|n| n.parse::<u64>().ok())
-            && let Some(issue) = repo.issues.get_mut(&issue)
-        {
-            issue.state = "closed".into();
+        // "Closes #N" in the body closes the issue, as on GitHub.
+        for word in pull.body.split_whitespace().collect::<Vec<_>>().windows(2) {
+            if word[0].eq_ignore_ascii_case("closes")
+                && let Some(issue) = word[1].strip_prefix('#').and_then(|n| n.parse::<u64>().ok())
+                && let Some(issue) = repo.issues.get_mut(&issue)
+            {
+                issue.state = "closed".into();
+            }
         }
-    }
-    let repository = super::webhooks::repository(repo);
-    drop(state);
+        Ok(super::webhooks::repository(repo))
+    })??;
     super::webhooks::deliver(
         &gh,
         "pull_request",
@@ -403,22 +390,14 @@ async fn close(
     State(gh): State<FakeGitHub>,
     Path((owner, name, number)): Path<(String, String, u64)>,
 ) -> Result<Response, Response> {
-    let mut state = gh
-        .state
-        .lock()
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"))?;
-    let repo = state
-        .repos
-        .get_mut(&format!("{owner}/{name}"))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such repository"))?;
-    let pull = repo
-        .pulls
-        .get_mut(&number)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
-    pull.state = "closed".into();
-    let head = pull.head.clone();
-    let repository = super::webhooks::repository(repo);
-    drop(state);
+    let (head, repository) = with_repo(&gh, &owner, &name, |repo, _| {
+        let pull = repo
+            .pulls
+            .get_mut(&number)
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such pull request"))?;
+        pull.state = "closed".into();
+        Ok((pull.head.clone(), super::webhooks::repository(repo)))
+    })??;
     super::webhooks::deliver(
         &gh,
         "pull_request",
