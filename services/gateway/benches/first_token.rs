@@ -193,7 +193,10 @@ async fn person(
 }
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("people")
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         mainloop_runtime::tls::install();
         let people = env("BENCH_PEOPLE", 50);
@@ -220,6 +223,7 @@ fn main() -> anyhow::Result<()> {
         // and the model (a browser, a provider) are elsewhere, so their tasks never queue behind
         // mainloop's in one runtime and get counted as time mainloop added.
         let services = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("mainloop")
             .worker_threads(2)
             .enable_all()
             .build()?;
