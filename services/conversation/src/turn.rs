@@ -154,9 +154,12 @@ impl Turns {
         };
         let (giving, go) = held::go();
         let storing = async {
-            // The model is asked first: its answer is what the person waits for. Yielding once
-            // lets the request go out (its connection's task runs next) before the statement.
-            tokio::task::yield_now().await;
+            // With a guess the model is asked first: its answer is what the person waits for.
+            // Yielding once lets the request go out (on a pooled connection, its task runs
+            // next) before the statement. Without one the store is on the way: no yield.
+            if guess.is_some() {
+                tokio::task::yield_now().await;
+            }
             let stored = self.store_and_remember(turn, guess.as_ref()).await;
             giving.give(matches!((&guess, &stored), (Some(guess), Ok(stored)) if guess.current(stored)));
             if stored.is_ok() {

@@ -1,6 +1,7 @@
 //! The fake GitHub's endpoints that read or move the real git repositories answer as GitHub
-//! does: the commits of a branch, 404 for one that does not exist, a pull request's files, and
-//! a merge that moves the base branch once (a second merge is refused).
+//! does: the commits of a branch, 404 for one that does not exist (a name is never one of git's
+//! options), a pull request's files, and merges that move the base branch one at a time, two at
+//! once both landing and a second merge of one pull request refused.
 
 use mainloop_fakes::github::FakeGitHub;
 use mainloop_testkit::git;
@@ -75,6 +76,17 @@ async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Res
         (status, missing["message"].as_str()),
         (404, Some("No commit found for SHA: nope"))
     );
+    // A branch name is never taken for one of git's options.
+    let written = repos.join("written");
+    let (status, _) = gh
+        .call(
+            Method::GET,
+            &format!("/repos/acme/widgets/commits?sha=--output={}", written.display()),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 404);
+    assert!(!written.exists(), "git wrote where the query said");
 
     // A branch with one change, as a worker's push leaves it.
     let work = repos.join("work");
@@ -109,11 +121,38 @@ async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Res
         (&json!("NEW.md"), &json!("added"), &json!(2))
     );
 
-    let merge = format!("/_control/repos/acme/widgets/pulls/{number}/merge");
-    let (status, merged) = gh.call(Method::POST, &merge, None).await?;
-    assert_eq!((status, &merged["sha"]), (200, &json!(head)));
-    assert_eq!(git(&bare, &["rev-parse", "main"])?, head);
-    let (status, again) = gh.call(Method::POST, &merge, None).await?;
+    // A second pull request from another branch; both merged at once, one after the other.
+    git(&work, &["checkout", "-q", "-b", "second", "main"])?;
+    std::fs::write(work.join("SECOND.md"), "two\n")?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-qm", "Add SECOND.md"])?;
+    git(&work, &["push", "-q", "origin", "second"])?;
+    let (status, second) = gh
+        .call(
+            Method::POST,
+            "/repos/acme/widgets/pulls",
+            Some(json!({"title": "Second", "head": "second", "base": "main", "body": "", "draft": false})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{second}");
+    let merge = |n: u64| format!("/_control/repos/acme/widgets/pulls/{n}/merge");
+    let (first_merge, second_merge) = (
+        merge(number),
+        merge(second["number"].as_u64().unwrap_or_default()),
+    );
+    let (one, two) = tokio::join!(
+        gh.call(Method::POST, &first_merge, None),
+        gh.call(Method::POST, &second_merge, None)
+    );
+    let ((one, merged), (two, _)) = (one?, two?);
+    assert_eq!((one, two), (200, 200));
+    assert_eq!(merged["sha"], json!(head));
+    let main = git(&bare, &["rev-parse", "main"])?;
+    assert!(
+        main == head || main == git(&work, &["rev-parse", "second"])?,
+        "{main}"
+    );
+    let (status, again) = gh.call(Method::POST, &first_merge, None).await?;
     assert_eq!(
         (status, again["message"].as_str()),
         (405, Some("Pull Request is not mergeable"))

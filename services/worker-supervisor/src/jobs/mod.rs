@@ -120,8 +120,7 @@ impl Jobs {
                 .await;
         }
         let result = self.execute(&reporter, &job, &cancel, start).await;
-        if !self.report(&reporter, &job, start, result).await {
-            // Stopped by our own shutdown: left unfinished, so it is recovered after the restart.
+        if self.finish(&reporter, &job, start, result).await == Finished::LeftForRecovery {
             return;
         }
         if let Ok(mut running) = self.running.lock()
@@ -133,16 +132,22 @@ impl Jobs {
         }
     }
 
-    /// Reports the job's result once and records how it ended; false when our own shutdown
-    /// stopped it (nothing is reported: it is recovered after the restart).
-    async fn report(&self, reporter: &Reporter, job: &JobRequested, start: Start, result: Payload) -> bool {
+    /// Reports the job's result once and records how it ended, unless our own shutdown stopped
+    /// it: then nothing is reported and it is left for the recovery after the restart.
+    async fn finish(
+        &self,
+        reporter: &Reporter,
+        job: &JobRequested,
+        start: Start,
+        result: Payload,
+    ) -> Finished {
         let state = match &result {
             Payload::JobSucceeded(_) => "succeeded",
             Payload::JobCancelled(_) => "cancelled",
             _ => "failed",
         };
         if state == "cancelled" && self.shutdown.is_cancelled() {
-            return false;
+            return Finished::LeftForRecovery;
         }
         if start == Start::Recovered
             && let Some(reported) = reporter.outcome_reported(&job.job_id, job.attempt).await
@@ -151,12 +156,13 @@ impl Jobs {
             // twice (what the recovery found is dropped; it cleaned up what was left).
             tracing::info!(job = %job.job_id, state = reported, "the recovered job was reported before the stop");
             self.leases.set_state(job, reported).await;
+            crate::metrics::finished(reported);
         } else if reporter.job(result).await {
             // Left unfinished if the report could not go out: it is recovered and reported again.
             self.leases.set_state(job, state).await;
             crate::metrics::finished(state);
         }
-        true
+        Finished::Done
     }
 
     /// Takes over the unfinished jobs no live replica holds (this one's own from before a
@@ -180,6 +186,15 @@ impl Jobs {
         }
         Ok(claimed.len())
     }
+}
+
+/// What became of a job's run once it ended here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Reported (or found reported) and recorded.
+    Done,
+    /// Stopped by our own shutdown: left unfinished, recovered after the restart.
+    LeftForRecovery,
 }
 
 /// A job's span: a child of the delivery that asked for it, so the job, its agent

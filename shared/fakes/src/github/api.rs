@@ -694,14 +694,17 @@ async fn list_commits(
         )
     })?;
     let format = "--format=%H%x00%an%x00%ae%x00%aI%x00%B%x1e";
-    let log = git_in(&bare, &["log", "-n", "100", format, &branch, "--"])
-        .await
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                &format!("No commit found for SHA: {branch}"),
-            )
-        })?;
+    let log = git_in(
+        &bare,
+        &["log", "-n", "100", format, "--end-of-options", &branch, "--"],
+    )
+    .await
+    .ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("No commit found for SHA: {branch}"),
+        )
+    })?;
     let items = log
         .split('\x1e')
         .filter_map(|entry| {
@@ -732,8 +735,14 @@ async fn pull_files(
     })?;
     let (bare, range) = found.ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
     let (name_status, numstat) = (
-        ["diff", "--no-renames", "--name-status", &range],
-        ["diff", "--no-renames", "--numstat", &range],
+        [
+            "diff",
+            "--no-renames",
+            "--name-status",
+            "--end-of-options",
+            &range,
+        ],
+        ["diff", "--no-renames", "--numstat", "--end-of-options", &range],
     );
     let (statuses, counts) = tokio::join!(git_in(&bare, &name_status), git_in(&bare, &numstat));
     let (statuses, counts) = (statuses.unwrap_or_default(), counts.unwrap_or_default());

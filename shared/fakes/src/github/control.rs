@@ -178,6 +178,7 @@ async fn git(dir: &FsPath, args: &[&str]) -> Result<(), Response> {
 
 /// A repository with one commit on `main` holding `files` (a README by default).
 async fn create_repo(State(gh): State<FakeGitHub>, Json(new): Json<NewRepo>) -> Result<Response, Response> {
+    let _one_at_a_time = gh.changing.lock().await;
     let key = format!("{}/{}", new.owner, new.name);
     if gh
         .state
@@ -318,7 +319,6 @@ async fn set_check(
     Ok(Json(json!({"head_sha": sha})).into_response())
 }
 
-/// Merges the pull request: the base branch moves to its head, it closes as merged.
 fn not_mergeable() -> Response {
     error(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable")
 }
@@ -340,14 +340,15 @@ fn mergeable(gh: &FakeGitHub, owner: &str, name: &str, number: u64) -> Result<(P
     })?
 }
 
+/// Merges the pull request: the base branch moves to its head, it closes as merged. One change
+/// at a time (`changing`), so what was checked still holds when the branch moves.
 async fn merge(
     State(gh): State<FakeGitHub>,
     Path((owner, name, number)): Path<(String, String, u64)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Response> {
+    let _one_at_a_time = gh.changing.lock().await;
     let (pull, sha) = mergeable(&gh, &owner, &name, number)?;
-    // The base branch moves outside the state's lock; a second merge of the same pull request
-    // meanwhile moves it to the same commit and is refused below, as GitHub refuses it.
     let bare = gh.root.join(&owner).join(format!("{name}.git"));
     git(&bare, &["update-ref", &format!("refs/heads/{}", pull.base), &sha]).await?;
     let repository = with_repo(&gh, &owner, &name, |repo, _| {
@@ -390,6 +391,7 @@ async fn close(
     State(gh): State<FakeGitHub>,
     Path((owner, name, number)): Path<(String, String, u64)>,
 ) -> Result<Response, Response> {
+    let _one_at_a_time = gh.changing.lock().await;
     let (head, repository) = with_repo(&gh, &owner, &name, |repo, _| {
         let pull = repo
             .pulls

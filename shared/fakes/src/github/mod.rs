@@ -32,6 +32,10 @@ pub struct FakeGitHub {
     pub(crate) base_url: Arc<Mutex<String>>,
     /// REST calls counted against the hourly rate limit (`faults::rate_limit_headers`).
     pub(crate) calls: Arc<std::sync::atomic::AtomicU64>,
+    /// Held while a repository is made, or a pull request merged or closed, across the git
+    /// commands that do it (the state's lock is never held across them): such changes happen
+    /// one at a time, as on GitHub.
+    pub(crate) changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl FakeGitHub {
@@ -43,6 +47,7 @@ impl FakeGitHub {
             token: token.to_string(),
             base_url: Arc::default(),
             calls: Arc::default(),
+            changing: Arc::default(),
         }
     }
 
