@@ -94,8 +94,8 @@ impl ChatModel for Anthropic {
     }
 }
 
-/// The request as it goes on the wire, borrowed from the [`ModelRequest`]: nothing is copied
-/// on the way to the first word.
+/// The request as it goes on the wire, borrowed from the [`ModelRequest`]: no text or schema
+/// is copied on the way to the first word, only lists of references made.
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
