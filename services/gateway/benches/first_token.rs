@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use mainloop_gateway::HttpConfig;
 use mainloop_runtime::Secret;
 use mainloop_testkit::Infra;
+use mainloop_testkit::bench::{Steal, env, percentile};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -89,21 +90,6 @@ fn fastrand_fraction(name: &str) -> f64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     (hash % 1000) as f64 / 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// One person: their event stream open, `rounds` messages one after another; for each, when it
@@ -199,9 +185,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         mainloop_runtime::tls::install();
-        let people = env("BENCH_PEOPLE", 50);
-        let rounds = env("BENCH_ROUNDS", 10);
-        let think = Duration::from_millis(env("BENCH_THINK_MS", 500) as u64);
+        let people = env("BENCH_PEOPLE", 50) as usize;
+        let rounds = env("BENCH_ROUNDS", 10) as usize;
+        let think = Duration::from_millis(env("BENCH_THINK_MS", 500));
         let clock = Clock::default();
         let model = axum::Router::new()
             .route("/v1/messages", axum::routing::post(messages))
@@ -261,7 +247,7 @@ fn main() -> anyhow::Result<()> {
         // roots) is the browser's cost, not mainloop's, and fifty at once would be counted.
         let browsers: Vec<reqwest::Client> = (0..people).map(|_| reqwest::Client::new()).collect();
         let started = Instant::now();
-        let steal = mainloop_testkit::bench::Steal::start();
+        let steal = Steal::start();
         let runs: Vec<_> = browsers
             .into_iter()
             .enumerate()
@@ -281,24 +267,24 @@ fn main() -> anyhow::Result<()> {
             let Some((arrived, sent)) = seen.get(&message) else {
                 continue;
             };
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             let own = sent.saturating_duration_since(*arrived);
             let whole = first.saturating_duration_since(posted);
-            total.push(whole);
-            model.push(own);
-            added.push(whole.saturating_sub(own));
+            total.push(ms(whole));
+            model.push(ms(own));
+            added.push(ms(whole.saturating_sub(own)));
             // A person's first message starts their conversation; the rest continue it.
             if message.ends_with(" message 0") {
-                firsts.push(whole.saturating_sub(own));
+                firsts.push(ms(whole.saturating_sub(own)));
             } else {
-                laters.push(whole.saturating_sub(own));
+                laters.push(ms(whole.saturating_sub(own)));
             }
-            before.push(arrived.saturating_duration_since(posted));
-            after.push(first.saturating_duration_since(*sent));
+            before.push(ms(arrived.saturating_duration_since(posted)));
+            after.push(ms(first.saturating_duration_since(*sent)));
         }
         for list in [&mut total, &mut model, &mut added, &mut before, &mut after, &mut firsts, &mut laters] {
-            list.sort();
+            list.sort_by(f64::total_cmp);
         }
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "first token in the browser, {people} people x {rounds} messages, {} ms on average between a reply and the next message ({} measured, after {people} others' first messages) in {:.1} s",
             think.as_millis(),
@@ -316,14 +302,14 @@ fn main() -> anyhow::Result<()> {
         ] {
             println!(
                 "  {name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-                ms(percentile(list, 0.5)),
-                ms(percentile(list, 0.99)),
-                ms(percentile(list, 1.0))
+                percentile(list, 0.5),
+                percentile(list, 0.99),
+                percentile(list, 1.0)
             );
         }
         println!(
             "  ratio added/model at p50: {:.2} (goal: added <= 5 ms at p99)",
-            ms(percentile(&added, 0.5)) / ms(percentile(&model, 0.5)).max(0.001)
+            percentile(&added, 0.5) / percentile(&model, 0.5).max(0.001)
         );
         if let Some(stolen) = stolen {
             println!("  CPU time the host took from this machine meanwhile (steal): {:.1}%", stolen * 100.0);
