@@ -49,6 +49,32 @@ impl Server {
         let status = answer.status().as_u16();
         Ok((status, answer.json().await.unwrap_or(Value::Null)))
     }
+
+    /// A branch made from `main` in `work` with one new file, pushed as a worker pushes, and its
+    /// pull request into `main`; the pull request's number and the branch's head.
+    async fn pushed_pull(
+        &self,
+        work: &std::path::Path,
+        branch: &str,
+        file: &str,
+        content: &str,
+    ) -> anyhow::Result<(u64, String)> {
+        git(work, &["checkout", "-q", "-b", branch, "main"])?;
+        std::fs::write(work.join(file), content)?;
+        git(work, &["add", "-A"])?;
+        git(work, &["commit", "-qm", &format!("Add {file}")])?;
+        git(work, &["push", "-q", "origin", branch])?;
+        let head = git(work, &["rev-parse", "HEAD"])?;
+        let (status, pull) = self
+            .call(
+                reqwest::Method::POST,
+                "/repos/acme/widgets/pulls",
+                Some(json!({"title": file, "head": branch, "base": "main", "body": "", "draft": false})),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "{pull}");
+        Ok((pull["number"].as_u64().unwrap_or_default(), head))
+    }
 }
 
 #[tokio::test]
@@ -92,22 +118,7 @@ async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Res
     let work = repos.join("work");
     let bare = repos.join("acme").join("widgets.git");
     git(&repos, &["clone", "-q", &bare.display().to_string(), "work"])?;
-    git(&work, &["checkout", "-q", "-b", "feature"])?;
-    std::fs::write(work.join("NEW.md"), "one\ntwo\n")?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-qm", "Add NEW.md"])?;
-    git(&work, &["push", "-q", "origin", "feature"])?;
-    let head = git(&work, &["rev-parse", "HEAD"])?;
-
-    let (status, pull) = gh
-        .call(
-            Method::POST,
-            "/repos/acme/widgets/pulls",
-            Some(json!({"title": "New", "head": "feature", "base": "main", "body": "", "draft": false})),
-        )
-        .await?;
-    assert_eq!(status, 201, "{pull}");
-    let number = pull["number"].as_u64().unwrap_or_default();
+    let (number, head) = gh.pushed_pull(&work, "feature", "NEW.md", "one\ntwo\n").await?;
     let (status, files) = gh
         .call(
             Method::GET,
@@ -122,24 +133,9 @@ async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Res
     );
 
     // A second pull request from another branch; both merged at once, one after the other.
-    git(&work, &["checkout", "-q", "-b", "second", "main"])?;
-    std::fs::write(work.join("SECOND.md"), "two\n")?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-qm", "Add SECOND.md"])?;
-    git(&work, &["push", "-q", "origin", "second"])?;
-    let (status, second) = gh
-        .call(
-            Method::POST,
-            "/repos/acme/widgets/pulls",
-            Some(json!({"title": "Second", "head": "second", "base": "main", "body": "", "draft": false})),
-        )
-        .await?;
-    assert_eq!(status, 201, "{second}");
+    let (second, second_head) = gh.pushed_pull(&work, "second", "SECOND.md", "two\n").await?;
     let merge = |n: u64| format!("/_control/repos/acme/widgets/pulls/{n}/merge");
-    let (first_merge, second_merge) = (
-        merge(number),
-        merge(second["number"].as_u64().unwrap_or_default()),
-    );
+    let (first_merge, second_merge) = (merge(number), merge(second));
     let (one, two) = tokio::join!(
         gh.call(Method::POST, &first_merge, None),
         gh.call(Method::POST, &second_merge, None)
@@ -148,10 +144,7 @@ async fn commits_files_and_merges_come_from_the_real_repository() -> anyhow::Res
     assert_eq!((one, two), (200, 200));
     assert_eq!(merged["sha"], json!(head));
     let main = git(&bare, &["rev-parse", "main"])?;
-    assert!(
-        main == head || main == git(&work, &["rev-parse", "second"])?,
-        "{main}"
-    );
+    assert!(main == head || main == second_head, "{main}");
     let (status, again) = gh.call(Method::POST, &first_merge, None).await?;
     assert_eq!(
         (status, again["message"].as_str()),
